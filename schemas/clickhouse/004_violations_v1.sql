@@ -1,0 +1,51 @@
+-- One row per (event, rule broken), with the lineage path that carried the data there.
+CREATE TABLE IF NOT EXISTS {db}.violations_v1
+(
+    violation_id String COMMENT 'event_id:rule_id',
+    event_id String,
+    rule_id LowCardinality(String),
+    basis LowCardinality(String) COMMENT 'deny or purpose-limitation',
+    severity LowCardinality(String),
+    mode LowCardinality(String) COMMENT 'enforce or shadow',
+    kind LowCardinality(String),
+    occurred_at DateTime64(3, 'UTC'),
+    service LowCardinality(String),
+    job_namespace LowCardinality(String),
+    job_name LowCardinality(String),
+    run_id String,
+    datasets Array(String),
+    purposes Array(LowCardinality(String)) COMMENT 'purposes of the use that broke the rule',
+    categories Array(LowCardinality(String)),
+    collected_for Array(LowCardinality(String)),
+    origins Array(String) COMMENT 'dataset#field where the data was collected',
+    label_keys Array(String),
+    lineage_path String COMMENT 'JSON: {paths:[{category,collectedFor,origin,hops:[...]}], use:{...}}',
+    path_text String,
+    subject_count UInt32,
+    data_subject LowCardinality(String),
+    recipient String,
+    recipient_external UInt8,
+    trace_id String,
+    late_lineage UInt8 COMMENT '1 when found after lineage arrived late',
+    reason String,
+    detected_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(detected_at)
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (rule_id, occurred_at, violation_id);
+
+-- One row per (violation, subject): distinct people and records affected per rule.
+CREATE TABLE IF NOT EXISTS {db}.violation_subjects_v1
+(
+    rule_id LowCardinality(String),
+    subject_id String,
+    occurred_at DateTime64(3, 'UTC'),
+    violation_id String,
+    event_id String,
+    categories Array(LowCardinality(String)),
+    service LowCardinality(String),
+    mode LowCardinality(String)
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (rule_id, subject_id, violation_id);

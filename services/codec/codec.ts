@@ -1,0 +1,182 @@
+import { SchemaError } from "../errors/index.ts";
+import { typeForSchema, type AvroResolver, type AvroType } from "./avro.ts";
+import { parsingCanonicalForm } from "./canonical.ts";
+import { fingerprintBytes, fingerprintHex, schemaFingerprint } from "./fingerprint.ts";
+import type { DataAccessEvent } from "./types.ts";
+
+/** Avro single-object encoding marker (specification, "Single-object encoding"). */
+const MARKER_0 = 0xc3;
+const MARKER_1 = 0x01;
+const HEADER_BYTES = 10;
+/** Confluent Schema Registry wire format: magic byte 0 + 4-byte big-endian schema id. */
+const CONFLUENT_MAGIC = 0x00;
+const CONFLUENT_HEADER_BYTES = 5;
+
+export interface WriterSchema {
+  /** Schema version, as in the file name `data_access_event.vN.avsc`. */
+  version: number;
+  schema: object;
+  /** Id of this schema in a Confluent-compatible registry, when one is used. */
+  registryId?: number;
+}
+
+interface Writer {
+  version: number;
+  type: AvroType;
+  fingerprint: bigint;
+  fingerprintHex: string;
+  header: Uint8Array;
+  resolver: AvroResolver;
+}
+
+export interface DecodedMessage {
+  event: DataAccessEvent;
+  /** Fingerprint (hex) of the schema the producer wrote with. */
+  writerFingerprint: string;
+  writerVersion: number;
+}
+
+export interface EventCodec {
+  /** Fingerprint (hex) of the schema `encode` writes with. */
+  readonly writerFingerprint: string;
+  /** Validates `event` against the writer schema; throws a SchemaError naming the first bad field. */
+  validate(event: unknown): asserts event is DataAccessEvent;
+  /** Single-object encoding: `C3 01` + CRC-64-AVRO fingerprint (LE) + Avro binary body. */
+  encode(event: DataAccessEvent): Uint8Array;
+  /** Encodes the body only, framed by `C3 01 + fingerprint` of an older registered schema version. */
+  encodeWithVersion(event: object, version: number): Uint8Array;
+  /** Confluent wire format: `00` + 4-byte schema id + body. */
+  encodeConfluent(event: DataAccessEvent, registryId: number): Uint8Array;
+  /** Decodes either framing into the current reader schema, resolving schema evolution. */
+  decode(bytes: Uint8Array): DecodedMessage;
+  /** Plain Avro binary of the current schema, no framing (used for container files). */
+  readonly readerType: AvroType;
+}
+
+/**
+ * Builds the codec over the known writer schemas. The newest version is both the schema new
+ * events are written with and the reader schema every message is resolved into.
+ */
+export function createEventCodec(writers: readonly WriterSchema[]): EventCodec {
+  if (writers.length === 0) throw new SchemaError("no event schema registered");
+  const sorted = [...writers].sort((a, b) => a.version - b.version);
+  const current = sorted[sorted.length - 1] as WriterSchema;
+  const readerType = typeForSchema(current.schema);
+  const byFingerprint = new Map<bigint, Writer>();
+  const byVersion = new Map<number, Writer>();
+  const byRegistryId = new Map<number, Writer>();
+  for (const w of sorted) {
+    const type = typeForSchema(w.schema);
+    const fingerprint = schemaFingerprint(parsingCanonicalForm(w.schema as never));
+    const header = new Uint8Array(HEADER_BYTES);
+    header[0] = MARKER_0;
+    header[1] = MARKER_1;
+    header.set(fingerprintBytes(fingerprint), 2);
+    const writer: Writer = {
+      version: w.version,
+      type,
+      fingerprint,
+      fingerprintHex: fingerprintHex(fingerprint),
+      header,
+      resolver: readerType.createResolver(type),
+    };
+    byFingerprint.set(fingerprint, writer);
+    byVersion.set(w.version, writer);
+    if (w.registryId !== undefined) byRegistryId.set(w.registryId, writer);
+  }
+  const currentWriter = byVersion.get(current.version) as Writer;
+
+  function validateWith(type: AvroType, event: unknown): void {
+    let firstPath: string | undefined;
+    let expected: string | undefined;
+    const ok = type.isValid(event, {
+      errorHook(path: string[], _value: unknown, fieldType: AvroType) {
+        if (firstPath !== undefined) return;
+        firstPath = path.length === 0 ? "(event)" : path.join(".").replace(/\.(\d+)(?=\.|$)/g, "[$1]");
+        expected = describeType(fieldType);
+      },
+    });
+    if (!ok) {
+      throw new SchemaError(`event field '${firstPath}' is not a valid ${expected}`, {
+        context: { path: firstPath, expected },
+      });
+    }
+  }
+
+  function frame(header: Uint8Array, body: Uint8Array): Uint8Array {
+    const out = Buffer.allocUnsafe(header.length + body.length);
+    out.set(header, 0);
+    out.set(body, header.length);
+    return out;
+  }
+
+  return {
+    writerFingerprint: currentWriter.fingerprintHex,
+    readerType,
+    validate(event: unknown): asserts event is DataAccessEvent {
+      validateWith(currentWriter.type, event);
+    },
+    encode(event) {
+      return frame(currentWriter.header, currentWriter.type.toBuffer(event));
+    },
+    encodeWithVersion(event, version) {
+      const writer = byVersion.get(version);
+      if (!writer) throw new SchemaError(`no event schema version ${version} is registered`, { context: { version } });
+      validateWith(writer.type, event);
+      return frame(writer.header, writer.type.toBuffer(event));
+    },
+    encodeConfluent(event, registryId) {
+      const writer = byRegistryId.get(registryId);
+      if (!writer) throw new SchemaError(`no event schema has registry id ${registryId}`, { context: { registryId } });
+      const header = new Uint8Array(CONFLUENT_HEADER_BYTES);
+      header[0] = CONFLUENT_MAGIC;
+      new DataView(header.buffer).setUint32(1, registryId, false);
+      return frame(header, writer.type.toBuffer(event));
+    },
+    decode(bytes) {
+      const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      let writer: Writer | undefined;
+      let offset: number;
+      if (buf.length >= HEADER_BYTES && buf[0] === MARKER_0 && buf[1] === MARKER_1) {
+        const fingerprint = buf.readBigUInt64LE(2);
+        writer = byFingerprint.get(fingerprint);
+        if (!writer) {
+          throw new SchemaError(`message was written with an unknown schema (fingerprint ${fingerprintHex(fingerprint)})`, {
+            context: { fingerprint: fingerprintHex(fingerprint) },
+          });
+        }
+        offset = HEADER_BYTES;
+      } else if (buf.length >= CONFLUENT_HEADER_BYTES && buf[0] === CONFLUENT_MAGIC) {
+        const id = buf.readUInt32BE(1);
+        writer = byRegistryId.get(id);
+        if (!writer) throw new SchemaError(`message names unknown registry schema id ${id}`, { context: { registryId: id } });
+        offset = CONFLUENT_HEADER_BYTES;
+      } else {
+        throw new SchemaError("message is not Avro single-object encoded (no C3 01 marker) nor Confluent framed", {
+          context: { length: buf.length },
+        });
+      }
+      let event: DataAccessEvent;
+      try {
+        const { value, offset: end } = readerType.decode(buf, offset, writer.resolver) as { value: DataAccessEvent; offset: number };
+        if (end !== buf.length) throw new Error(end < 0 ? "truncated body" : "trailing bytes after body");
+        event = value;
+      } catch (cause) {
+        throw new SchemaError(`message body does not decode with schema version ${writer.version}`, {
+          cause: cause instanceof Error ? new Error(cause.message) : undefined,
+          context: { fingerprint: writer.fingerprintHex, length: buf.length },
+        });
+      }
+      return { event, writerFingerprint: writer.fingerprintHex, writerVersion: writer.version };
+    },
+  };
+}
+
+function describeType(type: AvroType): string {
+  const name = type.typeName;
+  if (name === "enum") return `enum (${(type as unknown as { symbols: string[] }).symbols.join(", ")})`;
+  if (name === "record") return `record ${type.name ?? ""}`.trim();
+  if (name === "array") return "array";
+  if (name === "union:unwrapped" || name === "union:wrapped") return "value of one of the union's branches";
+  return name;
+}

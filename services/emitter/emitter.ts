@@ -1,0 +1,147 @@
+import { randomUUID } from "node:crypto";
+import { SchemaError } from "../errors/index.ts";
+import { createEventCodec, loadEventSchemas, Masking, Transform, type DataAccessEvent, type EventCodec } from "../codec/index.ts";
+import { createPseudonymizer } from "./pseudonymize.ts";
+import type { EmitInput, Emitter, EmitterOptions, EmitterStats } from "./types.ts";
+
+export const defaultEmitterOptions = { maxBatch: 1000, lingerMs: 20, maxInFlight: 2, pseudonymKeyId: "default" } satisfies Partial<EmitterOptions>;
+
+const PSEUDONYM = /^[0-9a-f]{32}$/;
+
+/** What a producing service imports: typed, validated, batched, pseudonymised emission of data-access events. */
+export function createEmitter(options: EmitterOptions, deps: { codec?: EventCodec } = {}): Emitter {
+  const codec: EventCodec = deps.codec ?? createEventCodec(loadEventSchemas());
+  const pseudonymize = createPseudonymizer(options.pseudonymKey);
+  const maxBatch = options.maxBatch ?? defaultEmitterOptions.maxBatch;
+  const lingerMs = options.lingerMs ?? defaultEmitterOptions.lingerMs;
+  const maxInFlight = options.maxInFlight ?? defaultEmitterOptions.maxInFlight;
+  const keyId = options.pseudonymKeyId ?? defaultEmitterOptions.pseudonymKeyId;
+  const stats: EmitterStats = { emitted: 0, sent: 0, rejected: 0, batches: 0 };
+  let buffer: Uint8Array[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  let closed = false;
+
+  function toEvent(input: EmitInput): DataAccessEvent {
+    const at = input.occurredAt instanceof Date ? input.occurredAt.getTime() : (input.occurredAt ?? Date.now());
+    const subjects = (input.subjects ?? []).map((raw, i) => {
+      if (typeof raw !== "string" || raw.trim() === "") {
+        throw new SchemaError(`event field 'subjects[${i}]' must be a non-empty string`, { context: { path: `subjects[${i}]` } });
+      }
+      return pseudonymize(raw);
+    });
+    (input.pseudonymousSubjects ?? []).forEach((p, i) => {
+      if (typeof p !== "string" || !PSEUDONYM.test(p)) {
+        throw new SchemaError(`event field 'pseudonymousSubjects[${i}]' must be 32 hex digits from the same keyed HMAC`, {
+          context: { path: `pseudonymousSubjects[${i}]` },
+        });
+      }
+      subjects.push(p);
+    });
+    return {
+      eventId: input.eventId ?? randomUUID(),
+      kind: input.kind,
+      occurredAt: at,
+      service: input.service ?? options.service ?? "",
+      job: input.job,
+      runId: input.runId,
+      inputs: (input.inputs ?? []).map(normaliseDataset),
+      outputs: (input.outputs ?? []).map(normaliseDataset),
+      transform: input.transform ?? Transform.other,
+      fieldLineage: input.fieldLineage ?? [],
+      masking: input.masking ?? Masking.none,
+      purposes: input.purposes ?? [],
+      dataSubject: input.dataSubject,
+      subjects,
+      recipient: input.recipient ?? null,
+      traceparent: input.traceparent ?? null,
+      pseudonymKeyId: keyId,
+      attributes: input.attributes ?? {},
+    };
+  }
+
+  function send(batch: Uint8Array[]): Promise<void> {
+    stats.batches++;
+    const p = options.transport
+      .send(batch)
+      .then((result) => {
+        stats.sent += result.accepted;
+        stats.rejected += result.rejected.length;
+        if (result.rejected.length > 0) options.onRejected?.(result.rejected);
+      })
+      .catch((error: unknown) => {
+        failure ??= error;
+      })
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    return p;
+  }
+
+  function throwFailure(): void {
+    if (failure !== undefined) {
+      const f = failure;
+      failure = undefined;
+      throw f;
+    }
+  }
+
+  async function drainTo(limit: number): Promise<void> {
+    while (inFlight.size > limit) await Promise.race(inFlight);
+  }
+
+  function takeBuffer(): Uint8Array[] | undefined {
+    if (timer) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    if (buffer.length === 0) return undefined;
+    const batch = buffer;
+    buffer = [];
+    return batch;
+  }
+
+  return {
+    stats,
+    async emit(input) {
+      if (closed) throw new SchemaError("the emitter is closed");
+      throwFailure();
+      const event = toEvent(input);
+      codec.validate(event);
+      buffer.push(codec.encode(event));
+      stats.emitted++;
+      if (buffer.length >= maxBatch) {
+        await drainTo(maxInFlight - 1);
+        const batch = takeBuffer();
+        if (batch) void send(batch);
+        throwFailure();
+      } else if (!timer) {
+        timer = setTimeout(() => {
+          timer = undefined;
+          const batch = takeBuffer();
+          if (batch) void send(batch);
+        }, lingerMs);
+        timer.unref();
+      }
+    },
+    async flush() {
+      const batch = takeBuffer();
+      if (batch) void send(batch);
+      await drainTo(0);
+      throwFailure();
+    },
+    async close() {
+      if (closed) return;
+      try {
+        await this.flush();
+      } finally {
+        closed = true;
+        await options.transport.close();
+      }
+    },
+  };
+}
+
+function normaliseDataset(d: { namespace: string; name: string; fields?: { name: string; categories?: string[] }[] }) {
+  return { namespace: d.namespace, name: d.name, fields: (d.fields ?? []).map((f) => ({ name: f.name, categories: f.categories ?? [] })) };
+}

@@ -1,0 +1,88 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { TransportError } from "../errors/index.ts";
+import { EVENT_BATCH_MEDIA_TYPE, frameBatch } from "../codec/index.ts";
+import type { SendResult, Transport } from "./types.ts";
+
+/** The part of the processor the in-process transport needs. */
+export interface MessageProcessor {
+  processMessages(messages: { bytes: Uint8Array; source: string }[]): Promise<{ accepted: number; rejected: { source: string; code: string; reason: string }[] }>;
+}
+
+/** Hands batches straight to a processor in the same process (the embedded default). */
+export function createInProcessTransport(processor: MessageProcessor, source = "in-process"): Transport {
+  return {
+    async send(messages) {
+      const result = await processor.processMessages(messages.map((bytes, i) => ({ bytes, source: `${source}#${i}` })));
+      return {
+        accepted: result.accepted,
+        rejected: result.rejected.map((r) => ({ index: Number(r.source.slice(r.source.lastIndexOf("#") + 1)), code: r.code, reason: r.reason })),
+      };
+    },
+    async close() {},
+  };
+}
+
+export interface HttpTransportOptions {
+  /** The auditor's base URL, e.g. http://127.0.0.1:8787 */
+  url: string;
+  /** Bearer token the auditor expects, if it requires one. */
+  token?: string;
+  /** Per-request timeout. @default 10000 */
+  timeoutMs?: number;
+  /** Attempts per batch on network errors, timeouts and 5xx (events are idempotent by id). @default 5 */
+  maxAttempts?: number;
+  /** First retry delay, doubled each time, with jitter. @default 100 */
+  backoffMs?: number;
+}
+
+/** POSTs framed batches to the auditor's `/v1/events`, retrying what can be retried. */
+export function createHttpTransport(options: HttpTransportOptions): Transport {
+  const endpoint = new URL("/v1/events", options.url).toString();
+  const maxAttempts = options.maxAttempts ?? 5;
+  const backoff = options.backoffMs ?? 100;
+  return {
+    async send(messages) {
+      const body = frameBatch(messages);
+      let lastError: TransportError | undefined;
+      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+        try {
+          const res = await fetch(endpoint, {
+            method: "POST",
+            headers: {
+              "content-type": EVENT_BATCH_MEDIA_TYPE,
+              ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+            },
+            body,
+            signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+          });
+          const text = await res.text();
+          if (res.ok) return JSON.parse(text) as SendResult;
+          const detail = safeError(text);
+          lastError = new TransportError(`auditor answered ${res.status} to ${endpoint}: ${detail}`, {
+            retriable: res.status >= 500 || res.status === 429,
+            context: { status: res.status, attempt },
+          });
+          if (!lastError.retriable) throw lastError;
+        } catch (cause) {
+          if (cause instanceof TransportError && !cause.retriable) throw cause;
+          lastError =
+            cause instanceof TransportError
+              ? cause
+              : new TransportError(`cannot reach the auditor at ${endpoint}: ${(cause as Error).message}`, { cause, retriable: true, context: { attempt } });
+        }
+        if (attempt < maxAttempts) await sleep(backoff * 2 ** (attempt - 1) * (0.5 + Math.random()));
+      }
+      throw lastError as TransportError;
+    },
+    async close() {},
+  };
+}
+
+function safeError(text: string): string {
+  try {
+    const parsed = JSON.parse(text) as { error?: string };
+    return parsed.error ?? text.slice(0, 200);
+  } catch {
+    return text.slice(0, 200);
+  }
+}

@@ -1,0 +1,249 @@
+import { coveredByAny } from "../taxonomy/index.ts";
+import { EventKind, Masking, type DataAccessEvent, type Dataset, type Transform } from "../codec/index.ts";
+import type { Declassification } from "../rules/index.ts";
+import type { ApplyResult, FieldSelector, Hop, Label, LabelLookup } from "./types.ts";
+
+export const WHOLE_DATASET = "*";
+
+export function datasetId(d: { namespace: string; name: string }): string {
+  return `${d.namespace}/${d.name}`;
+}
+
+/** Key of a field node: `namespace/name#field`. */
+export function fieldKey(dataset: string, field: string): string {
+  return `${dataset}#${field}`;
+}
+
+interface Edge {
+  to: string; // field key
+  toDataset: string;
+  toField: string;
+  hop: Omit<Hop, "dataset" | "field">;
+}
+
+export interface LineageGraph {
+  /** Applies a COLLECT or DERIVE fact; other kinds are ignored. Labels only ever grow. */
+  apply(event: DataAccessEvent): ApplyResult;
+  /** Every label that reaches the selected fields through any number of hops. */
+  labelsOf(selectors: readonly FieldSelector[]): LabelLookup;
+  /** Whether a COLLECT or DERIVE has described the dataset. */
+  knows(dataset: string): boolean;
+  /** Incremented whenever any label changes; lets callers cache lookups. */
+  readonly version: number;
+  readonly stats: { datasets: number; fields: number; labels: number; edges: number; facts: number };
+}
+
+/**
+ * The lineage graph: fields are nodes, derivations are edges, purpose labels flow along edges
+ * (union of the inputs' labels). Late facts are handled: a COLLECT that arrives after the
+ * DERIVE reading from it still reaches everything downstream, because propagation follows the
+ * stored edges to a fixpoint. Pure: no I/O, no clock.
+ */
+export function createLineageGraph(declassify: readonly Declassification[]): LineageGraph {
+  const labels = new Map<string, Map<string, Label>>(); // field key -> label key -> label
+  const datasetFields = new Map<string, Set<string>>();
+  const fieldEdges = new Map<string, Edge[]>(); // field key -> edges
+  const datasetEdges = new Map<string, Edge[]>(); // dataset id -> edges from the whole dataset
+  const edgeKeys = new Set<string>();
+  const facts = new Set<string>();
+  const described = new Set<string>();
+  let version = 0;
+  let edgeCount = 0;
+  let labelCount = 0;
+
+  function touchField(dataset: string, field: string): string {
+    let fields = datasetFields.get(dataset);
+    if (!fields) {
+      fields = new Set();
+      datasetFields.set(dataset, fields);
+    }
+    fields.add(field);
+    return fieldKey(dataset, field);
+  }
+
+  /** Adds a label to a field and pushes it downstream; returns the datasets that changed. */
+  function addLabel(start: string, startDataset: string, label: Label, changed: Set<string>): void {
+    const queue: [string, string, Label][] = [[start, startDataset, label]];
+    while (queue.length > 0) {
+      const [key, dataset, l] = queue.pop() as [string, string, Label];
+      let onField = labels.get(key);
+      if (!onField) {
+        onField = new Map();
+        labels.set(key, onField);
+      }
+      if (onField.has(l.key)) continue;
+      onField.set(l.key, l);
+      labelCount++;
+      changed.add(dataset);
+      const outgoing = [...(fieldEdges.get(key) ?? []), ...(datasetEdges.get(dataset) ?? [])];
+      for (const edge of outgoing) {
+        const carried = carry(l, edge);
+        if (carried) queue.push([edge.to, edge.toDataset, carried]);
+      }
+    }
+  }
+
+  /** The label as it arrives over an edge: passed on, reclassified, or dropped by a declassification rule. */
+  function carry(label: Label, edge: Edge): Label | undefined {
+    const hop: Hop = { ...edge.hop, dataset: edge.toDataset, field: edge.toField };
+    if (edge.hop.masking && edge.hop.masking !== Masking.none && edge.hop.transform) {
+      const rule = declassify.find(
+        (d) =>
+          d.transforms.includes(edge.hop.transform as Transform) &&
+          d.masking.includes(edge.hop.masking as Exclude<Masking, "NONE">) &&
+          coveredByAny(d.categories, label.category),
+      );
+      if (rule) {
+        if ("drop" in rule.action) return undefined;
+        const category = rule.action.reclassifyTo;
+        hop.declassifiedBy = rule.id;
+        return { ...label, category, key: labelKey(label.origin, category, label.collectedFor, label.dataSubject), path: [...label.path, hop] };
+      }
+    }
+    return { ...label, path: [...label.path, hop] };
+  }
+
+  function addEdge(fromKey: string | undefined, fromDataset: string, edge: Edge, changed: Set<string>): void {
+    const id = `${fromKey ?? fromDataset + "#**"}>${edge.to}|${edge.hop.transform}|${edge.hop.masking}`;
+    if (edgeKeys.has(id)) return;
+    edgeKeys.add(id);
+    edgeCount++;
+    const list = fromKey ? fieldEdges : datasetEdges;
+    const k = fromKey ?? fromDataset;
+    const existing = list.get(k);
+    if (existing) existing.push(edge);
+    else list.set(k, [edge]);
+    // Carry what the source already holds.
+    const sources = fromKey ? [fromKey] : [...(datasetFields.get(fromDataset) ?? [])].map((f) => fieldKey(fromDataset, f));
+    for (const source of sources) {
+      for (const l of [...(labels.get(source)?.values() ?? [])]) {
+        const carried = carry(l, edge);
+        if (carried) addLabel(edge.to, edge.toDataset, carried, changed);
+      }
+    }
+  }
+
+  function applyCollect(event: DataAccessEvent, changed: Set<string>): void {
+    const collectedFor = [...new Set(event.purposes)].sort();
+    for (const out of event.outputs) {
+      const dataset = datasetId(out);
+      const fields = out.fields.length > 0 ? out.fields : [{ name: WHOLE_DATASET, categories: [] }];
+      for (const f of fields) {
+        const key = touchField(dataset, f.name);
+        for (const category of new Set(f.categories)) {
+          const origin = fieldKey(dataset, f.name);
+          const hop: Hop = {
+            kind: "COLLECT",
+            dataset,
+            field: f.name,
+            service: event.service,
+            job: `${event.job.namespace}/${event.job.name}`,
+            runId: event.runId,
+            eventId: event.eventId,
+            occurredAt: event.occurredAt,
+          };
+          addLabel(key, dataset, { key: labelKey(origin, category, collectedFor, event.dataSubject), category, collectedFor, dataSubject: event.dataSubject, origin, path: [hop] }, changed);
+        }
+      }
+    }
+  }
+
+  function applyDerive(event: DataAccessEvent, changed: Set<string>): void {
+    const base = {
+      kind: "DERIVE" as const,
+      service: event.service,
+      job: `${event.job.namespace}/${event.job.name}`,
+      runId: event.runId,
+      eventId: event.eventId,
+      occurredAt: event.occurredAt,
+      masking: event.masking,
+    };
+    const mapped = new Set<string>();
+    for (const m of event.fieldLineage) {
+      const toDataset = datasetId(m.output);
+      const to = touchField(toDataset, m.output.field);
+      mapped.add(to);
+      for (const input of m.inputs) {
+        const fromDataset = datasetId(input);
+        const from = touchField(fromDataset, input.field);
+        addEdge(from, fromDataset, { to, toDataset, toField: m.output.field, hop: { ...base, transform: m.transform } }, changed);
+      }
+    }
+    // Outputs without column-level lineage take every input's labels (dataset level).
+    for (const out of event.outputs) {
+      const toDataset = datasetId(out);
+      const outFields = out.fields.length > 0 ? out.fields.map((f) => f.name) : [WHOLE_DATASET];
+      for (const field of outFields) {
+        const to = touchField(toDataset, field);
+        if (mapped.has(to)) continue;
+        for (const input of event.inputs) {
+          const fromDataset = datasetId(input);
+          if (!datasetFields.has(fromDataset)) datasetFields.set(fromDataset, new Set());
+          addEdge(undefined, fromDataset, { to, toDataset, toField: field, hop: { ...base, transform: event.transform } }, changed);
+        }
+      }
+    }
+  }
+
+  function datasetLabels(dataset: string, fields: readonly string[], into: Map<string, Label>): void {
+    const known = datasetFields.get(dataset) as Set<string>;
+    const whole = fields.length === 0 || fields.includes(WHOLE_DATASET);
+    const selected = whole ? [...known] : fields.filter((f) => known.has(f));
+    // A field the lineage never named is read conservatively as the whole dataset.
+    const names = !whole && selected.length < fields.length ? [...known] : [...selected, WHOLE_DATASET];
+    for (const f of new Set(names)) {
+      for (const l of labels.get(fieldKey(dataset, f))?.values() ?? []) if (!into.has(l.key)) into.set(l.key, l);
+    }
+  }
+
+  return {
+    apply(event) {
+      if (event.kind !== EventKind.collect && event.kind !== EventKind.derive) return { applied: false, changedDatasets: [] };
+      const fact = factKey(event);
+      if (facts.has(fact)) return { applied: false, changedDatasets: [] };
+      facts.add(fact);
+      const changed = new Set<string>();
+      if (event.kind === EventKind.collect) applyCollect(event, changed);
+      else applyDerive(event, changed);
+      // Outputs are now described, even when they hold no personal data (no labels).
+      for (const out of event.outputs) described.add(datasetId(out));
+      for (const m of event.fieldLineage) described.add(datasetId(m.output));
+      for (const d of described) if (!datasetFields.has(d)) datasetFields.set(d, new Set());
+      if (changed.size > 0) version++;
+      return { applied: true, changedDatasets: [...changed] };
+    },
+    labelsOf(selectors) {
+      const found = new Map<string, Label>();
+      const unknown: string[] = [];
+      for (const s of selectors) {
+        if (!described.has(s.dataset)) {
+          unknown.push(s.dataset);
+          continue;
+        }
+        datasetLabels(s.dataset, s.fields, found);
+      }
+      return { labels: [...found.values()], unknownDatasets: unknown };
+    },
+    knows(dataset) {
+      return described.has(dataset);
+    },
+    get version() {
+      return version;
+    },
+    get stats() {
+      return { datasets: datasetFields.size, fields: labels.size, labels: labelCount, edges: edgeCount, facts: facts.size };
+    },
+  };
+}
+
+export function labelKey(origin: string, category: string, collectedFor: readonly string[], dataSubject: string): string {
+  return `${origin}|${category}|${collectedFor.join(",")}|${dataSubject}`;
+}
+
+/**
+ * What makes two lineage facts the same fact: everything but the event's identity, time, run
+ * and subjects. A nightly job that copies the same columns again adds nothing to the graph.
+ */
+export function factKey(e: DataAccessEvent): string {
+  return JSON.stringify([e.kind, e.service, e.job.namespace, e.job.name, e.inputs, e.outputs, e.transform, e.fieldLineage, e.masking, e.purposes, e.dataSubject]);
+}

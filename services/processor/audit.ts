@@ -1,0 +1,380 @@
+import { createHash } from "node:crypto";
+import { EventKind, type DataAccessEvent } from "../codec/index.ts";
+import { createEvaluator, type Policy, type Verdict } from "../rules/index.ts";
+import type { Taxonomy } from "../taxonomy/index.ts";
+import { createLineageGraph, datasetId, factKey, fieldKey, WHOLE_DATASET, type FieldSelector, type Label, type LineageGraph } from "../lineage/index.ts";
+import { parseTraceparent, validateEvent } from "./validate.ts";
+import type { AuditBatch, EventRow } from "./rows.ts";
+
+export const Verdict_ = { ok: "ok", violation: "violation", shadow: "shadow", unknownProvenance: "unknown_provenance", none: "" } as const;
+export const FindingKind = { unknownProvenance: "UNKNOWN_PROVENANCE", provenanceResolved: "PROVENANCE_RESOLVED" } as const;
+
+export interface AuditorOptions {
+  /** Uses of unknown datasets kept in memory, waiting for late lineage. @default 10000 */
+  maxPending?: number;
+  /** Distinct lineage paths recorded per violation. @default 8 */
+  maxPathsPerViolation?: number;
+}
+
+export interface EventMeta {
+  writerFingerprint: string;
+  writerVersion: number;
+}
+
+export interface Auditor {
+  /**
+   * Validates, applies and evaluates one event, appending what it produced to `out`. Throws an
+   * InputError (nothing appended) when the event is not meaningful.
+   */
+  handle(event: DataAccessEvent, meta: EventMeta, out: AuditBatch): void;
+  readonly graph: LineageGraph;
+  /** Applies a stored lineage fact (on start-up), producing no rows. */
+  restore(event: DataAccessEvent): void;
+  readonly pending: number;
+}
+
+interface Evaluation {
+  labels: Label[];
+  unknown: string[];
+  verdicts: Verdict<Label>[];
+  categories: string[];
+  collectedFor: string[];
+  labelKeys: string[];
+  /** Per verdict: the path JSON and text, computed once per cache entry. */
+  paths: { json: string; text: string; categories: string[]; collectedFor: string[]; origins: string[]; labelKeys: string[] }[];
+}
+
+/**
+ * The processor's pure core: lineage graph + rule evaluation + row building. No I/O; the
+ * processor adapter feeds it decoded events and hands its rows to the store.
+ */
+export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: AuditorOptions = {}): Auditor {
+  const graph = createLineageGraph(policy.declassify);
+  const evaluator = createEvaluator(policy);
+  const maxPending = options.maxPending ?? 10_000;
+  const maxPaths = options.maxPathsPerViolation ?? 8;
+  const pending = new Map<string, { event: DataAccessEvent; meta: EventMeta }[]>();
+  let pendingCount = 0;
+  let cache = new Map<string, Evaluation>();
+  let cacheVersion = -1;
+
+  function selectors(e: DataAccessEvent): FieldSelector[] {
+    return e.inputs.map((d) => ({ dataset: datasetId(d), fields: d.fields.length > 0 ? d.fields.map((f) => f.name) : [WHOLE_DATASET] }));
+  }
+
+  function evaluate(e: DataAccessEvent): Evaluation {
+    if (cacheVersion !== graph.version || cache.size > 50_000) {
+      cache = new Map();
+      cacheVersion = graph.version;
+    }
+    const key = `${e.kind}|${e.service}|${e.job.namespace}|${e.job.name}|${e.dataSubject}|${e.purposes.join(",")}|${e.recipient ? `${e.recipient.name}:${e.recipient.external}` : ""}|${JSON.stringify(e.inputs)}`;
+    const hit = cache.get(key);
+    if (hit) return hit;
+    const lookup = graph.labelsOf(selectors(e));
+    const verdicts = evaluator.evaluate(lookup.labels, {
+      kind: e.kind as "USE" | "SHARE",
+      purposes: e.purposes,
+      dataSubject: e.dataSubject,
+      service: e.service,
+      recipient: e.recipient,
+    });
+    const evaluation: Evaluation = {
+      labels: lookup.labels,
+      unknown: lookup.unknownDatasets,
+      verdicts,
+      categories: uniqueSorted(lookup.labels.map((l) => l.category)),
+      collectedFor: uniqueSorted(lookup.labels.flatMap((l) => l.collectedFor)),
+      labelKeys: uniqueSorted(lookup.labels.map((l) => l.key)),
+      paths: verdicts.map((v) => describePaths(v, e, maxPaths)),
+    };
+    cache.set(key, evaluation);
+    return evaluation;
+  }
+
+  function baseRow(e: DataAccessEvent, meta: EventMeta): EventRow {
+    const { traceId, spanId } = parseTraceparent(e.traceparent);
+    return {
+      event_id: e.eventId,
+      kind: e.kind,
+      occurred_at: e.occurredAt,
+      service: e.service,
+      job_namespace: e.job.namespace,
+      job_name: e.job.name,
+      run_id: e.runId,
+      inputs: e.inputs.map(datasetId),
+      input_fields: e.inputs.flatMap((d) => d.fields.map((f) => fieldKey(datasetId(d), f.name))),
+      outputs: e.outputs.map(datasetId),
+      output_fields: e.outputs.flatMap((d) => d.fields.map((f) => fieldKey(datasetId(d), f.name))),
+      categories: [],
+      purposes: e.purposes,
+      collected_for: [],
+      label_keys: [],
+      data_subject: e.dataSubject,
+      subject_count: e.subjects.length,
+      transform: e.kind === EventKind.derive ? e.transform : "",
+      masking: e.kind === EventKind.derive ? e.masking : "",
+      recipient: e.recipient?.name ?? "",
+      recipient_external: e.recipient?.external ? 1 : 0,
+      verdict: Verdict_.none,
+      trace_id: traceId,
+      span_id: spanId,
+      schema_fingerprint: meta.writerFingerprint,
+      schema_version: meta.writerVersion,
+      pseudonym_key_id: e.pseudonymKeyId,
+      attributes: e.attributes,
+    };
+  }
+
+  function checkUse(e: DataAccessEvent, row: EventRow, out: AuditBatch, late: boolean): void {
+    const ev = evaluate(e);
+    row.categories = ev.categories;
+    row.collected_for = ev.collectedFor;
+    row.label_keys = ev.labelKeys;
+    if (ev.unknown.length > 0) {
+      row.verdict = Verdict_.unknownProvenance;
+      out.findings.push({
+        finding_id: `${e.eventId}:${FindingKind.unknownProvenance}`,
+        kind: FindingKind.unknownProvenance,
+        event_id: e.eventId,
+        occurred_at: e.occurredAt,
+        service: e.service,
+        job_name: e.job.name,
+        datasets: ev.unknown,
+        severity: policy.unknownProvenance.severity,
+        detail: `${e.kind} of ${ev.unknown.join(", ")} for ${e.purposes.join(", ")}: no COLLECT or DERIVE has described ${ev.unknown.length === 1 ? "this dataset" : "these datasets"}, so its purposes are unknown`,
+        subject_count: e.subjects.length,
+      });
+    } else {
+      row.verdict = ev.verdicts.some((v) => v.mode === "enforce") ? Verdict_.violation : ev.verdicts.length > 0 ? Verdict_.shadow : Verdict_.ok;
+    }
+    ev.verdicts.forEach((v, i) => {
+      const p = ev.paths[i] as Evaluation["paths"][number];
+      const violationId = `${e.eventId}:${v.ruleId}`;
+      out.violations.push({
+        violation_id: violationId,
+        event_id: e.eventId,
+        rule_id: v.ruleId,
+        basis: v.basis,
+        severity: v.severity,
+        mode: v.mode,
+        kind: e.kind,
+        occurred_at: e.occurredAt,
+        service: e.service,
+        job_namespace: e.job.namespace,
+        job_name: e.job.name,
+        run_id: e.runId,
+        datasets: row.inputs,
+        purposes: v.purposes,
+        categories: p.categories,
+        collected_for: p.collectedFor,
+        origins: p.origins,
+        label_keys: p.labelKeys,
+        lineage_path: p.json,
+        path_text: p.text,
+        subject_count: e.subjects.length,
+        data_subject: e.dataSubject,
+        recipient: row.recipient,
+        recipient_external: row.recipient_external,
+        trace_id: row.trace_id,
+        late_lineage: late ? 1 : 0,
+        reason: v.reason,
+      });
+      for (const subject of e.subjects) {
+        out.violationSubjects.push({
+          rule_id: v.ruleId,
+          subject_id: subject,
+          occurred_at: e.occurredAt,
+          violation_id: violationId,
+          event_id: e.eventId,
+          categories: p.categories,
+          service: e.service,
+          mode: v.mode,
+        });
+      }
+    });
+  }
+
+  function park(e: DataAccessEvent, meta: EventMeta): void {
+    if (pendingCount >= maxPending) return; // the finding stays; a replay over the store resolves it
+    for (const d of selectors(e)) {
+      if (graph.knows(d.dataset)) continue;
+      const list = pending.get(d.dataset);
+      if (list) list.push({ event: e, meta });
+      else pending.set(d.dataset, [{ event: e, meta }]);
+    }
+    pendingCount++;
+  }
+
+  /** Re-evaluates parked uses whose datasets are all described now. */
+  function resolvePending(out: AuditBatch): void {
+    const ready = new Set<DataAccessEvent>();
+    const readyMeta = new Map<DataAccessEvent, EventMeta>();
+    for (const [dataset, list] of pending) {
+      if (!graph.knows(dataset)) continue;
+      pending.delete(dataset);
+      for (const { event, meta } of list) {
+        if (selectors(event).every((s) => graph.knows(s.dataset))) {
+          ready.add(event);
+          readyMeta.set(event, meta);
+        }
+      }
+    }
+    for (const e of ready) {
+      pendingCount--;
+      const row = baseRow(e, readyMeta.get(e) as EventMeta);
+      checkUse(e, row, out, true);
+      out.events.push(row); // replaces the earlier row (same key) with the resolved verdict
+      out.findings.push({
+        finding_id: `${e.eventId}:${FindingKind.provenanceResolved}`,
+        kind: FindingKind.provenanceResolved,
+        event_id: e.eventId,
+        occurred_at: e.occurredAt,
+        service: e.service,
+        job_name: e.job.name,
+        datasets: row.inputs,
+        severity: "info",
+        detail: `lineage for ${row.inputs.join(", ")} arrived after the ${e.kind}; re-evaluated: ${row.verdict}`,
+        subject_count: e.subjects.length,
+      });
+    }
+  }
+
+  function applyLineage(e: DataAccessEvent, row: EventRow | undefined, out: AuditBatch | undefined): void {
+    const result = graph.apply(e);
+    if (row && out) {
+      if (e.kind === EventKind.collect) {
+        row.categories = uniqueSorted(e.outputs.flatMap((d) => d.fields.flatMap((f) => f.categories)));
+        row.collected_for = uniqueSorted(e.purposes);
+      } else {
+        for (const m of e.fieldLineage) {
+          for (const input of m.inputs) {
+            out.edges.push(edgeRow(e, datasetId(input), input.field, datasetId(m.output), m.output.field, m.transform));
+          }
+        }
+        const mapped = new Set(e.fieldLineage.map((m) => fieldKey(datasetId(m.output), m.output.field)));
+        for (const o of e.outputs) {
+          const outFields = o.fields.length > 0 ? o.fields.map((f) => f.name) : [WHOLE_DATASET];
+          for (const f of outFields) {
+            if (mapped.has(fieldKey(datasetId(o), f))) continue;
+            for (const i of e.inputs) out.edges.push(edgeRow(e, datasetId(i), WHOLE_DATASET, datasetId(o), f, e.transform));
+          }
+        }
+      }
+      if (result.applied) {
+        const { subjects: _omitted, ...fact } = e;
+        out.facts.push({
+          fact_key: createHash("sha256").update(factKey(e)).digest("hex").slice(0, 32),
+          kind: e.kind,
+          occurred_at: e.occurredAt,
+          event_id: e.eventId,
+          fact: JSON.stringify({ ...fact, subjects: [] }),
+        });
+      }
+    }
+    if (result.applied && pendingCount > 0 && out) resolvePending(out);
+  }
+
+  return {
+    graph,
+    get pending() {
+      return pendingCount;
+    },
+    restore(e) {
+      applyLineage(e, undefined, undefined);
+    },
+    handle(e, meta, out) {
+      validateEvent(e, taxonomy);
+      const row = baseRow(e, meta);
+      switch (e.kind) {
+        case EventKind.collect:
+        case EventKind.derive:
+          applyLineage(e, row, out);
+          break;
+        case EventKind.use:
+        case EventKind.share:
+          checkUse(e, row, out, false);
+          if (row.verdict === Verdict_.unknownProvenance) park(e, meta);
+          break;
+        case EventKind.delete:
+          break;
+      }
+      out.events.push(row);
+      if (e.subjects.length > 0) {
+        const datasets = e.kind === EventKind.collect || e.kind === EventKind.derive ? row.outputs : row.inputs;
+        for (const subject of e.subjects) {
+          out.subjects.push({
+            subject_id: subject,
+            event_id: e.eventId,
+            kind: e.kind,
+            occurred_at: e.occurredAt,
+            service: e.service,
+            job_name: e.job.name,
+            datasets,
+            categories: row.categories,
+            purposes: e.purposes,
+            data_subject: e.dataSubject,
+            verdict: row.verdict,
+          });
+        }
+      }
+    },
+  };
+}
+
+function edgeRow(e: DataAccessEvent, fromDataset: string, fromField: string, toDataset: string, toField: string, transform: string) {
+  return {
+    event_id: e.eventId,
+    occurred_at: e.occurredAt,
+    service: e.service,
+    job_namespace: e.job.namespace,
+    job_name: e.job.name,
+    run_id: e.runId,
+    from_dataset: fromDataset,
+    from_field: fromField,
+    to_dataset: toDataset,
+    to_field: toField,
+    transform,
+    masking: e.masking,
+  };
+}
+
+function uniqueSorted(values: readonly string[]): string[] {
+  return [...new Set(values)].sort();
+}
+
+/** The lineage paths of a verdict's labels (collection, each derivation, then the use), as JSON and as one line of text. */
+function describePaths(v: Verdict<Label>, e: DataAccessEvent, maxPaths: number) {
+  const use = {
+    kind: e.kind,
+    datasets: e.inputs.map((d) => (d.fields.length > 0 ? d.fields.map((f) => fieldKey(datasetId(d), f.name)) : [datasetId(d)])).flat(),
+    service: e.service,
+    job: `${e.job.namespace}/${e.job.name}`,
+    purposes: v.purposes,
+    recipient: e.recipient,
+  };
+  const paths = v.labels.slice(0, maxPaths).map((l) => ({
+    category: l.category,
+    collectedFor: l.collectedFor,
+    origin: l.origin,
+    hops: l.path,
+  }));
+  const first = v.labels[0];
+  const text = first
+    ? [
+        ...first.path.map((h) =>
+          h.kind === "COLLECT"
+            ? `COLLECT ${h.dataset}#${h.field} [${first.category}; for ${first.collectedFor.join(", ")}] by ${h.service}`
+            : `${h.transform ?? "DERIVE"}${h.masking && h.masking !== "NONE" ? `/${h.masking}` : ""} → ${h.dataset}#${h.field} by ${h.service}`,
+        ),
+        `${e.kind} ${use.datasets.join(", ")} for ${v.purposes.join(", ")} by ${e.service}${e.recipient ? ` to ${e.recipient.name}${e.recipient.external ? " (external)" : ""}` : ""}`,
+      ].join(" ⇒ ")
+    : "";
+  return {
+    json: JSON.stringify({ paths, use, totalPaths: v.labels.length }),
+    text,
+    categories: uniqueSorted(v.labels.map((l) => l.category)),
+    collectedFor: uniqueSorted(v.labels.flatMap((l) => l.collectedFor)),
+    origins: uniqueSorted(v.labels.map((l) => l.origin)),
+    labelKeys: uniqueSorted(v.labels.map((l) => l.key)),
+  };
+}

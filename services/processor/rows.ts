@@ -1,0 +1,157 @@
+// Rows as the store's tables take them (column names are the ClickHouse columns). The
+// processor declares them because it is the one that needs a place to put them (the port);
+// the ClickHouse store implements it.
+
+export interface EventRow {
+  event_id: string;
+  kind: string;
+  occurred_at: number;
+  service: string;
+  job_namespace: string;
+  job_name: string;
+  run_id: string;
+  inputs: string[];
+  input_fields: string[];
+  outputs: string[];
+  output_fields: string[];
+  categories: string[];
+  purposes: string[];
+  collected_for: string[];
+  label_keys: string[];
+  data_subject: string;
+  subject_count: number;
+  transform: string;
+  masking: string;
+  recipient: string;
+  recipient_external: number;
+  verdict: string;
+  trace_id: string;
+  span_id: string;
+  schema_fingerprint: string;
+  schema_version: number;
+  pseudonym_key_id: string;
+  attributes: Record<string, string>;
+}
+
+export interface SubjectRow {
+  subject_id: string;
+  event_id: string;
+  kind: string;
+  occurred_at: number;
+  service: string;
+  job_name: string;
+  datasets: string[];
+  categories: string[];
+  purposes: string[];
+  data_subject: string;
+  verdict: string;
+}
+
+export interface EdgeRow {
+  event_id: string;
+  occurred_at: number;
+  service: string;
+  job_namespace: string;
+  job_name: string;
+  run_id: string;
+  from_dataset: string;
+  from_field: string;
+  to_dataset: string;
+  to_field: string;
+  transform: string;
+  masking: string;
+}
+
+export interface FactRow {
+  fact_key: string;
+  kind: string;
+  occurred_at: number;
+  event_id: string;
+  /** The event as JSON, without its subjects: enough to rebuild the lineage graph. */
+  fact: string;
+}
+
+export interface ViolationRow {
+  violation_id: string;
+  event_id: string;
+  rule_id: string;
+  basis: string;
+  severity: string;
+  mode: string;
+  kind: string;
+  occurred_at: number;
+  service: string;
+  job_namespace: string;
+  job_name: string;
+  run_id: string;
+  datasets: string[];
+  purposes: string[];
+  categories: string[];
+  collected_for: string[];
+  origins: string[];
+  label_keys: string[];
+  lineage_path: string;
+  path_text: string;
+  subject_count: number;
+  data_subject: string;
+  recipient: string;
+  recipient_external: number;
+  trace_id: string;
+  late_lineage: number;
+  reason: string;
+}
+
+export interface ViolationSubjectRow {
+  rule_id: string;
+  subject_id: string;
+  occurred_at: number;
+  violation_id: string;
+  event_id: string;
+  categories: string[];
+  service: string;
+  mode: string;
+}
+
+export interface FindingRow {
+  finding_id: string;
+  kind: string;
+  event_id: string;
+  occurred_at: number;
+  service: string;
+  job_name: string;
+  datasets: string[];
+  severity: string;
+  detail: string;
+  subject_count: number;
+}
+
+export interface DeadLetterRow {
+  dead_letter_id: string;
+  source: string;
+  reason: string;
+  error_code: string;
+  payload_base64: string;
+  payload_sha256: string;
+  payload_bytes: number;
+  redacted: number;
+}
+
+/** Everything one batch of events produced; written together, idempotently. */
+export interface AuditBatch {
+  events: EventRow[];
+  subjects: SubjectRow[];
+  edges: EdgeRow[];
+  facts: FactRow[];
+  violations: ViolationRow[];
+  violationSubjects: ViolationSubjectRow[];
+  findings: FindingRow[];
+  deadLetters: DeadLetterRow[];
+}
+
+export function emptyBatch(): AuditBatch {
+  return { events: [], subjects: [], edges: [], facts: [], violations: [], violationSubjects: [], findings: [], deadLetters: [] };
+}
+
+export function batchSize(b: AuditBatch): number {
+  return b.events.length + b.deadLetters.length;
+}

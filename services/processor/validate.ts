@@ -1,0 +1,75 @@
+import { InputError } from "../errors/index.ts";
+import { EventKind, type DataAccessEvent } from "../codec/index.ts";
+import { TaxonomyKind, type Taxonomy } from "../taxonomy/index.ts";
+
+/** Pseudonymous subject ids are the emitter's keyed HMAC: 32 lowercase hex digits. */
+export const PSEUDONYM_PATTERN = /^[0-9a-f]{32}$/;
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** Raised when a subject id is not pseudonymous: the payload must then not be kept anywhere. */
+export class RawIdentifierError extends InputError {}
+
+/**
+ * Checks what the Avro schema cannot: taxonomy keys exist, each kind has what it needs, subject
+ * ids are pseudonymous. Throws an InputError naming the field; never quotes values that may be
+ * personal data.
+ */
+export function validateEvent(e: DataAccessEvent, taxonomy: Taxonomy): void {
+  const fail = (path: string, problem: string): never => {
+    throw new InputError(`event ${e.kind} field '${path}' ${problem}`, { context: { path, kind: e.kind } });
+  };
+  if (e.eventId.length === 0 || e.eventId.length > 128) fail("eventId", "must be 1 to 128 characters");
+  if (!Number.isFinite(e.occurredAt) || e.occurredAt <= 0) fail("occurredAt", "must be milliseconds since 1970");
+  if (e.service === "") fail("service", "must not be empty");
+  if (e.job.name === "") fail("job.name", "must not be empty");
+  if (!taxonomy.has(TaxonomyKind.dataSubject, e.dataSubject)) fail("dataSubject", `is not a fideslang data subject ('${e.dataSubject}')`);
+  e.purposes.forEach((p, i) => {
+    if (!taxonomy.has(TaxonomyKind.dataUse, p)) fail(`purposes[${i}]`, `is not a fideslang data use ('${p}')`);
+  });
+  for (const [side, list] of [["inputs", e.inputs], ["outputs", e.outputs]] as const) {
+    list.forEach((d, i) =>
+      d.fields.forEach((f, j) =>
+        f.categories.forEach((c, k) => {
+          if (!taxonomy.has(TaxonomyKind.dataCategory, c)) fail(`${side}[${i}].fields[${j}].categories[${k}]`, `is not a fideslang data category ('${c}')`);
+        }),
+      ),
+    );
+  }
+  for (let i = 0; i < e.subjects.length; i++) {
+    if (!PSEUDONYM_PATTERN.test(e.subjects[i] as string)) {
+      throw new RawIdentifierError(`event ${e.kind} field 'subjects[${i}]' is not a pseudonymous id (32 hex digits from the emitter's keyed HMAC); the message was not stored`, {
+        context: { path: `subjects[${i}]`, kind: e.kind },
+      });
+    }
+  }
+  switch (e.kind) {
+    case EventKind.collect:
+      if (e.outputs.length === 0) fail("outputs", "must name the dataset the data is collected into");
+      if (!e.outputs.some((d) => d.fields.some((f) => f.categories.length > 0))) fail("outputs", "must give at least one field its data categories");
+      if (e.purposes.length === 0) fail("purposes", "must list the purposes the data is collected for");
+      break;
+    case EventKind.derive:
+      if (e.inputs.length === 0 && e.fieldLineage.length === 0) fail("inputs", "must name what the derivation reads");
+      if (e.outputs.length === 0 && e.fieldLineage.length === 0) fail("outputs", "must name what the derivation writes");
+      break;
+    case EventKind.use:
+      if (e.inputs.length === 0) fail("inputs", "must name the dataset used");
+      if (e.purposes.length === 0) fail("purposes", "must declare the purpose of the use");
+      break;
+    case EventKind.share:
+      if (e.inputs.length === 0) fail("inputs", "must name the dataset shared");
+      if (e.purposes.length === 0) fail("purposes", "must declare the purpose of the share");
+      if (!e.recipient) fail("recipient", "is required for SHARE");
+      break;
+    case EventKind.delete:
+      if (e.inputs.length === 0) fail("inputs", "must name the dataset deleted from");
+      break;
+  }
+}
+
+/** The trace and span ids of a W3C traceparent, or empty strings when absent or malformed. */
+export function parseTraceparent(value: string | null): { traceId: string; spanId: string } {
+  const m = value ? TRACEPARENT.exec(value) : null;
+  if (!m || m[1] === "ff") return { traceId: "", spanId: "" };
+  return { traceId: m[2] as string, spanId: m[3] as string };
+}

@@ -1,0 +1,6 @@
+export { parsePolicy } from "./parse.ts";
+export { loadPolicy, DEFAULT_POLICY_PATH } from "./policy.ts";
+export { createEvaluator } from "./evaluate.ts";
+export type { Evaluator, LabelLike, UseContext, Verdict } from "./evaluate.ts";
+export { Severity, SEVERITIES, RuleMode, RecipientScope } from "./types.ts";
+export type { Policy, Rule, RuleMatch, Compatibility, Declassification, PurposeLimitation } from "./types.ts";

@@ -1,0 +1,141 @@
+import type { Store } from "./store.ts";
+import { Table } from "./store.ts";
+
+export interface AffectedQuery {
+  ruleId: string;
+  /** Inclusive lower bound (ISO date or date-time, UTC). */
+  from?: string;
+  /** Exclusive upper bound. */
+  to?: string;
+  /** Only data of this fideslang category (or below it). */
+  category?: string;
+}
+
+export interface AffectedSummary {
+  ruleId: string;
+  window: { from: string | null; to: string | null };
+  /** Distinct pseudonymous subjects whose data reached a violating use. Exact (uniqExact). */
+  subjects: number;
+  /** Distinct (subject, data category) pairs: e.g. one person's phone number and email are two records. */
+  records: number;
+  /** Distinct violating events (uses or shares). */
+  violationEvents: number;
+  firstViolation: string | null;
+  lastViolation: string | null;
+  severity: string | null;
+  mode: string | null;
+  categories: string[];
+  collectedFor: string[];
+  purposes: string[];
+  services: string[];
+  jobs: string[];
+  datasets: string[];
+  origins: string[];
+  /** The most frequent lineage paths, as text, with how many violations took each. */
+  paths: { path: string; violations: number }[];
+  externalShares: {
+    /** External SHARE events in the store. */
+    checked: number;
+    /** External SHARE events whose data carried any label found in these violations. */
+    carryingViolatedData: number;
+    /** Distinct subjects concerned by those shares. */
+    subjects: number;
+    evidence: { eventId: string; occurredAt: string; service: string; recipient: string; datasets: string[] }[];
+  };
+}
+
+/** Answers "how many users, which data, since when, through which systems, shared outside?" for one rule. */
+export async function affectedSummary(store: Store, q: AffectedQuery): Promise<AffectedSummary> {
+  const db = store.database;
+  const params: Record<string, unknown> = { rule: q.ruleId, from: q.from ?? "1970-01-01", to: q.to ?? "2299-12-31", category: q.category ?? "" };
+  const window = `rule_id = {rule:String} AND occurred_at >= parseDateTime64BestEffort({from:String}, 3, 'UTC') AND occurred_at < parseDateTime64BestEffort({to:String}, 3, 'UTC')`;
+  const categoryIs = (col: string) => `({category:String} = '' OR ${col} = {category:String} OR startsWith(${col}, concat({category:String}, '.')))`;
+
+  const [counts] = await store.query<{ subjects: string; records: string }>(
+    `SELECT uniqExact(subject_id) AS subjects, uniqExact(subject_id, category) AS records
+     FROM ${db}.${Table.violationSubjects} ARRAY JOIN categories AS category
+     WHERE ${window} AND ${categoryIs("category")}`,
+    params,
+  );
+  const [v] = await store.query<{
+    events: string;
+    first: string | null;
+    last: string | null;
+    severity: string;
+    mode: string;
+    categories: string[];
+    collected_for: string[];
+    purposes: string[];
+    services: string[];
+    jobs: string[];
+    datasets: string[];
+    origins: string[];
+    label_keys: string[];
+  }>(
+    `SELECT uniqExact(violation_id) AS events,
+            if(events = 0, NULL, toString(min(occurred_at))) AS first,
+            if(events = 0, NULL, toString(max(occurred_at))) AS last,
+            any(severity) AS severity, any(mode) AS mode,
+            arraySort(groupUniqArrayArray(categories)) AS categories,
+            arraySort(groupUniqArrayArray(collected_for)) AS collected_for,
+            arraySort(groupUniqArrayArray(purposes)) AS purposes,
+            arraySort(groupUniqArray(service)) AS services,
+            arraySort(groupUniqArray(concat(job_namespace, '/', job_name))) AS jobs,
+            arraySort(groupUniqArrayArray(datasets)) AS datasets,
+            arraySort(groupUniqArrayArray(origins)) AS origins,
+            groupUniqArrayArray(label_keys) AS label_keys
+     FROM ${db}.${Table.violations}
+     WHERE ${window} AND arrayExists(c -> ${categoryIs("c")}, categories)`,
+    params,
+  );
+  const paths = await store.query<{ path: string; violations: string }>(
+    `SELECT path_text AS path, uniqExact(violation_id) AS violations FROM ${db}.${Table.violations}
+     WHERE ${window} AND arrayExists(c -> ${categoryIs("c")}, categories)
+     GROUP BY path_text ORDER BY violations DESC, path LIMIT 5`,
+    params,
+  );
+  const labelKeys = v?.label_keys ?? [];
+  const [shares] = await store.query<{ checked: string; carrying: string }>(
+    `SELECT uniqExact(event_id) AS checked, uniqExactIf(event_id, hasAny(label_keys, {keys:Array(String)})) AS carrying
+     FROM ${db}.${Table.events} WHERE kind = 'SHARE' AND recipient_external = 1`,
+    { keys: labelKeys },
+  );
+  const evidence = await store.query<{ event_id: string; occurred_at: string; service: string; recipient: string; inputs: string[] }>(
+    `SELECT event_id, toString(occurred_at) AS occurred_at, service, recipient, inputs FROM ${db}.${Table.events} FINAL
+     WHERE kind = 'SHARE' AND recipient_external = 1 AND hasAny(label_keys, {keys:Array(String)})
+     ORDER BY occurred_at LIMIT 10`,
+    { keys: labelKeys },
+  );
+  const [shareSubjects] = await store.query<{ subjects: string }>(
+    `SELECT uniqExact(subject_id) AS subjects FROM ${db}.${Table.subjects}
+     WHERE kind = 'SHARE' AND event_id IN (
+       SELECT event_id FROM ${db}.${Table.events} WHERE kind = 'SHARE' AND recipient_external = 1 AND hasAny(label_keys, {keys:Array(String)}))`,
+    { keys: labelKeys },
+  );
+  const events = Number(v?.events ?? 0);
+  return {
+    ruleId: q.ruleId,
+    window: { from: q.from ?? null, to: q.to ?? null },
+    subjects: Number(counts?.subjects ?? 0),
+    records: Number(counts?.records ?? 0),
+    violationEvents: events,
+    firstViolation: events > 0 ? (v?.first ?? null) : null,
+    lastViolation: events > 0 ? (v?.last ?? null) : null,
+    severity: events > 0 ? (v?.severity ?? null) : null,
+    mode: events > 0 ? (v?.mode ?? null) : null,
+    categories: v?.categories ?? [],
+    collectedFor: v?.collected_for ?? [],
+    purposes: v?.purposes ?? [],
+    services: v?.services ?? [],
+    jobs: v?.jobs ?? [],
+    datasets: v?.datasets ?? [],
+    origins: v?.origins ?? [],
+    paths: paths.map((p) => ({ path: p.path, violations: Number(p.violations) })),
+    externalShares: {
+      checked: Number(shares?.checked ?? 0),
+      carryingViolatedData: Number(shares?.carrying ?? 0),
+      subjects: Number(shareSubjects?.subjects ?? 0),
+      evidence: evidence.map((e) => ({ eventId: e.event_id, occurredAt: e.occurred_at, service: e.service, recipient: e.recipient, datasets: e.inputs })),
+    },
+  };
+}

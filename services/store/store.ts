@@ -1,0 +1,181 @@
+import { readdirSync, readFileSync, mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
+import { createClient, type ClickHouseClient } from "@clickhouse/client";
+import { createChdbConnection } from "chdb/connection";
+import { StoreError, ConfigError } from "../errors/index.ts";
+import type { DataAccessEvent } from "../codec/index.ts";
+import type { AuditBatch, AuditSink } from "../processor/index.ts";
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL("../../schemas/clickhouse/", import.meta.url));
+
+export const Table = {
+  events: "events_v1",
+  subjects: "event_subjects_v1",
+  edges: "lineage_edges_v1",
+  facts: "lineage_facts_v1",
+  violations: "violations_v1",
+  violationSubjects: "violation_subjects_v1",
+  findings: "findings_v1",
+  deadLetters: "dead_letters_v1",
+} as const;
+
+export interface StoreOptions {
+  /** A ClickHouse server's HTTP URL. When absent, the embedded engine (chDB) is used. */
+  url?: string;
+  /** @default "default" */
+  username?: string;
+  password?: string;
+  /** chDB data directory for the embedded engine. @default ".lineage-audit/store" */
+  path?: string;
+  /** Database holding the tables. @default "lineage" */
+  database?: string;
+}
+
+export const defaultStoreOptions = { path: ".lineage-audit/store", database: "lineage" } satisfies Partial<StoreOptions>;
+
+export interface Store extends AuditSink {
+  readonly client: ClickHouseClient;
+  readonly database: string;
+  /** "chdb:<path>" or the server URL without credentials. */
+  readonly location: string;
+  /** Runs the numbered migrations not applied yet; returns their names. */
+  migrate(): Promise<string[]>;
+  /** Runs a query and returns its rows. */
+  query<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
+  /** Like query, with ClickHouse's `readonly=1`: anything that writes is refused by the engine. */
+  queryReadOnly<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
+  /** Stored lineage facts in time order, to rebuild the lineage graph after a restart. */
+  lineageFacts(): AsyncIterable<DataAccessEvent>;
+  close(): Promise<void>;
+}
+
+/** Opens the store: a ClickHouse server when `url` is given, else ClickHouse in-process (chDB). */
+export async function openStore(options: StoreOptions = {}): Promise<Store> {
+  const database = options.database ?? defaultStoreOptions.database;
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(database)) {
+    throw new ConfigError(`database name '${database}' must be letters, digits and underscores`, { context: { database } });
+  }
+  let client: ClickHouseClient;
+  let location: string;
+  if (options.url) {
+    let url: URL;
+    try {
+      url = new URL(options.url);
+    } catch (cause) {
+      throw new ConfigError("CLICKHOUSE_URL is not a valid URL (expected e.g. http://localhost:8123)", { cause });
+    }
+    location = `${url.protocol}//${url.host}`;
+    client = createClient({
+      url: `${url.protocol}//${url.host}${url.pathname}`,
+      username: options.username ?? (decodeURIComponent(url.username) || "default"),
+      password: options.password ?? decodeURIComponent(url.password),
+      clickhouse_settings: { date_time_input_format: "best_effort" },
+    });
+  } else {
+    const path = resolve(options.path ?? defaultStoreOptions.path);
+    mkdirSync(path, { recursive: true });
+    location = `chdb:${path}`;
+    try {
+      // chdb types its connection against its own copy of @clickhouse/client-common; the
+      // runtime contract is the client's `connection` hook.
+      const connection = createChdbConnection({ path }) as unknown as NonNullable<Parameters<typeof createClient>[0]>["connection"];
+      client = createClient({ connection });
+    } catch (cause) {
+      throw new StoreError(`cannot open the embedded store at ${path}: ${(cause as Error).message}`, { cause, context: { path } });
+    }
+  }
+
+  async function run(sql: string): Promise<void> {
+    try {
+      await client.command({ query: sql });
+    } catch (cause) {
+      throw new StoreError(`store command failed: ${(cause as Error).message.trim()}`, { cause, retriable: true });
+    }
+  }
+
+  async function query<T>(sql: string, params?: Record<string, unknown>, readonly = false): Promise<T[]> {
+    try {
+      const rs = await client.query({
+        query: sql,
+        format: "JSONEachRow",
+        ...(params ? { query_params: params } : {}),
+        ...(readonly ? { clickhouse_settings: { readonly: "1" } } : {}),
+      });
+      return (await rs.json()) as T[];
+    } catch (cause) {
+      const message = (cause as Error).message.trim();
+      if (readonly && /readonly mode|READONLY/i.test(message)) {
+        throw new StoreError("the query would write to the store; only read-only statements (SELECT, SHOW, DESCRIBE, EXPLAIN, WITH) are allowed here", {
+          cause,
+          context: { refused: true },
+        });
+      }
+      throw new StoreError(`query failed: ${message}`, { cause });
+    }
+  }
+
+  async function insert(table: string, rows: readonly object[]): Promise<void> {
+    if (rows.length === 0) return;
+    try {
+      await client.insert({ table: `${database}.${table}`, values: rows as object[], format: "JSONEachRow" });
+    } catch (cause) {
+      throw new StoreError(`writing ${rows.length} rows to ${database}.${table} failed: ${(cause as Error).message.trim()}`, {
+        cause,
+        retriable: true,
+        context: { table, rows: rows.length },
+      });
+    }
+  }
+
+  return {
+    client,
+    database,
+    location,
+    async migrate() {
+      await run(`CREATE DATABASE IF NOT EXISTS ${database}`);
+      await run(
+        `CREATE TABLE IF NOT EXISTS ${database}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version`,
+      );
+      const done = new Set((await query<{ version: number }>(`SELECT version FROM ${database}.schema_migrations FINAL`)).map((r) => Number(r.version)));
+      const applied: string[] = [];
+      for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => /^\d+_.+\.sql$/.test(f)).sort()) {
+        const version = Number(file.split("_")[0]);
+        if (done.has(version)) continue;
+        const text = readFileSync(join(MIGRATIONS_DIR, file), "utf8").replaceAll("{db}", database);
+        for (const statement of splitStatements(text)) await run(statement);
+        await insert("schema_migrations", [{ version, name: file }]);
+        applied.push(file);
+      }
+      return applied;
+    },
+    query: (sql, params) => query(sql, params, false),
+    queryReadOnly: (sql, params) => query(sql, params, true),
+    async write(batch: AuditBatch) {
+      // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
+      await insert(Table.facts, batch.facts);
+      await insert(Table.edges, batch.edges);
+      await insert(Table.events, batch.events);
+      await insert(Table.subjects, batch.subjects);
+      await insert(Table.violations, batch.violations);
+      await insert(Table.violationSubjects, batch.violationSubjects);
+      await insert(Table.findings, batch.findings);
+      await insert(Table.deadLetters, batch.deadLetters);
+    },
+    async *lineageFacts() {
+      const rows = await query<{ fact: string }>(`SELECT fact FROM ${database}.${Table.facts} FINAL ORDER BY occurred_at, event_id`);
+      for (const r of rows) yield JSON.parse(r.fact) as DataAccessEvent;
+    },
+    async close() {
+      await client.close();
+    },
+  };
+}
+
+/** Splits a migration file on semicolons that end a line, dropping comment-only chunks. */
+export function splitStatements(text: string): string[] {
+  return text
+    .split(/;\s*(?:\n|$)/)
+    .map((s) => s.replace(/^\s*--.*$/gm, "").trim())
+    .filter((s) => s.length > 0);
+}
