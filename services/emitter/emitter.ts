@@ -4,14 +4,26 @@ import { createEventCodec, loadEventSchemas, Masking, Transform, type DataAccess
 import { createPseudonymizer } from "./pseudonymize.ts";
 import type { EmitInput, Emitter, EmitterOptions, EmitterStats } from "./types.ts";
 
-export const defaultEmitterOptions = { maxBatch: 1000, lingerMs: 20, maxInFlight: 2, pseudonymKeyId: "default" } satisfies Partial<EmitterOptions>;
+export const defaultEmitterOptions = { maxBatch: 1000, lingerMs: 20, maxInFlight: 2, pseudonymKeyId: "default", pseudonymCacheSize: 10_000 } satisfies Partial<EmitterOptions>;
 
 const PSEUDONYM = /^[0-9a-f]{32}$/;
 
 /** What a producing service imports: typed, validated, batched, pseudonymised emission of data-access events. */
 export function createEmitter(options: EmitterOptions, deps: { codec?: EventCodec } = {}): Emitter {
   const codec: EventCodec = deps.codec ?? createEventCodec(loadEventSchemas());
-  const pseudonymize = createPseudonymizer(options.pseudonymKey);
+  const hmac = createPseudonymizer(options.pseudonymKey);
+  const cacheSize = options.pseudonymCacheSize ?? defaultEmitterOptions.pseudonymCacheSize;
+  let cache = new Map<string, string>();
+  // Services see the same people again and again; an HMAC costs more than a map lookup.
+  const pseudonymize = (raw: string): string => {
+    let p = cache.get(raw);
+    if (p === undefined) {
+      p = hmac(raw);
+      if (cache.size >= cacheSize) cache = new Map();
+      cache.set(raw, p);
+    }
+    return p;
+  };
   const maxBatch = options.maxBatch ?? defaultEmitterOptions.maxBatch;
   const lingerMs = options.lingerMs ?? defaultEmitterOptions.lingerMs;
   const maxInFlight = options.maxInFlight ?? defaultEmitterOptions.maxInFlight;

@@ -61,6 +61,8 @@ export interface EmitterOptions {
   lingerMs?: number;
   /** Batches being sent at once; `emit()` waits when this many are in flight. @default 2 */
   maxInFlight?: number;
+  /** Raw identifiers whose pseudonyms are kept in memory (never written anywhere). @default 10000 */
+  pseudonymCacheSize?: number;
   /** Called with events the auditor rejected (already validated here, so rare: e.g. unknown taxonomy keys). */
   onRejected?: (rejected: SendResult["rejected"]) => void;
 }

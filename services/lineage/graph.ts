@@ -170,8 +170,10 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
       }
     }
     // Outputs without column-level lineage take every input's labels (dataset level).
+    const mappedDatasets = new Set(event.fieldLineage.map((m) => datasetId(m.output)));
     for (const out of event.outputs) {
       const toDataset = datasetId(out);
+      if (out.fields.length === 0 && mappedDatasets.has(toDataset)) continue;
       const outFields = out.fields.length > 0 ? out.fields.map((f) => f.name) : [WHOLE_DATASET];
       for (const field of outFields) {
         const to = touchField(toDataset, field);

@@ -252,7 +252,9 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
           }
         }
         const mapped = new Set(e.fieldLineage.map((m) => fieldKey(datasetId(m.output), m.output.field)));
+        const mappedDatasets = new Set(e.fieldLineage.map((m) => datasetId(m.output)));
         for (const o of e.outputs) {
+          if (o.fields.length === 0 && mappedDatasets.has(datasetId(o))) continue;
           const outFields = o.fields.length > 0 ? o.fields.map((f) => f.name) : [WHOLE_DATASET];
           for (const f of outFields) {
             if (mapped.has(fieldKey(datasetId(o), f))) continue;

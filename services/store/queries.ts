@@ -61,29 +61,29 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
     events: string;
     first: string | null;
     last: string | null;
-    severity: string;
-    mode: string;
-    categories: string[];
-    collected_for: string[];
-    purposes: string[];
-    services: string[];
-    jobs: string[];
-    datasets: string[];
-    origins: string[];
-    label_keys: string[];
+    top_severity: string;
+    top_mode: string;
+    all_categories: string[];
+    all_collected_for: string[];
+    all_purposes: string[];
+    all_services: string[];
+    all_jobs: string[];
+    all_datasets: string[];
+    all_origins: string[];
+    all_label_keys: string[];
   }>(
     `SELECT uniqExact(violation_id) AS events,
             if(events = 0, NULL, toString(min(occurred_at))) AS first,
             if(events = 0, NULL, toString(max(occurred_at))) AS last,
-            any(severity) AS severity, any(mode) AS mode,
-            arraySort(groupUniqArrayArray(categories)) AS categories,
-            arraySort(groupUniqArrayArray(collected_for)) AS collected_for,
-            arraySort(groupUniqArrayArray(purposes)) AS purposes,
-            arraySort(groupUniqArray(service)) AS services,
-            arraySort(groupUniqArray(concat(job_namespace, '/', job_name))) AS jobs,
-            arraySort(groupUniqArrayArray(datasets)) AS datasets,
-            arraySort(groupUniqArrayArray(origins)) AS origins,
-            groupUniqArrayArray(label_keys) AS label_keys
+            any(severity) AS top_severity, any(mode) AS top_mode,
+            arraySort(groupUniqArrayArray(categories)) AS all_categories,
+            arraySort(groupUniqArrayArray(collected_for)) AS all_collected_for,
+            arraySort(groupUniqArrayArray(purposes)) AS all_purposes,
+            arraySort(groupUniqArray(service)) AS all_services,
+            arraySort(groupUniqArray(concat(job_namespace, '/', job_name))) AS all_jobs,
+            arraySort(groupUniqArrayArray(datasets)) AS all_datasets,
+            arraySort(groupUniqArrayArray(origins)) AS all_origins,
+            groupUniqArrayArray(label_keys) AS all_label_keys
      FROM ${db}.${Table.violations}
      WHERE ${window} AND arrayExists(c -> ${categoryIs("c")}, categories)`,
     params,
@@ -94,7 +94,7 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
      GROUP BY path_text ORDER BY violations DESC, path LIMIT 5`,
     params,
   );
-  const labelKeys = v?.label_keys ?? [];
+  const labelKeys = v?.all_label_keys ?? [];
   const [shares] = await store.query<{ checked: string; carrying: string }>(
     `SELECT uniqExact(event_id) AS checked, uniqExactIf(event_id, hasAny(label_keys, {keys:Array(String)})) AS carrying
      FROM ${db}.${Table.events} WHERE kind = 'SHARE' AND recipient_external = 1`,
@@ -121,15 +121,15 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
     violationEvents: events,
     firstViolation: events > 0 ? (v?.first ?? null) : null,
     lastViolation: events > 0 ? (v?.last ?? null) : null,
-    severity: events > 0 ? (v?.severity ?? null) : null,
-    mode: events > 0 ? (v?.mode ?? null) : null,
-    categories: v?.categories ?? [],
-    collectedFor: v?.collected_for ?? [],
-    purposes: v?.purposes ?? [],
-    services: v?.services ?? [],
-    jobs: v?.jobs ?? [],
-    datasets: v?.datasets ?? [],
-    origins: v?.origins ?? [],
+    severity: events > 0 ? (v?.top_severity ?? null) : null,
+    mode: events > 0 ? (v?.top_mode ?? null) : null,
+    categories: v?.all_categories ?? [],
+    collectedFor: v?.all_collected_for ?? [],
+    purposes: v?.all_purposes ?? [],
+    services: v?.all_services ?? [],
+    jobs: v?.all_jobs ?? [],
+    datasets: v?.all_datasets ?? [],
+    origins: v?.all_origins ?? [],
     paths: paths.map((p) => ({ path: p.path, violations: Number(p.violations) })),
     externalShares: {
       checked: Number(shares?.checked ?? 0),
