@@ -4,16 +4,16 @@ CREATE TABLE IF NOT EXISTS {db}.lineage_edges_v1
 (
     event_id String,
     occurred_at DateTime64(3, 'UTC'),
-    service LowCardinality(String),
-    job_namespace LowCardinality(String),
-    job_name LowCardinality(String),
+    service String,
+    job_namespace String,
+    job_name String,
     run_id String,
     from_dataset String,
     from_field String,
     to_dataset String,
     to_field String,
-    transform LowCardinality(String),
-    masking LowCardinality(String)
+    transform String,
+    masking String
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (to_dataset, to_field, from_dataset, from_field, event_id);
@@ -30,3 +30,16 @@ CREATE TABLE IF NOT EXISTS {db}.lineage_facts_v1
 )
 ENGINE = ReplacingMergeTree
 ORDER BY fact_key;
+
+-- Purpose labels: data of a category, about a kind of subject, collected for some purposes at
+-- an origin field. events_v1.label_ids and violations_v1.label_ids point here.
+CREATE TABLE IF NOT EXISTS {db}.labels_v1
+(
+    label_id String,
+    origin String COMMENT 'namespace/name#field where the data was collected',
+    category String,
+    collected_for Array(String),
+    data_subject String
+)
+ENGINE = ReplacingMergeTree
+ORDER BY label_id;

@@ -9,20 +9,21 @@ CREATE TABLE IF NOT EXISTS {db}.violations_v1
     mode LowCardinality(String) COMMENT 'enforce or shadow',
     kind LowCardinality(String),
     occurred_at DateTime64(3, 'UTC'),
-    service LowCardinality(String),
-    job_namespace LowCardinality(String),
-    job_name LowCardinality(String),
+    service String,
+    job_namespace String,
+    job_name String,
     run_id String,
     datasets Array(String),
-    purposes Array(LowCardinality(String)) COMMENT 'purposes of the use that broke the rule',
-    categories Array(LowCardinality(String)),
-    collected_for Array(LowCardinality(String)),
+    purposes Array(String) COMMENT 'purposes of the use that broke the rule',
+    categories Array(String),
+    collected_for Array(String),
     origins Array(String) COMMENT 'dataset#field where the data was collected',
-    label_keys Array(String),
+    label_ids Array(String),
     lineage_path String COMMENT 'JSON: {paths:[{category,collectedFor,origin,hops:[...]}], use:{...}}',
     path_text String,
-    subject_count UInt32,
-    data_subject LowCardinality(String),
+    subjects Array(String),
+    subject_count UInt32 MATERIALIZED length(subjects),
+    data_subject String,
     recipient String,
     recipient_external UInt8,
     trace_id String,
@@ -34,7 +35,8 @@ ENGINE = ReplacingMergeTree(detected_at)
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (rule_id, occurred_at, violation_id);
 
--- One row per (violation, subject): distinct people and records affected per rule.
+-- One row per (violation, subject): distinct people and records affected per rule. Filled
+-- by ClickHouse from violations_v1.
 CREATE TABLE IF NOT EXISTS {db}.violation_subjects_v1
 (
     rule_id LowCardinality(String),
@@ -42,10 +44,15 @@ CREATE TABLE IF NOT EXISTS {db}.violation_subjects_v1
     occurred_at DateTime64(3, 'UTC'),
     violation_id String,
     event_id String,
-    categories Array(LowCardinality(String)),
-    service LowCardinality(String),
+    categories Array(String),
+    service String,
     mode LowCardinality(String)
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (rule_id, subject_id, violation_id);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.violation_subjects_mv TO {db}.violation_subjects_v1 AS
+SELECT rule_id, subject_id, occurred_at, violation_id, event_id, categories, service, mode
+FROM {db}.violations_v1
+ARRAY JOIN subjects AS subject_id;

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { coveredByAny } from "../taxonomy/index.ts";
 import { EventKind, Masking, type DataAccessEvent, type Dataset, type Transform } from "../codec/index.ts";
 import type { Declassification } from "../rules/index.ts";
@@ -97,7 +98,8 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
         if ("drop" in rule.action) return undefined;
         const category = rule.action.reclassifyTo;
         hop.declassifiedBy = rule.id;
-        return { ...label, category, key: labelKey(label.origin, category, label.collectedFor, label.dataSubject), path: [...label.path, hop] };
+        const key = labelKey(label.origin, category, label.collectedFor, label.dataSubject);
+        return { ...label, category, key, id: labelId(key), path: [...label.path, hop] };
       }
     }
     return { ...label, path: [...label.path, hop] };
@@ -142,7 +144,8 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
             eventId: event.eventId,
             occurredAt: event.occurredAt,
           };
-          addLabel(key, dataset, { key: labelKey(origin, category, collectedFor, event.dataSubject), category, collectedFor, dataSubject: event.dataSubject, origin, path: [hop] }, changed);
+          const lk = labelKey(origin, category, collectedFor, event.dataSubject);
+          addLabel(key, dataset, { key: lk, id: labelId(lk), category, collectedFor, dataSubject: event.dataSubject, origin, path: [hop] }, changed);
         }
       }
     }
@@ -236,6 +239,11 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
       return { datasets: datasetFields.size, fields: labels.size, labels: labelCount, edges: edgeCount, facts: facts.size };
     },
   };
+}
+
+/** Short stable id of a label key (16 hex digits of its SHA-256), as stored in the tables. */
+export function labelId(key: string): string {
+  return createHash("sha256").update(key).digest("hex").slice(0, 16);
 }
 
 export function labelKey(origin: string, category: string, collectedFor: readonly string[], dataSubject: string): string {

@@ -24,6 +24,8 @@ export interface Hop {
  */
 export interface Label {
   key: string;
+  /** labelId(key), the id stored in labels_v1. */
+  id: string;
   category: string;
   collectedFor: string[];
   dataSubject: string;

@@ -39,9 +39,12 @@ interface Evaluation {
   verdicts: Verdict<Label>[];
   categories: string[];
   collectedFor: string[];
-  labelKeys: string[];
+  labelIds: string[];
+  datasets: string[];
+  /** Whether its labels have been written to labels_v1 by this process. */
+  recorded: boolean;
   /** Per verdict: the path JSON and text, computed once per cache entry. */
-  paths: { json: string; text: string; categories: string[]; collectedFor: string[]; origins: string[]; labelKeys: string[] }[];
+  paths: { json: string; text: string; categories: string[]; collectedFor: string[]; origins: string[]; labelIds: string[] }[];
 }
 
 /**
@@ -57,6 +60,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
   let pendingCount = 0;
   let cache = new Map<string, Evaluation>();
   let cacheVersion = -1;
+  const labelsSeen = new Set<string>();
 
   function selectors(e: DataAccessEvent): FieldSelector[] {
     return e.inputs.map((d) => ({ dataset: datasetId(d), fields: d.fields.length > 0 ? d.fields.map((f) => f.name) : [WHOLE_DATASET] }));
@@ -84,7 +88,9 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       verdicts,
       categories: uniqueSorted(lookup.labels.map((l) => l.category)),
       collectedFor: uniqueSorted(lookup.labels.flatMap((l) => l.collectedFor)),
-      labelKeys: uniqueSorted(lookup.labels.map((l) => l.key)),
+      labelIds: uniqueSorted(lookup.labels.map((l) => l.id)),
+      datasets: [...new Set(e.inputs.map(datasetId))],
+      recorded: false,
       paths: verdicts.map((v) => describePaths(v, e, maxPaths)),
     };
     cache.set(key, evaluation);
@@ -92,8 +98,8 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
   }
 
   function baseRow(e: DataAccessEvent, meta: EventMeta): EventRow {
-    const { traceId, spanId } = parseTraceparent(e.traceparent);
-    return {
+    // Only non-default columns are sent: ClickHouse parses per value, so less is faster.
+    const row: EventRow = {
       event_id: e.eventId,
       kind: e.kind,
       occurred_at: e.occurredAt,
@@ -101,35 +107,50 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       job_namespace: e.job.namespace,
       job_name: e.job.name,
       run_id: e.runId,
-      inputs: e.inputs.map(datasetId),
-      input_fields: e.inputs.flatMap((d) => d.fields.map((f) => fieldKey(datasetId(d), f.name))),
-      outputs: e.outputs.map(datasetId),
-      output_fields: e.outputs.flatMap((d) => d.fields.map((f) => fieldKey(datasetId(d), f.name))),
-      categories: [],
-      purposes: e.purposes,
-      collected_for: [],
-      label_keys: [],
       data_subject: e.dataSubject,
-      subject_count: e.subjects.length,
-      transform: e.kind === EventKind.derive ? e.transform : "",
-      masking: e.kind === EventKind.derive ? e.masking : "",
-      recipient: e.recipient?.name ?? "",
-      recipient_external: e.recipient?.external ? 1 : 0,
-      verdict: Verdict_.none,
-      trace_id: traceId,
-      span_id: spanId,
       schema_fingerprint: meta.writerFingerprint,
       schema_version: meta.writerVersion,
-      pseudonym_key_id: e.pseudonymKeyId,
-      attributes: e.attributes,
     };
+    if (e.inputs.length > 0) row.input_fields = fieldsOf(e.inputs);
+    if (e.outputs.length > 0) row.output_fields = fieldsOf(e.outputs);
+    if (e.purposes.length > 0) row.purposes = e.purposes;
+    if (e.subjects.length > 0) row.subjects = e.subjects;
+    if (e.kind === EventKind.derive) {
+      row.transform = e.transform;
+      row.masking = e.masking;
+    }
+    if (e.recipient) {
+      row.recipient = e.recipient.name;
+      row.recipient_external = e.recipient.external ? 1 : 0;
+    }
+    if (e.traceparent !== null && parseTraceparent(e.traceparent).traceId !== "") row.traceparent = e.traceparent;
+    if (e.pseudonymKeyId !== "default") row.pseudonym_key_id = e.pseudonymKeyId;
+    for (const _ in e.attributes) {
+      row.attributes = e.attributes;
+      break;
+    }
+    return row;
+  }
+
+  function recordLabels(labels: readonly Label[], out: AuditBatch): void {
+    for (const l of labels) {
+      if (labelsSeen.has(l.id)) continue;
+      labelsSeen.add(l.id);
+      out.labels.push({ label_id: l.id, origin: l.origin, category: l.category, collected_for: l.collectedFor, data_subject: l.dataSubject });
+    }
   }
 
   function checkUse(e: DataAccessEvent, row: EventRow, out: AuditBatch, late: boolean): void {
     const ev = evaluate(e);
-    row.categories = ev.categories;
-    row.collected_for = ev.collectedFor;
-    row.label_keys = ev.labelKeys;
+    if (ev.labels.length > 0) {
+      row.categories = ev.categories;
+      row.collected_for = ev.collectedFor;
+      row.label_ids = ev.labelIds;
+      if (!ev.recorded) {
+        recordLabels(ev.labels, out);
+        ev.recorded = true;
+      }
+    }
     if (ev.unknown.length > 0) {
       row.verdict = Verdict_.unknownProvenance;
       out.findings.push({
@@ -163,34 +184,22 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
         job_namespace: e.job.namespace,
         job_name: e.job.name,
         run_id: e.runId,
-        datasets: row.inputs,
+        datasets: ev.datasets,
         purposes: v.purposes,
         categories: p.categories,
         collected_for: p.collectedFor,
         origins: p.origins,
-        label_keys: p.labelKeys,
+        label_ids: p.labelIds,
         lineage_path: p.json,
         path_text: p.text,
-        subject_count: e.subjects.length,
+        subjects: e.subjects,
         data_subject: e.dataSubject,
-        recipient: row.recipient,
-        recipient_external: row.recipient_external,
-        trace_id: row.trace_id,
+        recipient: e.recipient?.name ?? "",
+        recipient_external: e.recipient?.external ? 1 : 0,
+        trace_id: parseTraceparent(e.traceparent).traceId,
         late_lineage: late ? 1 : 0,
         reason: v.reason,
       });
-      for (const subject of e.subjects) {
-        out.violationSubjects.push({
-          rule_id: v.ruleId,
-          subject_id: subject,
-          occurred_at: e.occurredAt,
-          violation_id: violationId,
-          event_id: e.eventId,
-          categories: p.categories,
-          service: e.service,
-          mode: v.mode,
-        });
-      }
     });
   }
 
@@ -231,9 +240,9 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
         occurred_at: e.occurredAt,
         service: e.service,
         job_name: e.job.name,
-        datasets: row.inputs,
+        datasets: evaluate(e).datasets,
         severity: "info",
-        detail: `lineage for ${row.inputs.join(", ")} arrived after the ${e.kind}; re-evaluated: ${row.verdict}`,
+        detail: `lineage for ${evaluate(e).datasets.join(", ")} arrived after the ${e.kind}; re-evaluated: ${row.verdict}`,
         subject_count: e.subjects.length,
       });
     }
@@ -301,24 +310,6 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
           break;
       }
       out.events.push(row);
-      if (e.subjects.length > 0) {
-        const datasets = e.kind === EventKind.collect || e.kind === EventKind.derive ? row.outputs : row.inputs;
-        for (const subject of e.subjects) {
-          out.subjects.push({
-            subject_id: subject,
-            event_id: e.eventId,
-            kind: e.kind,
-            occurred_at: e.occurredAt,
-            service: e.service,
-            job_name: e.job.name,
-            datasets,
-            categories: row.categories,
-            purposes: e.purposes,
-            data_subject: e.dataSubject,
-            verdict: row.verdict,
-          });
-        }
-      }
     },
   };
 }
@@ -338,6 +329,16 @@ function edgeRow(e: DataAccessEvent, fromDataset: string, fromField: string, toD
     transform,
     masking: e.masking,
   };
+}
+
+function fieldsOf(datasets: readonly { namespace: string; name: string; fields: { name: string }[] }[]): string[] {
+  const out: string[] = [];
+  for (const d of datasets) {
+    const id = datasetId(d);
+    if (d.fields.length === 0) out.push(fieldKey(id, WHOLE_DATASET));
+    else for (const f of d.fields) out.push(fieldKey(id, f.name));
+  }
+  return out;
 }
 
 function uniqueSorted(values: readonly string[]): string[] {
@@ -377,6 +378,6 @@ function describePaths(v: Verdict<Label>, e: DataAccessEvent, maxPaths: number) 
     categories: uniqueSorted(v.labels.map((l) => l.category)),
     collectedFor: uniqueSorted(v.labels.flatMap((l) => l.collectedFor)),
     origins: uniqueSorted(v.labels.map((l) => l.origin)),
-    labelKeys: uniqueSorted(v.labels.map((l) => l.key)),
+    labelIds: uniqueSorted(v.labels.map((l) => l.id)),
   };
 }

@@ -2,6 +2,7 @@
 // processor declares them because it is the one that needs a place to put them (the port);
 // the ClickHouse store implements it.
 
+/** Columns left out take the table's defaults; inputs, outputs, trace ids and counts are computed by ClickHouse. */
 export interface EventRow {
   event_id: string;
   kind: string;
@@ -10,41 +11,32 @@ export interface EventRow {
   job_namespace: string;
   job_name: string;
   run_id: string;
-  inputs: string[];
-  input_fields: string[];
-  outputs: string[];
-  output_fields: string[];
-  categories: string[];
-  purposes: string[];
-  collected_for: string[];
-  label_keys: string[];
   data_subject: string;
-  subject_count: number;
-  transform: string;
-  masking: string;
-  recipient: string;
-  recipient_external: number;
-  verdict: string;
-  trace_id: string;
-  span_id: string;
   schema_fingerprint: string;
   schema_version: number;
-  pseudonym_key_id: string;
-  attributes: Record<string, string>;
+  input_fields?: string[];
+  output_fields?: string[];
+  categories?: string[];
+  purposes?: string[];
+  collected_for?: string[];
+  label_ids?: string[];
+  subjects?: string[];
+  transform?: string;
+  masking?: string;
+  recipient?: string;
+  recipient_external?: number;
+  verdict?: string;
+  traceparent?: string;
+  pseudonym_key_id?: string;
+  attributes?: Record<string, string>;
 }
 
-export interface SubjectRow {
-  subject_id: string;
-  event_id: string;
-  kind: string;
-  occurred_at: number;
-  service: string;
-  job_name: string;
-  datasets: string[];
-  categories: string[];
-  purposes: string[];
+export interface LabelRow {
+  label_id: string;
+  origin: string;
+  category: string;
+  collected_for: string[];
   data_subject: string;
-  verdict: string;
 }
 
 export interface EdgeRow {
@@ -89,27 +81,16 @@ export interface ViolationRow {
   categories: string[];
   collected_for: string[];
   origins: string[];
-  label_keys: string[];
+  label_ids: string[];
   lineage_path: string;
   path_text: string;
-  subject_count: number;
+  subjects: string[];
   data_subject: string;
   recipient: string;
   recipient_external: number;
   trace_id: string;
   late_lineage: number;
   reason: string;
-}
-
-export interface ViolationSubjectRow {
-  rule_id: string;
-  subject_id: string;
-  occurred_at: number;
-  violation_id: string;
-  event_id: string;
-  categories: string[];
-  service: string;
-  mode: string;
 }
 
 export interface FindingRow {
@@ -139,17 +120,16 @@ export interface DeadLetterRow {
 /** Everything one batch of events produced; written together, idempotently. */
 export interface AuditBatch {
   events: EventRow[];
-  subjects: SubjectRow[];
+  labels: LabelRow[];
   edges: EdgeRow[];
   facts: FactRow[];
   violations: ViolationRow[];
-  violationSubjects: ViolationSubjectRow[];
   findings: FindingRow[];
   deadLetters: DeadLetterRow[];
 }
 
 export function emptyBatch(): AuditBatch {
-  return { events: [], subjects: [], edges: [], facts: [], violations: [], violationSubjects: [], findings: [], deadLetters: [] };
+  return { events: [], labels: [], edges: [], facts: [], violations: [], findings: [], deadLetters: [] };
 }
 
 export function batchSize(b: AuditBatch): number {

@@ -70,7 +70,7 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
     all_jobs: string[];
     all_datasets: string[];
     all_origins: string[];
-    all_label_keys: string[];
+    all_label_ids: string[];
   }>(
     `SELECT uniqExact(violation_id) AS events,
             if(events = 0, NULL, toString(min(occurred_at))) AS first,
@@ -83,7 +83,7 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
             arraySort(groupUniqArray(concat(job_namespace, '/', job_name))) AS all_jobs,
             arraySort(groupUniqArrayArray(datasets)) AS all_datasets,
             arraySort(groupUniqArrayArray(origins)) AS all_origins,
-            groupUniqArrayArray(label_keys) AS all_label_keys
+            groupUniqArrayArray(label_ids) AS all_label_ids
      FROM ${db}.${Table.violations}
      WHERE ${window} AND arrayExists(c -> ${categoryIs("c")}, categories)`,
     params,
@@ -94,22 +94,22 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
      GROUP BY path_text ORDER BY violations DESC, path LIMIT 5`,
     params,
   );
-  const labelKeys = v?.all_label_keys ?? [];
+  const labelKeys = v?.all_label_ids ?? [];
   const [shares] = await store.query<{ checked: string; carrying: string }>(
-    `SELECT uniqExact(event_id) AS checked, uniqExactIf(event_id, hasAny(label_keys, {keys:Array(String)})) AS carrying
+    `SELECT uniqExact(event_id) AS checked, uniqExactIf(event_id, hasAny(label_ids, {keys:Array(String)})) AS carrying
      FROM ${db}.${Table.events} WHERE kind = 'SHARE' AND recipient_external = 1`,
     { keys: labelKeys },
   );
   const evidence = await store.query<{ event_id: string; occurred_at: string; service: string; recipient: string; inputs: string[] }>(
     `SELECT event_id, toString(occurred_at) AS occurred_at, service, recipient, inputs FROM ${db}.${Table.events} FINAL
-     WHERE kind = 'SHARE' AND recipient_external = 1 AND hasAny(label_keys, {keys:Array(String)})
+     WHERE kind = 'SHARE' AND recipient_external = 1 AND hasAny(label_ids, {keys:Array(String)})
      ORDER BY occurred_at LIMIT 10`,
     { keys: labelKeys },
   );
   const [shareSubjects] = await store.query<{ subjects: string }>(
     `SELECT uniqExact(subject_id) AS subjects FROM ${db}.${Table.subjects}
      WHERE kind = 'SHARE' AND event_id IN (
-       SELECT event_id FROM ${db}.${Table.events} WHERE kind = 'SHARE' AND recipient_external = 1 AND hasAny(label_keys, {keys:Array(String)}))`,
+       SELECT event_id FROM ${db}.${Table.events} WHERE kind = 'SHARE' AND recipient_external = 1 AND hasAny(label_ids, {keys:Array(String)}))`,
     { keys: labelKeys },
   );
   const events = Number(v?.events ?? 0);

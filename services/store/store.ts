@@ -14,6 +14,7 @@ export const Table = {
   subjects: "event_subjects_v1",
   edges: "lineage_edges_v1",
   facts: "lineage_facts_v1",
+  labels: "labels_v1",
   violations: "violations_v1",
   violationSubjects: "violation_subjects_v1",
   findings: "findings_v1",
@@ -155,10 +156,9 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
       await insert(Table.facts, batch.facts);
       await insert(Table.edges, batch.edges);
+      await insert(Table.labels, batch.labels);
       await insert(Table.events, batch.events);
-      await insert(Table.subjects, batch.subjects);
       await insert(Table.violations, batch.violations);
-      await insert(Table.violationSubjects, batch.violationSubjects);
       await insert(Table.findings, batch.findings);
       await insert(Table.deadLetters, batch.deadLetters);
     },
