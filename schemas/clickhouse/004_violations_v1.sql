@@ -19,10 +19,9 @@ CREATE TABLE IF NOT EXISTS {db}.violations_v1
     collected_for Array(String),
     origins Array(String) COMMENT 'dataset#field where the data was collected',
     label_ids Array(String),
-    lineage_path String COMMENT 'JSON: {paths:[{category,collectedFor,origin,hops:[...]}], use:{...}}',
-    path_text String,
+    path_id String COMMENT 'the lineage path(s) that carried the data here: see violation_paths_v1',
     subjects Array(String),
-    subject_count UInt32 MATERIALIZED length(subjects),
+    subject_count UInt32 ALIAS length(subjects),
     data_subject String,
     recipient String,
     recipient_external UInt8,
@@ -34,6 +33,16 @@ CREATE TABLE IF NOT EXISTS {db}.violations_v1
 ENGINE = ReplacingMergeTree(detected_at)
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (rule_id, occurred_at, violation_id);
+
+-- Lineage paths of violations, stored once per distinct path set: join on path_id.
+CREATE TABLE IF NOT EXISTS {db}.violation_paths_v1
+(
+    path_id String,
+    lineage_path String COMMENT 'JSON: {paths:[{category,collectedFor,origin,hops:[...]}], use:{...}, totalPaths}',
+    path_text String COMMENT 'the first path as one line: COLLECT ... => COPY ... => USE ...'
+)
+ENGINE = ReplacingMergeTree
+ORDER BY path_id;
 
 -- One row per (violation, subject): distinct people and records affected per rule. Filled
 -- by ClickHouse from violations_v1.
@@ -56,3 +65,9 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.violation_subjects_mv TO {db}.violat
 SELECT rule_id, subject_id, occurred_at, violation_id, event_id, categories, service, mode
 FROM {db}.violations_v1
 ARRAY JOIN subjects AS subject_id;
+
+-- Violations with their lineage path, for reading.
+CREATE VIEW IF NOT EXISTS {db}.violations_with_paths AS
+SELECT v.*, p.lineage_path, p.path_text
+FROM {db}.violations_v1 AS v
+LEFT JOIN {db}.violation_paths_v1 AS p USING (path_id);

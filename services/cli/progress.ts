@@ -31,7 +31,7 @@ export function createProgress(label: string, total: number, stream: NodeJS.Writ
         lastDraw = now;
         stream.write(`\r${line(done)}`);
       } else {
-        const decile = total > 0 ? Math.floor((done / total) * 10) : 0;
+        const decile = total > 0 ? Math.min(9, Math.floor((done / total) * 10)) : 0;
         if (decile > lastDecile) {
           lastDecile = decile;
           stream.write(`${line(done)}\n`);

@@ -9,11 +9,15 @@ export function typeForSchema(schema: object): AvroType {
   return avro.Type.forSchema(schema as avro.Schema);
 }
 
-/** Decodes an Avro object container file, handing each record (as written) to `onRecord`. */
-export function createContainerDecoder(path: string): NodeJS.ReadableStream {
-  return avro.createFileDecoder(path);
+/**
+ * Decodes an Avro object container file; records are resolved from the file's writer schema
+ * into `readerType`. Emits `metadata` (the writer type) first.
+ */
+export function createContainerDecoder(path: string, readerType: AvroType): NodeJS.ReadableStream {
+  return avro.createFileDecoder(path, { readerSchema: readerType } as never);
 }
 
-export function createContainerEncoder(path: string, schema: object): NodeJS.WritableStream & { end(cb?: () => void): void } {
-  return avro.createFileEncoder(path, schema as avro.Schema) as unknown as NodeJS.WritableStream & { end(cb?: () => void): void };
+/** Writes records to an Avro object container file with `schema`. */
+export function createContainerEncoder(path: string, schema: object): NodeJS.WritableStream {
+  return avro.createFileEncoder(path, schema as avro.Schema) as unknown as NodeJS.WritableStream;
 }

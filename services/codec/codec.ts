@@ -49,8 +49,10 @@ export interface EventCodec {
   encodeConfluent(event: DataAccessEvent, registryId: number): Uint8Array;
   /** Decodes either framing into the current reader schema, resolving schema evolution. */
   decode(bytes: Uint8Array): DecodedMessage;
-  /** Plain Avro binary of the current schema, no framing (used for container files). */
+  /** The current (reader) schema as an avsc type, for container files. */
   readonly readerType: AvroType;
+  /** Registered version of the schema with this fingerprint (hex), if any. */
+  versionOf(fingerprintHex: string): number | undefined;
 }
 
 /**
@@ -113,6 +115,10 @@ export function createEventCodec(writers: readonly WriterSchema[]): EventCodec {
   return {
     writerFingerprint: currentWriter.fingerprintHex,
     readerType,
+    versionOf(hex) {
+      for (const w of byVersion.values()) if (w.fingerprintHex === hex) return w.version;
+      return undefined;
+    },
     validate(event: unknown): asserts event is DataAccessEvent {
       validateWith(currentWriter.type, event);
     },

@@ -24,7 +24,7 @@ export async function runDemo(
   const truth = emptyGroundTruth();
   const total = expectedEvents(options);
   const emitter = createEmitter(
-    { transport: createInProcessTransport(deps.processor), pseudonymKey: deps.hmacKey, maxBatch: 5000, maxInFlight: 2, pseudonymCacheSize: 2_000_000 },
+    { transport: createInProcessTransport(deps.processor), pseudonymKey: deps.hmacKey, maxBatch: 20_000, maxInFlight: 2, pseudonymCacheSize: 2_000_000 },
     { codec: deps.codec },
   );
   const started = performance.now();

@@ -53,7 +53,18 @@ export interface GroundTruth {
 
 const DAY = 86_400_000;
 const NS = "warehouse";
-const ds = (name: string, fields: [string, string[]][] = []) => ({ namespace: NS, name, fields: fields.map(([n, c]) => ({ name: n, categories: c })) });
+type DatasetValue = { namespace: string; name: string; fields: { name: string; categories: string[] }[] };
+const datasets = new Map<string, DatasetValue>();
+/** Dataset values are shared between events (the emitter encodes them right away). */
+const ds = (name: string, fields: [string, string[]][] = []): DatasetValue => {
+  const key = `${name}|${fields.map(([n, c]) => `${n}:${c.join(",")}`).join(";")}`;
+  let d = datasets.get(key);
+  if (!d) {
+    d = { namespace: NS, name, fields: fields.map(([n, c]) => ({ name: n, categories: c })) };
+    datasets.set(key, d);
+  }
+  return d;
+};
 const ref = (name: string, field: string) => ({ namespace: NS, name, field });
 
 const EMAIL = "user.contact.email";

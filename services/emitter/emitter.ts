@@ -35,43 +35,7 @@ export function createEmitter(options: EmitterOptions, deps: { codec?: EventCode
   let failure: unknown;
   let closed = false;
 
-  function toEvent(input: EmitInput): DataAccessEvent {
-    const at = input.occurredAt instanceof Date ? input.occurredAt.getTime() : (input.occurredAt ?? Date.now());
-    const subjects = (input.subjects ?? []).map((raw, i) => {
-      if (typeof raw !== "string" || raw.trim() === "") {
-        throw new SchemaError(`event field 'subjects[${i}]' must be a non-empty string`, { context: { path: `subjects[${i}]` } });
-      }
-      return pseudonymize(raw);
-    });
-    (input.pseudonymousSubjects ?? []).forEach((p, i) => {
-      if (typeof p !== "string" || !PSEUDONYM.test(p)) {
-        throw new SchemaError(`event field 'pseudonymousSubjects[${i}]' must be 32 hex digits from the same keyed HMAC`, {
-          context: { path: `pseudonymousSubjects[${i}]` },
-        });
-      }
-      subjects.push(p);
-    });
-    return {
-      eventId: input.eventId ?? randomUUID(),
-      kind: input.kind,
-      occurredAt: at,
-      service: input.service ?? options.service ?? "",
-      job: input.job,
-      runId: input.runId,
-      inputs: (input.inputs ?? []).map(normaliseDataset),
-      outputs: (input.outputs ?? []).map(normaliseDataset),
-      transform: input.transform ?? Transform.other,
-      fieldLineage: input.fieldLineage ?? [],
-      masking: input.masking ?? Masking.none,
-      purposes: input.purposes ?? [],
-      dataSubject: input.dataSubject,
-      subjects,
-      recipient: input.recipient ?? null,
-      traceparent: input.traceparent ?? null,
-      pseudonymKeyId: keyId,
-      attributes: input.attributes ?? {},
-    };
-  }
+  const toEvent = createEventBuilder({ pseudonymize, pseudonymKeyId: keyId, service: options.service });
 
   function send(batch: Uint8Array[]): Promise<void> {
     stats.batches++;
@@ -154,6 +118,54 @@ export function createEmitter(options: EmitterOptions, deps: { codec?: EventCode
   };
 }
 
+/**
+ * Turns what a service passes to `emit()` into a complete event: id, time and defaults filled
+ * in, raw subject identifiers replaced by their pseudonyms. Throws a SchemaError naming a bad
+ * subject entry; the schema itself is checked by the codec.
+ */
+export function createEventBuilder(options: { pseudonymize: (raw: string) => string; pseudonymKeyId: string; service?: string | undefined }): (input: EmitInput) => DataAccessEvent {
+  const { pseudonymize } = options;
+  const keyId = options.pseudonymKeyId;
+  return (input: EmitInput): DataAccessEvent => {
+  const at = input.occurredAt instanceof Date ? input.occurredAt.getTime() : (input.occurredAt ?? Date.now());
+  const subjects = (input.subjects ?? []).map((raw, i) => {
+    if (typeof raw !== "string" || raw.trim() === "") {
+      throw new SchemaError(`event field 'subjects[${i}]' must be a non-empty string`, { context: { path: `subjects[${i}]` } });
+    }
+    return pseudonymize(raw);
+  });
+  (input.pseudonymousSubjects ?? []).forEach((p, i) => {
+    if (typeof p !== "string" || !PSEUDONYM.test(p)) {
+      throw new SchemaError(`event field 'pseudonymousSubjects[${i}]' must be 32 hex digits from the same keyed HMAC`, {
+        context: { path: `pseudonymousSubjects[${i}]` },
+      });
+    }
+    subjects.push(p);
+  });
+  return {
+    eventId: input.eventId ?? randomUUID(),
+    kind: input.kind,
+    occurredAt: at,
+    service: input.service ?? options.service ?? "",
+    job: input.job,
+    runId: input.runId,
+    inputs: (input.inputs ?? []).map(normaliseDataset),
+    outputs: (input.outputs ?? []).map(normaliseDataset),
+    transform: input.transform ?? Transform.other,
+    fieldLineage: input.fieldLineage ?? [],
+    masking: input.masking ?? Masking.none,
+    purposes: input.purposes ?? [],
+    dataSubject: input.dataSubject,
+    subjects,
+    recipient: input.recipient ?? null,
+    traceparent: input.traceparent ?? null,
+    pseudonymKeyId: keyId,
+    attributes: input.attributes ?? {},
+  };
+  };
+}
+
 function normaliseDataset(d: { namespace: string; name: string; fields?: { name: string; categories?: string[] }[] }) {
+  if (d.fields && d.fields.every((f) => f.categories !== undefined)) return d as { namespace: string; name: string; fields: { name: string; categories: string[] }[] };
   return { namespace: d.namespace, name: d.name, fields: (d.fields ?? []).map((f) => ({ name: f.name, categories: f.categories ?? [] })) };
 }

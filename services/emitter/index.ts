@@ -1,4 +1,4 @@
-export { createEmitter, defaultEmitterOptions } from "./emitter.ts";
+export { createEmitter, createEventBuilder, defaultEmitterOptions } from "./emitter.ts";
 export { createPseudonymizer, MIN_KEY_BYTES } from "./pseudonymize.ts";
 export type { Pseudonymizer } from "./pseudonymize.ts";
 export { createInProcessTransport, createHttpTransport } from "./transports.ts";

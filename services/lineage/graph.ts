@@ -255,5 +255,16 @@ export function labelKey(origin: string, category: string, collectedFor: readonl
  * and subjects. A nightly job that copies the same columns again adds nothing to the graph.
  */
 export function factKey(e: DataAccessEvent): string {
-  return JSON.stringify([e.kind, e.service, e.job.namespace, e.job.name, e.inputs, e.outputs, e.transform, e.fieldLineage, e.masking, e.purposes, e.dataSubject]);
+  let key = `${e.kind}\u0000${e.service}\u0000${e.job.namespace}\u0000${e.job.name}\u0000${e.transform}\u0000${e.masking}\u0000${e.dataSubject}\u0000${e.purposes.join(",")}`;
+  for (const [side, list] of [["<", e.inputs], [">", e.outputs]] as const) {
+    for (const d of list) {
+      key += `\u0000${side}${d.namespace}/${d.name}`;
+      for (const f of d.fields) key += `#${f.name}:${f.categories.join(",")}`;
+    }
+  }
+  for (const m of e.fieldLineage) {
+    key += `\u0000=${m.output.namespace}/${m.output.name}#${m.output.field}:${m.transform}`;
+    for (const i of m.inputs) key += `<${i.namespace}/${i.name}#${i.field}`;
+  }
+  return key;
 }

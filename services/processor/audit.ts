@@ -44,7 +44,7 @@ interface Evaluation {
   /** Whether its labels have been written to labels_v1 by this process. */
   recorded: boolean;
   /** Per verdict: the path JSON and text, computed once per cache entry. */
-  paths: { json: string; text: string; categories: string[]; collectedFor: string[]; origins: string[]; labelIds: string[] }[];
+  paths: { id: string; json: string; text: string; categories: string[]; collectedFor: string[]; origins: string[]; labelIds: string[] }[];
 }
 
 /**
@@ -61,6 +61,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
   let cache = new Map<string, Evaluation>();
   let cacheVersion = -1;
   const labelsSeen = new Set<string>();
+  const pathsSeen = new Set<string>();
 
   function selectors(e: DataAccessEvent): FieldSelector[] {
     return e.inputs.map((d) => ({ dataset: datasetId(d), fields: d.fields.length > 0 ? d.fields.map((f) => f.name) : [WHOLE_DATASET] }));
@@ -71,7 +72,11 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       cache = new Map();
       cacheVersion = graph.version;
     }
-    const key = `${e.kind}|${e.service}|${e.job.namespace}|${e.job.name}|${e.dataSubject}|${e.purposes.join(",")}|${e.recipient ? `${e.recipient.name}:${e.recipient.external}` : ""}|${JSON.stringify(e.inputs)}`;
+    let key = `${e.kind}|${e.service}|${e.job.namespace}|${e.job.name}|${e.dataSubject}|${e.purposes.join(",")}|${e.recipient ? `${e.recipient.name}:${e.recipient.external}` : ""}`;
+    for (const d of e.inputs) {
+      key += `|${d.namespace}/${d.name}`;
+      for (const f of d.fields) key += `#${f.name}`;
+    }
     const hit = cache.get(key);
     if (hit) return hit;
     const lookup = graph.labelsOf(selectors(e));
@@ -170,6 +175,10 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
     }
     ev.verdicts.forEach((v, i) => {
       const p = ev.paths[i] as Evaluation["paths"][number];
+      if (!pathsSeen.has(p.id)) {
+        pathsSeen.add(p.id);
+        out.paths.push({ path_id: p.id, lineage_path: p.json, path_text: p.text });
+      }
       const violationId = `${e.eventId}:${v.ruleId}`;
       out.violations.push({
         violation_id: violationId,
@@ -190,8 +199,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
         collected_for: p.collectedFor,
         origins: p.origins,
         label_ids: p.labelIds,
-        lineage_path: p.json,
-        path_text: p.text,
+        path_id: p.id,
         subjects: e.subjects,
         data_subject: e.dataSubject,
         recipient: e.recipient?.name ?? "",
@@ -372,8 +380,10 @@ function describePaths(v: Verdict<Label>, e: DataAccessEvent, maxPaths: number) 
         `${e.kind} ${use.datasets.join(", ")} for ${v.purposes.join(", ")} by ${e.service}${e.recipient ? ` to ${e.recipient.name}${e.recipient.external ? " (external)" : ""}` : ""}`,
       ].join(" ⇒ ")
     : "";
+  const json = JSON.stringify({ paths, use, totalPaths: v.labels.length });
   return {
-    json: JSON.stringify({ paths, use, totalPaths: v.labels.length }),
+    id: createHash("sha256").update(json).digest("hex").slice(0, 16),
+    json,
     text,
     categories: uniqueSorted(v.labels.map((l) => l.category)),
     collectedFor: uniqueSorted(v.labels.flatMap((l) => l.collectedFor)),

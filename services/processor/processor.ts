@@ -24,8 +24,10 @@ export interface InboundEvent {
   event: unknown;
   source: string;
   meta?: EventMeta;
-  /** Original bytes, kept for the dead-letter record if the event is rejected. */
-  raw?: Uint8Array;
+  /** Bytes kept in the dead-letter record if the event is rejected; absent = withheld (may hold raw identifiers). */
+  raw?: Uint8Array | undefined;
+  /** Set when the event already failed upstream (unparseable line): it is dead-lettered with this reason. */
+  failure?: LineageAuditError;
 }
 
 export interface Rejection {
@@ -77,7 +79,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       // A bug, not bad input: surface it rather than dead-letter it.
       throw error;
     }
-    const redacted = error instanceof RawIdentifierError;
+    const redacted = error instanceof RawIdentifierError || bytes === undefined;
     const payload = bytes ?? new Uint8Array();
     const sha = createHash("sha256").update(payload).digest("hex");
     const row: DeadLetterRow = {
@@ -124,11 +126,12 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       const rejected: Rejection[] = [];
       for (const e of events) {
         try {
+          if (e.failure) throw e.failure;
           const event = e.event;
           codec.validate(event);
           auditor.handle(event, e.meta ?? currentMeta, out);
         } catch (error) {
-          reject(out, rejected, e.source, e.raw ?? Buffer.from(safeJson(e.event)), error);
+          reject(out, rejected, e.source, e.raw, error);
         }
       }
       return finish(out, rejected);
@@ -144,11 +147,4 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
   };
 }
 
-function safeJson(value: unknown): string {
-  try {
-    return JSON.stringify(value) ?? "";
-  } catch {
-    return "";
-  }
-}
 

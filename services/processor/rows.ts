@@ -82,8 +82,7 @@ export interface ViolationRow {
   collected_for: string[];
   origins: string[];
   label_ids: string[];
-  lineage_path: string;
-  path_text: string;
+  path_id: string;
   subjects: string[];
   data_subject: string;
   recipient: string;
@@ -91,6 +90,12 @@ export interface ViolationRow {
   trace_id: string;
   late_lineage: number;
   reason: string;
+}
+
+export interface PathRow {
+  path_id: string;
+  lineage_path: string;
+  path_text: string;
 }
 
 export interface FindingRow {
@@ -124,12 +129,13 @@ export interface AuditBatch {
   edges: EdgeRow[];
   facts: FactRow[];
   violations: ViolationRow[];
+  paths: PathRow[];
   findings: FindingRow[];
   deadLetters: DeadLetterRow[];
 }
 
 export function emptyBatch(): AuditBatch {
-  return { events: [], labels: [], edges: [], facts: [], violations: [], findings: [], deadLetters: [] };
+  return { events: [], labels: [], edges: [], facts: [], violations: [], paths: [], findings: [], deadLetters: [] };
 }
 
 export function batchSize(b: AuditBatch): number {

@@ -73,7 +73,7 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
     all_label_ids: string[];
   }>(
     `SELECT uniqExact(violation_id) AS events,
-            if(events = 0, NULL, toString(min(occurred_at))) AS first,
+            if(events = 0, NULL, toString(min(occurred_at), 'UTC')) AS first,
             if(events = 0, NULL, toString(max(occurred_at))) AS last,
             any(severity) AS top_severity, any(mode) AS top_mode,
             arraySort(groupUniqArrayArray(categories)) AS all_categories,
@@ -89,9 +89,10 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
     params,
   );
   const paths = await store.query<{ path: string; violations: string }>(
-    `SELECT path_text AS path, uniqExact(violation_id) AS violations FROM ${db}.${Table.violations}
+    `SELECT any(p.path_text) AS path, uniqExact(v.violation_id) AS violations
+     FROM ${db}.${Table.violations} AS v LEFT JOIN ${db}.${Table.paths} AS p ON p.path_id = v.path_id
      WHERE ${window} AND arrayExists(c -> ${categoryIs("c")}, categories)
-     GROUP BY path_text ORDER BY violations DESC, path LIMIT 5`,
+     GROUP BY v.path_id ORDER BY violations DESC, path LIMIT 5`,
     params,
   );
   const labelKeys = v?.all_label_ids ?? [];

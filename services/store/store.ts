@@ -15,6 +15,7 @@ export const Table = {
   edges: "lineage_edges_v1",
   facts: "lineage_facts_v1",
   labels: "labels_v1",
+  paths: "violation_paths_v1",
   violations: "violations_v1",
   violationSubjects: "violation_subjects_v1",
   findings: "findings_v1",
@@ -59,6 +60,8 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   }
   let client: ClickHouseClient;
   let location: string;
+  /** Unqualified table names in analysts' queries resolve in `database`. */
+  let readClient: (() => ClickHouseClient) | undefined;
   if (options.url) {
     let url: URL;
     try {
@@ -67,12 +70,14 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       throw new ConfigError("CLICKHOUSE_URL is not a valid URL (expected e.g. http://localhost:8123)", { cause });
     }
     location = `${url.protocol}//${url.host}`;
-    client = createClient({
+    const serverConfig = {
       url: `${url.protocol}//${url.host}${url.pathname}`,
       username: options.username ?? (decodeURIComponent(url.username) || "default"),
       password: options.password ?? decodeURIComponent(url.password),
-      clickhouse_settings: { date_time_input_format: "best_effort" },
-    });
+    };
+    client = createClient(serverConfig);
+    let scoped: ClickHouseClient | undefined;
+    readClient = () => (scoped ??= createClient({ ...serverConfig, database }));
   } else {
     const path = resolve(options.path ?? defaultStoreOptions.path);
     mkdirSync(path, { recursive: true });
@@ -87,6 +92,10 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     }
   }
 
+  // In-process, ClickHouse shares two cores with the processor: parsing one insert on several
+  // threads only makes them compete.
+  const insertSettings = options.url ? {} : { input_format_parallel_parsing: 0 as const };
+
   async function run(sql: string): Promise<void> {
     try {
       await client.command({ query: sql });
@@ -97,7 +106,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
 
   async function query<T>(sql: string, params?: Record<string, unknown>, readonly = false): Promise<T[]> {
     try {
-      const rs = await client.query({
+      const rs = await (readonly && readClient ? readClient() : client).query({
         query: sql,
         format: "JSONEachRow",
         ...(params ? { query_params: params } : {}),
@@ -119,7 +128,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   async function insert(table: string, rows: readonly object[]): Promise<void> {
     if (rows.length === 0) return;
     try {
-      await client.insert({ table: `${database}.${table}`, values: rows as object[], format: "JSONEachRow" });
+      await client.insert({ table: `${database}.${table}`, values: rows as object[], format: "JSONEachRow", clickhouse_settings: insertSettings });
     } catch (cause) {
       throw new StoreError(`writing ${rows.length} rows to ${database}.${table} failed: ${(cause as Error).message.trim()}`, {
         cause,
@@ -148,6 +157,8 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         await insert("schema_migrations", [{ version, name: file }]);
         applied.push(file);
       }
+      // The embedded session keeps its current database between queries.
+      if (!options.url) await run(`USE ${database}`);
       return applied;
     },
     query: (sql, params) => query(sql, params, false),
@@ -158,6 +169,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       await insert(Table.edges, batch.edges);
       await insert(Table.labels, batch.labels);
       await insert(Table.events, batch.events);
+      await insert(Table.paths, batch.paths);
       await insert(Table.violations, batch.violations);
       await insert(Table.findings, batch.findings);
       await insert(Table.deadLetters, batch.deadLetters);

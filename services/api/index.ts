@@ -1,0 +1,2 @@
+export { startIngestServer } from "./server.ts";
+export type { IngestServer, IngestServerOptions } from "./server.ts";

@@ -1,0 +1,86 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { timingSafeEqual } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { LineageAuditError } from "../errors/index.ts";
+import { EVENT_BATCH_MEDIA_TYPE, unframeBatch } from "../codec/index.ts";
+import type { Processor } from "../processor/index.ts";
+
+export interface IngestServerOptions {
+  /** @default "127.0.0.1" */
+  host?: string;
+  /** 0 picks a free port. @default 8787 */
+  port?: number;
+  /** When set, POST /v1/events needs `Authorization: Bearer <token>`. */
+  token?: string;
+  /** Largest request body accepted. @default 33554432 (32 MiB) */
+  maxBodyBytes?: number;
+}
+
+export interface IngestServer {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The embedded auditor's HTTP intake: `POST /v1/events` takes a framed batch of single-object
+ * encoded events (see codec/framing.ts), runs it through the processor and answers once it is
+ * stored, so a 200 means durable. Bad messages are dead-lettered and listed in the answer.
+ */
+export async function startIngestServer(processor: Pick<Processor, "processMessages">, options: IngestServerOptions = {}): Promise<IngestServer> {
+  const maxBody = options.maxBodyBytes ?? 32 * 1024 * 1024;
+  const expected = options.token ? Buffer.from(`Bearer ${options.token}`) : undefined;
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      const known = error instanceof LineageAuditError;
+      send(res, known && !error.retriable ? 400 : 503, { error: known ? error.message : "the auditor failed to store the batch; retry" });
+    });
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method === "GET" && path === "/healthz") return send(res, 200, { status: "ok" });
+    if (path !== "/v1/events") return send(res, 404, { error: "not found: POST /v1/events or GET /healthz" });
+    if (req.method !== "POST") return send(res, 405, { error: "use POST" });
+    if (expected) {
+      const given = Buffer.from(req.headers.authorization ?? "");
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return send(res, 401, { error: "missing or wrong bearer token" });
+    }
+    const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim();
+    if (type !== EVENT_BATCH_MEDIA_TYPE) return send(res, 415, { error: `content-type must be ${EVENT_BATCH_MEDIA_TYPE}` });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > maxBody) return send(res, 413, { error: `batch over ${maxBody} bytes; send smaller batches` });
+      chunks.push(chunk as Buffer);
+    }
+    const messages = unframeBatch(Buffer.concat(chunks));
+    const peer = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
+    const result = await processor.processMessages(messages.map((bytes, i) => ({ bytes, source: `http ${peer} #${i}` })));
+    send(res, 200, {
+      accepted: result.accepted,
+      rejected: result.rejected.map((r) => ({ index: Number(r.source.slice(r.source.lastIndexOf("#") + 1)), code: r.code, reason: r.reason })),
+    });
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 8787, options.host ?? "127.0.0.1", () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  return {
+    url: `http://${address.address.includes(":") ? `[${address.address}]` : address.address}:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,244 @@
+// lineage-audit command line. The only place that reads process.env and argv.
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ConfigError, InputError, LineageAuditError, StoreError } from "../errors/index.ts";
+import { createEventBuilder, createPseudonymizer } from "../emitter/index.ts";
+import { defaultScenarioOptions, runDemo, SCENARIO_RULE, expectedEvents } from "../demo/index.ts";
+import { affectedSummary, openStore } from "../store/index.ts";
+import { ingestFiles } from "../ingest/index.ts";
+import { startIngestServer } from "../api/index.ts";
+import { TaxonomyKind } from "../taxonomy/index.ts";
+import { hmacKeyOrEphemeral, openAuditor, parseConfig, requireHmacKey, type AppConfig } from "./context.ts";
+import { createProgress } from "./progress.ts";
+import { formatSummary } from "./format.ts";
+
+const USAGE = `lineage-audit: an event-streaming data lineage auditor
+
+Usage:
+  lineage-audit demo [--users N] [--events-per-user N] [--json] [--quiet]
+      Generate the 2019 two-factor-contact misuse, stream it through the auditor into the
+      embedded store, and answer: how many users, which data, since when, through which
+      systems, shared outside? (uses database "demo", recreated each run)
+  lineage-audit ingest FILE... [--json]
+      Read Avro object container files or NDJSON (one emit() input per line) into the store.
+  lineage-audit affected --rule ID [--from DATE] [--to DATE] [--category KEY] [--json]
+      Who and what a rule's violations concern, from the store.
+  lineage-audit sql "SELECT ..." [--json]
+      Run a read-only query against the store (anything that writes is refused).
+  lineage-audit serve [--port N]
+      Take events over HTTP (POST /v1/events) into the store until stopped.
+
+Environment:
+  LINEAGE_AUDIT_DATA       embedded store directory (default .lineage-audit/store)
+  LINEAGE_AUDIT_DATABASE   database (default lineage)
+  CLICKHOUSE_URL, CLICKHOUSE_USER, CLICKHOUSE_PASSWORD   use a ClickHouse server instead
+  LINEAGE_AUDIT_RULES      rules file (default rules/default.yaml)
+  LINEAGE_AUDIT_HMAC_KEY   pseudonymisation key, >= 32 bytes (hex/base64/text)
+  LINEAGE_AUDIT_PORT, LINEAGE_AUDIT_INGEST_TOKEN   for serve
+`;
+
+class UsageError extends ConfigError {}
+
+function args(argv: string[], options: ParseArgsConfig["options"], allowPositionals: boolean): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  try {
+    const parsed = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals, strict: true });
+    return { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals };
+  } catch (cause) {
+    throw new UsageError(`${(cause as Error).message.split("\n")[0]} (see lineage-audit --help)`, { cause });
+  }
+}
+
+function positiveInt(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value.replaceAll("_", ""));
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${flag} must be a positive whole number, not '${value}'`);
+  return n;
+}
+
+function dateFlag(value: string | undefined, flag: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?Z?)?$/.test(value) || Number.isNaN(Date.parse(value))) {
+    throw new UsageError(`${flag} must be a date like 2019-01-31 or 2019-01-31T12:00:00Z, not '${value}'`);
+  }
+  return value;
+}
+
+const out = (text: string) => process.stdout.write(`${text}\n`);
+
+async function demo(argv: string[], config: AppConfig): Promise<number> {
+  const { values } = args(argv, { users: { type: "string" }, "events-per-user": { type: "string" }, json: { type: "boolean" }, quiet: { type: "boolean" } }, false);
+  if (values.help) return out(USAGE), 0;
+  const users = positiveInt(values.users as string | undefined, "--users", defaultScenarioOptions.users);
+  const eventsPerUser = positiveInt(values["events-per-user"] as string | undefined, "--events-per-user", defaultScenarioOptions.eventsPerUser);
+  if (eventsPerUser < 2) throw new UsageError("--events-per-user must be at least 2 (sign-up, enrolment and matching need them)");
+  const database = "demo";
+  const quiet = values.quiet === true || values.json === true;
+  // A fresh demo database each run, so the answers are this run's alone.
+  {
+    const store = await openStore({ ...config.store, database });
+    try {
+      await store.client.command({ query: `DROP DATABASE IF EXISTS ${database} SYNC` });
+    } finally {
+      await store.close();
+    }
+  }
+  const ctx = await openAuditor(config, { database });
+  try {
+    const total = expectedEvents({ users, eventsPerUser });
+    if (!quiet) {
+      process.stderr.write(`lineage-audit demo: the 2019 two-factor contact misuse, ${users.toLocaleString("en-US")} users, ~${total.toLocaleString("en-US")} events, January to October 2019\n`);
+      process.stderr.write(`store: ${ctx.store.location} (database ${database}); rules: ${ctx.policy.source}\n`);
+    }
+    const progress = createProgress("events", total, process.stderr, values.json === true);
+    const result = await runDemo({ ...ctx, hmacKey: hmacKeyOrEphemeral(config) }, { users, eventsPerUser }, (done) => progress.update(done));
+    progress.finish();
+    const agrees = Object.values(result.agrees).every(Boolean);
+    if (values.json) {
+      out(JSON.stringify({ rule: SCENARIO_RULE, answers: result.summary, groundTruth: result.groundTruth, agrees: result.agrees, events: result.events, elapsedMs: Math.round(result.elapsedMs), eventsPerSecond: result.eventsPerSecond }, null, 2));
+    } else {
+      const rule = ctx.policy.rules.find((r) => r.id === SCENARIO_RULE);
+      out("");
+      if (rule) out(`${rule.description}`);
+      out(formatSummary(result.summary, { users: result.groundTruth.affectedUsers, records: result.groundTruth.affectedRecords, events: result.groundTruth.violatingEvents }));
+      out("");
+      out(`The misuse stopped after the fix of ${defaultScenarioOptions.fixDate}: last violation ${result.summary.lastViolation ?? "none"} UTC.`);
+      out(`Processed ${result.events.toLocaleString("en-US")} events in ${(result.elapsedMs / 1000).toFixed(1)} s (${result.eventsPerSecond.toLocaleString("en-US")} events/s).`);
+      out(`Ask more: lineage-audit affected --rule ${SCENARIO_RULE} --category user.contact.phone_number   (with LINEAGE_AUDIT_DATABASE=demo)`);
+      out(`          LINEAGE_AUDIT_DATABASE=demo lineage-audit sql "SELECT service, uniqExact(subject_id) FROM violation_subjects_v1 GROUP BY service"`);
+    }
+    if (!agrees) {
+      process.stderr.write(`lineage-audit: the store's answers differ from the planted ground truth: ${Object.entries(result.agrees).filter(([, ok]) => !ok).map(([k]) => k).join(", ")}\n`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function ingest(argv: string[], config: AppConfig): Promise<number> {
+  const { values, positionals } = args(argv, { json: { type: "boolean" } }, true);
+  if (values.help) return out(USAGE), 0;
+  if (positionals.length === 0) throw new UsageError("ingest needs at least one file (Avro container or NDJSON)");
+  const ctx = await openAuditor(config);
+  try {
+    let builder: ReturnType<typeof createEventBuilder> | undefined;
+    const progress = createProgress("records", 0, process.stderr, true);
+    const result = await ingestFiles(positionals, {
+      processor: ctx.processor,
+      codec: ctx.codec,
+      buildEvent: () => {
+        builder ??= createEventBuilder({ pseudonymize: lazyPseudonymizer(config), pseudonymKeyId: "default" });
+        return builder;
+      },
+      onProgress: (_file, records) => progress.update(records),
+      onRejected: (r) => process.stderr.write(`lineage-audit: ${r.source}: ${r.reason} (dead-lettered)\n`),
+    });
+    if (values.json) out(JSON.stringify(result));
+    else out(`ingested ${result.accepted.toLocaleString("en-US")} of ${result.records.toLocaleString("en-US")} records from ${result.files} file(s): ${result.violations} violations, ${result.rejected} rejected`);
+    return result.rejected > 0 ? 1 : 0;
+  } finally {
+    await ctx.close();
+  }
+}
+
+/** The key is only needed when a line carries raw identifiers. */
+function lazyPseudonymizer(config: AppConfig): (raw: string) => string {
+  let p: ((raw: string) => string) | undefined;
+  return (raw) => {
+    p ??= createPseudonymizer(requireHmacKey(config));
+    return p(raw);
+  };
+}
+
+async function affected(argv: string[], config: AppConfig): Promise<number> {
+  const { values } = args(argv, { rule: { type: "string" }, from: { type: "string" }, to: { type: "string" }, category: { type: "string" }, json: { type: "boolean" } }, false);
+  if (values.help) return out(USAGE), 0;
+  const rule = values.rule as string | undefined;
+  if (!rule) throw new UsageError("affected needs --rule ID (e.g. --rule security-contact-not-for-marketing)");
+  const from = dateFlag(values.from as string | undefined, "--from");
+  const to = dateFlag(values.to as string | undefined, "--to");
+  const category = values.category as string | undefined;
+  const ctx = await openAuditor(config);
+  try {
+    const known = [ctx.policy.purposeLimitation.id, ...ctx.policy.rules.map((r) => r.id)];
+    if (!known.includes(rule)) throw new UsageError(`no rule '${rule}' in ${ctx.policy.source} (rules: ${known.join(", ")})`);
+    if (category !== undefined && !ctx.taxonomy.has(TaxonomyKind.dataCategory, category)) {
+      const hint = ctx.taxonomy.suggest(TaxonomyKind.dataCategory, category)[0];
+      throw new UsageError(`--category '${category}' is not a fideslang data category${hint ? ` (did you mean '${hint}'?)` : ""}`);
+    }
+    const summary = await affectedSummary(ctx.store, { ruleId: rule, ...(from ? { from } : {}), ...(to ? { to } : {}), ...(category ? { category } : {}) });
+    out(values.json ? JSON.stringify(summary, null, 2) : formatSummary(summary));
+    return 0;
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function sql(argv: string[], config: AppConfig): Promise<number> {
+  const { values, positionals } = args(argv, { json: { type: "boolean" } }, true);
+  if (values.help) return out(USAGE), 0;
+  if (positionals.length !== 1) throw new UsageError('sql takes one quoted statement, e.g. lineage-audit sql "SELECT count() FROM events_v1"');
+  const store = await openStore(config.store);
+  try {
+    await store.migrate();
+    const rows = await store.queryReadOnly<Record<string, unknown>>(positionals[0] as string);
+    if (values.json) out(JSON.stringify(rows));
+    else out(formatTable(rows));
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
+
+function formatTable(rows: Record<string, unknown>[]): string {
+  if (rows.length === 0) return "(no rows)";
+  const cols = Object.keys(rows[0] as object);
+  const cell = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
+  const widths = cols.map((c) => Math.min(60, Math.max(c.length, ...rows.map((r) => cell(r[c]).length))));
+  const line = (vals: string[]) => vals.map((v, i) => (v.length > (widths[i] as number) ? `${v.slice(0, (widths[i] as number) - 1)}…` : v.padEnd(widths[i] as number))).join("  ").trimEnd();
+  return [line(cols), line(widths.map((w) => "-".repeat(w))), ...rows.map((r) => line(cols.map((c) => cell(r[c]))))].join("\n");
+}
+
+async function serve(argv: string[], config: AppConfig): Promise<number> {
+  const { values } = args(argv, { port: { type: "string" }, host: { type: "string" } }, false);
+  if (values.help) return out(USAGE), 0;
+  const port = values.port === undefined ? config.port : positiveInt(values.port as string, "--port", config.port);
+  const ctx = await openAuditor(config);
+  const server = await startIngestServer(ctx.processor, { port, host: (values.host as string | undefined) ?? "127.0.0.1", ...(config.ingestToken ? { token: config.ingestToken } : {}) });
+  process.stderr.write(`lineage-audit serve: POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database})\n`);
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  await server.close();
+  await ctx.close();
+  return 0;
+}
+
+const COMMANDS: Record<string, (argv: string[], config: AppConfig) => Promise<number>> = { demo, ingest, affected, sql, serve };
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "help" || command === "--help" || command === "-h") {
+    out(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  const run = COMMANDS[command];
+  if (!run) throw new UsageError(`unknown command '${command}' (commands: ${Object.keys(COMMANDS).join(", ")}; see lineage-audit --help)`);
+  return run(rest, parseConfig(env));
+}
+
+/** One clear line on stderr; the stack only with LINEAGE_AUDIT_DEBUG=1. */
+export function reportError(error: unknown, env: NodeJS.ProcessEnv): number {
+  if (error instanceof LineageAuditError) {
+    process.stderr.write(`lineage-audit: ${error.message.split("\n")[0]}\n`);
+    if (env["LINEAGE_AUDIT_DEBUG"]) process.stderr.write(`${String(error.stack)}\n`);
+    return error instanceof UsageError ? 2 : 1;
+  }
+  process.stderr.write(`lineage-audit: internal error: ${(error as Error)?.message?.split("\n")[0] ?? String(error)} (run with LINEAGE_AUDIT_DEBUG=1 for details and report it)\n`);
+  if (env["LINEAGE_AUDIT_DEBUG"]) process.stderr.write(`${String((error as Error)?.stack)}\n`);
+  return 1;
+}
+
+void InputError;
+void StoreError;

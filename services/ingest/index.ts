@@ -1,0 +1,2 @@
+export { ingestFiles } from "./ingest.ts";
+export type { IngestOptions, IngestResult } from "./ingest.ts";
