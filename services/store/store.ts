@@ -6,6 +6,7 @@ import { createChdbConnection } from "chdb/connection";
 import { StoreError, ConfigError } from "../errors/index.ts";
 import type { DataAccessEvent } from "../codec/index.ts";
 import type { AuditBatch, AuditSink } from "../processor/index.ts";
+import { isReadOnlyRoot, READ_ONLY_HINT, singleStatement } from "./readonly.ts";
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../../schemas/clickhouse/", import.meta.url));
 
@@ -45,7 +46,10 @@ export interface Store extends AuditSink {
   migrate(): Promise<string[]>;
   /** Runs a query and returns its rows. */
   query<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
-  /** Like query, with ClickHouse's `readonly=1`: anything that writes is refused by the engine. */
+  /**
+   * An analyst's statement: refused unless ClickHouse's own parser says it only reads (and, on a
+   * server, run with `readonly=1` as well).
+   */
   queryReadOnly<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
   /** Stored lineage facts in time order, to rebuild the lineage graph after a restart. */
   lineageFacts(): AsyncIterable<DataAccessEvent>;
@@ -110,19 +114,30 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         query: sql,
         format: "JSONEachRow",
         ...(params ? { query_params: params } : {}),
-        ...(readonly ? { clickhouse_settings: { readonly: "1" } } : {}),
+        // Per request on a server. Not on chDB: there settings become session state, and a
+        // read-only session could never write again; the AST check below guards it instead.
+        ...(readonly && options.url ? { clickhouse_settings: { readonly: "1" } } : {}),
       });
       return (await rs.json()) as T[];
     } catch (cause) {
       const message = (cause as Error).message.trim();
       if (readonly && /readonly mode|READONLY/i.test(message)) {
-        throw new StoreError("the query would write to the store; only read-only statements (SELECT, SHOW, DESCRIBE, EXPLAIN, WITH) are allowed here", {
-          cause,
-          context: { refused: true },
-        });
+        throw new StoreError(`the query would write to the store; ${READ_ONLY_HINT}`, { cause, context: { refused: true } });
       }
       throw new StoreError(`query failed: ${message}`, { cause });
     }
+  }
+
+  async function queryReadOnly<T>(sql: string, params?: Record<string, unknown>): Promise<T[]> {
+    const statement = singleStatement(sql);
+    const [row] = await query<{ explain: string } | string>(`EXPLAIN AST ${statement}`, params);
+    // A server answers {"explain": "..."} rows; chDB's connection may hand back the bare line.
+    const root = typeof row === "string" ? row : (row?.explain ?? "");
+    if (!isReadOnlyRoot(root)) {
+      const kind = root.trim().split(/\s/)[0] || "statement";
+      throw new StoreError(`the query would write to the store (${kind}); ${READ_ONLY_HINT}`, { context: { refused: true, kind } });
+    }
+    return query<T>(statement, params, true);
   }
 
   async function insert(table: string, rows: readonly object[]): Promise<void> {
@@ -162,7 +177,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       return applied;
     },
     query: (sql, params) => query(sql, params, false),
-    queryReadOnly: (sql, params) => query(sql, params, true),
+    queryReadOnly,
     async write(batch: AuditBatch) {
       // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
       await insert(Table.facts, batch.facts);

@@ -1,0 +1,29 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { onTestFinished } from "vitest";
+import { createEventCodec, loadEventSchemas } from "../../services/codec/index.ts";
+import { loadFideslangTaxonomy } from "../../services/taxonomy/index.ts";
+import { DEFAULT_POLICY_PATH, loadPolicy } from "../../services/rules/index.ts";
+
+export const HMAC_KEY = "integration-test-key-0123456789abcdef";
+
+/** A temporary folder removed when the test (or, from beforeAll, the file) finishes. */
+export function tempDir(prefix = "lineage-it-"): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return dir;
+}
+
+export function removeLater(dir: string): void {
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+export function core() {
+  const taxonomy = loadFideslangTaxonomy();
+  return { taxonomy, policy: loadPolicy(DEFAULT_POLICY_PATH, taxonomy), codec: createEventCodec(loadEventSchemas()) };
+}
+
+/** A random database name, so tests sharing one chDB data directory never see each other's rows. */
+export function randomDatabase(prefix = "t"): string {
+  return `${prefix}_${Math.random().toString(36).slice(2, 10)}`;
+}

@@ -1,0 +1,165 @@
+// The ClickHouse store against the real engine (chDB in-process): migrations, idempotent
+// writes, the affected-users answer, read-only queries, lineage restored after a restart.
+import { rmSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openStore, affectedSummary, Table, type Store } from "../../services/store/index.ts";
+import { createProcessor } from "../../services/processor/index.ts";
+import { createEmitter, createInProcessTransport } from "../../services/emitter/index.ts";
+import { emptyGroundTruth, generateScenario, SCENARIO_RULE } from "../../services/demo/index.ts";
+import { StoreError } from "../../services/errors/index.ts";
+import { EventKind } from "../../services/codec/index.ts";
+import { core, HMAC_KEY, randomDatabase, tempDir } from "./helpers.ts";
+
+const dir = tempDir();
+let store: Store;
+const { taxonomy, policy, codec } = core();
+
+beforeAll(async () => {
+  store = await openStore({ path: dir, database: randomDatabase("store") });
+  await store.migrate();
+});
+afterAll(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Encodes the demo scenario once, so the same bytes can be replayed. */
+async function encodeScenario(users: number) {
+  const messages: Uint8Array[] = [];
+  const truth = emptyGroundTruth();
+  const emitter = createEmitter(
+    { transport: { async send(m) { messages.push(...m); return { accepted: m.length, rejected: [] }; }, async close() {} }, pseudonymKey: HMAC_KEY, maxBatch: 2000 },
+    { codec },
+  );
+  for (const input of generateScenario({ users, seed: 7 }, truth)) await emitter.emit(input);
+  await emitter.close();
+  return { messages, truth };
+}
+
+async function counts(s: Store) {
+  const db = s.database;
+  const [row] = await s.query<Record<string, string>>(`
+    SELECT (SELECT count() FROM ${db}.${Table.events} FINAL) AS events,
+           (SELECT uniqExact(event_id) FROM ${db}.${Table.events}) AS event_ids,
+           (SELECT count() FROM ${db}.${Table.subjects} FINAL) AS subject_rows,
+           (SELECT uniqExact(subject_id) FROM ${db}.${Table.subjects}) AS subjects,
+           (SELECT count() FROM ${db}.${Table.violations} FINAL) AS violations,
+           (SELECT count() FROM ${db}.${Table.violationSubjects} FINAL) AS violation_subject_rows,
+           (SELECT count() FROM ${db}.${Table.edges} FINAL) AS edges,
+           (SELECT count() FROM ${db}.${Table.facts} FINAL) AS facts`);
+  return row;
+}
+
+describe("store on the real ClickHouse engine (chDB)", () => {
+  it("applies each numbered migration once", async () => {
+    expect(await store.migrate()).toEqual([]);
+    const applied = await store.query<{ name: string }>(`SELECT name FROM ${store.database}.schema_migrations FINAL ORDER BY version`);
+    expect(applied.map((r) => r.name)).toEqual([
+      "001_events_v1.sql",
+      "002_event_subjects_v1.sql",
+      "003_lineage_v1.sql",
+      "004_violations_v1.sql",
+      "005_findings_v1.sql",
+    ]);
+  });
+
+  it("counts the planted affected users exactly, and a replay of the same events changes no count", async () => {
+    const { messages, truth } = await encodeScenario(3000);
+    const processor = createProcessor({ policy, taxonomy, codec }, { sink: store });
+    for (let i = 0; i < messages.length; i += 1000) {
+      await processor.processMessages(messages.slice(i, i + 1000).map((bytes, k) => ({ bytes, source: `test#${i + k}` })));
+    }
+    const first = await counts(store);
+    const summary = await affectedSummary(store, { ruleId: SCENARIO_RULE });
+    expect(summary.subjects).toBe(truth.affectedUsers);
+    expect(summary.records).toBe(truth.affectedRecords);
+    expect(summary.violationEvents).toBe(truth.violatingEvents);
+    expect(summary.externalShares.carryingViolatedData).toBe(0);
+    expect(summary.externalShares.checked).toBeGreaterThan(0);
+    expect(Number(first?.events)).toBe(truth.events);
+    expect(Number(first?.event_ids)).toBe(truth.events);
+
+    // Replay everything, in other batch sizes, through a fresh processor (as after a crash).
+    const again = createProcessor({ policy, taxonomy, codec }, { sink: store });
+    await again.restore(store.lineageFacts());
+    for (let i = 0; i < messages.length; i += 777) {
+      await again.processMessages(messages.slice(i, i + 777).map((bytes, k) => ({ bytes, source: `replay#${i + k}` })));
+    }
+    expect(await counts(store)).toEqual(first);
+    expect(await affectedSummary(store, { ruleId: SCENARIO_RULE })).toEqual(summary);
+  });
+
+  it("narrows the answer to a data category and a time window", async () => {
+    const all = await affectedSummary(store, { ruleId: SCENARIO_RULE });
+    const phones = await affectedSummary(store, { ruleId: SCENARIO_RULE, category: "user.contact.phone_number" });
+    const emails = await affectedSummary(store, { ruleId: SCENARIO_RULE, category: "user.contact" });
+    expect(phones.subjects).toBeGreaterThan(0);
+    expect(phones.subjects).toBeLessThan(all.subjects);
+    expect(phones.categories).toEqual(["user.contact.phone_number"]);
+    expect(emails.subjects).toBe(all.subjects);
+    const january = await affectedSummary(store, { ruleId: SCENARIO_RULE, from: "2019-01-01", to: "2019-02-01" });
+    expect(january.violationEvents).toBeGreaterThan(0);
+    expect(january.violationEvents).toBeLessThan(all.violationEvents);
+    expect(january.lastViolation! < "2019-02-01").toBe(true);
+    const afterFix = await affectedSummary(store, { ruleId: SCENARIO_RULE, from: "2019-09-17" });
+    expect(afterFix.subjects).toBe(0);
+    expect(afterFix.firstViolation).toBeNull();
+  });
+
+  it("stores the full lineage path of a violation", async () => {
+    const [row] = await store.query<{ path_text: string; lineage_path: string; categories: string[] }>(
+      `SELECT path_text, lineage_path, categories FROM ${store.database}.violations_with_paths
+       WHERE rule_id = {rule:String} AND has(categories, 'user.contact.phone_number') LIMIT 1`,
+      { rule: SCENARIO_RULE },
+    );
+    expect(row?.path_text.split(" ⇒ ").map((h) => h.split(" ")[0])).toEqual(["COLLECT", "COPY", "JOIN", "HASH", "USE"]);
+    const path = JSON.parse(row?.lineage_path ?? "{}") as { paths: { origin: string; hops: { kind: string; dataset: string }[] }[] };
+    expect(path.paths[0]?.origin).toBe("warehouse/security.two_factor#phone_number");
+    expect(path.paths[0]?.hops.map((h) => h.dataset)).toEqual([
+      "warehouse/security.two_factor",
+      "warehouse/profile.contact_points",
+      "warehouse/identity.graph",
+      "warehouse/ads.matching_keys",
+    ]);
+  });
+
+  it("refuses statements that write through the read-only path", async () => {
+    for (const sql of [
+      `INSERT INTO ${store.database}.${Table.events} (event_id) VALUES ('x')`,
+      `DROP TABLE ${store.database}.${Table.events}`,
+      `CREATE TABLE ${store.database}.evil (a UInt8) ENGINE = Memory`,
+      `ALTER TABLE ${store.database}.${Table.events} DELETE WHERE 1`,
+    ]) {
+      const error = await store.queryReadOnly(sql).then(() => undefined, (e: unknown) => e);
+      expect(error, sql).toBeInstanceOf(StoreError);
+      expect((error as StoreError).message).toMatch(/would write to the store/);
+    }
+    const [row] = await store.queryReadOnly<{ n: string }>(`SELECT count() AS n FROM ${store.database}.${Table.events}`);
+    expect(Number(row?.n)).toBeGreaterThan(0);
+  });
+
+  it("rebuilds the lineage graph from stored facts, so a restarted processor still catches a misuse", async () => {
+    const restarted = createProcessor({ policy, taxonomy, codec }, { sink: store });
+    const facts = await restarted.restore(store.lineageFacts());
+    expect(facts).toBeGreaterThan(3);
+    expect(restarted.auditor.graph.knows("warehouse/ads.matching_keys")).toBe(true);
+    const emitter = createEmitter({ transport: createInProcessTransport(restarted), pseudonymKey: HMAC_KEY, lingerMs: 1 }, { codec });
+    await emitter.emit({
+      kind: EventKind.use,
+      eventId: "restart-check-1",
+      occurredAt: Date.parse("2019-06-01T12:00:00Z"),
+      service: "partner-audiences",
+      job: { namespace: "ads", name: "partner-audiences.match" },
+      runId: "after-restart",
+      inputs: [{ namespace: "warehouse", name: "ads.matching_keys", fields: [{ name: "phone_sha256" }] }],
+      purposes: ["marketing.advertising.third_party.targeted"],
+      dataSubject: "customer",
+      subjects: ["someone@example.com"],
+    });
+    await emitter.close();
+    const rows = await store.query<{ rule_id: string }>(`SELECT rule_id FROM ${store.database}.${Table.violations} WHERE event_id = 'restart-check-1' ORDER BY rule_id`);
+    expect(rows.map((r) => r.rule_id)).toEqual(["purpose-limitation", "security-contact-not-for-marketing"]);
+    const raw = await store.query<{ n: string }>(`SELECT count() AS n FROM ${store.database}.${Table.subjects} WHERE subject_id LIKE '%@%'`);
+    expect(Number(raw[0]?.n)).toBe(0);
+  });
+});
