@@ -1,5 +1,7 @@
 // The one place that imports avsc. It is CommonJS: under ESM on Node 20 only the default
 // import works at run time.
+import { createWriteStream } from "node:fs";
+import { finished } from "node:stream/promises";
 import avro from "avsc";
 
 export type AvroType = avro.Type;
@@ -17,7 +19,12 @@ export function createContainerDecoder(path: string, readerType: AvroType): Node
   return avro.createFileDecoder(path, { readerSchema: readerType } as never);
 }
 
-/** Writes records to an Avro object container file with `schema`. */
-export function createContainerEncoder(path: string, schema: object): NodeJS.WritableStream {
-  return avro.createFileEncoder(path, schema as avro.Schema) as unknown as NodeJS.WritableStream;
+/** Writes records to an Avro object container file with `schema`; resolves once the file is closed. */
+export async function writeContainerFile(path: string, schema: object, records: Iterable<object>): Promise<void> {
+  const encoder = new avro.streams.BlockEncoder(typeForSchema(schema));
+  const file = createWriteStream(path);
+  encoder.pipe(file);
+  for (const record of records) encoder.write(record);
+  encoder.end();
+  await finished(file);
 }

@@ -181,7 +181,10 @@ export function createEventCodec(writers: readonly WriterSchema[]): EventCodec {
 function describeType(type: AvroType): string {
   const name = type.typeName;
   if (name === "enum") return `enum (${(type as unknown as { symbols: string[] }).symbols.join(", ")})`;
-  if (name === "record") return `record ${type.name ?? ""}`.trim();
+  if (name === "record") {
+    const fields = (type as unknown as { fields: { name: string }[] }).fields.map((f) => f.name);
+    return `${(type.name ?? "").split(".").pop()} record (an object with ${fields.join(", ")})`;
+  }
   if (name === "array") return "array";
   if (name === "union:unwrapped" || name === "union:wrapped") return "value of one of the union's branches";
   return name;

@@ -127,7 +127,7 @@ export function createEventBuilder(options: { pseudonymize: (raw: string) => str
   const { pseudonymize } = options;
   const keyId = options.pseudonymKeyId;
   return (input: EmitInput): DataAccessEvent => {
-  const at = input.occurredAt instanceof Date ? input.occurredAt.getTime() : (input.occurredAt ?? Date.now());
+  const at = toMillis(input.occurredAt);
   const subjects = (input.subjects ?? []).map((raw, i) => {
     if (typeof raw !== "string" || raw.trim() === "") {
       throw new SchemaError(`event field 'subjects[${i}]' must be a non-empty string`, { context: { path: `subjects[${i}]` } });
@@ -163,6 +163,18 @@ export function createEventBuilder(options: { pseudonymize: (raw: string) => str
     attributes: input.attributes ?? {},
   };
   };
+}
+
+/** `Date`, epoch milliseconds, or an ISO-8601 string (as NDJSON files carry it). */
+function toMillis(value: EmitInput["occurredAt"] | string): number {
+  if (value === undefined) return Date.now();
+  if (value instanceof Date) return value.getTime();
+  if (typeof value === "string") {
+    const ms = Date.parse(value);
+    if (Number.isNaN(ms)) throw new SchemaError("event field 'occurredAt' must be epoch milliseconds or an ISO-8601 date-time", { context: { path: "occurredAt" } });
+    return ms;
+  }
+  return value;
 }
 
 function normaliseDataset(d: { namespace: string; name: string; fields?: { name: string; categories?: string[] }[] }) {

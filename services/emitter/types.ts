@@ -12,8 +12,8 @@ export interface EmitInput {
   kind: EventKind;
   /** Stable id for retries; generated (UUID v4) when absent. */
   eventId?: string;
-  /** When it happened; `Date` or epoch milliseconds. @default now */
-  occurredAt?: number | Date;
+  /** When it happened: `Date`, epoch milliseconds or ISO-8601 text. @default now */
+  occurredAt?: number | Date | string;
   /** @default the emitter's `service` option */
   service?: string;
   job: { namespace: string; name: string };

@@ -1,6 +1,6 @@
 import { createReadStream, openSync, readSync, closeSync } from "node:fs";
 import { createInterface } from "node:readline";
-import { InputError, LineageAuditError, SchemaError } from "../errors/index.ts";
+import { ConfigError, InputError, LineageAuditError, SchemaError } from "../errors/index.ts";
 import { createContainerDecoder, parsingCanonicalForm, schemaFingerprint, fingerprintHex, type EventCodec } from "../codec/index.ts";
 import type { EmitInput } from "../emitter/index.ts";
 import type { InboundEvent, Processor, Rejection } from "../processor/index.ts";
@@ -105,6 +105,8 @@ async function readNdjson(path: string, build: (input: EmitInput) => unknown, pu
         throw new SchemaError("event is malformed: check that subjects, inputs and outputs are arrays and job is an object");
       }
     } catch (error) {
+      // A missing key is the operator's to fix, not this line's: stop (what was stored stays).
+      if (error instanceof ConfigError) throw error;
       // Hand the failure to the processor too, so it is dead-lettered like any other bad record.
       event = { __invalid: true };
       await push({ event, source, raw: redactable(parsed, line), failure: error as LineageAuditError } as InboundEvent);

@@ -61,7 +61,7 @@ export function createTaxonomy(data: TaxonomyData): Taxonomy {
     suggest(kind, key) {
       const all = [...(keys.get(kind) ?? [])];
       return all
-        .map((candidate) => ({ candidate, d: editDistance(key, candidate) }))
+        .map((candidate) => ({ candidate, d: candidate.startsWith(key) ? 0.5 : editDistance(key, candidate) }))
         .filter(({ candidate, d }) => d <= Math.max(2, Math.floor(candidate.length / 4)))
         .sort((a, b) => a.d - b.d || a.candidate.localeCompare(b.candidate))
         .slice(0, 3)

@@ -1,0 +1,190 @@
+// The lineage-audit command as people run it: a real process, the real embedded store.
+import { spawnSync } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { writeContainerFile, AVRO_SCHEMA_DIR } from "../../services/codec/index.ts";
+import { HMAC_KEY, tempDir } from "./helpers.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const BIN = join(ROOT, "bin/lineage-audit.mjs");
+const dir = tempDir("lineage-cli-");
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: dir,
+    env: { PATH: process.env["PATH"] ?? "", HOME: dir, LINEAGE_AUDIT_DATA: join(dir, "store"), ...env },
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A CLI failure is one clear line on stderr and a non-zero exit. */
+function expectOneLineError(r: ReturnType<typeof cli>, pattern: RegExp, code = 1) {
+  expect(r.code).toBe(code);
+  const lines = r.stderr.trim().split("\n");
+  expect(lines, r.stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(/^lineage-audit: /);
+  expect(lines[0]).toMatch(pattern);
+}
+
+const collect = (id: string, subject: string) => ({
+  kind: "COLLECT",
+  eventId: id,
+  occurredAt: "2019-03-01T10:00:00Z",
+  service: "auth-service",
+  job: { namespace: "web", name: "2fa-enrolment" },
+  runId: "r1",
+  outputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "phone_number", categories: ["user.contact.phone_number"] }] }],
+  purposes: ["essential.service.security"],
+  dataSubject: "customer",
+  subjects: [subject],
+});
+const misuse = (id: string, subject: string) => ({
+  kind: "USE",
+  eventId: id,
+  occurredAt: Date.parse("2019-03-02T10:00:00Z"),
+  service: "partner-audiences",
+  job: { namespace: "ads", name: "partner-audiences.match" },
+  runId: "r2",
+  inputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "phone_number" }] }],
+  purposes: ["marketing.advertising.third_party.targeted"],
+  dataSubject: "customer",
+  subjects: [subject],
+});
+
+describe("lineage-audit CLI", () => {
+  it("runs the demo and prints answers that agree with the planted ground truth (--json)", () => {
+    const r = cli(["demo", "--users", "3000", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      answers: { subjects: number; records: number; violationEvents: number; externalShares: { carryingViolatedData: number }; lastViolation: string };
+      groundTruth: { affectedUsers: number; affectedRecords: number; violatingEvents: number; events: number };
+      agrees: Record<string, boolean>;
+      events: number;
+    };
+    expect(out.answers.subjects).toBe(out.groundTruth.affectedUsers);
+    expect(out.answers.subjects).toBeGreaterThan(100);
+    expect(out.answers.records).toBe(out.groundTruth.affectedRecords);
+    expect(out.answers.violationEvents).toBe(out.groundTruth.violatingEvents);
+    expect(out.answers.externalShares.carryingViolatedData).toBe(0);
+    expect(out.answers.lastViolation < "2019-09-17").toBe(true);
+    expect(Object.values(out.agrees).every(Boolean)).toBe(true);
+    expect(out.events).toBe(out.groundTruth.events);
+  });
+
+  it("prints the human answer with a lineage path diagram and a progress bar on stderr", () => {
+    const r = cli(["demo", "--users", "2000"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Users affected\s+[\d,]+ {3}\(planted: [\d,]+ ✓\)/);
+    expect(r.stdout).toMatch(/Shared outside\?\s+No: \d+ external shares checked/);
+    expect(r.stdout).toMatch(/^ {4}COLLECT warehouse\/security\.two_factor#/m);
+    expect(r.stdout).toMatch(/^ {2}⇒ USE warehouse\/ads\.matching_keys#/m);
+    expect(r.stderr).toMatch(/events █+/);
+  });
+
+  it("ingests NDJSON, stores the good lines, and names each bad line on stderr", () => {
+    const file = join(dir, "events.ndjson");
+    writeFileSync(
+      file,
+      [
+        JSON.stringify(collect("nd-1", "alice@example.com")),
+        "{ this is not json",
+        JSON.stringify({ ...misuse("nd-2", "alice@example.com"), purposes: ["marketting"] }),
+        JSON.stringify(misuse("nd-3", "alice@example.com")),
+        JSON.stringify({ ...misuse("nd-4", "bob@example.com"), job: "not-an-object" }),
+        "",
+      ].join("\n"),
+    );
+    const r = cli(["ingest", file], { LINEAGE_AUDIT_HMAC_KEY: HMAC_KEY, LINEAGE_AUDIT_DATABASE: "nd" });
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split("\n");
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(/events\.ndjson:2: line is not valid JSON \(dead-lettered\)$/);
+    expect(lines[1]).toMatch(/events\.ndjson:3: event USE field 'purposes\[0\]' is not a fideslang data use \('marketting'\)/);
+    expect(lines[2]).toMatch(/events\.ndjson:5: event field 'job' is not a valid Job record \(an object with namespace, name\) \(dead-lettered\)$/);
+    expect(r.stderr).not.toContain("alice@example.com");
+    expect(r.stderr).not.toContain("bob@example.com");
+    expect(r.stdout).toMatch(/ingested 2 of 5 records from 1 file\(s\): 2 violations, 3 rejected/);
+
+    const q = cli(["sql", "SELECT event_id, verdict FROM events_v1 FINAL ORDER BY event_id", "--json"], { LINEAGE_AUDIT_DATABASE: "nd" });
+    expect(q.code, q.stderr).toBe(0);
+    expect(JSON.parse(q.stdout)).toEqual([
+      { event_id: "nd-1", verdict: "" },
+      { event_id: "nd-3", verdict: "violation" },
+    ]);
+    const letters = cli(["sql", "SELECT source, redacted, payload_base64 = '' AS withheld FROM dead_letters_v1 ORDER BY source", "--json"], { LINEAGE_AUDIT_DATABASE: "nd" });
+    const rows = JSON.parse(letters.stdout) as { source: string; redacted: number; withheld: number }[];
+    expect(rows.map((x) => x.source.split("/").pop())).toEqual(["events.ndjson:2", "events.ndjson:3", "events.ndjson:5"]);
+    expect(rows.every((x) => x.redacted === 1 && x.withheld === 1)).toBe(true);
+    const everything = cli(["sql", "SELECT groupArray(subject_id) AS s FROM event_subjects_v1", "--json"], { LINEAGE_AUDIT_DATABASE: "nd" });
+    expect(everything.stdout).not.toContain("alice");
+    expect(JSON.parse(everything.stdout)[0].s).toHaveLength(2);
+  });
+
+  it("ingests an Avro container file written with the older schema version", async () => {
+    const file = join(dir, "events.avro");
+    const v1 = JSON.parse(readFileSync(join(AVRO_SCHEMA_DIR, "data_access_event.v1.avsc"), "utf8")) as object;
+    const base = { runId: "r", transform: "OTHER", fieldLineage: [], masking: "NONE", dataSubject: "customer", recipient: null, traceparent: null };
+    const records = [];
+    records.push({
+      ...base,
+      eventId: "avro-1",
+      kind: "COLLECT",
+      occurredAt: Date.parse("2019-02-01T00:00:00Z"),
+      service: "auth-service",
+      job: { namespace: "web", name: "2fa-enrolment" },
+      inputs: [],
+      outputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "email", categories: ["user.contact.email"] }] }],
+      purposes: ["essential.service.authentication"],
+      subjects: ["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"],
+    });
+    records.push({
+      ...base,
+      eventId: "avro-2",
+      kind: "USE",
+      occurredAt: Date.parse("2019-02-02T00:00:00Z"),
+      service: "tailored-audiences",
+      job: { namespace: "ads", name: "tailored-audiences.match" },
+      inputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "email", categories: [] }] }],
+      outputs: [],
+      purposes: ["marketing.advertising.third_party.targeted"],
+      subjects: ["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"],
+    });
+    await writeContainerFile(file, v1, records);
+    const r = cli(["ingest", file, "--json"], { LINEAGE_AUDIT_DATABASE: "avro" });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ files: 1, records: 2, accepted: 2, rejected: 0, violations: 2 });
+    const a = cli(["affected", "--rule", "security-contact-not-for-marketing", "--json"], { LINEAGE_AUDIT_DATABASE: "avro" });
+    expect(a.code, a.stderr).toBe(0);
+    expect(JSON.parse(a.stdout)).toMatchObject({ subjects: 2, records: 2, violationEvents: 1, categories: ["user.contact.email"], services: ["tailored-audiences"] });
+    const v = cli(["sql", "SELECT schema_version, pseudonym_key_id FROM events_v1 WHERE event_id = 'avro-2'", "--json"], { LINEAGE_AUDIT_DATABASE: "avro" });
+    expect(JSON.parse(v.stdout)).toEqual([{ schema_version: 1, pseudonym_key_id: "default" }]);
+  });
+
+  it("refuses SQL that writes, with one line", () => {
+    expectOneLineError(cli(["sql", "INSERT INTO events_v1 (event_id) VALUES ('x')"]), /would write to the store \(InsertQuery\); only read-only statements/);
+    expectOneLineError(cli(["sql", "SELECT 1; DROP TABLE events_v1"]), /only one statement at a time/);
+    expectOneLineError(cli(["sql", "SELECT 1 INTO OUTFILE '/tmp/x'"]), /INTO OUTFILE writes files/);
+    const ok = cli(["sql", "SELECT count() AS n FROM events_v1 -- trailing comment"]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/^n\n-+\n\d+\n$/);
+  });
+
+  it("gives one clear line and a non-zero exit for bad flags, rules, files and commands", () => {
+    expectOneLineError(cli(["demo", "--users", "many"]), /--users must be a positive whole number, not 'many'/, 2);
+    expectOneLineError(cli(["demo", "--colour"]), /Unknown option '--colour'/, 2);
+    expectOneLineError(cli(["frobnicate"]), /unknown command 'frobnicate'/, 2);
+    expectOneLineError(cli(["affected"]), /affected needs --rule ID/, 2);
+    expectOneLineError(cli(["affected", "--rule", "nope"]), /no rule 'nope' in .*default\.yaml/, 2);
+    expectOneLineError(cli(["affected", "--rule", "purpose-limitation", "--from", "last tuesday"]), /--from must be a date like 2019-01-31/, 2);
+    expectOneLineError(cli(["affected", "--rule", "purpose-limitation", "--category", "user.contact.phone"]), /not a fideslang data category \(did you mean 'user\.contact\.phone_number'\?\)/, 2);
+    expectOneLineError(cli(["ingest", join(dir, "missing.ndjson")]), /missing\.ndjson: cannot open \(ENOENT\)/);
+    const rules = join(dir, "bad-rules.yaml");
+    writeFileSync(rules, "version: 1\nrules:\n  - id: x\n    effect: deny\n    match:\n      usedFor: [marketing.advertizing]\n");
+    expectOneLineError(cli(["affected", "--rule", "x"], { LINEAGE_AUDIT_RULES: rules }), /bad-rules\.yaml:6:17: rules\[0\]\.match\.usedFor\[0\]: unknown data use 'marketing\.advertizing' \(did you mean 'marketing\.advertising'\?\)/);
+    expectOneLineError(cli(["ingest", join(dir, "events.ndjson")], { LINEAGE_AUDIT_DATABASE: "nokey" }), /LINEAGE_AUDIT_HMAC_KEY is not set/);
+  });
+});

@@ -1,0 +1,156 @@
+import { createHash } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { createEventCodec, loadEventSchemas, type DataAccessEvent, type EventCodec } from "../../../services/codec/index.ts";
+import { createProcessor, type InboundMessage, type Processor } from "../../../services/processor/index.ts";
+import { ADS, capturingSink, collect, defaultPolicy, pipeline2019, pseudo, read, SECURITY, PHONE, use, type CapturingSink } from "../helpers.ts";
+
+const codec: EventCodec = createEventCodec(loadEventSchemas());
+
+function setup(): { processor: Processor; sink: CapturingSink } {
+  const { policy, taxonomy } = defaultPolicy();
+  const sink = capturingSink();
+  return { processor: createProcessor({ policy, taxonomy, codec }, { sink }), sink };
+}
+
+const msg = (e: DataAccessEvent, source: string): InboundMessage => ({ bytes: codec.encode(e), source });
+const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");
+const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+/** A well-formed message whose 8-byte schema fingerprint no registered schema has. */
+function unknownFingerprint(e: DataAccessEvent): Uint8Array {
+  const bytes = Buffer.from(codec.encode(e));
+  for (let i = 2; i < 10; i++) bytes[i] = (bytes[i] as number) ^ 0xff;
+  return bytes;
+}
+
+describe("processor.processMessages", () => {
+  it("stores good messages and dead-letters garbage bytes and unknown fingerprints, keeping the rest of the batch", async () => {
+    const { processor, sink } = setup();
+    const c = collect("security.two_factor", { phone_number: [PHONE] }, [SECURITY], { subjects: [pseudo(1)] });
+    const u = use([read("security.two_factor", "phone_number")], [ADS], { subjects: [pseudo(1)] });
+    const garbage = new TextEncoder().encode("definitely not avro");
+    const foreign = unknownFingerprint(c);
+    const truncated = codec.encode(u).slice(0, 20);
+
+    const result = await processor.processMessages([
+      msg(c, "topic/0/1"),
+      { bytes: garbage, source: "topic/0/2" },
+      { bytes: foreign, source: "topic/0/3" },
+      { bytes: truncated, source: "topic/0/4" },
+      msg(u, "topic/0/5"),
+    ]);
+
+    expect(result.accepted).toBe(2);
+    expect(result.violations).toBe(2);
+    expect(result.rejected.map((r) => [r.source, r.code])).toEqual([
+      ["topic/0/2", "SCHEMA"],
+      ["topic/0/3", "SCHEMA"],
+      ["topic/0/4", "SCHEMA"],
+    ]);
+
+    expect(sink.batches).toHaveLength(1);
+    const batch = sink.batches[0]!;
+    expect(batch.events.map((r) => [r.event_id, r.kind, r.verdict ?? null])).toEqual([
+      [c.eventId, "COLLECT", null],
+      [u.eventId, "USE", "violation"],
+    ]);
+    expect(batch.events[0]?.schema_fingerprint).toBe(codec.writerFingerprint);
+    expect(batch.violations.map((v) => v.rule_id).sort()).toEqual(["purpose-limitation", "security-contact-not-for-marketing"]);
+
+    const [g, f, t] = batch.deadLetters;
+    expect(batch.deadLetters).toHaveLength(3);
+    expect(g).toMatchObject({
+      source: "topic/0/2",
+      error_code: "SCHEMA",
+      reason: "message is not Avro single-object encoded (no C3 01 marker) nor Confluent framed",
+      payload_base64: b64(garbage),
+      payload_sha256: sha(garbage),
+      payload_bytes: garbage.byteLength,
+      redacted: 0,
+    });
+    expect(g?.dead_letter_id).toMatch(/^[0-9a-f]{32}$/);
+    expect(f).toMatchObject({ source: "topic/0/3", error_code: "SCHEMA", payload_base64: b64(foreign), redacted: 0 });
+    expect(f?.reason).toMatch(/^message was written with an unknown schema \(fingerprint [0-9a-f]{16}\)$/);
+    expect(t).toMatchObject({ source: "topic/0/4", error_code: "SCHEMA", reason: "message body does not decode with schema version 2", payload_base64: b64(truncated), redacted: 0 });
+
+    expect(processor.stats).toEqual({ events: 2, violations: 2, deadLetters: 3, findings: 0 });
+  });
+
+  it("dead-letters a message whose subjects hold a raw email with the payload withheld and the identifier absent from the reason", async () => {
+    const { processor, sink } = setup();
+    const email = "alice@example.com";
+    const good = collect("src", { phone: [PHONE] }, [SECURITY], { subjects: [pseudo(1)] });
+    const leaky = use([read("src", "phone")], [SECURITY], { subjects: [pseudo(2), email] });
+    const leakyBytes = codec.encode(leaky);
+    expect(Buffer.from(leakyBytes).includes(email)).toBe(true);
+
+    const result = await processor.processMessages([msg(good, "m/1"), { bytes: leakyBytes, source: "m/2" }]);
+
+    expect(result.accepted).toBe(1);
+    expect(result.rejected).toHaveLength(1);
+    expect(result.rejected[0]?.reason).not.toContain(email);
+    const batch = sink.batches[0]!;
+    expect(batch.events.map((r) => r.event_id)).toEqual([good.eventId]);
+    expect(batch.deadLetters).toHaveLength(1);
+    const dl = batch.deadLetters[0]!;
+    expect(dl).toMatchObject({ source: "m/2", error_code: "INPUT", redacted: 1, payload_base64: "", payload_bytes: leakyBytes.byteLength });
+    expect(dl.reason).toContain("'subjects[1]'");
+    expect(dl.reason).not.toContain(email);
+    expect(JSON.stringify(sink.batches)).not.toContain(email);
+  });
+
+  it("withholds the payload of a message with a raw identifier even when the event has another defect too", async () => {
+    const { processor, sink } = setup();
+    const email = "alice@example.com";
+    // An unknown purpose AND a raw email in subjects: the email must still not be stored.
+    const leaky = use([read("src", "phone")], ["marketing.ads"], { subjects: [email] });
+    await processor.processMessages([msg(leaky, "m/1")]);
+
+    expect(sink.batches[0]?.deadLetters).toHaveLength(1);
+    const dl = sink.batches[0]!.deadLetters[0]!;
+    expect(dl.reason).toContain("'purposes[0]'");
+    expect(Buffer.from(dl.payload_base64, "base64").includes(email)).toBe(false);
+    expect(dl.payload_base64).toBe("");
+    expect(dl.redacted).toBe(1);
+    expect(JSON.stringify(sink.batches)).not.toContain(email);
+  });
+
+  it("produces identical rows, keyed by the same ids, when the same messages are processed twice", async () => {
+    const p = pipeline2019();
+    const u = use([read("ads.matching_keys", "phone_sha256")], [ADS], { subjects: [pseudo(1), pseudo(2)] });
+    const messages = [...[p.collect, p.copy, p.join, p.hash, u].map((e, i) => msg(e, `t/0/${i}`)), { bytes: new Uint8Array([1, 2, 3]), source: "t/0/5" }];
+
+    const { processor, sink } = setup();
+    await processor.processMessages(messages);
+    await processor.processMessages(messages);
+    const [first, second] = sink.batches;
+    expect(first?.events.map((r) => r.event_id)).toEqual([p.collect, p.copy, p.join, p.hash, u].map((e) => e.eventId));
+    expect(second?.events).toEqual(first?.events);
+    expect(second?.violations).toEqual(first?.violations);
+    expect(second?.deadLetters).toEqual(first?.deadLetters);
+    // Lineage facts, labels and paths are not written again.
+    expect(first?.facts).toHaveLength(4);
+    expect(second?.facts).toEqual([]);
+    expect(second?.labels).toEqual([]);
+    expect(second?.paths).toEqual([]);
+
+    // A fresh processor (restart without restore) writes the same rows under the same keys.
+    const fresh = setup();
+    await fresh.processor.processMessages(messages);
+    expect(fresh.sink.batches[0]).toEqual(first);
+  });
+
+  it("rebuilds lineage from stored facts on restore, so a use after restart is judged on it", async () => {
+    const p = pipeline2019();
+    const { processor, sink } = setup();
+    await processor.processMessages([p.collect, p.copy, p.join, p.hash].map((e, i) => msg(e, `t/${i}`)));
+    const facts = sink.batches[0]!.facts.map((f) => JSON.parse(f.fact) as DataAccessEvent);
+
+    const restarted = setup();
+    expect(await restarted.processor.restore(facts)).toBe(4);
+    const u = use([read("ads.matching_keys", "phone_sha256")], [ADS]);
+    const result = await restarted.processor.processMessages([msg(u, "t/9")]);
+    expect(result.violations).toBe(2);
+    expect(restarted.sink.batches[0]?.events[0]?.verdict).toBe("violation");
+  });
+});
