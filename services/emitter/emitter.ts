@@ -66,15 +66,18 @@ export function createEmitter(options: EmitterOptions, deps: { codec?: EventCode
     while (inFlight.size > limit) await Promise.race(inFlight);
   }
 
-  function takeBuffer(): Uint8Array[] | undefined {
+  /** Sends up to `maxBatch` queued events once fewer than `maxInFlight` batches are in flight. */
+  async function sendNext(): Promise<void> {
+    await drainTo(maxInFlight - 1);
+    if (buffer.length === 0) return;
+    void send(buffer.splice(0, maxBatch));
+  }
+
+  function clearTimer(): void {
     if (timer) {
       clearTimeout(timer);
       timer = undefined;
     }
-    if (buffer.length === 0) return undefined;
-    const batch = buffer;
-    buffer = [];
-    return batch;
   }
 
   return {
@@ -87,22 +90,23 @@ export function createEmitter(options: EmitterOptions, deps: { codec?: EventCode
       buffer.push(codec.encode(event));
       stats.emitted++;
       if (buffer.length >= maxBatch) {
-        await drainTo(maxInFlight - 1);
-        const batch = takeBuffer();
-        if (batch) void send(batch);
+        clearTimer();
+        // Concurrent emits may have queued more than one batch: send them all, each bounded.
+        while (buffer.length >= maxBatch) await sendNext();
         throwFailure();
       } else if (!timer) {
         timer = setTimeout(() => {
           timer = undefined;
-          const batch = takeBuffer();
-          if (batch) void send(batch);
+          sendNext().catch((error: unknown) => {
+            failure ??= error;
+          });
         }, lingerMs);
         timer.unref();
       }
     },
     async flush() {
-      const batch = takeBuffer();
-      if (batch) void send(batch);
+      clearTimer();
+      while (buffer.length > 0) await sendNext();
       await drainTo(0);
       throwFailure();
     },

@@ -77,6 +77,12 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
       labelCount++;
       changed.add(dataset);
       const outgoing = [...(fieldEdges.get(key) ?? []), ...(datasetEdges.get(dataset) ?? [])];
+      // A whole-dataset label is on every field of the dataset: it leaves by their edges too.
+      if (key === fieldKey(dataset, WHOLE_DATASET)) {
+        for (const f of datasetFields.get(dataset) ?? []) {
+          if (f !== WHOLE_DATASET) outgoing.push(...(fieldEdges.get(fieldKey(dataset, f)) ?? []));
+        }
+      }
       for (const edge of outgoing) {
         const carried = carry(l, edge);
         if (carried) queue.push([edge.to, edge.toDataset, carried]);
@@ -116,7 +122,7 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
     if (existing) existing.push(edge);
     else list.set(k, [edge]);
     // Carry what the source already holds.
-    const sources = fromKey ? [fromKey] : [...(datasetFields.get(fromDataset) ?? [])].map((f) => fieldKey(fromDataset, f));
+    const sources = fromKey ? [fromKey, fieldKey(fromDataset, WHOLE_DATASET)] : [...(datasetFields.get(fromDataset) ?? [])].map((f) => fieldKey(fromDataset, f));
     for (const source of sources) {
       for (const l of [...(labels.get(source)?.values() ?? [])]) {
         const carried = carry(l, edge);

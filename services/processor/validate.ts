@@ -18,6 +18,15 @@ export function validateEvent(e: DataAccessEvent, taxonomy: Taxonomy): void {
   const fail = (path: string, problem: string): never => {
     throw new InputError(`event ${e.kind} field '${path}' ${problem}`, { context: { path, kind: e.kind } });
   };
+  // First: a message carrying raw identifiers must be recognised as such whatever else is wrong,
+  // so that its payload is never kept.
+  for (let i = 0; i < e.subjects.length; i++) {
+    if (!PSEUDONYM_PATTERN.test(e.subjects[i] as string)) {
+      throw new RawIdentifierError(`event ${e.kind} field 'subjects[${i}]' is not a pseudonymous id (32 hex digits from the emitter's keyed HMAC); the message was not stored`, {
+        context: { path: `subjects[${i}]`, kind: e.kind },
+      });
+    }
+  }
   if (e.eventId.length === 0 || e.eventId.length > 128) fail("eventId", "must be 1 to 128 characters");
   if (!Number.isFinite(e.occurredAt) || e.occurredAt <= 0) fail("occurredAt", "must be milliseconds since 1970");
   if (e.service === "") fail("service", "must not be empty");
@@ -34,13 +43,6 @@ export function validateEvent(e: DataAccessEvent, taxonomy: Taxonomy): void {
         }),
       ),
     );
-  }
-  for (let i = 0; i < e.subjects.length; i++) {
-    if (!PSEUDONYM_PATTERN.test(e.subjects[i] as string)) {
-      throw new RawIdentifierError(`event ${e.kind} field 'subjects[${i}]' is not a pseudonymous id (32 hex digits from the emitter's keyed HMAC); the message was not stored`, {
-        context: { path: `subjects[${i}]`, kind: e.kind },
-      });
-    }
   }
   switch (e.kind) {
     case EventKind.collect:

@@ -102,13 +102,13 @@ describe("processor.processMessages", () => {
   it("withholds the payload of a message with a raw identifier even when the event has another defect too", async () => {
     const { processor, sink } = setup();
     const email = "alice@example.com";
-    // An unknown purpose AND a raw email in subjects: the email must still not be stored.
+    // An unknown purpose AND a raw email in subjects: the raw identifier is what the dead letter reports, and the email is not stored.
     const leaky = use([read("src", "phone")], ["marketing.ads"], { subjects: [email] });
     await processor.processMessages([msg(leaky, "m/1")]);
 
     expect(sink.batches[0]?.deadLetters).toHaveLength(1);
     const dl = sink.batches[0]!.deadLetters[0]!;
-    expect(dl.reason).toContain("'purposes[0]'");
+    expect(dl.reason).toContain("'subjects[0]' is not a pseudonymous id");
     expect(Buffer.from(dl.payload_base64, "base64").includes(email)).toBe(false);
     expect(dl.payload_base64).toBe("");
     expect(dl.redacted).toBe(1);
