@@ -16,12 +16,12 @@ export function parsingCanonicalForm(schema: string | Json): string {
 }
 
 function parseSchemaText(text: string): Json {
+  // A bare primitive name such as `int` (or `null`, which JSON would read as null) is a schema text too.
+  const bare = text.trim();
+  if (PRIMITIVES.has(bare)) return bare;
   try {
     return JSON.parse(text) as Json;
   } catch {
-    // A bare primitive name such as `int` is not JSON but is a valid schema text.
-    const bare = text.trim();
-    if (PRIMITIVES.has(bare)) return bare;
     throw new SchemaError("schema text is not valid JSON", { context: { length: text.length } });
   }
 }

@@ -44,7 +44,8 @@ export interface Evaluator {
  */
 export function createEvaluator(policy: Policy): Evaluator {
   const deny = policy.rules.filter((r) => r.effect === "deny");
-  const allow = policy.rules.filter((r) => r.effect === "allow");
+  // A shadow allow rule is only being tried out: it must not exempt anything yet.
+  const allow = policy.rules.filter((r) => r.effect === "allow" && r.mode === "enforce");
   const pl = policy.purposeLimitation;
 
   function matches(rule: Rule, label: LabelLike, purpose: string, use: UseContext): boolean {
