@@ -89,6 +89,8 @@ export function createEventCodec(writers: readonly WriterSchema[]): EventCodec {
   const currentWriter = byVersion.get(current.version) as Writer;
 
   function validateWith(type: AvroType, event: unknown): void {
+    // The fast check first; the path-tracking one only to explain a failure.
+    if (type.isValid(event)) return;
     let firstPath: string | undefined;
     let expected: string | undefined;
     const ok = type.isValid(event, {
