@@ -37,6 +37,7 @@ export interface Rejection {
 }
 
 export interface ProcessResult {
+  /** Messages (events) taken in; a late re-evaluation adds rows, not accepted events. */
   accepted: number;
   rejected: Rejection[];
   violations: number;
@@ -96,13 +97,14 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     rejected.push({ source, code: error.code, reason: error.message });
   }
 
-  async function finish(out: AuditBatch, rejected: Rejection[]): Promise<ProcessResult> {
+  async function finish(out: AuditBatch, rejected: Rejection[], received: number): Promise<ProcessResult> {
     await deps.sink.write(out);
-    stats.events += out.events.length;
+    const accepted = received - rejected.length;
+    stats.events += accepted;
     stats.violations += out.violations.length;
     stats.deadLetters += out.deadLetters.length;
     stats.findings += out.findings.length;
-    return { accepted: out.events.length, rejected, violations: out.violations.length, findings: out.findings.length };
+    return { accepted, rejected, violations: out.violations.length, findings: out.findings.length };
   }
 
   return {
@@ -119,7 +121,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
           reject(out, rejected, m.source, m.bytes, error);
         }
       }
-      return finish(out, rejected);
+      return finish(out, rejected, messages.length);
     },
     async processEvents(events) {
       const out = emptyBatch();
@@ -134,7 +136,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
           reject(out, rejected, e.source, e.raw, error);
         }
       }
-      return finish(out, rejected);
+      return finish(out, rejected, events.length);
     },
     async restore(facts) {
       let n = 0;
