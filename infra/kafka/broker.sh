@@ -35,6 +35,8 @@ STORAGE_MAIN=kafka.tools.StorageTool
 API_VERSIONS_MAIN=org.apache.kafka.tools.BrokerApiVersionsCommand
 
 say() { echo "kafka: $*"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+since() { local ms=$(($(now_ms) - $1)); printf '%d.%d s' $((ms / 1000)) $((ms % 1000 / 100)); }
 die() { echo "kafka: error: $*" >&2; exit 1; }
 
 if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA=java; fi
@@ -61,8 +63,8 @@ cmd_fetch() {
   say "fetching the Kafka jars into lib/ with Maven (pom.xml changed or lib/ empty)..."
   rm -rf "$LIB"
   mkdir -p "$LIB"
-  local t0=$SECONDS
-  local out
+  local t0 out
+  t0=$(now_ms)
   if ! out="$(mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
       -DoutputDirectory="$LIB" -DincludeScope=runtime 2>&1)"; then
     echo "$out" >&2
@@ -70,7 +72,7 @@ cmd_fetch() {
     die "Maven could not fetch the Kafka jars (see above)"
   fi
   pom_hash >"$STAMP"
-  say "fetched $(find "$LIB" -name '*.jar' | wc -l) jars ($(du -sh "$LIB" | cut -f1)) in $((SECONDS - t0)) s"
+  say "fetched $(find "$LIB" -name '*.jar' | wc -l) jars ($(du -sh "$LIB" | cut -f1)) in $(since "$t0")"
 }
 
 # Run a Kafka command-line tool class from lib/, quietly (warnings to stderr).
@@ -163,7 +165,8 @@ cmd_start() {
   port_open "$CONTROLLER_PORT" && die "port $CONTROLLER_PORT is already in use by another process (set KAFKA_CONTROLLER_PORT)"
 
   cmd_fetch
-  local t0=$SECONDS data_dir cluster_id
+  local t0 data_dir cluster_id
+  t0=$(now_ms)
   data_dir="$(mktemp -d "${TMPDIR:-/tmp}/lineage-audit-kafka-$PORT.XXXXXX")"
   echo "$data_dir" >"$DATA_FILE"
   write_properties "$data_dir"
@@ -187,19 +190,22 @@ cmd_start() {
   our_broker_alive || { sleep 1; our_broker_alive; } || {
     print_log_tail; rm -f "$PID_FILE"; cleanup_data_dir; die "the broker did not start"; }
 
-  local deadline=$((SECONDS + START_TIMEOUT))
-  while ((SECONDS < deadline)); do
+  local deadline=$((t0 + START_TIMEOUT * 1000))
+  while (($(now_ms) < deadline)); do
     if ! our_broker_alive; then
       print_log_tail
       rm -f "$PID_FILE"
       cleanup_data_dir
       die "the broker exited during start-up"
     fi
+    # Cheap TCP check first (the broker binds its port only once it is about to serve), then the
+    # real Kafka request, which costs a JVM start.
+    if ! port_open "$PORT"; then sleep 0.2; continue; fi
     if answers; then
-      say "ready on $HOST:$PORT (pid $PID) after $((SECONDS - t0)) s"
+      say "ready on $HOST:$PORT (pid $PID) after $(since "$t0")"
       return 0
     fi
-    sleep 1
+    sleep 0.5
   done
   print_log_tail
   echo "kafka: error: no answer on $HOST:$PORT after $START_TIMEOUT s; stopping it" >&2

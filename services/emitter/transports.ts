@@ -40,42 +40,53 @@ export function createHttpTransport(options: HttpTransportOptions): Transport {
   const endpoint = new URL("/v1/events", options.url).toString();
   const maxAttempts = options.maxAttempts ?? 5;
   const backoff = options.backoffMs ?? 100;
+  // One request at a time, so batches arrive in the order they were emitted (lineage before
+  // the uses that depend on it); the emitter keeps the next batches queued meanwhile.
+  let previous: Promise<unknown> = Promise.resolve();
   return {
-    async send(messages) {
-      const body = frameBatch(messages);
-      let lastError: TransportError | undefined;
-      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-        try {
-          const res = await fetch(endpoint, {
-            method: "POST",
-            headers: {
-              "content-type": EVENT_BATCH_MEDIA_TYPE,
-              ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-            },
-            body,
-            signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
-          });
-          const text = await res.text();
-          if (res.ok) return JSON.parse(text) as SendResult;
-          const detail = safeError(text);
-          lastError = new TransportError(`auditor answered ${res.status} to ${endpoint}: ${detail}`, {
-            retriable: res.status >= 500 || res.status === 429,
-            context: { status: res.status, attempt },
-          });
-          if (!lastError.retriable) throw lastError;
-        } catch (cause) {
-          if (cause instanceof TransportError && !cause.retriable) throw cause;
-          lastError =
-            cause instanceof TransportError
-              ? cause
-              : new TransportError(`cannot reach the auditor at ${endpoint}: ${(cause as Error).message}`, { cause, retriable: true, context: { attempt } });
-        }
-        if (attempt < maxAttempts) await sleep(backoff * 2 ** (attempt - 1) * (0.5 + Math.random()));
-      }
-      throw lastError as TransportError;
+    send(messages) {
+      const next = previous.then(() => post(messages));
+      previous = next.catch(() => undefined);
+      return next;
     },
-    async close() {},
+    async close() {
+      await previous;
+    },
   };
+
+  async function post(messages: Uint8Array[]): Promise<SendResult> {
+    const body = frameBatch(messages);
+    let lastError: TransportError | undefined;
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      try {
+        const res = await fetch(endpoint, {
+          method: "POST",
+          headers: {
+            "content-type": EVENT_BATCH_MEDIA_TYPE,
+            ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+          },
+          body,
+          signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+        });
+        const text = await res.text();
+        if (res.ok) return JSON.parse(text) as SendResult;
+        const detail = safeError(text);
+        lastError = new TransportError(`auditor answered ${res.status} to ${endpoint}: ${detail}`, {
+          retriable: res.status >= 500 || res.status === 429,
+          context: { status: res.status, attempt },
+        });
+        if (!lastError.retriable) throw lastError;
+      } catch (cause) {
+        if (cause instanceof TransportError && !cause.retriable) throw cause;
+        lastError =
+          cause instanceof TransportError
+            ? cause
+            : new TransportError(`cannot reach the auditor at ${endpoint}: ${(cause as Error).message}`, { cause, retriable: true, context: { attempt } });
+      }
+      if (attempt < maxAttempts) await sleep(backoff * 2 ** (attempt - 1) * (0.5 + Math.random()));
+    }
+    throw lastError as TransportError;
+  }
 }
 
 function safeError(text: string): string {

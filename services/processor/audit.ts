@@ -14,6 +14,11 @@ export interface AuditorOptions {
   maxPending?: number;
   /** Distinct lineage paths recorded per violation. @default 8 */
   maxPathsPerViolation?: number;
+  /**
+   * Recent uses and shares kept to be checked again when lineage that arrives late adds labels
+   * to what they read (events from many services do not arrive in order). @default 20000
+   */
+  recheckWindow?: number;
 }
 
 export interface EventMeta {
@@ -31,6 +36,14 @@ export interface Auditor {
   /** Applies a stored lineage fact (on start-up), producing no rows. */
   restore(event: DataAccessEvent): void;
   readonly pending: number;
+}
+
+interface RecentUse {
+  event: DataAccessEvent;
+  meta: EventMeta;
+  datasets: string[];
+  /** Rules whose violations were written for it already. */
+  rules: Set<string>;
 }
 
 interface Evaluation {
@@ -57,6 +70,9 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
   const maxPending = options.maxPending ?? 10_000;
   const maxPaths = options.maxPathsPerViolation ?? 8;
   const pending = new Map<string, { event: DataAccessEvent; meta: EventMeta }[]>();
+  const recheckWindow = options.recheckWindow ?? 20_000;
+  const recent: (RecentUse | undefined)[] = [];
+  let recentPos = 0;
   let pendingCount = 0;
   let cache = new Map<string, Evaluation>();
   let cacheVersion = -1;
@@ -145,7 +161,8 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
     }
   }
 
-  function checkUse(e: DataAccessEvent, row: EventRow, out: AuditBatch, late: boolean): void {
+  /** Evaluates a use; writes violations for the rules not in `skip` (already written). Returns the evaluation. */
+  function checkUse(e: DataAccessEvent, row: EventRow, out: AuditBatch, late: boolean, skip?: ReadonlySet<string>): Evaluation {
     const ev = evaluate(e);
     if (ev.labels.length > 0) {
       row.categories = ev.categories;
@@ -174,6 +191,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       row.verdict = ev.verdicts.some((v) => v.mode === "enforce") ? Verdict_.violation : ev.verdicts.length > 0 ? Verdict_.shadow : Verdict_.ok;
     }
     ev.verdicts.forEach((v, i) => {
+      if (skip?.has(v.ruleId)) return;
       const p = ev.paths[i] as Evaluation["paths"][number];
       if (!pathsSeen.has(p.id)) {
         pathsSeen.add(p.id);
@@ -209,6 +227,27 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
         reason: v.reason,
       });
     });
+    return ev;
+  }
+
+  function remember(e: DataAccessEvent, meta: EventMeta, ev: Evaluation): void {
+    if (recheckWindow <= 0) return;
+    recent[recentPos] = { event: e, meta, datasets: ev.datasets, rules: new Set(ev.verdicts.map((v) => v.ruleId)) };
+    recentPos = (recentPos + 1) % recheckWindow;
+  }
+
+  /** Lineage changed what some datasets carry: check the recent uses of them again. */
+  function recheck(changed: readonly string[], out: AuditBatch): void {
+    const touched = new Set(changed);
+    for (const r of recent) {
+      if (!r || !r.datasets.some((d) => touched.has(d))) continue;
+      const ev = evaluate(r.event);
+      if (ev.unknown.length > 0 || ev.verdicts.every((v) => r.rules.has(v.ruleId))) continue;
+      const row = baseRow(r.event, r.meta);
+      checkUse(r.event, row, out, true, r.rules);
+      out.events.push(row); // replaces the earlier row (same key) with the new verdict and labels
+      for (const v of ev.verdicts) r.rules.add(v.ruleId);
+    }
   }
 
   function park(e: DataAccessEvent, meta: EventMeta): void {
@@ -291,6 +330,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       }
     }
     if (result.applied && pendingCount > 0 && out) resolvePending(out);
+    if (result.changedDatasets.length > 0 && out) recheck(result.changedDatasets, out);
   }
 
   return {
@@ -311,8 +351,11 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
           break;
         case EventKind.use:
         case EventKind.share:
-          checkUse(e, row, out, false);
-          if (row.verdict === Verdict_.unknownProvenance) park(e, meta);
+          {
+            const ev = checkUse(e, row, out, false);
+            if (row.verdict === Verdict_.unknownProvenance) park(e, meta);
+            else remember(e, meta, ev);
+          }
           break;
         case EventKind.delete:
           break;

@@ -238,6 +238,37 @@ describe("auditor: unknown provenance and late lineage", () => {
     ]);
   });
 
+  it("checks a recent use again when a late COLLECT adds labels upstream, and writes only the new violations", () => {
+    // The derivations are known, so the use is evaluated at once; the 2FA collection arrives late.
+    const p = pipeline2019();
+    handleAll(p.copy, p.join, p.hash);
+    const e = adsUse();
+    const early = handleAll(e);
+    expect(rowOf(early, e).verdict).toBe("ok");
+    expect(early.violations).toEqual([]);
+
+    const late = handleAll(p.collect);
+    expect(rowOf(late, e)).toMatchObject({ verdict: "violation", categories: [PHONE], subjects: SUBJECTS });
+    expect(late.violations.map((v) => [v.rule_id, v.event_id, v.late_lineage]).sort()).toEqual([
+      ["purpose-limitation", e.eventId, 1],
+      ["security-contact-not-for-marketing", e.eventId, 1],
+    ]);
+    // A further label on the same data adds no violation already written.
+    const again = handleAll(collect("security.two_factor", { phone_number: [PHONE] }, [AUTHENTICATION]));
+    expect(again.violations).toEqual([]);
+  });
+
+  it("does not check uses again once they fall out of the recheck window", () => {
+    auditor = createAuditor(defaultPolicy().policy, defaultPolicy().taxonomy, { recheckWindow: 1 });
+    const p = pipeline2019();
+    handleAll(p.copy, p.join, p.hash);
+    const first = adsUse();
+    const second = adsUse();
+    handleAll(first, second);
+    const late = handleAll(p.collect);
+    expect(late.events.map((r) => r.event_id).sort()).toEqual([p.collect.eventId, second.eventId].sort());
+  });
+
   it("keeps a use that reads two unknown datasets pending until both are described", () => {
     handleAll(collect("src", { phone: [PHONE] }, [SECURITY]));
     const e = use([read("x", "phone"), read("y", "phone")], [ADS]);
