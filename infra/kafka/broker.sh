@@ -181,8 +181,11 @@ cmd_start() {
   fi
 
   say "starting the broker on $HOST:$PORT (controller $HOST:$CONTROLLER_PORT), log: ${LOG#"$HERE/"}"
+  # setsid: its own session, so a Ctrl-C in the calling terminal does not reach it.
+  local detach=()
+  command -v setsid >/dev/null 2>&1 && detach=(setsid)
   # shellcheck disable=SC2086  # HEAP_OPTS is a list of JVM flags
-  setsid "$JAVA" $HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  "${detach[@]}" "$JAVA" $HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$HERE/log4j2.properties" -Dkafka.logs.dir="$RUN" \
     -cp "$LIB/*" "$BROKER_MAIN" "$PROPS" </dev/null >"$LOG" 2>&1 &
@@ -250,6 +253,9 @@ case "${1:-}" in
   fetch) cmd_fetch ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
-  status) check_java; cmd_status ;;
+  status)
+    check_java
+    lib_ok || die "lib/ is not fetched (or pom.xml changed): run $0 fetch"
+    cmd_status ;;
   *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
 esac
