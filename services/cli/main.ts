@@ -1,6 +1,6 @@
 // lineage-audit command line. The only place that reads process.env and argv.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ConfigError, InputError, LineageAuditError, StoreError } from "../errors/index.ts";
+import { ConfigError, LineageAuditError } from "../errors/index.ts";
 import { createEventBuilder, createPseudonymizer } from "../emitter/index.ts";
 import { defaultScenarioOptions, runDemo, SCENARIO_RULE, expectedEvents } from "../demo/index.ts";
 import { affectedSummary, openStore } from "../store/index.ts";
@@ -240,5 +240,3 @@ export function reportError(error: unknown, env: NodeJS.ProcessEnv): number {
   return 1;
 }
 
-void InputError;
-void StoreError;

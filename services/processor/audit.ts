@@ -6,7 +6,8 @@ import { createLineageGraph, datasetId, factKey, fieldKey, WHOLE_DATASET, type F
 import { parseTraceparent, validateEvent } from "./validate.ts";
 import type { AuditBatch, EventRow } from "./rows.ts";
 
-export const Verdict_ = { ok: "ok", violation: "violation", shadow: "shadow", unknownProvenance: "unknown_provenance", none: "" } as const;
+/** What a USE or SHARE row says about itself (events_v1.verdict). */
+export const EventVerdict = { ok: "ok", violation: "violation", shadow: "shadow", unknownProvenance: "unknown_provenance", none: "" } as const;
 export const FindingKind = { unknownProvenance: "UNKNOWN_PROVENANCE", provenanceResolved: "PROVENANCE_RESOLVED" } as const;
 
 export interface AuditorOptions {
@@ -174,7 +175,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       }
     }
     if (ev.unknown.length > 0) {
-      row.verdict = Verdict_.unknownProvenance;
+      row.verdict = EventVerdict.unknownProvenance;
       out.findings.push({
         finding_id: `${e.eventId}:${FindingKind.unknownProvenance}`,
         kind: FindingKind.unknownProvenance,
@@ -188,7 +189,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
         subject_count: e.subjects.length,
       });
     } else {
-      row.verdict = ev.verdicts.some((v) => v.mode === "enforce") ? Verdict_.violation : ev.verdicts.length > 0 ? Verdict_.shadow : Verdict_.ok;
+      row.verdict = ev.verdicts.some((v) => v.mode === "enforce") ? EventVerdict.violation : ev.verdicts.length > 0 ? EventVerdict.shadow : EventVerdict.ok;
     }
     ev.verdicts.forEach((v, i) => {
       if (skip?.has(v.ruleId)) return;
@@ -353,7 +354,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
         case EventKind.share:
           {
             const ev = checkUse(e, row, out, false);
-            if (row.verdict === Verdict_.unknownProvenance) park(e, meta);
+            if (row.verdict === EventVerdict.unknownProvenance) park(e, meta);
             else remember(e, meta, ev);
           }
           break;
