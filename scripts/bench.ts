@@ -13,7 +13,11 @@ import { createProcessor, type AuditBatch } from "../services/processor/index.ts
 import { openStore, Table, type Store } from "../services/store/index.ts";
 
 const { values } = parseArgs({
-  options: { events: { type: "string", default: "1000000" }, batch: { type: "string", default: "20000" }, runs: { type: "string", default: "2" } },
+  options: {
+    events: { type: "string", default: "1000000" },
+    batch: { type: "string", default: "20000" },
+    runs: { type: "string", default: "2" },
+  },
 });
 const target = Number(values.events);
 const batchSize = Number(values.batch);
@@ -27,7 +31,13 @@ const codec = createEventCodec(loadEventSchemas());
 const messages: Uint8Array[] = [];
 const emitter = createEmitter(
   {
-    transport: { async send(m) { messages.push(...m); return { accepted: m.length, rejected: [] }; }, async close() {} },
+    transport: {
+      async send(m) {
+        messages.push(...m);
+        return { accepted: m.length, rejected: [] };
+      },
+      async close() {},
+    },
     pseudonymKey: "bench-key-".repeat(4),
     maxBatch: 10_000,
     pseudonymCacheSize: 2_000_000,
@@ -64,7 +74,13 @@ async function truncate(s: Store): Promise<void> {
 /** Pipeline: decode → evaluate → store, two batches in flight so evaluation overlaps the insert. */
 async function pipeline(capture?: AuditBatch[]): Promise<number> {
   await truncate(store);
-  const sink = capture ? { async write(b: AuditBatch) { capture.push(b); } } : store;
+  const sink = capture
+    ? {
+        async write(b: AuditBatch) {
+          capture.push(b);
+        },
+      }
+    : store;
   const processor = createProcessor({ policy, taxonomy, codec }, { sink });
   const started = performance.now();
   const inFlight = new Set<Promise<unknown>>();
@@ -111,8 +127,15 @@ await ceilingStore.close();
 rmSync(dir, { recursive: true, force: true });
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US").padStart(10);
-console.log(`\nembedded pipeline, ${messages.length.toLocaleString("en-US")} events, one subject each, batches of ${batchSize.toLocaleString("en-US")}`);
+console.log(
+  `\nembedded pipeline, ${messages.length.toLocaleString("en-US")} events, one subject each, batches of ${batchSize.toLocaleString("en-US")}`,
+);
 console.log(`run  pipeline ev/s  ceiling ev/s  pipeline/ceiling`);
-for (const r of results) console.log(`${String(r.run).padEnd(4)} ${fmt(r.pipeline)}    ${fmt(r.ceiling)}    ${((r.pipeline / r.ceiling) * 100).toFixed(0).padStart(5)}%`);
+for (const r of results)
+  console.log(
+    `${String(r.run).padEnd(4)} ${fmt(r.pipeline)}    ${fmt(r.ceiling)}    ${((r.pipeline / r.ceiling) * 100).toFixed(0).padStart(5)}%`,
+  );
 const best = results.reduce((a, b) => (b.pipeline > a.pipeline ? b : a));
-console.log(`best pipeline: ${fmt(best.pipeline).trim()} events/s (goal 100,000); stored ${Number(check?.events).toLocaleString("en-US")} events, ${Number(check?.subjects).toLocaleString("en-US")} subject rows`);
+console.log(
+  `best pipeline: ${fmt(best.pipeline).trim()} events/s (goal 100,000); stored ${Number(check?.events).toLocaleString("en-US")} events, ${Number(check?.subjects).toLocaleString("en-US")} subject rows`,
+);

@@ -26,7 +26,10 @@ export interface IngestServer {
  * encoded events (see codec/framing.ts), runs it through the processor and answers once it is
  * stored, so a 200 means durable. Bad messages are dead-lettered and listed in the answer.
  */
-export async function startIngestServer(processor: Pick<Processor, "processMessages">, options: IngestServerOptions = {}): Promise<IngestServer> {
+export async function startIngestServer(
+  processor: Pick<Processor, "processMessages">,
+  options: IngestServerOptions = {},
+): Promise<IngestServer> {
   const maxBody = options.maxBodyBytes ?? 32 * 1024 * 1024;
   const expected = options.token ? Buffer.from(`Bearer ${options.token}`) : undefined;
 
@@ -44,7 +47,8 @@ export async function startIngestServer(processor: Pick<Processor, "processMessa
     if (req.method !== "POST") return send(res, 405, { error: "use POST" });
     if (expected) {
       const given = Buffer.from(req.headers.authorization ?? "");
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return send(res, 401, { error: "missing or wrong bearer token" });
+      if (given.length !== expected.length || !timingSafeEqual(given, expected))
+        return send(res, 401, { error: "missing or wrong bearer token" });
     }
     const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim();
     if (type !== EVENT_BATCH_MEDIA_TYPE) return send(res, 415, { error: `content-type must be ${EVENT_BATCH_MEDIA_TYPE}` });
@@ -60,7 +64,11 @@ export async function startIngestServer(processor: Pick<Processor, "processMessa
     const result = await processor.processMessages(messages.map((bytes, i) => ({ bytes, source: `http ${peer} #${i}` })));
     send(res, 200, {
       accepted: result.accepted,
-      rejected: result.rejected.map((r) => ({ index: Number(r.source.slice(r.source.lastIndexOf("#") + 1)), code: r.code, reason: r.reason })),
+      rejected: result.rejected.map((r) => ({
+        index: Number(r.source.slice(r.source.lastIndexOf("#") + 1)),
+        code: r.code,
+        reason: r.reason,
+      })),
     });
   }
 

@@ -69,7 +69,9 @@ export function hmacKeyOrEphemeral(config: AppConfig): string {
 
 export function requireHmacKey(config: AppConfig): string {
   if (!config.hmacKey) {
-    throw new ConfigError("LINEAGE_AUDIT_HMAC_KEY is not set: raw subject identifiers must be pseudonymised with your organisation's key (at least 32 bytes, e.g. openssl rand -hex 32)");
+    throw new ConfigError(
+      "LINEAGE_AUDIT_HMAC_KEY is not set: raw subject identifiers must be pseudonymised with your organisation's key (at least 32 bytes, e.g. openssl rand -hex 32)",
+    );
   }
   return config.hmacKey;
 }

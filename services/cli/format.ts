@@ -34,11 +34,16 @@ export function formatSummary(s: AffectedSummary, truth?: { users: number; recor
     ],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
-  const lines = [`Rule ${s.ruleId}${s.severity ? ` (${s.severity}, ${s.mode})` : ""}${s.window.from || s.window.to ? `, ${s.window.from ?? "start"} to ${s.window.to ?? "now"}` : ""}`];
+  const lines = [
+    `Rule ${s.ruleId}${s.severity ? ` (${s.severity}, ${s.mode})` : ""}${s.window.from || s.window.to ? `, ${s.window.from ?? "start"} to ${s.window.to ?? "now"}` : ""}`,
+  ];
   for (const [k, v] of rows) lines.push(`  ${k.padEnd(width)}  ${v}`);
   const top = s.paths[0];
   if (top) {
-    lines.push("", `Lineage path (${n(top.violations)} violations${s.paths.length > 1 ? `; ${s.paths.length - 1} other path${s.paths.length > 2 ? "s" : ""} in --json` : ""}):`);
+    lines.push(
+      "",
+      `Lineage path (${n(top.violations)} violations${s.paths.length > 1 ? `; ${s.paths.length - 1} other path${s.paths.length > 2 ? "s" : ""} in --json` : ""}):`,
+    );
     lines.push(pathDiagram(top.path));
   }
   return lines.join("\n");

@@ -38,9 +38,18 @@ Environment:
 
 class UsageError extends ConfigError {}
 
-function args(argv: string[], options: ParseArgsConfig["options"], allowPositionals: boolean): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+function args(
+  argv: string[],
+  options: ParseArgsConfig["options"],
+  allowPositionals: boolean,
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   try {
-    const parsed = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals, strict: true });
+    const parsed = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals,
+      strict: true,
+    });
     return { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals };
   } catch (cause) {
     throw new UsageError(`${(cause as Error).message.split("\n")[0]} (see lineage-audit --help)`, { cause });
@@ -65,10 +74,18 @@ function dateFlag(value: string | undefined, flag: string): string | undefined {
 const out = (text: string) => process.stdout.write(`${text}\n`);
 
 async function demo(argv: string[], config: AppConfig): Promise<number> {
-  const { values } = args(argv, { users: { type: "string" }, "events-per-user": { type: "string" }, json: { type: "boolean" }, quiet: { type: "boolean" } }, false);
-  if (values.help) return out(USAGE), 0;
+  const { values } = args(
+    argv,
+    { users: { type: "string" }, "events-per-user": { type: "string" }, json: { type: "boolean" }, quiet: { type: "boolean" } },
+    false,
+  );
+  if (values.help) return (out(USAGE), 0);
   const users = positiveInt(values.users as string | undefined, "--users", defaultScenarioOptions.users);
-  const eventsPerUser = positiveInt(values["events-per-user"] as string | undefined, "--events-per-user", defaultScenarioOptions.eventsPerUser);
+  const eventsPerUser = positiveInt(
+    values["events-per-user"] as string | undefined,
+    "--events-per-user",
+    defaultScenarioOptions.eventsPerUser,
+  );
   if (eventsPerUser < 2) throw new UsageError("--events-per-user must be at least 2 (sign-up, enrolment and matching need them)");
   const database = "demo";
   const quiet = values.quiet === true || values.json === true;
@@ -85,28 +102,65 @@ async function demo(argv: string[], config: AppConfig): Promise<number> {
   try {
     const total = expectedEvents({ users, eventsPerUser });
     if (!quiet) {
-      process.stderr.write(`lineage-audit demo: the 2019 two-factor contact misuse, ${users.toLocaleString("en-US")} users, ~${total.toLocaleString("en-US")} events, January to October 2019\n`);
+      process.stderr.write(
+        `lineage-audit demo: the 2019 two-factor contact misuse, ${users.toLocaleString("en-US")} users, ~${total.toLocaleString("en-US")} events, January to October 2019\n`,
+      );
       process.stderr.write(`store: ${ctx.store.location} (database ${database}); rules: ${ctx.policy.source}\n`);
     }
     const progress = createProgress("events", total, process.stderr, values.json === true);
-    const result = await runDemo({ ...ctx, hmacKey: hmacKeyOrEphemeral(config) }, { users, eventsPerUser }, (done) => progress.update(done));
+    const result = await runDemo({ ...ctx, hmacKey: hmacKeyOrEphemeral(config) }, { users, eventsPerUser }, (done) =>
+      progress.update(done),
+    );
     progress.finish();
     const agrees = Object.values(result.agrees).every(Boolean);
     if (values.json) {
-      out(JSON.stringify({ rule: SCENARIO_RULE, answers: result.summary, groundTruth: result.groundTruth, agrees: result.agrees, events: result.events, elapsedMs: Math.round(result.elapsedMs), eventsPerSecond: result.eventsPerSecond }, null, 2));
+      out(
+        JSON.stringify(
+          {
+            rule: SCENARIO_RULE,
+            answers: result.summary,
+            groundTruth: result.groundTruth,
+            agrees: result.agrees,
+            events: result.events,
+            elapsedMs: Math.round(result.elapsedMs),
+            eventsPerSecond: result.eventsPerSecond,
+          },
+          null,
+          2,
+        ),
+      );
     } else {
       const rule = ctx.policy.rules.find((r) => r.id === SCENARIO_RULE);
       out("");
       if (rule) out(`${rule.description}`);
-      out(formatSummary(result.summary, { users: result.groundTruth.affectedUsers, records: result.groundTruth.affectedRecords, events: result.groundTruth.violatingEvents }));
+      out(
+        formatSummary(result.summary, {
+          users: result.groundTruth.affectedUsers,
+          records: result.groundTruth.affectedRecords,
+          events: result.groundTruth.violatingEvents,
+        }),
+      );
       out("");
-      out(`The misuse stopped after the fix of ${defaultScenarioOptions.fixDate}: last violation ${result.summary.lastViolation ?? "none"} UTC.`);
-      out(`Processed ${result.events.toLocaleString("en-US")} events in ${(result.elapsedMs / 1000).toFixed(1)} s (${result.eventsPerSecond.toLocaleString("en-US")} events/s).`);
-      out(`Ask more: lineage-audit affected --rule ${SCENARIO_RULE} --category user.contact.phone_number   (with LINEAGE_AUDIT_DATABASE=demo)`);
-      out(`          LINEAGE_AUDIT_DATABASE=demo lineage-audit sql "SELECT service, uniqExact(subject_id) FROM violation_subjects_v1 GROUP BY service"`);
+      out(
+        `The misuse stopped after the fix of ${defaultScenarioOptions.fixDate}: last violation ${result.summary.lastViolation ?? "none"} UTC.`,
+      );
+      out(
+        `Processed ${result.events.toLocaleString("en-US")} events in ${(result.elapsedMs / 1000).toFixed(1)} s (${result.eventsPerSecond.toLocaleString("en-US")} events/s).`,
+      );
+      out(
+        `Ask more: lineage-audit affected --rule ${SCENARIO_RULE} --category user.contact.phone_number   (with LINEAGE_AUDIT_DATABASE=demo)`,
+      );
+      out(
+        `          LINEAGE_AUDIT_DATABASE=demo lineage-audit sql "SELECT service, uniqExact(subject_id) FROM violation_subjects_v1 GROUP BY service"`,
+      );
     }
     if (!agrees) {
-      process.stderr.write(`lineage-audit: the store's answers differ from the planted ground truth: ${Object.entries(result.agrees).filter(([, ok]) => !ok).map(([k]) => k).join(", ")}\n`);
+      process.stderr.write(
+        `lineage-audit: the store's answers differ from the planted ground truth: ${Object.entries(result.agrees)
+          .filter(([, ok]) => !ok)
+          .map(([k]) => k)
+          .join(", ")}\n`,
+      );
       return 1;
     }
     return 0;
@@ -117,7 +171,7 @@ async function demo(argv: string[], config: AppConfig): Promise<number> {
 
 async function ingest(argv: string[], config: AppConfig): Promise<number> {
   const { values, positionals } = args(argv, { json: { type: "boolean" } }, true);
-  if (values.help) return out(USAGE), 0;
+  if (values.help) return (out(USAGE), 0);
   if (positionals.length === 0) throw new UsageError("ingest needs at least one file (Avro container or NDJSON)");
   const ctx = await openAuditor(config);
   try {
@@ -134,7 +188,10 @@ async function ingest(argv: string[], config: AppConfig): Promise<number> {
       onRejected: (r) => process.stderr.write(`lineage-audit: ${r.source}: ${r.reason} (dead-lettered)\n`),
     });
     if (values.json) out(JSON.stringify(result));
-    else out(`ingested ${result.accepted.toLocaleString("en-US")} of ${result.records.toLocaleString("en-US")} records from ${result.files} file(s): ${result.violations} violations, ${result.rejected} rejected`);
+    else
+      out(
+        `ingested ${result.accepted.toLocaleString("en-US")} of ${result.records.toLocaleString("en-US")} records from ${result.files} file(s): ${result.violations} violations, ${result.rejected} rejected`,
+      );
     return result.rejected > 0 ? 1 : 0;
   } finally {
     await ctx.close();
@@ -151,8 +208,12 @@ function lazyPseudonymizer(config: AppConfig): (raw: string) => string {
 }
 
 async function affected(argv: string[], config: AppConfig): Promise<number> {
-  const { values } = args(argv, { rule: { type: "string" }, from: { type: "string" }, to: { type: "string" }, category: { type: "string" }, json: { type: "boolean" } }, false);
-  if (values.help) return out(USAGE), 0;
+  const { values } = args(
+    argv,
+    { rule: { type: "string" }, from: { type: "string" }, to: { type: "string" }, category: { type: "string" }, json: { type: "boolean" } },
+    false,
+  );
+  if (values.help) return (out(USAGE), 0);
   const rule = values.rule as string | undefined;
   if (!rule) throw new UsageError("affected needs --rule ID (e.g. --rule security-contact-not-for-marketing)");
   const from = dateFlag(values.from as string | undefined, "--from");
@@ -166,7 +227,12 @@ async function affected(argv: string[], config: AppConfig): Promise<number> {
       const hint = ctx.taxonomy.suggest(TaxonomyKind.dataCategory, category)[0];
       throw new UsageError(`--category '${category}' is not a fideslang data category${hint ? ` (did you mean '${hint}'?)` : ""}`);
     }
-    const summary = await affectedSummary(ctx.store, { ruleId: rule, ...(from ? { from } : {}), ...(to ? { to } : {}), ...(category ? { category } : {}) });
+    const summary = await affectedSummary(ctx.store, {
+      ruleId: rule,
+      ...(from ? { from } : {}),
+      ...(to ? { to } : {}),
+      ...(category ? { category } : {}),
+    });
     out(values.json ? JSON.stringify(summary, null, 2) : formatSummary(summary));
     return 0;
   } finally {
@@ -176,8 +242,9 @@ async function affected(argv: string[], config: AppConfig): Promise<number> {
 
 async function sql(argv: string[], config: AppConfig): Promise<number> {
   const { values, positionals } = args(argv, { json: { type: "boolean" } }, true);
-  if (values.help) return out(USAGE), 0;
-  if (positionals.length !== 1) throw new UsageError('sql takes one quoted statement, e.g. lineage-audit sql "SELECT count() FROM events_v1"');
+  if (values.help) return (out(USAGE), 0);
+  if (positionals.length !== 1)
+    throw new UsageError('sql takes one quoted statement, e.g. lineage-audit sql "SELECT count() FROM events_v1"');
   const store = await openStore(config.store);
   try {
     await store.migrate();
@@ -195,16 +262,24 @@ function formatTable(rows: Record<string, unknown>[]): string {
   const cols = Object.keys(rows[0] as object);
   const cell = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
   const widths = cols.map((c) => Math.min(60, Math.max(c.length, ...rows.map((r) => cell(r[c]).length))));
-  const line = (vals: string[]) => vals.map((v, i) => (v.length > (widths[i] as number) ? `${v.slice(0, (widths[i] as number) - 1)}…` : v.padEnd(widths[i] as number))).join("  ").trimEnd();
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => (v.length > (widths[i] as number) ? `${v.slice(0, (widths[i] as number) - 1)}…` : v.padEnd(widths[i] as number)))
+      .join("  ")
+      .trimEnd();
   return [line(cols), line(widths.map((w) => "-".repeat(w))), ...rows.map((r) => line(cols.map((c) => cell(r[c]))))].join("\n");
 }
 
 async function serve(argv: string[], config: AppConfig): Promise<number> {
   const { values } = args(argv, { port: { type: "string" }, host: { type: "string" } }, false);
-  if (values.help) return out(USAGE), 0;
+  if (values.help) return (out(USAGE), 0);
   const port = values.port === undefined ? config.port : positiveInt(values.port as string, "--port", config.port);
   const ctx = await openAuditor(config);
-  const server = await startIngestServer(ctx.processor, { port, host: (values.host as string | undefined) ?? "127.0.0.1", ...(config.ingestToken ? { token: config.ingestToken } : {}) });
+  const server = await startIngestServer(ctx.processor, {
+    port,
+    host: (values.host as string | undefined) ?? "127.0.0.1",
+    ...(config.ingestToken ? { token: config.ingestToken } : {}),
+  });
   process.stderr.write(`lineage-audit serve: POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database})\n`);
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
@@ -235,8 +310,9 @@ export function reportError(error: unknown, env: NodeJS.ProcessEnv): number {
     if (env["LINEAGE_AUDIT_DEBUG"]) process.stderr.write(`${String(error.stack)}\n`);
     return error instanceof UsageError ? 2 : 1;
   }
-  process.stderr.write(`lineage-audit: internal error: ${(error as Error)?.message?.split("\n")[0] ?? String(error)} (run with LINEAGE_AUDIT_DEBUG=1 for details and report it)\n`);
+  process.stderr.write(
+    `lineage-audit: internal error: ${(error as Error)?.message?.split("\n")[0] ?? String(error)} (run with LINEAGE_AUDIT_DEBUG=1 for details and report it)\n`,
+  );
   if (env["LINEAGE_AUDIT_DEBUG"]) process.stderr.write(`${String((error as Error)?.stack)}\n`);
   return 1;
 }
-

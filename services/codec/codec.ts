@@ -126,7 +126,9 @@ export function createEventCodec(writers: readonly WriterSchema[]): EventCodec {
       // avsc's long encoding is exact only within ±2^52; times are milliseconds since 1970.
       const at = (event as DataAccessEvent).occurredAt;
       if (!Number.isInteger(at) || at < 0 || at >= 2 ** 52) {
-        throw new SchemaError("event field 'occurredAt' must be milliseconds since 1970 (a whole number from 0 to 2^52)", { context: { path: "occurredAt" } });
+        throw new SchemaError("event field 'occurredAt' must be milliseconds since 1970 (a whole number from 0 to 2^52)", {
+          context: { path: "occurredAt" },
+        });
       }
     },
     encode(event) {

@@ -22,10 +22,15 @@ export function unframeBatch(body: Buffer, maxMessageBytes = 1 << 20): Buffer[] 
   const out: Buffer[] = [];
   let pos = 0;
   while (pos < body.length) {
-    if (pos + 4 > body.length) throw new SchemaError(`batch is truncated: frame ${out.length} has no complete length prefix`, { context: { frame: out.length } });
+    if (pos + 4 > body.length)
+      throw new SchemaError(`batch is truncated: frame ${out.length} has no complete length prefix`, { context: { frame: out.length } });
     const len = body.readUInt32BE(pos);
-    if (len > maxMessageBytes) throw new SchemaError(`frame ${out.length} claims ${len} bytes, over the ${maxMessageBytes}-byte limit`, { context: { frame: out.length } });
-    if (pos + 4 + len > body.length) throw new SchemaError(`batch is truncated: frame ${out.length} needs ${len} bytes`, { context: { frame: out.length } });
+    if (len > maxMessageBytes)
+      throw new SchemaError(`frame ${out.length} claims ${len} bytes, over the ${maxMessageBytes}-byte limit`, {
+        context: { frame: out.length },
+      });
+    if (pos + 4 + len > body.length)
+      throw new SchemaError(`batch is truncated: frame ${out.length} needs ${len} bytes`, { context: { frame: out.length } });
     out.push(body.subarray(pos + 4, pos + 4 + len));
     pos += 4 + len;
   }

@@ -9,7 +9,14 @@ export interface DemoResult {
   summary: AffectedSummary;
   groundTruth: GroundTruth;
   /** Whether every planted number equals what the auditor found in the store. */
-  agrees: { affectedUsers: boolean; affectedRecords: boolean; violatingEvents: boolean; externalShares: boolean; firstViolation: boolean; lastViolation: boolean };
+  agrees: {
+    affectedUsers: boolean;
+    affectedRecords: boolean;
+    violatingEvents: boolean;
+    externalShares: boolean;
+    firstViolation: boolean;
+    lastViolation: boolean;
+  };
   events: number;
   elapsedMs: number;
   eventsPerSecond: number;
@@ -24,7 +31,13 @@ export async function runDemo(
   const truth = emptyGroundTruth();
   const total = expectedEvents(options);
   const emitter = createEmitter(
-    { transport: createInProcessTransport(deps.processor), pseudonymKey: deps.hmacKey, maxBatch: 20_000, maxInFlight: 2, pseudonymCacheSize: 2_000_000 },
+    {
+      transport: createInProcessTransport(deps.processor),
+      pseudonymKey: deps.hmacKey,
+      maxBatch: 20_000,
+      maxInFlight: 2,
+      pseudonymCacheSize: 2_000_000,
+    },
     { codec: deps.codec },
   );
   const started = performance.now();

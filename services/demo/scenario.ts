@@ -142,55 +142,127 @@ export function* generateScenario(options: ScenarioOptions, truth: GroundTruth):
     const time = t0 + day * DAY + 2 * 3_600_000;
     const jobs: EmitInput[] = [
       {
-        kind: EventKind.derive, eventId: id(), occurredAt: time, service: "profile-sync", job: { namespace: "batch", name: "profile-sync.contact-points" }, runId: run,
-        inputs: [ds("security.two_factor")], outputs: [ds("profile.contact_points")], transform: Transform.copy, dataSubject: "customer",
+        kind: EventKind.derive,
+        eventId: id(),
+        occurredAt: time,
+        service: "profile-sync",
+        job: { namespace: "batch", name: "profile-sync.contact-points" },
+        runId: run,
+        inputs: [ds("security.two_factor")],
+        outputs: [ds("profile.contact_points")],
+        transform: Transform.copy,
+        dataSubject: "customer",
         fieldLineage: [
-          { output: ref("profile.contact_points", "phone_number"), inputs: [ref("security.two_factor", "phone_number")], transform: Transform.copy },
+          {
+            output: ref("profile.contact_points", "phone_number"),
+            inputs: [ref("security.two_factor", "phone_number")],
+            transform: Transform.copy,
+          },
           { output: ref("profile.contact_points", "email"), inputs: [ref("security.two_factor", "email")], transform: Transform.copy },
         ],
       },
       {
-        kind: EventKind.derive, eventId: id(), occurredAt: time + 600_000, service: "identity-graph", job: { namespace: "batch", name: "identity-graph.build" }, runId: run,
-        inputs: [ds("accounts.users"), ds("profile.contact_points")], outputs: [ds("identity.graph")], transform: Transform.join, dataSubject: "customer",
+        kind: EventKind.derive,
+        eventId: id(),
+        occurredAt: time + 600_000,
+        service: "identity-graph",
+        job: { namespace: "batch", name: "identity-graph.build" },
+        runId: run,
+        inputs: [ds("accounts.users"), ds("profile.contact_points")],
+        outputs: [ds("identity.graph")],
+        transform: Transform.join,
+        dataSubject: "customer",
         fieldLineage: [
           { output: ref("identity.graph", "email"), inputs: [ref("accounts.users", "email")], transform: Transform.join },
           { output: ref("identity.graph", "security_email"), inputs: [ref("profile.contact_points", "email")], transform: Transform.join },
-          { output: ref("identity.graph", "security_phone"), inputs: [ref("profile.contact_points", "phone_number")], transform: Transform.join },
+          {
+            output: ref("identity.graph", "security_phone"),
+            inputs: [ref("profile.contact_points", "phone_number")],
+            transform: Transform.join,
+          },
         ],
       },
       {
-        kind: EventKind.derive, eventId: id(), occurredAt: time + 1_200_000, service: "ads-identity", job: { namespace: "batch", name: "ads-identity.consented-keys" }, runId: run,
-        inputs: [ds("identity.graph")], outputs: [ds("ads.consented_keys")], transform: Transform.hash, dataSubject: "customer",
-        fieldLineage: [{ output: ref("ads.consented_keys", "email_sha256"), inputs: [ref("identity.graph", "email")], transform: Transform.hash }],
+        kind: EventKind.derive,
+        eventId: id(),
+        occurredAt: time + 1_200_000,
+        service: "ads-identity",
+        job: { namespace: "batch", name: "ads-identity.consented-keys" },
+        runId: run,
+        inputs: [ds("identity.graph")],
+        outputs: [ds("ads.consented_keys")],
+        transform: Transform.hash,
+        dataSubject: "customer",
+        fieldLineage: [
+          { output: ref("ads.consented_keys", "email_sha256"), inputs: [ref("identity.graph", "email")], transform: Transform.hash },
+        ],
       },
     ];
     if (day < fixDay) {
       // The bug: security contact points were hashed into the advertising matching keys too.
       jobs.push({
-        kind: EventKind.derive, eventId: id(), occurredAt: time + 1_500_000, service: "ads-identity", job: { namespace: "batch", name: "ads-identity.matching-keys" }, runId: run,
-        inputs: [ds("identity.graph")], outputs: [ds("ads.matching_keys")], transform: Transform.hash, dataSubject: "customer",
+        kind: EventKind.derive,
+        eventId: id(),
+        occurredAt: time + 1_500_000,
+        service: "ads-identity",
+        job: { namespace: "batch", name: "ads-identity.matching-keys" },
+        runId: run,
+        inputs: [ds("identity.graph")],
+        outputs: [ds("ads.matching_keys")],
+        transform: Transform.hash,
+        dataSubject: "customer",
         fieldLineage: [
           { output: ref("ads.matching_keys", "email_sha256"), inputs: [ref("identity.graph", "email")], transform: Transform.hash },
-          { output: ref("ads.matching_keys", "security_email_sha256"), inputs: [ref("identity.graph", "security_email")], transform: Transform.hash },
-          { output: ref("ads.matching_keys", "phone_sha256"), inputs: [ref("identity.graph", "security_phone")], transform: Transform.hash },
+          {
+            output: ref("ads.matching_keys", "security_email_sha256"),
+            inputs: [ref("identity.graph", "security_email")],
+            transform: Transform.hash,
+          },
+          {
+            output: ref("ads.matching_keys", "phone_sha256"),
+            inputs: [ref("identity.graph", "security_phone")],
+            transform: Transform.hash,
+          },
         ],
       });
     }
     if (day % 7 === 6) {
       jobs.push(
         {
-          kind: EventKind.derive, eventId: id(), occurredAt: time + 1_800_000, service: "ads-reporting", job: { namespace: "batch", name: "ads-reporting.campaign-insights" }, runId: run,
-          inputs: [ds("ads.consented_keys"), ds(day < fixDay ? "ads.matching_keys" : "ads.consented_keys")], outputs: [ds("ads.campaign_reports")],
-          transform: Transform.aggregate, masking: Masking.anonymised, dataSubject: "customer",
+          kind: EventKind.derive,
+          eventId: id(),
+          occurredAt: time + 1_800_000,
+          service: "ads-reporting",
+          job: { namespace: "batch", name: "ads-reporting.campaign-insights" },
+          runId: run,
+          inputs: [ds("ads.consented_keys"), ds(day < fixDay ? "ads.matching_keys" : "ads.consented_keys")],
+          outputs: [ds("ads.campaign_reports")],
+          transform: Transform.aggregate,
+          masking: Masking.anonymised,
+          dataSubject: "customer",
         },
         {
-          kind: EventKind.share, eventId: id(), occurredAt: time + 2_400_000, service: "ads-reporting", job: { namespace: "batch", name: "ads-reporting.deliver" }, runId: run,
-          inputs: [ds("ads.campaign_reports")], purposes: ["analytics.reporting.campaign_insights"], dataSubject: "customer",
+          kind: EventKind.share,
+          eventId: id(),
+          occurredAt: time + 2_400_000,
+          service: "ads-reporting",
+          job: { namespace: "batch", name: "ads-reporting.deliver" },
+          runId: run,
+          inputs: [ds("ads.campaign_reports")],
+          purposes: ["analytics.reporting.campaign_insights"],
+          dataSubject: "customer",
           recipient: { name: "advertiser-reporting-api", external: true },
         },
         {
-          kind: EventKind.share, eventId: id(), occurredAt: time + 3_000_000, service: "identity-graph", job: { namespace: "batch", name: "identity-graph.trust-and-safety-export" }, runId: run,
-          inputs: [ds("identity.graph")], purposes: ["essential.fraud_detection"], dataSubject: "customer",
+          kind: EventKind.share,
+          eventId: id(),
+          occurredAt: time + 3_000_000,
+          service: "identity-graph",
+          job: { namespace: "batch", name: "identity-graph.trust-and-safety-export" },
+          runId: run,
+          inputs: [ds("identity.graph")],
+          purposes: ["essential.fraud_detection"],
+          dataSubject: "customer",
           recipient: { name: "trust-and-safety", external: false },
         },
       );
@@ -199,7 +271,16 @@ export function* generateScenario(options: ScenarioOptions, truth: GroundTruth):
   };
 
   /** Batched USE events of one matching job over `pool` (sampled), recording misuse when `misuseBit` is set. */
-  function* matching(day: number, service: string, job: string, dataset: string, field: string, pool: readonly number[] | number, count: number, misuseBit: number): Generator<EmitInput> {
+  function* matching(
+    day: number,
+    service: string,
+    job: string,
+    dataset: string,
+    field: string,
+    pool: readonly number[] | number,
+    count: number,
+    misuseBit: number,
+  ): Generator<EmitInput> {
     const poolSize = typeof pool === "number" ? pool : pool.length;
     if (poolSize === 0 || count <= 0) return;
     const run = `run-${day}`;
@@ -218,8 +299,16 @@ export function* generateScenario(options: ScenarioOptions, truth: GroundTruth):
         lastViolation = time;
       }
       yield {
-        kind: EventKind.use, eventId: id(), occurredAt: time, service, job: { namespace: "ads", name: job }, runId: run,
-        inputs: [ds(dataset, [[field, []]])], purposes: [ADS], dataSubject: "customer", subjects: [...chosen].map(rawUserId),
+        kind: EventKind.use,
+        eventId: id(),
+        occurredAt: time,
+        service,
+        job: { namespace: "ads", name: job },
+        runId: run,
+        inputs: [ds(dataset, [[field, []]])],
+        purposes: [ADS],
+        dataSubject: "customer",
+        subjects: [...chosen].map(rawUserId),
       };
     }
   }
@@ -230,20 +319,42 @@ export function* generateScenario(options: ScenarioOptions, truth: GroundTruth):
     // Sign-ups collect the account email, for running the service and (with consent) advertising.
     for (; nextSignup < n && signupDay(nextSignup) === day; nextSignup++) {
       yield {
-        kind: EventKind.collect, eventId: id(), occurredAt: at(day), service: "accounts", job: { namespace: "web", name: "signup" }, runId: `signup-${nextSignup}`,
-        outputs: [ds("accounts.users", [["email", [EMAIL]], ["handle", [USERNAME]]])], purposes: ["essential.service", "marketing.advertising"],
-        dataSubject: "customer", subjects: [rawUserId(nextSignup)],
+        kind: EventKind.collect,
+        eventId: id(),
+        occurredAt: at(day),
+        service: "accounts",
+        job: { namespace: "web", name: "signup" },
+        runId: `signup-${nextSignup}`,
+        outputs: [
+          ds("accounts.users", [
+            ["email", [EMAIL]],
+            ["handle", [USERNAME]],
+          ]),
+        ],
+        purposes: ["essential.service", "marketing.advertising"],
+        dataSubject: "customer",
+        subjects: [rawUserId(nextSignup)],
       };
     }
     // Two-factor enrolment collects a phone number and/or an email for account security only.
     for (const u of enrolByDay[day] ?? []) {
-      for (const [field, category, dayOf, list] of [["phone_number", PHONE, phoneDay, enrolledPhone], ["email", EMAIL, emailDay, enrolledEmail]] as const) {
+      for (const [field, category, dayOf, list] of [
+        ["phone_number", PHONE, phoneDay, enrolledPhone],
+        ["email", EMAIL, emailDay, enrolledEmail],
+      ] as const) {
         if (dayOf[u] !== day) continue;
         list.push(u);
         yield {
-          kind: EventKind.collect, eventId: id(), occurredAt: at(day), service: "auth-service", job: { namespace: "web", name: "2fa-enrolment" }, runId: `2fa-${u}`,
-          outputs: [ds("security.two_factor", [[field, [category]]])], purposes: ["essential.service.security", "essential.service.authentication"],
-          dataSubject: "customer", subjects: [rawUserId(u)],
+          kind: EventKind.collect,
+          eventId: id(),
+          occurredAt: at(day),
+          service: "auth-service",
+          job: { namespace: "web", name: "2fa-enrolment" },
+          runId: `2fa-${u}`,
+          outputs: [ds("security.two_factor", [[field, [category]]])],
+          purposes: ["essential.service.security", "essential.service.authentication"],
+          dataSubject: "customer",
+          subjects: [rawUserId(u)],
         };
       }
     }
@@ -256,28 +367,112 @@ export function* generateScenario(options: ScenarioOptions, truth: GroundTruth):
       const twoFactor = phoneDay[u] !== -1 && (phoneDay[u] as number) <= day;
       const base = { eventId: id(), occurredAt: at(day), dataSubject: "customer", subjects: [rawUserId(u)] };
       if (r < 0.6 && twoFactor) {
-        yield { ...base, kind: EventKind.use, service: "login-service", job: { namespace: "web", name: "login.sms-code" }, runId: `login-${day}`, inputs: [ds("security.two_factor", [["phone_number", []]])], purposes: ["essential.service.authentication"] };
+        yield {
+          ...base,
+          kind: EventKind.use,
+          service: "login-service",
+          job: { namespace: "web", name: "login.sms-code" },
+          runId: `login-${day}`,
+          inputs: [ds("security.two_factor", [["phone_number", []]])],
+          purposes: ["essential.service.authentication"],
+        };
       } else if (r < 0.6) {
-        yield { ...base, kind: EventKind.use, service: "login-service", job: { namespace: "web", name: "login.password" }, runId: `login-${day}`, inputs: [ds("accounts.users", [["email", []]])], purposes: ["essential.service.authentication"] };
+        yield {
+          ...base,
+          kind: EventKind.use,
+          service: "login-service",
+          job: { namespace: "web", name: "login.password" },
+          runId: `login-${day}`,
+          inputs: [ds("accounts.users", [["email", []]])],
+          purposes: ["essential.service.authentication"],
+        };
       } else if (r < 0.7) {
-        yield { ...base, kind: EventKind.use, service: "security-service", job: { namespace: "web", name: "new-device-alert" }, runId: `alert-${day}`, inputs: [ds("profile.contact_points", [["email", []], ["phone_number", []]])], purposes: ["essential.service.security"] };
+        yield {
+          ...base,
+          kind: EventKind.use,
+          service: "security-service",
+          job: { namespace: "web", name: "new-device-alert" },
+          runId: `alert-${day}`,
+          inputs: [
+            ds("profile.contact_points", [
+              ["email", []],
+              ["phone_number", []],
+            ]),
+          ],
+          purposes: ["essential.service.security"],
+        };
       } else {
-        yield { ...base, kind: EventKind.use, service: "timeline", job: { namespace: "web", name: "profile.render" }, runId: `timeline-${day}`, inputs: [ds("accounts.users", [["handle", []]])], purposes: ["essential.service"] };
+        yield {
+          ...base,
+          kind: EventKind.use,
+          service: "timeline",
+          job: { namespace: "web", name: "profile.render" },
+          runId: `timeline-${day}`,
+          inputs: [ds("accounts.users", [["handle", []]])],
+          purposes: ["essential.service"],
+        };
       }
     }
     // Advertising: advertisers' lists matched every day. Consented keys are fine; the
     // security-derived keys are the misuse, until the fix.
     const scale = n / 1_000_000;
-    yield* matching(day, "tailored-audiences", "tailored-audiences.match", "ads.consented_keys", "email_sha256", signedUp, Math.round(3000 * scale), 0);
-    yield* matching(day, "partner-audiences", "partner-audiences.match", "ads.consented_keys", "email_sha256", signedUp, Math.round(2000 * scale), 0);
+    yield* matching(
+      day,
+      "tailored-audiences",
+      "tailored-audiences.match",
+      "ads.consented_keys",
+      "email_sha256",
+      signedUp,
+      Math.round(3000 * scale),
+      0,
+    );
+    yield* matching(
+      day,
+      "partner-audiences",
+      "partner-audiences.match",
+      "ads.consented_keys",
+      "email_sha256",
+      signedUp,
+      Math.round(2000 * scale),
+      0,
+    );
     if (day < fixDay) {
-      yield* matching(day, "tailored-audiences", "tailored-audiences.match", "ads.matching_keys", "security_email_sha256", enrolledEmail, Math.round(700 * scale), 1);
-      yield* matching(day, "partner-audiences", "partner-audiences.match", "ads.matching_keys", "phone_sha256", enrolledPhone, Math.round(1000 * scale), 2);
+      yield* matching(
+        day,
+        "tailored-audiences",
+        "tailored-audiences.match",
+        "ads.matching_keys",
+        "security_email_sha256",
+        enrolledEmail,
+        Math.round(700 * scale),
+        1,
+      );
+      yield* matching(
+        day,
+        "partner-audiences",
+        "partner-audiences.match",
+        "ads.matching_keys",
+        "phone_sha256",
+        enrolledPhone,
+        Math.round(1000 * scale),
+        2,
+      );
     }
     if (day === fixDay) {
       yield {
-        kind: EventKind.delete, eventId: id(), occurredAt: t0 + day * DAY + 10 * 3_600_000, service: "ads-identity", job: { namespace: "batch", name: "ads-identity.purge-security-keys" }, runId: "fix-2019-09-17",
-        inputs: [ds("ads.matching_keys", [["security_email_sha256", []], ["phone_sha256", []]])], dataSubject: "customer",
+        kind: EventKind.delete,
+        eventId: id(),
+        occurredAt: t0 + day * DAY + 10 * 3_600_000,
+        service: "ads-identity",
+        job: { namespace: "batch", name: "ads-identity.purge-security-keys" },
+        runId: "fix-2019-09-17",
+        inputs: [
+          ds("ads.matching_keys", [
+            ["security_email_sha256", []],
+            ["phone_sha256", []],
+          ]),
+        ],
+        dataSubject: "customer",
       };
     }
   }
@@ -305,5 +500,16 @@ export function* generateScenario(options: ScenarioOptions, truth: GroundTruth):
 }
 
 export function emptyGroundTruth(): GroundTruth {
-  return { rule: SCENARIO_RULE, affectedUsers: 0, affectedRecords: 0, violatingEvents: 0, firstViolation: null, lastViolation: null, categories: [], services: [], externalSharesOfViolatedData: 0, events: 0 };
+  return {
+    rule: SCENARIO_RULE,
+    affectedUsers: 0,
+    affectedRecords: 0,
+    violatingEvents: 0,
+    firstViolation: null,
+    lastViolation: null,
+    categories: [],
+    services: [],
+    externalSharesOfViolatedData: 0,
+    events: 0,
+  };
 }

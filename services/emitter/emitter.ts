@@ -4,7 +4,13 @@ import { createEventCodec, loadEventSchemas, Masking, Transform, type DataAccess
 import { createPseudonymizer } from "./pseudonymize.ts";
 import type { EmitInput, Emitter, EmitterOptions, EmitterStats } from "./types.ts";
 
-export const defaultEmitterOptions = { maxBatch: 1000, lingerMs: 20, maxInFlight: 2, pseudonymKeyId: "default", pseudonymCacheSize: 10_000 } satisfies Partial<EmitterOptions>;
+export const defaultEmitterOptions = {
+  maxBatch: 1000,
+  lingerMs: 20,
+  maxInFlight: 2,
+  pseudonymKeyId: "default",
+  pseudonymCacheSize: 10_000,
+} satisfies Partial<EmitterOptions>;
 
 const PSEUDONYM = /^[0-9a-f]{32}$/;
 
@@ -127,45 +133,49 @@ export function createEmitter(options: EmitterOptions, deps: { codec?: EventCode
  * in, raw subject identifiers replaced by their pseudonyms. Throws a SchemaError naming a bad
  * subject entry; the schema itself is checked by the codec.
  */
-export function createEventBuilder(options: { pseudonymize: (raw: string) => string; pseudonymKeyId: string; service?: string | undefined }): (input: EmitInput) => DataAccessEvent {
+export function createEventBuilder(options: {
+  pseudonymize: (raw: string) => string;
+  pseudonymKeyId: string;
+  service?: string | undefined;
+}): (input: EmitInput) => DataAccessEvent {
   const { pseudonymize } = options;
   const keyId = options.pseudonymKeyId;
   return (input: EmitInput): DataAccessEvent => {
-  const at = toMillis(input.occurredAt);
-  const subjects = (input.subjects ?? []).map((raw, i) => {
-    if (typeof raw !== "string" || raw.trim() === "") {
-      throw new SchemaError(`event field 'subjects[${i}]' must be a non-empty string`, { context: { path: `subjects[${i}]` } });
-    }
-    return pseudonymize(raw);
-  });
-  (input.pseudonymousSubjects ?? []).forEach((p, i) => {
-    if (typeof p !== "string" || !PSEUDONYM.test(p)) {
-      throw new SchemaError(`event field 'pseudonymousSubjects[${i}]' must be 32 hex digits from the same keyed HMAC`, {
-        context: { path: `pseudonymousSubjects[${i}]` },
-      });
-    }
-    subjects.push(p);
-  });
-  return {
-    eventId: input.eventId ?? randomUUID(),
-    kind: input.kind,
-    occurredAt: at,
-    service: input.service ?? options.service ?? "",
-    job: input.job,
-    runId: input.runId,
-    inputs: (input.inputs ?? []).map(normaliseDataset),
-    outputs: (input.outputs ?? []).map(normaliseDataset),
-    transform: input.transform ?? Transform.other,
-    fieldLineage: input.fieldLineage ?? [],
-    masking: input.masking ?? Masking.none,
-    purposes: input.purposes ?? [],
-    dataSubject: input.dataSubject,
-    subjects,
-    recipient: input.recipient ?? null,
-    traceparent: input.traceparent ?? null,
-    pseudonymKeyId: keyId,
-    attributes: input.attributes ?? {},
-  };
+    const at = toMillis(input.occurredAt);
+    const subjects = (input.subjects ?? []).map((raw, i) => {
+      if (typeof raw !== "string" || raw.trim() === "") {
+        throw new SchemaError(`event field 'subjects[${i}]' must be a non-empty string`, { context: { path: `subjects[${i}]` } });
+      }
+      return pseudonymize(raw);
+    });
+    (input.pseudonymousSubjects ?? []).forEach((p, i) => {
+      if (typeof p !== "string" || !PSEUDONYM.test(p)) {
+        throw new SchemaError(`event field 'pseudonymousSubjects[${i}]' must be 32 hex digits from the same keyed HMAC`, {
+          context: { path: `pseudonymousSubjects[${i}]` },
+        });
+      }
+      subjects.push(p);
+    });
+    return {
+      eventId: input.eventId ?? randomUUID(),
+      kind: input.kind,
+      occurredAt: at,
+      service: input.service ?? options.service ?? "",
+      job: input.job,
+      runId: input.runId,
+      inputs: (input.inputs ?? []).map(normaliseDataset),
+      outputs: (input.outputs ?? []).map(normaliseDataset),
+      transform: input.transform ?? Transform.other,
+      fieldLineage: input.fieldLineage ?? [],
+      masking: input.masking ?? Masking.none,
+      purposes: input.purposes ?? [],
+      dataSubject: input.dataSubject,
+      subjects,
+      recipient: input.recipient ?? null,
+      traceparent: input.traceparent ?? null,
+      pseudonymKeyId: keyId,
+      attributes: input.attributes ?? {},
+    };
   };
 }
 
@@ -175,13 +185,17 @@ function toMillis(value: EmitInput["occurredAt"] | string): number {
   if (value instanceof Date) return value.getTime();
   if (typeof value === "string") {
     const ms = Date.parse(value);
-    if (Number.isNaN(ms)) throw new SchemaError("event field 'occurredAt' must be epoch milliseconds or an ISO-8601 date-time", { context: { path: "occurredAt" } });
+    if (Number.isNaN(ms))
+      throw new SchemaError("event field 'occurredAt' must be epoch milliseconds or an ISO-8601 date-time", {
+        context: { path: "occurredAt" },
+      });
     return ms;
   }
   return value;
 }
 
 function normaliseDataset(d: { namespace: string; name: string; fields?: { name: string; categories?: string[] }[] }) {
-  if (d.fields && d.fields.every((f) => f.categories !== undefined)) return d as { namespace: string; name: string; fields: { name: string; categories: string[] }[] };
+  if (d.fields && d.fields.every((f) => f.categories !== undefined))
+    return d as { namespace: string; name: string; fields: { name: string; categories: string[] }[] };
   return { namespace: d.namespace, name: d.name, fields: (d.fields ?? []).map((f) => ({ name: f.name, categories: f.categories ?? [] })) };
 }

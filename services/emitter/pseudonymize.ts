@@ -15,9 +15,12 @@ export type Pseudonymizer = (rawIdentifier: string) => string;
 export function createPseudonymizer(key: string | Uint8Array): Pseudonymizer {
   const bytes = typeof key === "string" ? decodeKey(key) : key;
   if (bytes.byteLength < MIN_KEY_BYTES) {
-    throw new ConfigError(`the pseudonymisation key must be at least ${MIN_KEY_BYTES} bytes (got ${bytes.byteLength}); generate one with: openssl rand -hex 32`, {
-      context: { bytes: bytes.byteLength },
-    });
+    throw new ConfigError(
+      `the pseudonymisation key must be at least ${MIN_KEY_BYTES} bytes (got ${bytes.byteLength}); generate one with: openssl rand -hex 32`,
+      {
+        context: { bytes: bytes.byteLength },
+      },
+    );
   }
   return (raw) => createHmac("sha256", bytes).update(normalise(raw)).digest("hex").slice(0, 32);
 }

@@ -5,7 +5,9 @@ import type { SendResult, Transport } from "./types.ts";
 
 /** The part of the processor the in-process transport needs. */
 export interface MessageProcessor {
-  processMessages(messages: { bytes: Uint8Array; source: string }[]): Promise<{ accepted: number; rejected: { source: string; code: string; reason: string }[] }>;
+  processMessages(
+    messages: { bytes: Uint8Array; source: string }[],
+  ): Promise<{ accepted: number; rejected: { source: string; code: string; reason: string }[] }>;
 }
 
 /** Hands batches straight to a processor in the same process (the embedded default). */
@@ -15,7 +17,11 @@ export function createInProcessTransport(processor: MessageProcessor, source = "
       const result = await processor.processMessages(messages.map((bytes, i) => ({ bytes, source: `${source}#${i}` })));
       return {
         accepted: result.accepted,
-        rejected: result.rejected.map((r) => ({ index: Number(r.source.slice(r.source.lastIndexOf("#") + 1)), code: r.code, reason: r.reason })),
+        rejected: result.rejected.map((r) => ({
+          index: Number(r.source.slice(r.source.lastIndexOf("#") + 1)),
+          code: r.code,
+          reason: r.reason,
+        })),
       };
     },
     async close() {},
@@ -81,7 +87,11 @@ export function createHttpTransport(options: HttpTransportOptions): Transport {
         lastError =
           cause instanceof TransportError
             ? cause
-            : new TransportError(`cannot reach the auditor at ${endpoint}: ${(cause as Error).message}`, { cause, retriable: true, context: { attempt } });
+            : new TransportError(`cannot reach the auditor at ${endpoint}: ${(cause as Error).message}`, {
+                cause,
+                retriable: true,
+                context: { attempt },
+              });
       }
       if (attempt < maxAttempts) await sleep(backoff * 2 ** (attempt - 1) * (0.5 + Math.random()));
     }

@@ -71,7 +71,10 @@ function isAvroContainer(path: string): boolean {
   try {
     fd = openSync(path, "r");
   } catch (cause) {
-    throw new InputError(`${path}: cannot open (${(cause as NodeJS.ErrnoException).code ?? "unreadable"})`, { cause, context: { file: path } });
+    throw new InputError(`${path}: cannot open (${(cause as NodeJS.ErrnoException).code ?? "unreadable"})`, {
+      cause,
+      context: { file: path },
+    });
   }
   try {
     const head = Buffer.alloc(4);
@@ -97,7 +100,8 @@ async function readNdjson(path: string, build: (input: EmitInput) => unknown, pu
       } catch {
         throw new InputError("line is not valid JSON");
       }
-      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new InputError("line must be a JSON object (one event)");
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+        throw new InputError("line must be a JSON object (one event)");
       try {
         event = build(parsed as EmitInput);
       } catch (error) {
@@ -135,6 +139,9 @@ async function readContainer(path: string, codec: EventCodec, push: (e: InboundE
       await push({ event: record, source: `${path}#${index++}`, meta: writer, raw: Buffer.from(JSON.stringify(record)) });
     }
   } catch (cause) {
-    throw new InputError(`${path}: not a readable Avro container file after record ${index} (${(cause as Error).message})`, { cause, context: { file: path, record: index } });
+    throw new InputError(`${path}: not a readable Avro container file after record ${index} (${(cause as Error).message})`, {
+      cause,
+      context: { file: path, record: index },
+    });
   }
 }

@@ -122,7 +122,9 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
     if (existing) existing.push(edge);
     else list.set(k, [edge]);
     // Carry what the source already holds.
-    const sources = fromKey ? [fromKey, fieldKey(fromDataset, WHOLE_DATASET)] : [...(datasetFields.get(fromDataset) ?? [])].map((f) => fieldKey(fromDataset, f));
+    const sources = fromKey
+      ? [fromKey, fieldKey(fromDataset, WHOLE_DATASET)]
+      : [...(datasetFields.get(fromDataset) ?? [])].map((f) => fieldKey(fromDataset, f));
     for (const source of sources) {
       for (const l of [...(labels.get(source)?.values() ?? [])]) {
         const carried = carry(l, edge);
@@ -151,7 +153,12 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
             occurredAt: event.occurredAt,
           };
           const lk = labelKey(origin, category, collectedFor, event.dataSubject);
-          addLabel(key, dataset, { key: lk, id: labelId(lk), category, collectedFor, dataSubject: event.dataSubject, origin, path: [hop] }, changed);
+          addLabel(
+            key,
+            dataset,
+            { key: lk, id: labelId(lk), category, collectedFor, dataSubject: event.dataSubject, origin, path: [hop] },
+            changed,
+          );
         }
       }
     }
@@ -262,7 +269,10 @@ export function labelKey(origin: string, category: string, collectedFor: readonl
  */
 export function factKey(e: DataAccessEvent): string {
   let key = `${e.kind}\u0000${e.service}\u0000${e.job.namespace}\u0000${e.job.name}\u0000${e.transform}\u0000${e.masking}\u0000${e.dataSubject}\u0000${e.purposes.join(",")}`;
-  for (const [side, list] of [["<", e.inputs], [">", e.outputs]] as const) {
+  for (const [side, list] of [
+    ["<", e.inputs],
+    [">", e.outputs],
+  ] as const) {
     for (const d of list) {
       key += `\u0000${side}${d.namespace}/${d.name}`;
       for (const f of d.fields) key += `#${f.name}:${f.categories.join(",")}`;

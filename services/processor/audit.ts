@@ -2,12 +2,27 @@ import { createHash } from "node:crypto";
 import { EventKind, type DataAccessEvent } from "../codec/index.ts";
 import { createEvaluator, type Policy, type Verdict } from "../rules/index.ts";
 import type { Taxonomy } from "../taxonomy/index.ts";
-import { createLineageGraph, datasetId, factKey, fieldKey, WHOLE_DATASET, type FieldSelector, type Label, type LineageGraph } from "../lineage/index.ts";
+import {
+  createLineageGraph,
+  datasetId,
+  factKey,
+  fieldKey,
+  WHOLE_DATASET,
+  type FieldSelector,
+  type Label,
+  type LineageGraph,
+} from "../lineage/index.ts";
 import { parseTraceparent, validateEvent } from "./validate.ts";
 import type { AuditBatch, EventRow } from "./rows.ts";
 
 /** What a USE or SHARE row says about itself (events_v1.verdict). */
-export const EventVerdict = { ok: "ok", violation: "violation", shadow: "shadow", unknownProvenance: "unknown_provenance", none: "" } as const;
+export const EventVerdict = {
+  ok: "ok",
+  violation: "violation",
+  shadow: "shadow",
+  unknownProvenance: "unknown_provenance",
+  none: "",
+} as const;
 export const FindingKind = { unknownProvenance: "UNKNOWN_PROVENANCE", provenanceResolved: "PROVENANCE_RESOLVED" } as const;
 
 export interface AuditorOptions {
@@ -158,7 +173,13 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
     for (const l of labels) {
       if (labelsSeen.has(l.id)) continue;
       labelsSeen.add(l.id);
-      out.labels.push({ label_id: l.id, origin: l.origin, category: l.category, collected_for: l.collectedFor, data_subject: l.dataSubject });
+      out.labels.push({
+        label_id: l.id,
+        origin: l.origin,
+        category: l.category,
+        collected_for: l.collectedFor,
+        data_subject: l.dataSubject,
+      });
     }
   }
 
@@ -189,7 +210,11 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
         subject_count: e.subjects.length,
       });
     } else {
-      row.verdict = ev.verdicts.some((v) => v.mode === "enforce") ? EventVerdict.violation : ev.verdicts.length > 0 ? EventVerdict.shadow : EventVerdict.ok;
+      row.verdict = ev.verdicts.some((v) => v.mode === "enforce")
+        ? EventVerdict.violation
+        : ev.verdicts.length > 0
+          ? EventVerdict.shadow
+          : EventVerdict.ok;
     }
     ev.verdicts.forEach((v, i) => {
       if (skip?.has(v.ruleId)) return;

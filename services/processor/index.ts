@@ -1,5 +1,14 @@
 export { createProcessor } from "./processor.ts";
-export type { Processor, ProcessorConfig, AuditSink, InboundMessage, InboundEvent, ProcessResult, Rejection, ProcessorStats } from "./processor.ts";
+export type {
+  Processor,
+  ProcessorConfig,
+  AuditSink,
+  InboundMessage,
+  InboundEvent,
+  ProcessResult,
+  Rejection,
+  ProcessorStats,
+} from "./processor.ts";
 export { createAuditor, FindingKind } from "./audit.ts";
 export type { Auditor, AuditorOptions, EventMeta } from "./audit.ts";
 export { validateEvent, parseTraceparent, PSEUDONYM_PATTERN, RawIdentifierError } from "./validate.ts";

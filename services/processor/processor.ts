@@ -148,5 +148,3 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     },
   };
 }
-
-

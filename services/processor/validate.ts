@@ -22,9 +22,12 @@ export function validateEvent(e: DataAccessEvent, taxonomy: Taxonomy): void {
   // so that its payload is never kept.
   for (let i = 0; i < e.subjects.length; i++) {
     if (!PSEUDONYM_PATTERN.test(e.subjects[i] as string)) {
-      throw new RawIdentifierError(`event ${e.kind} field 'subjects[${i}]' is not a pseudonymous id (32 hex digits from the emitter's keyed HMAC); the message was not stored`, {
-        context: { path: `subjects[${i}]`, kind: e.kind },
-      });
+      throw new RawIdentifierError(
+        `event ${e.kind} field 'subjects[${i}]' is not a pseudonymous id (32 hex digits from the emitter's keyed HMAC); the message was not stored`,
+        {
+          context: { path: `subjects[${i}]`, kind: e.kind },
+        },
+      );
     }
   }
   if (e.eventId.length === 0 || e.eventId.length > 128) fail("eventId", "must be 1 to 128 characters");
@@ -35,11 +38,15 @@ export function validateEvent(e: DataAccessEvent, taxonomy: Taxonomy): void {
   e.purposes.forEach((p, i) => {
     if (!taxonomy.has(TaxonomyKind.dataUse, p)) fail(`purposes[${i}]`, `is not a fideslang data use ('${p}')`);
   });
-  for (const [side, list] of [["inputs", e.inputs], ["outputs", e.outputs]] as const) {
+  for (const [side, list] of [
+    ["inputs", e.inputs],
+    ["outputs", e.outputs],
+  ] as const) {
     list.forEach((d, i) =>
       d.fields.forEach((f, j) =>
         f.categories.forEach((c, k) => {
-          if (!taxonomy.has(TaxonomyKind.dataCategory, c)) fail(`${side}[${i}].fields[${j}].categories[${k}]`, `is not a fideslang data category ('${c}')`);
+          if (!taxonomy.has(TaxonomyKind.dataCategory, c))
+            fail(`${side}[${i}].fields[${j}].categories[${k}]`, `is not a fideslang data category ('${c}')`);
         }),
       ),
     );
@@ -47,7 +54,8 @@ export function validateEvent(e: DataAccessEvent, taxonomy: Taxonomy): void {
   switch (e.kind) {
     case EventKind.collect:
       if (e.outputs.length === 0) fail("outputs", "must name the dataset the data is collected into");
-      if (!e.outputs.some((d) => d.fields.some((f) => f.categories.length > 0))) fail("outputs", "must give at least one field its data categories");
+      if (!e.outputs.some((d) => d.fields.some((f) => f.categories.length > 0)))
+        fail("outputs", "must give at least one field its data categories");
       if (e.purposes.length === 0) fail("purposes", "must list the purposes the data is collected for");
       break;
     case EventKind.derive:

@@ -135,7 +135,12 @@ class PolicyReader {
     const version = this.value(["version"]);
     if (version !== 1) this.fail(["version"], "must be 1 (the only rules format version so far)");
 
-    let purposeLimitation: Policy["purposeLimitation"] = { enabled: true, id: "purpose-limitation", severity: Severity.high, mode: RuleMode.enforce };
+    let purposeLimitation: Policy["purposeLimitation"] = {
+      enabled: true,
+      id: "purpose-limitation",
+      severity: Severity.high,
+      mode: RuleMode.enforce,
+    };
     if (this.value(["purposeLimitation"]) !== undefined) {
       this.keysOf(["purposeLimitation"], ["enabled", "id", "severity", "mode"]);
       purposeLimitation = {
@@ -196,7 +201,8 @@ class PolicyReader {
       if (this.value([...m, "recipients"]) !== undefined) {
         match.recipients = this.oneOf([...m, "recipients"], Object.values(RecipientScope), RecipientScope.any);
       }
-      if (Object.keys(match).length === 0) this.fail(m, "must name at least one of categories, collectedFor, usedFor, subjects, kinds, recipients, services");
+      if (Object.keys(match).length === 0)
+        this.fail(m, "must name at least one of categories, collectedFor, usedFor, subjects, kinds, recipients, services");
       rules.push({
         id,
         description: this.value([...p, "description"]) === undefined ? "" : this.string([...p, "description"]),

@@ -47,9 +47,15 @@ export interface AffectedSummary {
 /** Answers "how many users, which data, since when, through which systems, shared outside?" for one rule. */
 export async function affectedSummary(store: Store, q: AffectedQuery): Promise<AffectedSummary> {
   const db = store.database;
-  const params: Record<string, unknown> = { rule: q.ruleId, from: q.from ?? "1970-01-01", to: q.to ?? "2299-12-31", category: q.category ?? "" };
+  const params: Record<string, unknown> = {
+    rule: q.ruleId,
+    from: q.from ?? "1970-01-01",
+    to: q.to ?? "2299-12-31",
+    category: q.category ?? "",
+  };
   const window = `rule_id = {rule:String} AND occurred_at >= parseDateTime64BestEffort({from:String}, 3, 'UTC') AND occurred_at < parseDateTime64BestEffort({to:String}, 3, 'UTC')`;
-  const categoryIs = (col: string) => `({category:String} = '' OR ${col} = {category:String} OR startsWith(${col}, concat({category:String}, '.')))`;
+  const categoryIs = (col: string) =>
+    `({category:String} = '' OR ${col} = {category:String} OR startsWith(${col}, concat({category:String}, '.')))`;
 
   const [counts] = await store.query<{ subjects: string; records: string }>(
     `SELECT uniqExact(subject_id) AS subjects, uniqExact(subject_id, category) AS records
@@ -136,7 +142,13 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
       checked: Number(shares?.checked ?? 0),
       carryingViolatedData: Number(shares?.carrying ?? 0),
       subjects: Number(shareSubjects?.subjects ?? 0),
-      evidence: evidence.map((e) => ({ eventId: e.event_id, occurredAt: e.occurred_at, service: e.service, recipient: e.recipient, datasets: e.inputs })),
+      evidence: evidence.map((e) => ({
+        eventId: e.event_id,
+        occurredAt: e.occurred_at,
+        service: e.service,
+        recipient: e.recipient,
+        datasets: e.inputs,
+      })),
     },
   };
 }

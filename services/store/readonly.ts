@@ -5,7 +5,18 @@ import { StoreError } from "../errors/index.ts";
  * Everything else (INSERT, CREATE, ALTER, DROP, TRUNCATE, OPTIMIZE, SET, SYSTEM, KILL,
  * GRANT, RENAME, ...) is refused.
  */
-const READ_ONLY_ROOTS = ["SelectWithUnionQuery", "SelectIntersectExceptQuery", "SelectQuery", "ShowTables", "ShowCreate", "ShowColumns", "ShowIndex", "Describe", "Exists", "Explain"];
+const READ_ONLY_ROOTS = [
+  "SelectWithUnionQuery",
+  "SelectIntersectExceptQuery",
+  "SelectQuery",
+  "ShowTables",
+  "ShowCreate",
+  "ShowColumns",
+  "ShowIndex",
+  "Describe",
+  "Exists",
+  "Explain",
+];
 
 export const READ_ONLY_HINT = "only read-only statements (SELECT, WITH, SHOW, DESCRIBE, EXISTS, EXPLAIN) are allowed here";
 

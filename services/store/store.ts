@@ -143,7 +143,12 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   async function insert(table: string, rows: readonly object[]): Promise<void> {
     if (rows.length === 0) return;
     try {
-      await client.insert({ table: `${database}.${table}`, values: rows as object[], format: "JSONEachRow", clickhouse_settings: insertSettings });
+      await client.insert({
+        table: `${database}.${table}`,
+        values: rows as object[],
+        format: "JSONEachRow",
+        clickhouse_settings: insertSettings,
+      });
     } catch (cause) {
       throw new StoreError(`writing ${rows.length} rows to ${database}.${table} failed: ${(cause as Error).message.trim()}`, {
         cause,
@@ -162,9 +167,13 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       await run(
         `CREATE TABLE IF NOT EXISTS ${database}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version`,
       );
-      const done = new Set((await query<{ version: number }>(`SELECT version FROM ${database}.schema_migrations FINAL`)).map((r) => Number(r.version)));
+      const done = new Set(
+        (await query<{ version: number }>(`SELECT version FROM ${database}.schema_migrations FINAL`)).map((r) => Number(r.version)),
+      );
       const applied: string[] = [];
-      for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => /^\d+_.+\.sql$/.test(f)).sort()) {
+      for (const file of readdirSync(MIGRATIONS_DIR)
+        .filter((f) => /^\d+_.+\.sql$/.test(f))
+        .sort()) {
         const version = Number(file.split("_")[0]);
         if (done.has(version)) continue;
         const text = readFileSync(join(MIGRATIONS_DIR, file), "utf8").replaceAll("{db}", database);

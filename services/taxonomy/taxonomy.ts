@@ -34,7 +34,7 @@ export interface Taxonomy {
 export function covers(pattern: string, key: string): boolean {
   const p = pattern.endsWith(".*") ? pattern.slice(0, -2) : pattern;
   if (p === "*") return true;
-  return key === p || (key.length > p.length && key.startsWith(p) && key.charCodeAt(p.length) === 46 /* . */);
+  return key === p || (key.length > p.length && key.startsWith(p) && key.charCodeAt(p.length) === 46); /* . */
 }
 
 /** Whether any of `patterns` covers `key`. */

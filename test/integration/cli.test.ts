@@ -37,7 +37,9 @@ const collect = (id: string, subject: string) => ({
   service: "auth-service",
   job: { namespace: "web", name: "2fa-enrolment" },
   runId: "r1",
-  outputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "phone_number", categories: ["user.contact.phone_number"] }] }],
+  outputs: [
+    { namespace: "warehouse", name: "security.two_factor", fields: [{ name: "phone_number", categories: ["user.contact.phone_number"] }] },
+  ],
   purposes: ["essential.service.security"],
   dataSubject: "customer",
   subjects: [subject],
@@ -60,7 +62,13 @@ describe("lineage-audit CLI", () => {
     const r = cli(["demo", "--users", "3000", "--json"]);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as {
-      answers: { subjects: number; records: number; violationEvents: number; externalShares: { carryingViolatedData: number }; lastViolation: string };
+      answers: {
+        subjects: number;
+        records: number;
+        violationEvents: number;
+        externalShares: { carryingViolatedData: number };
+        lastViolation: string;
+      };
       groundTruth: { affectedUsers: number; affectedRecords: number; violatingEvents: number; events: number };
       agrees: Record<string, boolean>;
       events: number;
@@ -104,7 +112,9 @@ describe("lineage-audit CLI", () => {
     expect(lines).toHaveLength(3);
     expect(lines[0]).toMatch(/events\.ndjson:2: line is not valid JSON \(dead-lettered\)$/);
     expect(lines[1]).toMatch(/events\.ndjson:3: event USE field 'purposes\[0\]' is not a fideslang data use \('marketting'\)/);
-    expect(lines[2]).toMatch(/events\.ndjson:5: event field 'job' is not a valid Job record \(an object with namespace, name\) \(dead-lettered\)$/);
+    expect(lines[2]).toMatch(
+      /events\.ndjson:5: event field 'job' is not a valid Job record \(an object with namespace, name\) \(dead-lettered\)$/,
+    );
     expect(r.stderr).not.toContain("alice@example.com");
     expect(r.stderr).not.toContain("bob@example.com");
     expect(r.stdout).toMatch(/ingested 2 of 5 records from 1 file\(s\): 2 violations, 3 rejected/);
@@ -115,11 +125,16 @@ describe("lineage-audit CLI", () => {
       { event_id: "nd-1", verdict: "" },
       { event_id: "nd-3", verdict: "violation" },
     ]);
-    const letters = cli(["sql", "SELECT source, redacted, payload_base64 = '' AS withheld FROM dead_letters_v1 ORDER BY source", "--json"], { LINEAGE_AUDIT_DATABASE: "nd" });
+    const letters = cli(
+      ["sql", "SELECT source, redacted, payload_base64 = '' AS withheld FROM dead_letters_v1 ORDER BY source", "--json"],
+      { LINEAGE_AUDIT_DATABASE: "nd" },
+    );
     const rows = JSON.parse(letters.stdout) as { source: string; redacted: number; withheld: number }[];
     expect(rows.map((x) => x.source.split("/").pop())).toEqual(["events.ndjson:2", "events.ndjson:3", "events.ndjson:5"]);
     expect(rows.every((x) => x.redacted === 1 && x.withheld === 1)).toBe(true);
-    const everything = cli(["sql", "SELECT groupArray(subject_id) AS s FROM event_subjects_v1", "--json"], { LINEAGE_AUDIT_DATABASE: "nd" });
+    const everything = cli(["sql", "SELECT groupArray(subject_id) AS s FROM event_subjects_v1", "--json"], {
+      LINEAGE_AUDIT_DATABASE: "nd",
+    });
     expect(everything.stdout).not.toContain("alice");
     expect(JSON.parse(everything.stdout)[0].s).toHaveLength(2);
   });
@@ -127,7 +142,15 @@ describe("lineage-audit CLI", () => {
   it("ingests an Avro container file written with the older schema version", async () => {
     const file = join(dir, "events.avro");
     const v1 = JSON.parse(readFileSync(join(AVRO_SCHEMA_DIR, "data_access_event.v1.avsc"), "utf8")) as object;
-    const base = { runId: "r", transform: "OTHER", fieldLineage: [], masking: "NONE", dataSubject: "customer", recipient: null, traceparent: null };
+    const base = {
+      runId: "r",
+      transform: "OTHER",
+      fieldLineage: [],
+      masking: "NONE",
+      dataSubject: "customer",
+      recipient: null,
+      traceparent: null,
+    };
     const records = [];
     records.push({
       ...base,
@@ -159,13 +182,24 @@ describe("lineage-audit CLI", () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ files: 1, records: 2, accepted: 2, rejected: 0, violations: 2 });
     const a = cli(["affected", "--rule", "security-contact-not-for-marketing", "--json"], { LINEAGE_AUDIT_DATABASE: "avro" });
     expect(a.code, a.stderr).toBe(0);
-    expect(JSON.parse(a.stdout)).toMatchObject({ subjects: 2, records: 2, violationEvents: 1, categories: ["user.contact.email"], services: ["tailored-audiences"] });
-    const v = cli(["sql", "SELECT schema_version, pseudonym_key_id FROM events_v1 WHERE event_id = 'avro-2'", "--json"], { LINEAGE_AUDIT_DATABASE: "avro" });
+    expect(JSON.parse(a.stdout)).toMatchObject({
+      subjects: 2,
+      records: 2,
+      violationEvents: 1,
+      categories: ["user.contact.email"],
+      services: ["tailored-audiences"],
+    });
+    const v = cli(["sql", "SELECT schema_version, pseudonym_key_id FROM events_v1 WHERE event_id = 'avro-2'", "--json"], {
+      LINEAGE_AUDIT_DATABASE: "avro",
+    });
     expect(JSON.parse(v.stdout)).toEqual([{ schema_version: 1, pseudonym_key_id: "default" }]);
   });
 
   it("refuses SQL that writes, with one line", () => {
-    expectOneLineError(cli(["sql", "INSERT INTO events_v1 (event_id) VALUES ('x')"]), /would write to the store \(InsertQuery\); only read-only statements/);
+    expectOneLineError(
+      cli(["sql", "INSERT INTO events_v1 (event_id) VALUES ('x')"]),
+      /would write to the store \(InsertQuery\); only read-only statements/,
+    );
     expectOneLineError(cli(["sql", "SELECT 1; DROP TABLE events_v1"]), /only one statement at a time/);
     expectOneLineError(cli(["sql", "SELECT 1 INTO OUTFILE '/tmp/x'"]), /INTO OUTFILE writes files/);
     const ok = cli(["sql", "SELECT count() AS n FROM events_v1 -- trailing comment"]);
@@ -179,12 +213,26 @@ describe("lineage-audit CLI", () => {
     expectOneLineError(cli(["frobnicate"]), /unknown command 'frobnicate'/, 2);
     expectOneLineError(cli(["affected"]), /affected needs --rule ID/, 2);
     expectOneLineError(cli(["affected", "--rule", "nope"]), /no rule 'nope' in .*default\.yaml/, 2);
-    expectOneLineError(cli(["affected", "--rule", "purpose-limitation", "--from", "last tuesday"]), /--from must be a date like 2019-01-31/, 2);
-    expectOneLineError(cli(["affected", "--rule", "purpose-limitation", "--category", "user.contact.phone"]), /not a fideslang data category \(did you mean 'user\.contact\.phone_number'\?\)/, 2);
+    expectOneLineError(
+      cli(["affected", "--rule", "purpose-limitation", "--from", "last tuesday"]),
+      /--from must be a date like 2019-01-31/,
+      2,
+    );
+    expectOneLineError(
+      cli(["affected", "--rule", "purpose-limitation", "--category", "user.contact.phone"]),
+      /not a fideslang data category \(did you mean 'user\.contact\.phone_number'\?\)/,
+      2,
+    );
     expectOneLineError(cli(["ingest", join(dir, "missing.ndjson")]), /missing\.ndjson: cannot open \(ENOENT\)/);
     const rules = join(dir, "bad-rules.yaml");
     writeFileSync(rules, "version: 1\nrules:\n  - id: x\n    effect: deny\n    match:\n      usedFor: [marketing.advertizing]\n");
-    expectOneLineError(cli(["affected", "--rule", "x"], { LINEAGE_AUDIT_RULES: rules }), /bad-rules\.yaml:6:17: rules\[0\]\.match\.usedFor\[0\]: unknown data use 'marketing\.advertizing' \(did you mean 'marketing\.advertising'\?\)/);
-    expectOneLineError(cli(["ingest", join(dir, "events.ndjson")], { LINEAGE_AUDIT_DATABASE: "nokey" }), /LINEAGE_AUDIT_HMAC_KEY is not set/);
+    expectOneLineError(
+      cli(["affected", "--rule", "x"], { LINEAGE_AUDIT_RULES: rules }),
+      /bad-rules\.yaml:6:17: rules\[0\]\.match\.usedFor\[0\]: unknown data use 'marketing\.advertizing' \(did you mean 'marketing\.advertising'\?\)/,
+    );
+    expectOneLineError(
+      cli(["ingest", join(dir, "events.ndjson")], { LINEAGE_AUDIT_DATABASE: "nokey" }),
+      /LINEAGE_AUDIT_HMAC_KEY is not set/,
+    );
   });
 });

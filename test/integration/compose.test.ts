@@ -4,7 +4,13 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 
-type Service = { image?: string; build?: string; environment?: Record<string, string | number>; command?: string[]; depends_on?: Record<string, { condition: string }> };
+type Service = {
+  image?: string;
+  build?: string;
+  environment?: Record<string, string | number>;
+  command?: string[];
+  depends_on?: Record<string, { condition: string }>;
+};
 
 const compose = parse(readFileSync(new URL("../../docker-compose.yml", import.meta.url), "utf8")) as { services: Record<string, Service> };
 

@@ -83,17 +83,24 @@ describe("emitter → HTTP → processor → chDB", () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as { accepted: number; rejected: { index: number; code: string; reason: string }[] };
     expect(body.accepted).toBe(1);
-    expect(body.rejected).toEqual([{ index: 1, code: "SCHEMA", reason: expect.stringContaining("not Avro single-object encoded") as unknown as string }]);
-    const [stored] = await store.query<{ verdict: string; trace_id: string }>(`SELECT verdict, trace_id FROM ${store.database}.${Table.events} WHERE event_id = 'http-good-1'`);
+    expect(body.rejected).toEqual([
+      { index: 1, code: "SCHEMA", reason: expect.stringContaining("not Avro single-object encoded") as unknown as string },
+    ]);
+    const [stored] = await store.query<{ verdict: string; trace_id: string }>(
+      `SELECT verdict, trace_id FROM ${store.database}.${Table.events} WHERE event_id = 'http-good-1'`,
+    );
     expect(stored).toEqual({ verdict: "ok", trace_id: "4bf92f3577b34da6a3ce929d0e0e4736" });
-    const letters = await store.query<{ reason: string; payload_base64: string; source: string }>(`SELECT reason, payload_base64, source FROM ${store.database}.${Table.deadLetters}`);
+    const letters = await store.query<{ reason: string; payload_base64: string; source: string }>(
+      `SELECT reason, payload_base64, source FROM ${store.database}.${Table.deadLetters}`,
+    );
     expect(letters).toHaveLength(1);
     expect(Buffer.from(letters[0]?.payload_base64 ?? "", "base64").toString()).toBe("not avro at all");
     expect(letters[0]?.source).toMatch(/^http 127\.0\.0\.1:\d+ #1$/);
   });
 
   it("refuses requests without the token, with the wrong media type, or to unknown paths", async () => {
-    const post = (headers: Record<string, string>, path = "/v1/events") => fetch(`${server.url}${path}`, { method: "POST", headers, body: frameBatch([]) });
+    const post = (headers: Record<string, string>, path = "/v1/events") =>
+      fetch(`${server.url}${path}`, { method: "POST", headers, body: frameBatch([]) });
     expect((await post({ "content-type": EVENT_BATCH_MEDIA_TYPE })).status).toBe(401);
     expect((await post({ "content-type": "application/json", authorization: `Bearer ${TOKEN}` })).status).toBe(415);
     expect((await post({ "content-type": EVENT_BATCH_MEDIA_TYPE, authorization: `Bearer ${TOKEN}` }, "/nope")).status).toBe(404);
@@ -102,7 +109,10 @@ describe("emitter → HTTP → processor → chDB", () => {
 
   it("gives a transport error naming the auditor when it cannot be reached, after retrying", async () => {
     const transport = createHttpTransport({ url: "http://127.0.0.1:9", maxAttempts: 2, backoffMs: 1, timeoutMs: 500 });
-    const error = await transport.send([Buffer.from("x")]).then(() => undefined, (e: unknown) => e);
+    const error = await transport.send([Buffer.from("x")]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(TransportError);
     expect((error as TransportError).message).toContain("cannot reach the auditor at http://127.0.0.1:9/v1/events");
     expect((error as TransportError).retriable).toBe(true);

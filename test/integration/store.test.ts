@@ -28,7 +28,17 @@ async function encodeScenario(users: number) {
   const messages: Uint8Array[] = [];
   const truth = emptyGroundTruth();
   const emitter = createEmitter(
-    { transport: { async send(m) { messages.push(...m); return { accepted: m.length, rejected: [] }; }, async close() {} }, pseudonymKey: HMAC_KEY, maxBatch: 2000 },
+    {
+      transport: {
+        async send(m) {
+          messages.push(...m);
+          return { accepted: m.length, rejected: [] };
+        },
+        async close() {},
+      },
+      pseudonymKey: HMAC_KEY,
+      maxBatch: 2000,
+    },
     { codec },
   );
   for (const input of generateScenario({ users, seed: 7 }, truth)) await emitter.emit(input);
@@ -130,7 +140,10 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       `CREATE TABLE ${store.database}.evil (a UInt8) ENGINE = Memory`,
       `ALTER TABLE ${store.database}.${Table.events} DELETE WHERE 1`,
     ]) {
-      const error = await store.queryReadOnly(sql).then(() => undefined, (e: unknown) => e);
+      const error = await store.queryReadOnly(sql).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(error, sql).toBeInstanceOf(StoreError);
       expect((error as StoreError).message).toMatch(/would write to the store/);
     }
@@ -157,9 +170,13 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       subjects: ["someone@example.com"],
     });
     await emitter.close();
-    const rows = await store.query<{ rule_id: string }>(`SELECT rule_id FROM ${store.database}.${Table.violations} WHERE event_id = 'restart-check-1' ORDER BY rule_id`);
+    const rows = await store.query<{ rule_id: string }>(
+      `SELECT rule_id FROM ${store.database}.${Table.violations} WHERE event_id = 'restart-check-1' ORDER BY rule_id`,
+    );
     expect(rows.map((r) => r.rule_id)).toEqual(["purpose-limitation", "security-contact-not-for-marketing"]);
-    const raw = await store.query<{ n: string }>(`SELECT count() AS n FROM ${store.database}.${Table.subjects} WHERE subject_id LIKE '%@%'`);
+    const raw = await store.query<{ n: string }>(
+      `SELECT count() AS n FROM ${store.database}.${Table.subjects} WHERE subject_id LIKE '%@%'`,
+    );
     expect(Number(raw[0]?.n)).toBe(0);
   });
 });

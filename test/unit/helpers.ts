@@ -2,7 +2,16 @@
 // default policy/taxonomy, so each test states only what matters to it.
 
 import { createHash } from "node:crypto";
-import { EventKind, Masking, Transform, type DataAccessEvent, type Dataset, type FieldMapping, type FieldRef, type Recipient } from "../../services/codec/index.ts";
+import {
+  EventKind,
+  Masking,
+  Transform,
+  type DataAccessEvent,
+  type Dataset,
+  type FieldMapping,
+  type FieldRef,
+  type Recipient,
+} from "../../services/codec/index.ts";
 import { DEFAULT_POLICY_PATH, loadPolicy, type Policy } from "../../services/rules/index.ts";
 import { loadFideslangTaxonomy, type Taxonomy } from "../../services/taxonomy/index.ts";
 import type { AuditBatch, AuditSink } from "../../services/processor/index.ts";
@@ -70,7 +79,12 @@ function base(kind: EventKind, overrides: Partial<DataAccessEvent>): DataAccessE
 }
 
 /** COLLECT of `fields` (name -> categories) into `dataset` for `purposes`. */
-export function collect(dataset: string, fields: Record<string, string[]>, purposes: string[], overrides: Partial<DataAccessEvent> = {}): DataAccessEvent {
+export function collect(
+  dataset: string,
+  fields: Record<string, string[]>,
+  purposes: string[],
+  overrides: Partial<DataAccessEvent> = {},
+): DataAccessEvent {
   return base(EventKind.collect, { outputs: [ds(dataset, fields)], purposes, service: "collector", ...overrides });
 }
 
@@ -92,15 +106,31 @@ export function deriveFields(mappings: FieldMapping[], overrides: Partial<DataAc
 }
 
 /** Dataset-level DERIVE (no column lineage): every input's labels reach every output. */
-export function deriveDatasets(inputs: string[], outputs: string[], transform: Transform, overrides: Partial<DataAccessEvent> = {}): DataAccessEvent {
-  return base(EventKind.derive, { inputs: inputs.map((n) => ds(n)), outputs: outputs.map((n) => ds(n)), transform, service: "deriver", ...overrides });
+export function deriveDatasets(
+  inputs: string[],
+  outputs: string[],
+  transform: Transform,
+  overrides: Partial<DataAccessEvent> = {},
+): DataAccessEvent {
+  return base(EventKind.derive, {
+    inputs: inputs.map((n) => ds(n)),
+    outputs: outputs.map((n) => ds(n)),
+    transform,
+    service: "deriver",
+    ...overrides,
+  });
 }
 
 export function use(inputs: Dataset[], purposes: string[], overrides: Partial<DataAccessEvent> = {}): DataAccessEvent {
   return base(EventKind.use, { inputs, purposes, service: "user-service", ...overrides });
 }
 
-export function share(inputs: Dataset[], purposes: string[], recipient: Recipient | null, overrides: Partial<DataAccessEvent> = {}): DataAccessEvent {
+export function share(
+  inputs: Dataset[],
+  purposes: string[],
+  recipient: Recipient | null,
+  overrides: Partial<DataAccessEvent> = {},
+): DataAccessEvent {
   return base(EventKind.share, { inputs, purposes, recipient, service: "sharer", ...overrides });
 }
 
@@ -143,8 +173,14 @@ export const ADS = "marketing.advertising.third_party.targeted";
 export function pipeline2019(): { collect: DataAccessEvent; copy: DataAccessEvent; join: DataAccessEvent; hash: DataAccessEvent } {
   return {
     collect: collect("security.two_factor", { phone_number: [PHONE] }, [SECURITY, AUTHENTICATION], { service: "auth-service" }),
-    copy: deriveFields([map(ref("profile.contact_points", "phone_number"), [ref("security.two_factor", "phone_number")], Transform.copy)], { service: "profile-sync" }),
-    join: deriveFields([map(ref("identity.graph", "security_phone"), [ref("profile.contact_points", "phone_number")], Transform.join)], { service: "identity-graph" }),
-    hash: deriveFields([map(ref("ads.matching_keys", "phone_sha256"), [ref("identity.graph", "security_phone")], Transform.hash)], { service: "ads-identity" }),
+    copy: deriveFields([map(ref("profile.contact_points", "phone_number"), [ref("security.two_factor", "phone_number")], Transform.copy)], {
+      service: "profile-sync",
+    }),
+    join: deriveFields([map(ref("identity.graph", "security_phone"), [ref("profile.contact_points", "phone_number")], Transform.join)], {
+      service: "identity-graph",
+    }),
+    hash: deriveFields([map(ref("ads.matching_keys", "phone_sha256"), [ref("identity.graph", "security_phone")], Transform.hash)], {
+      service: "ads-identity",
+    }),
   };
 }

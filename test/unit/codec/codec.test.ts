@@ -313,7 +313,10 @@ describe("validate", () => {
   });
 
   it("names the index of a later element, e.g. inputs[1].fields[0].name", () => {
-    const event = { ...fullEvent(), inputs: [fullEvent().inputs[0], { namespace: "n", name: "d", fields: [{ name: null, categories: [] }] }] };
+    const event = {
+      ...fullEvent(),
+      inputs: [fullEvent().inputs[0], { namespace: "n", name: "d", fields: [{ name: null, categories: [] }] }],
+    };
     expect(messageFor(event)).toBe("event field 'inputs[1].fields[0].name' is not a valid string");
   });
 
@@ -351,7 +354,9 @@ describe("validate", () => {
   });
 
   it("names a nested record given as a string as job, a Job record with namespace and name", () => {
-    expect(messageFor({ ...fullEvent(), job: "batch/export" })).toBe("event field 'job' is not a valid Job record (an object with namespace, name)");
+    expect(messageFor({ ...fullEvent(), job: "batch/export" })).toBe(
+      "event field 'job' is not a valid Job record (an object with namespace, name)",
+    );
   });
 
   it("puts the path and expected type in the error context", () => {
@@ -384,7 +389,9 @@ describe("validate", () => {
   });
 
   it.each([-1, 2 ** 52, -(2 ** 52) - 1])("rejects occurredAt %d, which is not milliseconds since 1970 below 2^52", (occurredAt) => {
-    expect(messageFor({ ...fullEvent(), occurredAt })).toBe("event field 'occurredAt' must be milliseconds since 1970 (a whole number from 0 to 2^52)");
+    expect(messageFor({ ...fullEvent(), occurredAt })).toBe(
+      "event field 'occurredAt' must be milliseconds since 1970 (a whole number from 0 to 2^52)",
+    );
   });
 
   it.each([0, 1, 2 ** 52 - 1, 1_700_000_123_456])("round-trips the valid occurredAt %d", (occurredAt) => {

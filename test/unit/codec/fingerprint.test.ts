@@ -1,13 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import {
-  crc64Avro,
-  fingerprintBytes,
-  fingerprintHex,
-  parsingCanonicalForm,
-  schemaFingerprint,
-} from "../../../services/codec/index.ts";
+import { crc64Avro, fingerprintBytes, fingerprintHex, parsingCanonicalForm, schemaFingerprint } from "../../../services/codec/index.ts";
 import { SchemaError } from "../../../services/errors/index.ts";
 
 interface Vector {
@@ -18,9 +12,9 @@ interface Vector {
   fingerprintFrom?: string;
 }
 
-const fixture = JSON.parse(
-  readFileSync(new URL("../../fixtures/avro-fingerprint-vectors.json", import.meta.url), "utf8"),
-) as { vectors: Vector[] };
+const fixture = JSON.parse(readFileSync(new URL("../../fixtures/avro-fingerprint-vectors.json", import.meta.url), "utf8")) as {
+  vectors: Vector[];
+};
 const vectors = fixture.vectors;
 
 const EMPTY = 0xc15d213aa4d7a795n;
@@ -95,7 +89,7 @@ describe("fingerprintBytes", () => {
     expect([...fingerprintBytes(0xc15d213aa4d7a795n)]).toEqual([0x95, 0xa7, 0xd7, 0xa4, 0x3a, 0x21, 0x5d, 0xc1]);
   });
 
-  it("writes the fingerprint of \"null\" (7195948357588979594) as its 8 little-endian bytes", () => {
+  it('writes the fingerprint of "null" (7195948357588979594) as its 8 little-endian bytes', () => {
     const fp = schemaFingerprint('"null"');
     expect(fp).toBe(7195948357588979594n);
     const bytes = fingerprintBytes(fp);
@@ -165,7 +159,8 @@ describe("parsingCanonicalForm beyond the vectors", () => {
   });
 
   it("writes a recursive record only once and refers to it by full name afterwards", () => {
-    const schema = '{"type":"record","name":"Node","namespace":"t","fields":[{"name":"next","type":["null","Node"]},{"name":"kids","type":{"type":"array","items":"t.Node"}}]}';
+    const schema =
+      '{"type":"record","name":"Node","namespace":"t","fields":[{"name":"next","type":["null","Node"]},{"name":"kids","type":{"type":"array","items":"t.Node"}}]}';
     expect(parsingCanonicalForm(schema)).toBe(
       '{"name":"t.Node","type":"record","fields":[{"name":"next","type":["null","t.Node"]},{"name":"kids","type":{"type":"array","items":"t.Node"}}]}',
     );

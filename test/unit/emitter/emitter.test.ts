@@ -2,7 +2,16 @@ import { createHmac } from "node:crypto";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createEventCodec, loadEventSchemas, Transform, type EventCodec } from "../../../services/codec/index.ts";
 import { ConfigError, SchemaError, TransportError } from "../../../services/errors/index.ts";
-import { createEmitter, createInProcessTransport, createPseudonymizer, MIN_KEY_BYTES, type EmitInput, type EmitterOptions, type SendResult, type Transport } from "../../../services/emitter/index.ts";
+import {
+  createEmitter,
+  createInProcessTransport,
+  createPseudonymizer,
+  MIN_KEY_BYTES,
+  type EmitInput,
+  type EmitterOptions,
+  type SendResult,
+  type Transport,
+} from "../../../services/emitter/index.ts";
 import { createProcessor } from "../../../services/processor/index.ts";
 import { ADS, AUTHENTICATION, capturingSink, defaultPolicy, PHONE, SECURITY } from "../helpers.ts";
 
@@ -100,7 +109,11 @@ describe("pseudonymizer", () => {
 
   it("rejects a key shorter than 32 bytes with a ConfigError telling how to generate one", () => {
     expect(MIN_KEY_BYTES).toBe(32);
-    for (const [key, bytes] of [["too-short", 9], [new Uint8Array(31), 31], ["ab".repeat(16), 16]] as const) {
+    for (const [key, bytes] of [
+      ["too-short", 9],
+      [new Uint8Array(31), 31],
+      ["ab".repeat(16), 16],
+    ] as const) {
       let error: unknown;
       try {
         createPseudonymizer(key);
@@ -134,7 +147,13 @@ describe("emitter: encoding and validation", () => {
     const decoded = codec.decode(bytes).event;
     const p = createPseudonymizer(KEY);
     expect(decoded.subjects).toEqual(raw.map(p));
-    expect(decoded).toMatchObject({ eventId: "00000000-0000-4000-8000-000000000001", service: "test-service", pseudonymKeyId: "k-2019", transform: "OTHER", masking: "NONE" });
+    expect(decoded).toMatchObject({
+      eventId: "00000000-0000-4000-8000-000000000001",
+      service: "test-service",
+      pseudonymKeyId: "k-2019",
+      transform: "OTHER",
+      masking: "NONE",
+    });
     expect(decoded.inputs[0]?.fields).toEqual([{ name: "phone_number", categories: [] }]);
   });
 
@@ -182,7 +201,9 @@ describe("emitter: encoding and validation", () => {
 
   it("rejects a pseudonymousSubjects entry that is not 32 hex digits", async () => {
     const e = emitter(recordingTransport());
-    const error = await e.emit(useInput(0, { subjects: [], pseudonymousSubjects: ["a".repeat(32), "alice@example.com"] })).catch((err: unknown) => err);
+    const error = await e
+      .emit(useInput(0, { subjects: [], pseudonymousSubjects: ["a".repeat(32), "alice@example.com"] }))
+      .catch((err: unknown) => err);
     expect(error).toBeInstanceOf(SchemaError);
     expect((error as Error).message).toContain("'pseudonymousSubjects[1]'");
     expect((error as Error).message).not.toContain("alice");
@@ -328,7 +349,13 @@ describe("emitter: in-process transport into a real processor", () => {
       runId: "r1",
       inputs: [{ namespace: "wh", name: "security.two_factor" }],
       outputs: [{ namespace: "wh", name: "ads.matching_keys" }],
-      fieldLineage: [{ output: ref("ads.matching_keys", "phone_sha256"), inputs: [ref("security.two_factor", "phone_number")], transform: Transform.hash }],
+      fieldLineage: [
+        {
+          output: ref("ads.matching_keys", "phone_sha256"),
+          inputs: [ref("security.two_factor", "phone_number")],
+          transform: Transform.hash,
+        },
+      ],
       transform: Transform.hash,
       dataSubject: "customer",
     });
@@ -369,7 +396,9 @@ describe("emitter: in-process transport into a real processor", () => {
 
     expect(e.stats).toMatchObject({ emitted: 2, sent: 1, rejected: 1 });
     expect(rejected).toHaveLength(1);
-    expect(rejected[0]).toEqual([{ index: 1, code: "INPUT", reason: "event USE field 'purposes[0]' is not a fideslang data use ('marketing.ads')" }]);
+    expect(rejected[0]).toEqual([
+      { index: 1, code: "INPUT", reason: "event USE field 'purposes[0]' is not a fideslang data use ('marketing.ads')" },
+    ]);
     expect(sink.batches[0]?.deadLetters.map((d) => d.source)).toEqual(["in-process#1"]);
   });
 });

@@ -69,7 +69,9 @@ describe("lineage graph: propagation", () => {
     expect(summary(labelsAt(g, "profile.public", "display_name"))).toEqual([`${USERNAME}@wh/accounts.users#handle`]);
     expect(summary(labelsAt(g, "profile.public", "contact"))).toEqual([`${EMAIL}@wh/accounts.users#email`]);
     // Reading both columns (or the whole dataset) sees both.
-    expect(summary(labelsAt(g, "profile.public", "display_name", "contact"))).toEqual([`${EMAIL}@wh/accounts.users#email`, `${USERNAME}@wh/accounts.users#handle`].sort());
+    expect(summary(labelsAt(g, "profile.public", "display_name", "contact"))).toEqual(
+      [`${EMAIL}@wh/accounts.users#email`, `${USERNAME}@wh/accounts.users#handle`].sort(),
+    );
     expect(summary(labelsAt(g, "profile.public"))).toHaveLength(2);
   });
 
@@ -79,7 +81,11 @@ describe("lineage graph: propagation", () => {
     g.apply(collect("security.two_factor", { phone_number: [PHONE] }, [SECURITY]));
     g.apply(deriveDatasets(["accounts.users", "security.two_factor"], ["warehouse.snapshot"], Transform.copy));
 
-    const expected = [`${EMAIL}@wh/accounts.users#email`, `${PHONE}@wh/security.two_factor#phone_number`, `${USERNAME}@wh/accounts.users#handle`].sort();
+    const expected = [
+      `${EMAIL}@wh/accounts.users#email`,
+      `${PHONE}@wh/security.two_factor#phone_number`,
+      `${USERNAME}@wh/accounts.users#handle`,
+    ].sort();
     expect(summary(labelsAt(g, "warehouse.snapshot"))).toEqual(expected);
     // Any column of the dataset-level output carries them too.
     expect(summary(labelsAt(g, "warehouse.snapshot", "some_column"))).toEqual(expected);
@@ -137,7 +143,10 @@ describe("lineage graph: propagation", () => {
     g.apply(collect("src", { phone: [PHONE] }, ["marketing.advertising"], { service: "signup" }));
     g.apply(deriveFields([map(ref("copy", "phone"), [ref("src", "phone")])]));
 
-    for (const [dataset, field] of [["src", "phone"], ["copy", "phone"]] as const) {
+    for (const [dataset, field] of [
+      ["src", "phone"],
+      ["copy", "phone"],
+    ] as const) {
       const labels = labelsAt(g, dataset, field);
       expect(labels.map((l) => l.collectedFor).sort()).toEqual([["essential.service.security"], ["marketing.advertising"]]);
       expect(new Set(labels.map((l) => l.id)).size).toBe(2);
@@ -189,7 +198,9 @@ describe("lineage graph: declassification", () => {
     const g = createLineageGraph(policy.declassify);
     g.apply(users());
     g.apply(deriveDatasets(["accounts.users"], ["reports.daily"], Transform.aggregate, { masking: Masking.masked }));
-    expect(summary(labelsAt(g, "reports.daily"))).toEqual([`${EMAIL}@wh/accounts.users#email`, `${USERNAME}@wh/accounts.users#handle`].sort());
+    expect(summary(labelsAt(g, "reports.daily"))).toEqual(
+      [`${EMAIL}@wh/accounts.users#email`, `${USERNAME}@wh/accounts.users#handle`].sort(),
+    );
   });
 
   it("keeps labels whose category the rule does not cover", () => {
@@ -266,7 +277,12 @@ describe("lineage graph: late facts, unknown datasets, idempotence, cycles", () 
     g.apply(deriveFields([map(ref("out", "x"), [ref("mystery", "x")])]));
     expect(g.knows(dsId("mystery"))).toBe(false);
     expect(g.knows(dsId("out"))).toBe(true);
-    expect(g.labelsOf([{ dataset: dsId("mystery"), fields: ["x"] }, { dataset: dsId("out"), fields: ["x"] }])).toEqual({
+    expect(
+      g.labelsOf([
+        { dataset: dsId("mystery"), fields: ["x"] },
+        { dataset: dsId("out"), fields: ["x"] },
+      ]),
+    ).toEqual({
       labels: [],
       unknownDatasets: [dsId("mystery")],
     });
@@ -279,7 +295,13 @@ describe("lineage graph: late facts, unknown datasets, idempotence, cycles", () 
     expect(g.version).toBe(1);
 
     // Same fact, new identity, time, run and subjects.
-    const again = { ...first, eventId: "00000000-0000-4000-8000-ffffffffffff", occurredAt: first.occurredAt + 86_400_000, runId: "run-2", subjects: [pseudo(1)] };
+    const again = {
+      ...first,
+      eventId: "00000000-0000-4000-8000-ffffffffffff",
+      occurredAt: first.occurredAt + 86_400_000,
+      runId: "run-2",
+      subjects: [pseudo(1)],
+    };
     expect(g.apply(again)).toEqual({ applied: false, changedDatasets: [] });
     expect(g.apply(first)).toEqual({ applied: false, changedDatasets: [] });
     expect(g.version).toBe(1);
@@ -298,7 +320,8 @@ describe("lineage graph: late facts, unknown datasets, idempotence, cycles", () 
   it("ignores USE, SHARE and DELETE events", () => {
     const g = createLineageGraph([]);
     const c = collect("src", { phone: [PHONE] }, [SECURITY]);
-    for (const kind of ["USE", "SHARE", "DELETE"] as const) expect(g.apply({ ...c, kind })).toEqual({ applied: false, changedDatasets: [] });
+    for (const kind of ["USE", "SHARE", "DELETE"] as const)
+      expect(g.apply({ ...c, kind })).toEqual({ applied: false, changedDatasets: [] });
     expect(g.knows(dsId("src"))).toBe(false);
     expect(g.version).toBe(0);
   });
@@ -341,8 +364,17 @@ describe("lineage graph: property", () => {
       const events = [];
       for (let j = 0; j < d.n; j++) {
         const parents = d.parents[j] as number[];
-        if (d.collected[j] || parents.length === 0) events.push(collect(`n${j}`, { f: [CATEGORIES[j % CATEGORIES.length] as string] }, [SECURITY]));
-        if (parents.length > 0) events.push(deriveFields([map(ref(`n${j}`, "f"), parents.map((i) => ref(`n${i}`, "f")))]));
+        if (d.collected[j] || parents.length === 0)
+          events.push(collect(`n${j}`, { f: [CATEGORIES[j % CATEGORIES.length] as string] }, [SECURITY]));
+        if (parents.length > 0)
+          events.push(
+            deriveFields([
+              map(
+                ref(`n${j}`, "f"),
+                parents.map((i) => ref(`n${i}`, "f")),
+              ),
+            ]),
+          );
       }
       // Any arrival order: late lineage must give the same result.
       return fc.shuffledSubarray(events, { minLength: events.length, maxLength: events.length }).map((order) => ({ ...d, order }));

@@ -1,7 +1,16 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { Masking, Transform, type DataAccessEvent } from "../../../services/codec/index.ts";
 import { InputError } from "../../../services/errors/index.ts";
-import { createAuditor, emptyBatch, FindingKind, RawIdentifierError, type AuditBatch, type Auditor, type EventMeta, type EventRow } from "../../../services/processor/index.ts";
+import {
+  createAuditor,
+  emptyBatch,
+  FindingKind,
+  RawIdentifierError,
+  type AuditBatch,
+  type Auditor,
+  type EventMeta,
+  type EventRow,
+} from "../../../services/processor/index.ts";
 import {
   ADS,
   AUTHENTICATION,
@@ -95,10 +104,20 @@ describe("auditor: the 2019 case", () => {
       late_lineage: 0,
       reason: `${PHONE} collected for ${AUTHENTICATION}, ${SECURITY} used for ${ADS}`,
     });
-    expect(byRule.get("purpose-limitation")).toMatchObject({ basis: "purpose-limitation", mode: "enforce", severity: "high", late_lineage: 0 });
+    expect(byRule.get("purpose-limitation")).toMatchObject({
+      basis: "purpose-limitation",
+      mode: "enforce",
+      severity: "high",
+      late_lineage: 0,
+    });
 
     expect(out.labels).toHaveLength(1);
-    expect(out.labels[0]).toMatchObject({ origin: ORIGIN, category: PHONE, collected_for: [AUTHENTICATION, SECURITY], data_subject: "customer" });
+    expect(out.labels[0]).toMatchObject({
+      origin: ORIGIN,
+      category: PHONE,
+      collected_for: [AUTHENTICATION, SECURITY],
+      data_subject: "customer",
+    });
     expect(byRule.get("purpose-limitation")?.label_ids).toEqual([out.labels[0]?.label_id]);
 
     // Both verdicts share one lineage path, stored once.
@@ -116,11 +135,20 @@ describe("auditor: the 2019 case", () => {
         `USE wh/ads.matching_keys#phone_sha256 for ${ADS} by partner-audiences`,
       ].join(" ⇒ "),
     );
-    const json = JSON.parse(path?.lineage_path ?? "{}") as { totalPaths: number; paths: { origin: string; hops: { dataset: string }[] }[]; use: { kind: string } };
+    const json = JSON.parse(path?.lineage_path ?? "{}") as {
+      totalPaths: number;
+      paths: { origin: string; hops: { dataset: string }[] }[];
+      use: { kind: string };
+    };
     expect(json.totalPaths).toBe(1);
     expect(json.use.kind).toBe("USE");
     expect(json.paths[0]?.origin).toBe(ORIGIN);
-    expect(json.paths[0]?.hops.map((h) => h.dataset)).toEqual(["wh/security.two_factor", "wh/profile.contact_points", "wh/identity.graph", "wh/ads.matching_keys"]);
+    expect(json.paths[0]?.hops.map((h) => h.dataset)).toEqual([
+      "wh/security.two_factor",
+      "wh/profile.contact_points",
+      "wh/identity.graph",
+      "wh/ads.matching_keys",
+    ]);
   });
 
   it("flags a marketing use of a hash of a column of a whole-dataset copy of the 2FA table", () => {
@@ -158,10 +186,14 @@ describe("auditor: the 2019 case", () => {
   });
 
   it("records a match of the shadow rule credentials-never-for-analytics with mode shadow and verdict shadow", () => {
-    handleAll(collect("accounts.credentials", { password_hash: ["user.authorization.credentials"] }, [AUTHENTICATION, "analytics.reporting"]));
+    handleAll(
+      collect("accounts.credentials", { password_hash: ["user.authorization.credentials"] }, [AUTHENTICATION, "analytics.reporting"]),
+    );
     const e = use([read("accounts.credentials", "password_hash")], ["analytics.reporting.system"]);
     const out = handleAll(e);
-    expect(out.violations.map((v) => [v.rule_id, v.mode, v.severity, v.basis])).toEqual([["credentials-never-for-analytics", "shadow", "medium", "deny"]]);
+    expect(out.violations.map((v) => [v.rule_id, v.mode, v.severity, v.basis])).toEqual([
+      ["credentials-never-for-analytics", "shadow", "medium", "deny"],
+    ]);
     expect(rowOf(out, e).verdict).toBe("shadow");
   });
 });
@@ -171,10 +203,14 @@ describe("auditor: shares", () => {
     lineage2019();
     const e = share([read("security.two_factor", "phone_number")], [SECURITY], { name: "sms-gateway", external: true });
     const out = handleAll(e);
-    expect(out.violations.map((v) => [v.rule_id, v.mode, v.severity])).toEqual([["security-data-not-shared-externally", "enforce", "critical"]]);
+    expect(out.violations.map((v) => [v.rule_id, v.mode, v.severity])).toEqual([
+      ["security-data-not-shared-externally", "enforce", "critical"],
+    ]);
     expect(out.violations[0]).toMatchObject({ kind: "SHARE", recipient: "sms-gateway", recipient_external: 1 });
     expect(rowOf(out, e)).toMatchObject({ verdict: "violation", recipient: "sms-gateway", recipient_external: 1 });
-    expect(out.paths[0]?.path_text.endsWith(`SHARE wh/security.two_factor#phone_number for ${SECURITY} by sharer to sms-gateway (external)`)).toBe(true);
+    expect(
+      out.paths[0]?.path_text.endsWith(`SHARE wh/security.two_factor#phone_number for ${SECURITY} by sharer to sms-gateway (external)`),
+    ).toBe(true);
   });
 
   it("allows an internal share of security data for a security purpose", () => {

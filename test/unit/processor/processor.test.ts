@@ -2,7 +2,19 @@ import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { createEventCodec, loadEventSchemas, type DataAccessEvent, type EventCodec } from "../../../services/codec/index.ts";
 import { createProcessor, type InboundMessage, type Processor } from "../../../services/processor/index.ts";
-import { ADS, capturingSink, collect, defaultPolicy, pipeline2019, pseudo, read, SECURITY, PHONE, use, type CapturingSink } from "../helpers.ts";
+import {
+  ADS,
+  capturingSink,
+  collect,
+  defaultPolicy,
+  pipeline2019,
+  pseudo,
+  read,
+  SECURITY,
+  PHONE,
+  use,
+  type CapturingSink,
+} from "../helpers.ts";
 
 const codec: EventCodec = createEventCodec(loadEventSchemas());
 
@@ -71,7 +83,13 @@ describe("processor.processMessages", () => {
     expect(g?.dead_letter_id).toMatch(/^[0-9a-f]{32}$/);
     expect(f).toMatchObject({ source: "topic/0/3", error_code: "SCHEMA", payload_base64: b64(foreign), redacted: 0 });
     expect(f?.reason).toMatch(/^message was written with an unknown schema \(fingerprint [0-9a-f]{16}\)$/);
-    expect(t).toMatchObject({ source: "topic/0/4", error_code: "SCHEMA", reason: "message body does not decode with schema version 2", payload_base64: b64(truncated), redacted: 0 });
+    expect(t).toMatchObject({
+      source: "topic/0/4",
+      error_code: "SCHEMA",
+      reason: "message body does not decode with schema version 2",
+      payload_base64: b64(truncated),
+      redacted: 0,
+    });
 
     expect(processor.stats).toEqual({ events: 2, violations: 2, deadLetters: 3, findings: 0 });
   });
@@ -118,7 +136,10 @@ describe("processor.processMessages", () => {
   it("produces identical rows, keyed by the same ids, when the same messages are processed twice", async () => {
     const p = pipeline2019();
     const u = use([read("ads.matching_keys", "phone_sha256")], [ADS], { subjects: [pseudo(1), pseudo(2)] });
-    const messages = [...[p.collect, p.copy, p.join, p.hash, u].map((e, i) => msg(e, `t/0/${i}`)), { bytes: new Uint8Array([1, 2, 3]), source: "t/0/5" }];
+    const messages = [
+      ...[p.collect, p.copy, p.join, p.hash, u].map((e, i) => msg(e, `t/0/${i}`)),
+      { bytes: new Uint8Array([1, 2, 3]), source: "t/0/5" },
+    ];
 
     const { processor, sink } = setup();
     await processor.processMessages(messages);

@@ -60,7 +60,9 @@ describe("default purpose limitation", () => {
   });
 
   it("allows a use covered by any one of several collection purposes", () => {
-    expect(evaluate(p, [label(EMAIL, [SECURITY, "marketing.communications"])], use({ purposes: ["marketing.communications.email"] }))).toEqual([]);
+    expect(
+      evaluate(p, [label(EMAIL, [SECURITY, "marketing.communications"])], use({ purposes: ["marketing.communications.email"] })),
+    ).toEqual([]);
   });
 
   it("flags a phone number collected for security and used for targeted advertising, with the default id, severity and mode", () => {
@@ -274,9 +276,15 @@ describe("match filters", () => {
   const security = (category = PHONE, subject = "customer") => label(category, [SECURITY], subject);
 
   describe("recipients", () => {
-    const external = policy("rules:\n  - id: ext\n    effect: deny\n    match: {collectedFor: [essential.service.security], recipients: external}\n");
-    const internal = policy("rules:\n  - id: int\n    effect: deny\n    match: {collectedFor: [essential.service.security], recipients: internal}\n");
-    const anyone = policy("rules:\n  - id: any\n    effect: deny\n    match: {collectedFor: [essential.service.security], recipients: any}\n");
+    const external = policy(
+      "rules:\n  - id: ext\n    effect: deny\n    match: {collectedFor: [essential.service.security], recipients: external}\n",
+    );
+    const internal = policy(
+      "rules:\n  - id: int\n    effect: deny\n    match: {collectedFor: [essential.service.security], recipients: internal}\n",
+    );
+    const anyone = policy(
+      "rules:\n  - id: any\n    effect: deny\n    match: {collectedFor: [essential.service.security], recipients: any}\n",
+    );
     const partner = { name: "ad-partner", external: true };
     const team = { name: "fraud-team", external: false };
 
@@ -314,7 +322,9 @@ describe("match filters", () => {
     const p = policy("rules:\n  - id: no-share\n    effect: deny\n    match: {categories: [user.contact], kinds: [SHARE]}\n");
 
     it("a kinds: [SHARE] rule flags a SHARE and not a USE", () => {
-      expect(ids(evaluate(p, [security()], use({ ...within, kind: "SHARE", recipient: { name: "x", external: false } })))).toEqual(["no-share"]);
+      expect(ids(evaluate(p, [security()], use({ ...within, kind: "SHARE", recipient: { name: "x", external: false } })))).toEqual([
+        "no-share",
+      ]);
       expect(evaluate(p, [security()], use({ ...within, kind: "USE" }))).toEqual([]);
     });
   });
@@ -393,9 +403,17 @@ describe("verdicts", () => {
 
   it("writes 'shared for' for an internal SHARE and 'shared externally for' for an external one", () => {
     const p = policy("");
-    const internal = evaluate(p, [label(PHONE, [SECURITY])], use({ kind: "SHARE", purposes: ["analytics"], recipient: { name: "bi", external: false } }));
+    const internal = evaluate(
+      p,
+      [label(PHONE, [SECURITY])],
+      use({ kind: "SHARE", purposes: ["analytics"], recipient: { name: "bi", external: false } }),
+    );
     expect(internal[0]?.reason).toBe(`${PHONE} collected for ${SECURITY} shared for analytics`);
-    const external = evaluate(p, [label(PHONE, [SECURITY])], use({ kind: "SHARE", purposes: ["analytics"], recipient: { name: "vendor", external: true } }));
+    const external = evaluate(
+      p,
+      [label(PHONE, [SECURITY])],
+      use({ kind: "SHARE", purposes: ["analytics"], recipient: { name: "vendor", external: true } }),
+    );
     expect(external[0]?.reason).toBe(`${PHONE} collected for ${SECURITY} shared externally for analytics`);
   });
 

@@ -222,7 +222,14 @@ describe("parsing valid policies", () => {
     const asJson = JSON.stringify(
       {
         version: 1,
-        rules: yamlPolicy.rules.map((r) => ({ id: r.id, description: r.description, effect: r.effect, severity: r.severity, mode: r.mode, match: r.match })),
+        rules: yamlPolicy.rules.map((r) => ({
+          id: r.id,
+          description: r.description,
+          effect: r.effect,
+          severity: r.severity,
+          mode: r.mode,
+          match: r.match,
+        })),
       },
       null,
       2,
@@ -287,7 +294,10 @@ describe("errors name file, line, column and the problem", () => {
 
   it("rejects an unknown data use with a did-you-mean suggestion (marketting -> marketing)", () => {
     const text = ruleWithMatch("      usedFor: [analytics, marketting]\n");
-    expectError(text, `policy.yaml:${at(text, "marketting")}: rules[0].match.usedFor[1]: unknown data use 'marketting' (did you mean 'marketing'?)`);
+    expectError(
+      text,
+      `policy.yaml:${at(text, "marketting")}: rules[0].match.usedFor[1]: unknown data use 'marketting' (did you mean 'marketing'?)`,
+    );
   });
 
   it("rejects an unknown data use written with .* and suggests from the key without it", () => {
@@ -297,7 +307,10 @@ describe("errors name file, line, column and the problem", () => {
 
   it("rejects an unknown data category, without a suggestion when no key is close", () => {
     const text = ruleWithMatch("      categories: [user.contact.xyzzy]\n");
-    expectError(text, `policy.yaml:${at(text, "user.contact.xyzzy")}: rules[0].match.categories[0]: unknown data category 'user.contact.xyzzy'`);
+    expectError(
+      text,
+      `policy.yaml:${at(text, "user.contact.xyzzy")}: rules[0].match.categories[0]: unknown data category 'user.contact.xyzzy'`,
+    );
   });
 
   it("rejects a truncated data category and suggests the full key", () => {
@@ -315,7 +328,10 @@ describe("errors name file, line, column and the problem", () => {
 
   it("rejects an unknown data subject with a suggestion (customr -> customer)", () => {
     const text = ruleWithMatch("      subjects: [customr]\n");
-    expectError(text, `policy.yaml:${at(text, "customr")}: rules[0].match.subjects[0]: unknown data subject 'customr' (did you mean 'customer'?)`);
+    expectError(
+      text,
+      `policy.yaml:${at(text, "customr")}: rules[0].match.subjects[0]: unknown data subject 'customr' (did you mean 'customer'?)`,
+    );
   });
 
   it("rejects an unknown data use in a compatible entry", () => {
@@ -324,16 +340,21 @@ describe("errors name file, line, column and the problem", () => {
   });
 
   it("rejects a compatible entry without usedFor, pointing at the entry", () => {
-    expectError("version: 1\ncompatible:\n  - id: c1\n    collectedFor: [essential.service]\n", "policy.yaml:3:5: compatible[0].usedFor: is required");
+    expectError(
+      "version: 1\ncompatible:\n  - id: c1\n    collectedFor: [essential.service]\n",
+      "policy.yaml:3:5: compatible[0].usedFor: is required",
+    );
   });
 
   it("rejects a duplicate rule id, naming where the first one is", () => {
-    const text = "version: 1\nrules:\n  - id: r1\n    effect: deny\n    match: {kinds: [USE]}\n  - id: r1\n    effect: deny\n    match: {kinds: [USE]}\n";
+    const text =
+      "version: 1\nrules:\n  - id: r1\n    effect: deny\n    match: {kinds: [USE]}\n  - id: r1\n    effect: deny\n    match: {kinds: [USE]}\n";
     expectError(text, `policy.yaml:${at(text, "r1", 1)}: rules[1].id: duplicate id 'r1' (also at rules[0].id)`);
   });
 
   it("rejects a rule id that repeats a compatible entry's id", () => {
-    const text = "version: 1\ncompatible:\n  - id: same\n    collectedFor: [essential]\n    usedFor: [analytics]\nrules:\n  - id: same\n    effect: deny\n    match: {kinds: [USE]}\n";
+    const text =
+      "version: 1\ncompatible:\n  - id: same\n    collectedFor: [essential]\n    usedFor: [analytics]\nrules:\n  - id: same\n    effect: deny\n    match: {kinds: [USE]}\n";
     expectError(text, `policy.yaml:${at(text, "same", 1)}: rules[0].id: duplicate id 'same' (also at compatible[0].id)`);
   });
 
@@ -350,7 +371,10 @@ describe("errors name file, line, column and the problem", () => {
   });
 
   it("rejects a rule without match, pointing at the rule", () => {
-    expectError("version: 1\nrules:\n  - id: r1\n    effect: deny\n", "policy.yaml:3:5: rules[0].match: is required (say what the rule matches)");
+    expectError(
+      "version: 1\nrules:\n  - id: r1\n    effect: deny\n",
+      "policy.yaml:3:5: rules[0].match: is required (say what the rule matches)",
+    );
   });
 
   it("rejects an empty match, pointing at the match value", () => {
@@ -362,7 +386,10 @@ describe("errors name file, line, column and the problem", () => {
   });
 
   it("rejects a match that is not a mapping", () => {
-    expectError("version: 1\nrules:\n  - id: r1\n    effect: deny\n    match: [USE]\n", "policy.yaml:5:12: rules[0].match: must be a mapping");
+    expectError(
+      "version: 1\nrules:\n  - id: r1\n    effect: deny\n    match: [USE]\n",
+      "policy.yaml:5:12: rules[0].match: must be a mapping",
+    );
   });
 
   it("rejects an effect other than deny or allow", () => {
@@ -385,12 +412,21 @@ describe("errors name file, line, column and the problem", () => {
   });
 
   it("rejects a bad severity in purposeLimitation and unknownProvenance", () => {
-    expectError("version: 1\npurposeLimitation:\n  severity: severe\n", "policy.yaml:3:13: purposeLimitation.severity: must be one of info, low, medium, high, critical");
-    expectError("version: 1\nunknownProvenance:\n  severity: severe\n", "policy.yaml:3:13: unknownProvenance.severity: must be one of info, low, medium, high, critical");
+    expectError(
+      "version: 1\npurposeLimitation:\n  severity: severe\n",
+      "policy.yaml:3:13: purposeLimitation.severity: must be one of info, low, medium, high, critical",
+    );
+    expectError(
+      "version: 1\nunknownProvenance:\n  severity: severe\n",
+      "policy.yaml:3:13: unknownProvenance.severity: must be one of info, low, medium, high, critical",
+    );
   });
 
   it("rejects purposeLimitation.enabled that is not a boolean", () => {
-    expectError("version: 1\npurposeLimitation:\n  enabled: sometimes\n", "policy.yaml:3:12: purposeLimitation.enabled: must be true or false");
+    expectError(
+      "version: 1\npurposeLimitation:\n  enabled: sometimes\n",
+      "policy.yaml:3:12: purposeLimitation.enabled: must be true or false",
+    );
   });
 
   it("rejects kinds other than USE and SHARE, pointing at the bad element", () => {
@@ -422,7 +458,8 @@ describe("errors name file, line, column and the problem", () => {
     expectError("version: 1\nrules: {}\n", "policy.yaml:2:8: rules: must be a list");
   });
 
-  const declassifyHead = "version: 1\ndeclassify:\n  - id: d1\n    transforms: [AGGREGATE]\n    masking: [ANONYMISED]\n    categories: [user]\n";
+  const declassifyHead =
+    "version: 1\ndeclassify:\n  - id: d1\n    transforms: [AGGREGATE]\n    masking: [ANONYMISED]\n    categories: [user]\n";
 
   it("rejects a declassification with both drop and reclassifyTo", () => {
     expectError(
@@ -436,16 +473,24 @@ describe("errors name file, line, column and the problem", () => {
   });
 
   it("rejects a declassification with drop: false and no reclassifyTo", () => {
-    expectError(`${declassifyHead}    drop: false\n`, "policy.yaml:3:5: declassify[0]: needs exactly one of 'drop: true' or 'reclassifyTo: <data category>'");
+    expectError(
+      `${declassifyHead}    drop: false\n`,
+      "policy.yaml:3:5: declassify[0]: needs exactly one of 'drop: true' or 'reclassifyTo: <data category>'",
+    );
   });
 
   it("rejects a declassification with an unknown transform, listing the transforms", () => {
-    const text = "version: 1\ndeclassify:\n  - id: d1\n    transforms: [AGGREGATE, SQUASH]\n    masking: [ANONYMISED]\n    categories: [user]\n    drop: true\n";
-    expectError(text, `policy.yaml:${at(text, "SQUASH")}: declassify[0].transforms[1]: must be one of COPY, JOIN, HASH, AGGREGATE, FILTER, ENRICH, OTHER`);
+    const text =
+      "version: 1\ndeclassify:\n  - id: d1\n    transforms: [AGGREGATE, SQUASH]\n    masking: [ANONYMISED]\n    categories: [user]\n    drop: true\n";
+    expectError(
+      text,
+      `policy.yaml:${at(text, "SQUASH")}: declassify[0].transforms[1]: must be one of COPY, JOIN, HASH, AGGREGATE, FILTER, ENRICH, OTHER`,
+    );
   });
 
   it("rejects masking NONE in a declassification (only MASKED or ANONYMISED declassify)", () => {
-    const text = "version: 1\ndeclassify:\n  - id: d1\n    transforms: [AGGREGATE]\n    masking: [NONE]\n    categories: [user]\n    drop: true\n";
+    const text =
+      "version: 1\ndeclassify:\n  - id: d1\n    transforms: [AGGREGATE]\n    masking: [NONE]\n    categories: [user]\n    drop: true\n";
     expectError(text, `policy.yaml:${at(text, "NONE")}: declassify[0].masking[0]: must be one of MASKED, ANONYMISED`);
   });
 
@@ -456,12 +501,17 @@ describe("errors name file, line, column and the problem", () => {
 
   it("rejects reclassifyTo naming an unknown category", () => {
     const text = `${declassifyHead}    reclassifyTo: user.pseudonym\n`;
-    expect(ruleErrorOf(text).message).toMatch(/^policy\.yaml:7:19: declassify\[0\]\.reclassifyTo\[0\]: unknown data category 'user\.pseudonym'/);
+    expect(ruleErrorOf(text).message).toMatch(
+      /^policy\.yaml:7:19: declassify\[0\]\.reclassifyTo\[0\]: unknown data category 'user\.pseudonym'/,
+    );
   });
 
   it("reports an error in JSON input at its line and column", () => {
     const text = '{"version": 1, "rules": [{"id": "r1", "effect": "deny", "match": {"usedFor": ["marketting"]}}]}';
-    expectError(text, `policy.yaml:${at(text, '"marketting"')}: rules[0].match.usedFor[0]: unknown data use 'marketting' (did you mean 'marketing'?)`);
+    expectError(
+      text,
+      `policy.yaml:${at(text, '"marketting"')}: rules[0].match.usedFor[0]: unknown data use 'marketting' (did you mean 'marketing'?)`,
+    );
   });
 
   it("reports an unknown key in multi-line JSON on the key's line", () => {

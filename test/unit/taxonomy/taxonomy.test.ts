@@ -178,9 +178,7 @@ describe("fideslang taxonomy", () => {
   });
 
   it("has keys whose parent exists and is their dotted prefix, so covers() follows the real hierarchy", () => {
-    const raw = JSON.parse(
-      readFileSync(new URL("../../../schemas/taxonomy/fideslang.json", import.meta.url), "utf8"),
-    ) as TaxonomyData;
+    const raw = JSON.parse(readFileSync(new URL("../../../schemas/taxonomy/fideslang.json", import.meta.url), "utf8")) as TaxonomyData;
     for (const [kind, entries] of [
       [TaxonomyKind.dataCategory, raw.dataCategories],
       [TaxonomyKind.dataUse, raw.dataUses],
