@@ -69,6 +69,16 @@ await ceilingStore.migrate();
 
 async function truncate(s: Store): Promise<void> {
   for (const t of Object.values(Table)) await s.client.command({ query: `TRUNCATE TABLE IF EXISTS ${s.database}.${t}` });
+  await settle();
+}
+
+/** Waits for background merges to finish, so neither side pays for the other's. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 120; i++) {
+    const [row] = await store.query<{ n: string }>("SELECT count() AS n FROM system.merges");
+    if (Number(row?.n ?? 0) === 0) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 /** Pipeline: decode → evaluate → store, two batches in flight so evaluation overlaps the insert. */
