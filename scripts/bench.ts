@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { createEventCodec, loadEventSchemas } from "../services/codec/index.ts";
 import { loadFideslangTaxonomy } from "../services/taxonomy/index.ts";
 import { DEFAULT_POLICY_PATH, loadPolicy } from "../services/rules/index.ts";
-import { createEmitter } from "../services/emitter/index.ts";
+import { createEmitter, createMemoryTransport } from "../services/emitter/index.ts";
 import { emptyGroundTruth, generateScenario } from "../services/demo/index.ts";
 import { createProcessor, type AuditBatch } from "../services/processor/index.ts";
 import { openStore, Table, type Store } from "../services/store/index.ts";
@@ -28,16 +28,11 @@ const policy = loadPolicy(DEFAULT_POLICY_PATH, taxonomy);
 const codec = createEventCodec(loadEventSchemas());
 
 // 1. Encode the demo scenario's events, split to one subject each (not timed).
-const messages: Uint8Array[] = [];
+const transport = createMemoryTransport();
+const messages = transport.messages;
 const emitter = createEmitter(
   {
-    transport: {
-      async send(m) {
-        messages.push(...m);
-        return { accepted: m.length, rejected: [] };
-      },
-      async close() {},
-    },
+    transport,
     pseudonymKey: "bench-key-".repeat(4),
     maxBatch: 10_000,
     pseudonymCacheSize: 2_000_000,

@@ -28,6 +28,19 @@ export function createInProcessTransport(processor: MessageProcessor, source = "
   };
 }
 
+/** Keeps every message in memory, in order: for exporting, tests and benchmarks. */
+export function createMemoryTransport(): Transport & { readonly messages: Uint8Array[] } {
+  const messages: Uint8Array[] = [];
+  return {
+    messages,
+    async send(batch) {
+      messages.push(...batch);
+      return { accepted: batch.length, rejected: [] };
+    },
+    async close() {},
+  };
+}
+
 export interface HttpTransportOptions {
   /** The auditor's base URL, e.g. http://127.0.0.1:8787 */
   url: string;

@@ -4,7 +4,7 @@ import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStore, affectedSummary, Table, type Store } from "../../services/store/index.ts";
 import { createProcessor } from "../../services/processor/index.ts";
-import { createEmitter, createInProcessTransport } from "../../services/emitter/index.ts";
+import { createEmitter, createInProcessTransport, createMemoryTransport } from "../../services/emitter/index.ts";
 import { emptyGroundTruth, generateScenario, SCENARIO_RULE } from "../../services/demo/index.ts";
 import { StoreError } from "../../services/errors/index.ts";
 import { EventKind } from "../../services/codec/index.ts";
@@ -25,17 +25,12 @@ afterAll(async () => {
 
 /** Encodes the demo scenario once, so the same bytes can be replayed. */
 async function encodeScenario(users: number) {
-  const messages: Uint8Array[] = [];
+  const transport = createMemoryTransport();
+  const messages = transport.messages;
   const truth = emptyGroundTruth();
   const emitter = createEmitter(
     {
-      transport: {
-        async send(m) {
-          messages.push(...m);
-          return { accepted: m.length, rejected: [] };
-        },
-        async close() {},
-      },
+      transport,
       pseudonymKey: HMAC_KEY,
       maxBatch: 2000,
     },
