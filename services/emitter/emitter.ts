@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { SchemaError } from "../errors/index.ts";
 import { createEventCodec, loadEventSchemas, Masking, Transform, type DataAccessEvent, type EventCodec } from "../codec/index.ts";
 import { createPseudonymizer } from "./pseudonymize.ts";
-import type { EmitInput, Emitter, EmitterOptions, EmitterStats } from "./types.ts";
+import type { EmitInput, Emitter, EmitterOptions, EmitterStats, OutboundMessage } from "./types.ts";
 
 export const defaultEmitterOptions = {
   maxBatch: 1000,
@@ -35,7 +35,7 @@ export function createEmitter(options: EmitterOptions, deps: { codec?: EventCode
   const maxInFlight = options.maxInFlight ?? defaultEmitterOptions.maxInFlight;
   const keyId = options.pseudonymKeyId ?? defaultEmitterOptions.pseudonymKeyId;
   const stats: EmitterStats = { emitted: 0, sent: 0, rejected: 0, batches: 0 };
-  let buffer: Uint8Array[] = [];
+  let buffer: OutboundMessage[] = [];
   let timer: NodeJS.Timeout | undefined;
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;
@@ -43,7 +43,7 @@ export function createEmitter(options: EmitterOptions, deps: { codec?: EventCode
 
   const toEvent = createEventBuilder({ pseudonymize, pseudonymKeyId: keyId, service: options.service });
 
-  function send(batch: Uint8Array[]): Promise<void> {
+  function send(batch: OutboundMessage[]): Promise<void> {
     stats.batches++;
     const p = options.transport
       .send(batch)
@@ -93,7 +93,7 @@ export function createEmitter(options: EmitterOptions, deps: { codec?: EventCode
       throwFailure();
       const event = toEvent(input);
       codec.validate(event);
-      buffer.push(codec.encode(event));
+      buffer.push({ value: codec.encode(event), key: routingKey(event), eventId: event.eventId, traceparent: event.traceparent });
       stats.emitted++;
       if (buffer.length >= maxBatch) {
         clearTimer();
@@ -177,6 +177,12 @@ export function createEventBuilder(options: {
       attributes: input.attributes ?? {},
     };
   };
+}
+
+/** The dataset an event is about: what it writes (COLLECT, DERIVE) or reads (the others). */
+export function routingKey(e: DataAccessEvent): string {
+  const d = (e.kind === "COLLECT" || e.kind === "DERIVE" ? e.outputs[0] : e.inputs[0]) ?? e.inputs[0] ?? e.outputs[0];
+  return d ? `${d.namespace}/${d.name}` : `${e.service}/${e.job.name}`;
 }
 
 /** `Date`, epoch milliseconds, or an ISO-8601 string (as NDJSON files carry it). */

@@ -1,6 +1,6 @@
-export { createEmitter, createEventBuilder, defaultEmitterOptions } from "./emitter.ts";
+export { createEmitter, createEventBuilder, defaultEmitterOptions, routingKey } from "./emitter.ts";
 export { createPseudonymizer, MIN_KEY_BYTES } from "./pseudonymize.ts";
 export type { Pseudonymizer } from "./pseudonymize.ts";
 export { createInProcessTransport, createHttpTransport, createMemoryTransport } from "./transports.ts";
 export type { HttpTransportOptions, MessageProcessor } from "./transports.ts";
-export type { Emitter, EmitterOptions, EmitterStats, EmitInput, DatasetInput, Transport, SendResult } from "./types.ts";
+export type { Emitter, EmitterOptions, EmitterStats, EmitInput, DatasetInput, Transport, SendResult, OutboundMessage } from "./types.ts";

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { TransportError } from "../errors/index.ts";
 import { EVENT_BATCH_MEDIA_TYPE, frameBatch } from "../codec/index.ts";
-import type { SendResult, Transport } from "./types.ts";
+import type { OutboundMessage, SendResult, Transport } from "./types.ts";
 
 /** The part of the processor the in-process transport needs. */
 export interface MessageProcessor {
@@ -14,7 +14,7 @@ export interface MessageProcessor {
 export function createInProcessTransport(processor: MessageProcessor, source = "in-process"): Transport {
   return {
     async send(messages) {
-      const result = await processor.processMessages(messages.map((bytes, i) => ({ bytes, source: `${source}#${i}` })));
+      const result = await processor.processMessages(messages.map((m, i) => ({ bytes: m.value, source: `${source}#${i}` })));
       return {
         accepted: result.accepted,
         rejected: result.rejected.map((r) => ({
@@ -29,12 +29,17 @@ export function createInProcessTransport(processor: MessageProcessor, source = "
 }
 
 /** Keeps every message in memory, in order: for exporting, tests and benchmarks. */
-export function createMemoryTransport(): Transport & { readonly messages: Uint8Array[] } {
+export function createMemoryTransport(): Transport & { readonly messages: Uint8Array[]; readonly sent: OutboundMessage[] } {
   const messages: Uint8Array[] = [];
+  const sent: OutboundMessage[] = [];
   return {
     messages,
+    sent,
     async send(batch) {
-      messages.push(...batch);
+      for (const m of batch) {
+        messages.push(m.value);
+        sent.push(m);
+      }
       return { accepted: batch.length, rejected: [] };
     },
     async close() {},
@@ -73,8 +78,8 @@ export function createHttpTransport(options: HttpTransportOptions): Transport {
     },
   };
 
-  async function post(messages: Uint8Array[]): Promise<SendResult> {
-    const body = frameBatch(messages);
+  async function post(messages: OutboundMessage[]): Promise<SendResult> {
+    const body = frameBatch(messages.map((m) => m.value));
     let lastError: TransportError | undefined;
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       try {

@@ -35,10 +35,20 @@ export interface EmitInput {
   attributes?: Record<string, string>;
 }
 
+/** One encoded event on its way, with what a transport may route by. */
+export interface OutboundMessage {
+  /** Single-object encoded event. */
+  value: Uint8Array;
+  /** The dataset the event is about (`namespace/name`): keeps each dataset's events in order. */
+  key: string;
+  eventId: string;
+  traceparent: string | null;
+}
+
 /** Carries encoded events to the auditor. */
 export interface Transport {
-  /** Sends one batch; resolves when the auditor has stored it. */
-  send(messages: Uint8Array[]): Promise<SendResult>;
+  /** Sends one batch; resolves when the auditor (or the log in front of it) has it durably. */
+  send(messages: OutboundMessage[]): Promise<SendResult>;
   close(): Promise<void>;
 }
 

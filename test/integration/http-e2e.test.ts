@@ -109,7 +109,7 @@ describe("emitter → HTTP → processor → chDB", () => {
 
   it("gives a transport error naming the auditor when it cannot be reached, after retrying", async () => {
     const transport = createHttpTransport({ url: "http://127.0.0.1:9", maxAttempts: 2, backoffMs: 1, timeoutMs: 500 });
-    const error = await transport.send([Buffer.from("x")]).then(
+    const error = await transport.send([{ value: Buffer.from("x"), key: "k", eventId: "e", traceparent: null }]).then(
       () => undefined,
       (e: unknown) => e,
     );

@@ -11,6 +11,7 @@ import {
   type EmitterOptions,
   type SendResult,
   type Transport,
+  type OutboundMessage,
 } from "../../../services/emitter/index.ts";
 import { createProcessor } from "../../../services/processor/index.ts";
 import { ADS, AUTHENTICATION, capturingSink, defaultPolicy, PHONE, SECURITY } from "../helpers.ts";
@@ -24,8 +25,8 @@ function recordingTransport(): Transport & { batches: Uint8Array[][]; closed: nu
   const t = {
     batches: [] as Uint8Array[][],
     closed: 0,
-    async send(messages: Uint8Array[]): Promise<SendResult> {
-      t.batches.push(messages);
+    async send(messages: OutboundMessage[]): Promise<SendResult> {
+      t.batches.push(messages.map((m) => m.value));
       return { accepted: messages.length, rejected: [] };
     },
     async close() {
@@ -42,7 +43,7 @@ function heldTransport(): Transport & { inFlight: number; maxInFlight: number; s
     inFlight: 0,
     maxInFlight: 0,
     sends: 0,
-    send(messages: Uint8Array[]): Promise<SendResult> {
+    send(messages: OutboundMessage[]): Promise<SendResult> {
       t.sends++;
       t.inFlight++;
       t.maxInFlight = Math.max(t.maxInFlight, t.inFlight);
