@@ -51,6 +51,11 @@ export interface Auditor {
   readonly graph: LineageGraph;
   /** Applies a stored lineage fact (on start-up), producing no rows. */
   restore(event: DataAccessEvent): void;
+  /**
+   * Applies a lineage fact another processor instance stored already: no rows of its own, but
+   * recent uses it affects are checked again (rows for those go to `out`).
+   */
+  learn(event: DataAccessEvent, out: AuditBatch): void;
   readonly pending: number;
 }
 
@@ -304,7 +309,8 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
     for (const e of ready) {
       pendingCount--;
       const row = baseRow(e, readyMeta.get(e) as EventMeta);
-      checkUse(e, row, out, true);
+      const ev = checkUse(e, row, out, true);
+      remember(e, readyMeta.get(e) as EventMeta, ev); // more lineage may still be on its way
       out.events.push(row); // replaces the earlier row (same key) with the resolved verdict
       out.findings.push({
         finding_id: `${e.eventId}:${FindingKind.provenanceResolved}`,
@@ -366,6 +372,9 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
     },
     restore(e) {
       applyLineage(e, undefined, undefined);
+    },
+    learn(e, out) {
+      applyLineage(e, undefined, out);
     },
     handle(e, meta, out) {
       validateEvent(e, taxonomy);

@@ -34,6 +34,16 @@ export interface Rejection {
   source: string;
   code: string;
   reason: string;
+  /** The message may hold raw identifiers: its bytes must not be kept or forwarded. */
+  redacted: boolean;
+}
+
+/** A lineage fact this batch added to the graph, to share with other instances. */
+export interface NewFact {
+  /** Stable id of the fact (same as lineage_facts_v1.fact_key). */
+  key: string;
+  /** The event without its subjects, single-object encoded. */
+  value: Uint8Array;
 }
 
 export interface ProcessResult {
@@ -42,6 +52,8 @@ export interface ProcessResult {
   rejected: Rejection[];
   violations: number;
   findings: number;
+  /** New lineage facts (COLLECT, DERIVE) of this batch. */
+  facts: NewFact[];
 }
 
 export interface ProcessorStats {
@@ -56,6 +68,8 @@ export interface Processor {
   processMessages(messages: readonly InboundMessage[]): Promise<ProcessResult>;
   /** Same for events that arrived decoded; each is validated against the schema first. */
   processEvents(events: readonly InboundEvent[]): Promise<ProcessResult>;
+  /** Applies lineage facts other instances have stored (shared through Kafka); writes any late violations they reveal. */
+  learn(facts: readonly DataAccessEvent[]): Promise<void>;
   /** Rebuilds the lineage graph from stored lineage facts before processing (restart). */
   restore(facts: AsyncIterable<DataAccessEvent> | Iterable<DataAccessEvent>): Promise<number>;
   readonly auditor: Auditor;
@@ -94,17 +108,17 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       redacted: redacted ? 1 : 0,
     };
     out.deadLetters.push(row);
-    rejected.push({ source, code: error.code, reason: error.message });
+    rejected.push({ source, code: error.code, reason: error.message, redacted });
   }
 
-  async function finish(out: AuditBatch, rejected: Rejection[], received: number): Promise<ProcessResult> {
+  async function finish(out: AuditBatch, rejected: Rejection[], received: number, facts: NewFact[] = []): Promise<ProcessResult> {
     await deps.sink.write(out);
     const accepted = received - rejected.length;
     stats.events += accepted;
     stats.violations += out.violations.length;
     stats.deadLetters += out.deadLetters.length;
     stats.findings += out.findings.length;
-    return { accepted, rejected, violations: out.violations.length, findings: out.findings.length };
+    return { accepted, rejected, violations: out.violations.length, findings: out.findings.length, facts };
   }
 
   return {
@@ -113,15 +127,19 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     async processMessages(messages) {
       const out = emptyBatch();
       const rejected: Rejection[] = [];
+      const facts: NewFact[] = [];
       for (const m of messages) {
         try {
           const decoded = codec.decode(m.bytes);
+          const before = out.facts.length;
           auditor.handle(decoded.event, decoded, out);
+          const fact = out.facts[before];
+          if (fact) facts.push({ key: fact.fact_key, value: codec.encode({ ...decoded.event, subjects: [] }) });
         } catch (error) {
           reject(out, rejected, m.source, m.bytes, error);
         }
       }
-      return finish(out, rejected, messages.length);
+      return finish(out, rejected, messages.length, facts);
     },
     async processEvents(events) {
       const out = emptyBatch();
@@ -137,6 +155,12 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
         }
       }
       return finish(out, rejected, events.length);
+    },
+    async learn(facts) {
+      const out = emptyBatch();
+      for (const fact of facts) auditor.learn(fact, out);
+      if (out.events.length > 0 || out.violations.length > 0 || out.findings.length > 0) await deps.sink.write(out);
+      stats.violations += out.violations.length;
     },
     async restore(facts) {
       let n = 0;

@@ -27,3 +27,29 @@ export function core() {
 export function randomDatabase(prefix = "t"): string {
   return `${prefix}_${Math.random().toString(36).slice(2, 10)}`;
 }
+
+/**
+ * Kafka settings for a test against the real broker from test/kafka-setup.ts, with topics of
+ * its own. Throws (the test fails, never skips) when no broker could be started.
+ */
+export function kafkaForTest(inject: (key: "kafkaBrokers" | "kafkaError") => string, partitions = 3) {
+  const brokers = inject("kafkaBrokers");
+  if (!brokers) throw new Error(`no Kafka broker: ${inject("kafkaError")}`);
+  const id = Math.random().toString(36).slice(2, 8);
+  return {
+    brokers: brokers.split(","),
+    clientId: `test-${id}`,
+    partitions,
+    topics: { events: `t-${id}.events`, deadLetters: `t-${id}.dlq`, lineage: `t-${id}.lineage` },
+  };
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes. */
+export async function waitFor(check: () => Promise<boolean>, timeoutMs = 60_000, what = "condition"): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}

@@ -1,0 +1,89 @@
+// The one place that imports kafkajs. It is CommonJS: under ESM on Node 20 only the default
+// import works at run time.
+import kafkajs from "kafkajs";
+import type { Admin, Consumer, ConsumerConfig, Kafka, Producer, SASLOptions } from "kafkajs";
+
+const { Kafka: KafkaClient, logLevel, CompressionTypes } = kafkajs;
+
+export type { Admin, Consumer, Producer, Kafka };
+export { CompressionTypes };
+
+/** How to reach a Kafka cluster and which topics the auditor uses. */
+export interface KafkaConfig {
+  /** `host:port` of at least one broker. */
+  brokers: string[];
+  /** @default "lineage-audit" */
+  clientId?: string;
+  /** TLS: `true` for the system CAs, or PEM material. */
+  ssl?: boolean | { ca?: string[]; cert?: string; key?: string; rejectUnauthorized?: boolean };
+  sasl?: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string };
+  topics?: Partial<KafkaTopics>;
+  /** Partitions of the events topic when the auditor creates it. @default 6 */
+  partitions?: number;
+  /** Replication factor of topics the auditor creates. @default 1 */
+  replicationFactor?: number;
+}
+
+export interface KafkaTopics {
+  /** Data-access events. @default "lineage-audit.events" */
+  events: string;
+  /** Messages that could not be decoded or validated. @default "lineage-audit.events.dlq" */
+  deadLetters: string;
+  /** Compacted log of lineage facts (COLLECT, DERIVE), read in full by every instance. @default "lineage-audit.lineage" */
+  lineage: string;
+}
+
+export const defaultTopics: KafkaTopics = { events: "lineage-audit.events", deadLetters: "lineage-audit.events.dlq", lineage: "lineage-audit.lineage" };
+
+export function topicsOf(config: KafkaConfig): KafkaTopics {
+  return { ...defaultTopics, ...config.topics };
+}
+
+/**
+ * A kafkajs client whose own log lines go to stderr at WARN and above, one line each, without
+ * message contents.
+ */
+export function createKafka(config: KafkaConfig): Kafka {
+  return new KafkaClient({
+    clientId: config.clientId ?? "lineage-audit",
+    brokers: config.brokers,
+    ...(config.ssl !== undefined ? { ssl: config.ssl } : {}),
+    ...(config.sasl ? { sasl: config.sasl as SASLOptions } : {}),
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ namespace, level, log }) => {
+        if (level > logLevel.WARN) return;
+        process.stderr.write(`lineage-audit: kafka ${level === logLevel.ERROR ? "error" : "warning"} (${namespace}): ${log.message}\n`);
+      },
+    retry: { initialRetryTime: 100 },
+  });
+}
+
+/** Creates the auditor's topics when missing (the lineage topic compacted). */
+export async function ensureTopics(kafka: Kafka, config: KafkaConfig): Promise<void> {
+  const topics = topicsOf(config);
+  const admin: Admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const replicationFactor = config.replicationFactor ?? 1;
+    const wanted = [
+      { topic: topics.events, numPartitions: config.partitions ?? 6, replicationFactor },
+      { topic: topics.deadLetters, numPartitions: 1, replicationFactor },
+      { topic: topics.lineage, numPartitions: 1, replicationFactor, configEntries: [{ name: "cleanup.policy", value: "compact" }] },
+    ].filter((t) => !existing.has(t.topic));
+    if (wanted.length > 0) await admin.createTopics({ topics: wanted, waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** An idempotent producer: acks from all in-sync replicas, one request in flight per broker so order holds. */
+export function createIdempotentProducer(kafka: Kafka): Producer {
+  return kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+}
+
+export function createConsumer(kafka: Kafka, config: ConsumerConfig): Consumer {
+  return kafka.consumer(config);
+}

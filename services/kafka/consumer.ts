@@ -1,0 +1,166 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { KafkaMessage } from "kafkajs";
+import { LineageAuditError } from "../errors/index.ts";
+import type { EventCodec, DataAccessEvent } from "../codec/index.ts";
+import type { Processor } from "../processor/index.ts";
+import { createConsumer, createIdempotentProducer, createKafka, ensureTopics, topicsOf, type Consumer, type KafkaConfig, type Producer } from "./client.ts";
+
+/** Headers of a dead letter: where the message came from and why it was refused. */
+export const DeadLetterHeader = {
+  topic: "lineage-audit-source-topic",
+  partition: "lineage-audit-source-partition",
+  offset: "lineage-audit-source-offset",
+  reason: "lineage-audit-reason",
+  code: "lineage-audit-error-code",
+  redacted: "lineage-audit-redacted",
+} as const;
+
+export interface KafkaProcessorOptions {
+  /** Consumer group of the processor instances. @default "lineage-audit" */
+  groupId?: string;
+  /** This instance's name, unique in the group (its private lineage reader uses it). */
+  instanceId: string;
+  /** Wait before retrying a batch the store refused. @default 500, doubling to 10000 */
+  retryBackoffMs?: number;
+  /** Called after each batch is stored and committed (for progress and tests). */
+  onBatch?: (info: { partition: number; messages: number; rejected: number; lastOffset: string }) => void;
+}
+
+export interface KafkaProcessor {
+  /** Lineage facts read from the shared topic so far. */
+  readonly factsLearned: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs a processor as a member of a Kafka consumer group:
+ * - it first reads the compacted lineage topic to its end (every instance knows every COLLECT
+ *   and DERIVE, whichever partition they came from), then keeps following it;
+ * - each batch of events is processed and stored, its new lineage facts and dead letters are
+ *   produced, and only then are its offsets resolved and committed (at-least-once; the store's
+ *   idempotent writes make a replay change nothing);
+ * - when the store fails, the partition is paused and the same batch retried with backoff, so
+ *   nothing is dropped and nothing more is fetched meanwhile.
+ */
+export async function startKafkaProcessor(
+  config: KafkaConfig,
+  options: KafkaProcessorOptions,
+  deps: { processor: Processor; codec: EventCodec },
+): Promise<KafkaProcessor> {
+  const kafka = createKafka(config);
+  const topics = topicsOf(config);
+  const groupId = options.groupId ?? "lineage-audit";
+  await ensureTopics(kafka, config);
+
+  const producer: Producer = createIdempotentProducer(kafka);
+  await producer.connect();
+
+  // 1. The lineage topic, in full, through a group of this instance alone.
+  const lineage: Consumer = createConsumer(kafka, { groupId: `${groupId}.lineage.${options.instanceId}`, allowAutoTopicCreation: false });
+  let factsLearned = 0;
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = await admin.fetchTopicOffsets(topics.lineage);
+  await admin.disconnect();
+  const target = new Map(ends.map((e) => [e.partition, BigInt(e.high)]));
+  let caughtUp!: () => void;
+  const caughtUpPromise = new Promise<void>((resolve) => (caughtUp = resolve));
+  const reached = new Map<number, bigint>();
+  const checkCaughtUp = () => {
+    for (const [partition, high] of target) if ((reached.get(partition) ?? 0n) < high) return;
+    caughtUp();
+  };
+  await lineage.connect();
+  await lineage.subscribe({ topic: topics.lineage, fromBeginning: true });
+  await lineage.run({
+    eachBatchAutoResolve: true,
+    eachBatch: async ({ batch }) => {
+      const facts: DataAccessEvent[] = [];
+      for (const m of batch.messages) {
+        if (!m.value) continue;
+        try {
+          facts.push(deps.codec.decode(m.value).event);
+        } catch {
+          // A fact this version cannot read: the instance that wrote it stored it already.
+        }
+      }
+      await deps.processor.learn(facts);
+      factsLearned += facts.length;
+      reached.set(batch.partition, BigInt(batch.lastOffset()) + 1n);
+      checkCaughtUp();
+    },
+  });
+  checkCaughtUp();
+  await caughtUpPromise;
+
+  // 2. The events, as a member of the group.
+  const events: Consumer = createConsumer(kafka, { groupId, allowAutoTopicCreation: false, maxBytesPerPartition: 4 * 1024 * 1024 });
+  await events.connect();
+  await events.subscribe({ topic: topics.events, fromBeginning: true });
+  let stopping = false;
+  await events.run({
+    eachBatchAutoResolve: false,
+    autoCommit: false,
+    eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale, pause }) => {
+      if (batch.messages.length === 0) return;
+      const inbound = batch.messages.map((m: KafkaMessage) => ({ bytes: m.value ?? Buffer.alloc(0), source: `${batch.topic}/${batch.partition}/${m.offset}` }));
+      let backoff = options.retryBackoffMs ?? 500;
+      for (;;) {
+        if (!isRunning() || isStale() || stopping) return; // not committed: the next owner replays it
+        try {
+          const result = await deps.processor.processMessages(inbound);
+          const dead = result.rejected.map((r) => {
+            const offset = r.source.slice(r.source.lastIndexOf("/") + 1);
+            const original = batch.messages.find((m) => m.offset === offset);
+            const redacted = r.redacted;
+            return {
+              key: original?.key ?? null,
+              value: redacted ? null : (original?.value ?? null),
+              headers: {
+                [DeadLetterHeader.topic]: batch.topic,
+                [DeadLetterHeader.partition]: String(batch.partition),
+                [DeadLetterHeader.offset]: offset,
+                [DeadLetterHeader.reason]: r.reason,
+                [DeadLetterHeader.code]: r.code,
+                ...(redacted ? { [DeadLetterHeader.redacted]: "true" } : {}),
+              },
+            };
+          });
+          if (dead.length > 0) await producer.send({ topic: topics.deadLetters, acks: -1, messages: dead });
+          if (result.facts.length > 0) {
+            await producer.send({ topic: topics.lineage, acks: -1, messages: result.facts.map((f) => ({ key: f.key, value: Buffer.from(f.value) })) });
+          }
+          const last = batch.messages[batch.messages.length - 1] as KafkaMessage;
+          resolveOffset(last.offset);
+          await commitOffsetsIfNecessary();
+          options.onBatch?.({ partition: batch.partition, messages: batch.messages.length, rejected: dead.length, lastOffset: last.offset });
+          return;
+        } catch (error) {
+          if (!(error instanceof LineageAuditError) || !error.retriable) throw error;
+          // The store (or Kafka) is failing: hold this partition, keep the group membership, retry.
+          const resume = pause();
+          process.stderr.write(`lineage-audit: ${error.message.split("\n")[0]}; retrying partition ${batch.partition} in ${backoff} ms\n`);
+          const until = Date.now() + backoff;
+          while (Date.now() < until && isRunning() && !stopping) {
+            await heartbeat().catch(() => undefined);
+            await sleep(Math.min(1000, until - Date.now()));
+          }
+          resume();
+          backoff = Math.min(backoff * 2, 10_000);
+        }
+      }
+    },
+  });
+
+  return {
+    get factsLearned() {
+      return factsLearned;
+    },
+    async close() {
+      stopping = true;
+      await events.disconnect();
+      await lineage.disconnect();
+      await producer.disconnect();
+    },
+  };
+}

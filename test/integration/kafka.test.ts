@@ -1,0 +1,163 @@
+// The Kafka path against a real Apache Kafka broker (infra/kafka, started by test/kafka-setup.ts):
+// services emit onto the broker, processors consume as a group, store into chDB.
+import { rmSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { openStore, affectedSummary, Table, type Store } from "../../services/store/index.ts";
+import { createProcessor } from "../../services/processor/index.ts";
+import { createEmitter } from "../../services/emitter/index.ts";
+import { emptyGroundTruth, generateScenario, SCENARIO_RULE } from "../../services/demo/index.ts";
+import { createKafkaTransport, startKafkaProcessor, DeadLetterHeader, createKafka, type KafkaProcessor, type KafkaConfig } from "../../services/kafka/index.ts";
+import { core, HMAC_KEY, kafkaForTest, randomDatabase, tempDir, waitFor } from "./helpers.ts";
+
+const dir = tempDir("lineage-kafka-");
+const { taxonomy, policy, codec } = core();
+let store: Store;
+const running: KafkaProcessor[] = [];
+
+beforeAll(async () => {
+  store = await openStore({ path: dir, database: "kafka_tests" });
+  await store.migrate();
+});
+afterAll(async () => {
+  for (const p of running) await p.close().catch(() => undefined);
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function storeFor(database: string): Promise<Store> {
+  // One chDB session per process: every database of this file shares it.
+  const s = await openStore({ path: dir, database });
+  await s.migrate();
+  return s;
+}
+
+async function startInstance(config: KafkaConfig, s: Store, instanceId: string, groupId: string) {
+  const processor = createProcessor({ policy, taxonomy, codec }, { sink: s });
+  const p = await startKafkaProcessor(config, { instanceId, groupId }, { processor, codec });
+  running.push(p);
+  return { processor, kafka: p };
+}
+
+const storedEvents = async (s: Store) => Number((await s.query<{ n: string }>(`SELECT uniqExact(event_id) AS n FROM ${s.database}.${Table.events}`))[0]?.n);
+
+describe("Kafka end to end", () => {
+  it("emits onto a real broker; a processor group stores every event and the affected count equals the ground truth", async () => {
+    const config = kafkaForTest(inject);
+    const s = await storeFor(randomDatabase("k1"));
+    await startInstance(config, s, "a", `g-${config.clientId}`);
+    const truth = emptyGroundTruth();
+    const emitter = createEmitter({ transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, maxBatch: 1000, lingerMs: 5 }, { codec });
+    for (const input of generateScenario({ users: 2000, seed: 21 }, truth)) await emitter.emit(input);
+    await emitter.close();
+    await waitFor(async () => (await storedEvents(s)) === truth.events, 90_000, "all events stored");
+    const summary = await affectedSummary(s, { ruleId: SCENARIO_RULE });
+    expect(summary.subjects).toBe(truth.affectedUsers);
+    expect(summary.records).toBe(truth.affectedRecords);
+    expect(summary.violationEvents).toBe(truth.violatingEvents);
+    expect(summary.externalShares.carryingViolatedData).toBe(0);
+  });
+
+  it("sends each kind of bad message to the dead-letter topic with its bytes, source and reason, and goes on", async () => {
+    const config = kafkaForTest(inject, 1);
+    const s = await storeFor(randomDatabase("k2"));
+    await startInstance(config, s, "a", `g-${config.clientId}`);
+    const good = (id: string, subjects: string[]) =>
+      codec.encode({
+        eventId: id,
+        kind: "COLLECT",
+        occurredAt: Date.parse("2019-04-01T00:00:00Z"),
+        service: "auth-service",
+        job: { namespace: "web", name: "2fa-enrolment" },
+        runId: "r",
+        inputs: [],
+        outputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "phone_number", categories: ["user.contact.phone_number"] }] }],
+        transform: "OTHER",
+        fieldLineage: [],
+        masking: "NONE",
+        purposes: ["essential.service.security"],
+        dataSubject: "customer",
+        subjects,
+        recipient: null,
+        traceparent: null,
+        pseudonymKeyId: "default",
+        attributes: {},
+      });
+    const unknownFingerprint = Buffer.from(good("x", []));
+    unknownFingerprint.writeBigUInt64LE(42n, 2);
+    const badPurpose = codec.encode({ ...codec.decode(good("bad-purpose", [])).event, purposes: ["marketting"] });
+    const messages = [
+      { key: "a", value: Buffer.from("garbage, not avro") },
+      { key: "b", value: unknownFingerprint },
+      { key: "c", value: Buffer.from(good("raw-id", ["alice@example.com"])) },
+      { key: "d", value: Buffer.from(badPurpose) },
+      { key: "e", value: Buffer.from(good("fine", ["0123456789abcdef0123456789abcdef"])) },
+    ];
+    const kafka = createKafka(config);
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({ topic: config.topics.events, messages });
+    await producer.disconnect();
+    await waitFor(async () => (await storedEvents(s)) === 1, 60_000, "the good event stored");
+
+    const dlq = kafka.consumer({ groupId: `dlq-${config.clientId}` });
+    await dlq.connect();
+    await dlq.subscribe({ topic: config.topics.deadLetters, fromBeginning: true });
+    const letters: { value: Buffer | null; headers: Record<string, string> }[] = [];
+    await dlq.run({
+      eachMessage: async ({ message }) => {
+        letters.push({ value: message.value, headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])) });
+      },
+    });
+    await waitFor(async () => letters.length >= 4, 30_000, "four dead letters");
+    await dlq.disconnect();
+    const byKey = letters.sort((a, b) => Number(a.headers[DeadLetterHeader.offset]) - Number(b.headers[DeadLetterHeader.offset]));
+    expect(byKey.map((l) => [l.headers[DeadLetterHeader.offset], l.headers[DeadLetterHeader.code]])).toEqual([
+      ["0", "SCHEMA"],
+      ["1", "SCHEMA"],
+      ["2", "INPUT"],
+      ["3", "INPUT"],
+    ]);
+    expect(byKey.every((l) => l.headers[DeadLetterHeader.topic] === config.topics.events && l.headers[DeadLetterHeader.partition] === "0")).toBe(true);
+    expect(byKey[0]?.value?.toString()).toBe("garbage, not avro");
+    expect(byKey[1]?.headers[DeadLetterHeader.reason]).toMatch(/unknown schema \(fingerprint 000000000000002a\)/);
+    expect(byKey[1]?.value?.equals(unknownFingerprint)).toBe(true);
+    // The message with a raw identifier is dead-lettered without its bytes.
+    expect(byKey[2]?.headers[DeadLetterHeader.redacted]).toBe("true");
+    expect(byKey[2]?.value).toBeNull();
+    expect(JSON.stringify(byKey)).not.toContain("alice@example.com");
+    expect(byKey[3]?.headers[DeadLetterHeader.reason]).toMatch(/'purposes\[0\]' is not a fideslang data use \('marketting'\)/);
+  });
+
+  it("shares lineage across two instances of one group, and one takes over when the other stops", async () => {
+    const config = kafkaForTest(inject, 4);
+    const s = await storeFor(randomDatabase("k3"));
+    const group = `g-${config.clientId}`;
+    const a = await startInstance(config, s, "a", group);
+    const b = await startInstance(config, s, "b", group);
+    const truth = emptyGroundTruth();
+    const all = [...generateScenario({ users: 1500, seed: 5 }, truth)];
+    const half = Math.floor(all.length / 2);
+    const emitter = createEmitter({ transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, maxBatch: 500, lingerMs: 5 }, { codec });
+    for (const input of all.slice(0, half)) await emitter.emit(input);
+    await emitter.flush();
+    await waitFor(async () => (await storedEvents(s)) === half, 90_000, "first half stored");
+    // Both instances took part: each learned facts the other processed.
+    expect(a.processor.stats.events).toBeGreaterThan(0);
+    expect(b.processor.stats.events).toBeGreaterThan(0);
+    expect(a.processor.stats.events + b.processor.stats.events).toBeGreaterThanOrEqual(half);
+    expect(a.kafka.factsLearned).toBeGreaterThan(0);
+    expect(b.kafka.factsLearned).toBeGreaterThan(0);
+
+    await a.kafka.close();
+    running.splice(running.indexOf(a.kafka), 1);
+    const bBefore = b.processor.stats.events;
+    for (const input of all.slice(half)) await emitter.emit(input);
+    await emitter.close();
+    await waitFor(async () => (await storedEvents(s)) === truth.events, 120_000, "second half stored by the remaining instance");
+    expect(b.processor.stats.events - bBefore).toBeGreaterThanOrEqual(all.length - half);
+    const summary = await affectedSummary(s, { ruleId: SCENARIO_RULE });
+    expect(summary.subjects).toBe(truth.affectedUsers);
+    expect(summary.violationEvents).toBe(truth.violatingEvents);
+  });
+});
+
