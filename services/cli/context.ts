@@ -1,4 +1,7 @@
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import type { KafkaConfig } from "../kafka/index.ts";
 import { ConfigError } from "../errors/index.ts";
 import { createEventCodec, loadEventSchemas, type EventCodec } from "../codec/index.ts";
 import { loadFideslangTaxonomy, type Taxonomy } from "../taxonomy/index.ts";
@@ -17,6 +20,14 @@ export interface AppConfig {
   port: number;
   /** Bearer token `serve` requires on /v1/events, when set. */
   ingestToken?: string;
+  /** Set when KAFKA_BROKERS is: `serve` consumes the events topic as a member of `kafkaGroupId`. */
+  kafka?: KafkaConfig;
+  /** @default "lineage-audit" */
+  kafkaGroupId: string;
+  /** This instance's name in the group. @default "<hostname>-<pid>" */
+  instanceId: string;
+  /** KAFKA_SESSION_TIMEOUT_MS: how soon a dead instance's partitions move. @default 10000 */
+  kafkaSessionTimeoutMs: number;
 }
 
 export function parseConfig(env: NodeJS.ProcessEnv): AppConfig {
@@ -30,11 +41,77 @@ export function parseConfig(env: NodeJS.ProcessEnv): AppConfig {
   if (env["CLICKHOUSE_PASSWORD"] !== undefined) store.password = env["CLICKHOUSE_PASSWORD"];
   if (env["LINEAGE_AUDIT_DATA"]) store.path = env["LINEAGE_AUDIT_DATA"];
   if (env["LINEAGE_AUDIT_DATABASE"]) store.database = env["LINEAGE_AUDIT_DATABASE"];
-  const config: AppConfig = { store, rulesPath: env["LINEAGE_AUDIT_RULES"] ?? DEFAULT_POLICY_PATH, port };
+  const config: AppConfig = {
+    store,
+    rulesPath: env["LINEAGE_AUDIT_RULES"] ?? DEFAULT_POLICY_PATH,
+    port,
+    kafkaGroupId: env["KAFKA_GROUP_ID"] ?? "lineage-audit",
+    instanceId: env["LINEAGE_AUDIT_INSTANCE_ID"] ?? `${hostname()}-${process.pid}`,
+    kafkaSessionTimeoutMs: env["KAFKA_SESSION_TIMEOUT_MS"] ? Number(env["KAFKA_SESSION_TIMEOUT_MS"]) : 10_000,
+  };
+  if (!Number.isInteger(config.kafkaSessionTimeoutMs) || config.kafkaSessionTimeoutMs < 6000) {
+    throw new ConfigError("KAFKA_SESSION_TIMEOUT_MS must be a whole number of milliseconds, at least 6000 (the broker's minimum)");
+  }
+  const kafka = parseKafka(env);
+  if (kafka) config.kafka = kafka;
   if (env["LINEAGE_AUDIT_HMAC_KEY"]) config.hmacKey = env["LINEAGE_AUDIT_HMAC_KEY"];
   if (env["LINEAGE_AUDIT_INGEST_TOKEN"]) config.ingestToken = env["LINEAGE_AUDIT_INGEST_TOKEN"];
   return config;
 }
+
+function parseKafka(env: NodeJS.ProcessEnv): KafkaConfig | undefined {
+  const brokers = env["KAFKA_BROKERS"];
+  if (!brokers) return undefined;
+  const list = brokers.split(",").map((b) => b.trim()).filter(Boolean);
+  if (list.length === 0 || list.some((b) => !/^[^\s:]+:\d+$/.test(b))) {
+    throw new ConfigError("KAFKA_BROKERS must be a comma-separated list of host:port (e.g. 127.0.0.1:9092)");
+  }
+  const config: KafkaConfig = { brokers: list };
+  if (env["KAFKA_CLIENT_ID"]) config.clientId = env["KAFKA_CLIENT_ID"];
+  const topics: NonNullable<KafkaConfig["topics"]> = {};
+  if (env["KAFKA_TOPIC_EVENTS"]) topics.events = env["KAFKA_TOPIC_EVENTS"];
+  if (env["KAFKA_TOPIC_DLQ"]) topics.deadLetters = env["KAFKA_TOPIC_DLQ"];
+  if (env["KAFKA_TOPIC_LINEAGE"]) topics.lineage = env["KAFKA_TOPIC_LINEAGE"];
+  if (Object.keys(topics).length > 0) config.topics = topics;
+  for (const [name, key] of [["KAFKA_PARTITIONS", "partitions"], ["KAFKA_REPLICATION_FACTOR", "replicationFactor"]] as const) {
+    const v = env[name];
+    if (v === undefined) continue;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${name} must be a whole number of at least 1`);
+    config[key] = n;
+  }
+  const mechanism = env["KAFKA_SASL_MECHANISM"]?.toLowerCase();
+  if (mechanism) {
+    if (mechanism !== "plain" && mechanism !== "scram-sha-256" && mechanism !== "scram-sha-512") {
+      throw new ConfigError("KAFKA_SASL_MECHANISM must be plain, scram-sha-256 or scram-sha-512");
+    }
+    const username = env["KAFKA_SASL_USERNAME"];
+    const password = env["KAFKA_SASL_PASSWORD"];
+    if (!username || password === undefined) throw new ConfigError("KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD");
+    config.sasl = { mechanism, username, password };
+  }
+  const readPem = (name: string): string | undefined => {
+    const path = env[name];
+    if (!path) return undefined;
+    try {
+      return readFileSync(path, "utf8");
+    } catch (cause) {
+      throw new ConfigError(`${name}: cannot read ${path} (${(cause as NodeJS.ErrnoException).code ?? "unreadable"})`, { cause });
+    }
+  };
+  const ca = readPem("KAFKA_SSL_CA_FILE");
+  const cert = readPem("KAFKA_SSL_CERT_FILE");
+  const key = readPem("KAFKA_SSL_KEY_FILE");
+  if (env["KAFKA_SSL"] === "true" || ca || cert) {
+    config.ssl = ca || cert ? { ...(ca ? { ca: [ca] } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) } : true;
+  } else if (env["KAFKA_SSL"] !== undefined && env["KAFKA_SSL"] !== "false") {
+    throw new ConfigError("KAFKA_SSL must be true or false");
+  }
+  return config;
+}
+
+/** Uses a restarted processor checks again when late lineage arrives (the auditor's default window). */
+const RECHECK_WINDOW = 20_000;
 
 export interface AuditorContext {
   codec: EventCodec;
@@ -54,7 +131,7 @@ export async function openAuditor(config: AppConfig, overrides: { database?: str
   try {
     await store.migrate();
     const processor = createProcessor({ policy, taxonomy, codec }, { sink: store });
-    await processor.restore(store.lineageFacts());
+    await processor.restore(store.lineageFacts(), await store.recentUses(RECHECK_WINDOW));
     return { codec, taxonomy, policy, store, processor, close: () => store.close() };
   } catch (error) {
     await store.close();

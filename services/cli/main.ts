@@ -6,6 +6,7 @@ import { defaultScenarioOptions, runDemo, SCENARIO_RULE, expectedEvents } from "
 import { affectedSummary, openStore } from "../store/index.ts";
 import { ingestFiles } from "../ingest/index.ts";
 import { startIngestServer } from "../api/index.ts";
+import { startKafkaProcessor, topicsOf } from "../kafka/index.ts";
 import { TaxonomyKind } from "../taxonomy/index.ts";
 import { hmacKeyOrEphemeral, openAuditor, parseConfig, requireHmacKey, type AppConfig } from "./context.ts";
 import { createProgress } from "./progress.ts";
@@ -24,8 +25,9 @@ Usage:
       Who and what a rule's violations concern, from the store.
   lineage-audit sql "SELECT ..." [--json]
       Run a read-only query against the store (anything that writes is refused).
-  lineage-audit serve [--port N]
-      Take events over HTTP (POST /v1/events) into the store until stopped.
+  lineage-audit serve [--port N] [--host H]
+      Take events over HTTP (POST /v1/events) and, with KAFKA_BROKERS set, from Kafka as a
+      member of a consumer group, into the store until stopped.
 
 Environment:
   LINEAGE_AUDIT_DATA       embedded store directory (default .lineage-audit/store)
@@ -34,6 +36,9 @@ Environment:
   LINEAGE_AUDIT_RULES      rules file (default rules/default.yaml)
   LINEAGE_AUDIT_HMAC_KEY   pseudonymisation key, >= 32 bytes (hex/base64/text)
   LINEAGE_AUDIT_PORT, LINEAGE_AUDIT_INGEST_TOKEN   for serve
+  KAFKA_BROKERS, KAFKA_GROUP_ID, LINEAGE_AUDIT_INSTANCE_ID, KAFKA_TOPIC_EVENTS, KAFKA_TOPIC_DLQ,
+  KAFKA_TOPIC_LINEAGE, KAFKA_PARTITIONS, KAFKA_SASL_MECHANISM/USERNAME/PASSWORD, KAFKA_SSL,
+  KAFKA_SSL_CA_FILE/CERT_FILE/KEY_FILE   Kafka for serve (see README)
 `;
 
 class UsageError extends ConfigError {}
@@ -273,21 +278,40 @@ function formatTable(rows: Record<string, unknown>[]): string {
 async function serve(argv: string[], config: AppConfig): Promise<number> {
   const { values } = args(argv, { port: { type: "string" }, host: { type: "string" } }, false);
   if (values.help) return (out(USAGE), 0);
-  const port = values.port === undefined ? config.port : positiveInt(values.port as string, "--port", config.port);
+  const port = values.port === undefined ? config.port : portFlag(values.port as string);
   const ctx = await openAuditor(config);
-  const server = await startIngestServer(ctx.processor, {
-    port,
-    host: (values.host as string | undefined) ?? "127.0.0.1",
-    ...(config.ingestToken ? { token: config.ingestToken } : {}),
-  });
-  process.stderr.write(`lineage-audit serve: POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database})\n`);
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
-  await server.close();
-  await ctx.close();
+  const closers: (() => Promise<void>)[] = [() => ctx.close()];
+  try {
+    const server = await startIngestServer(ctx.processor, {
+      port,
+      host: (values.host as string | undefined) ?? "127.0.0.1",
+      ...(config.ingestToken ? { token: config.ingestToken } : {}),
+    });
+    closers.unshift(() => server.close());
+    process.stderr.write(`lineage-audit serve: POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database})\n`);
+    if (config.kafka) {
+      const kafka = await startKafkaProcessor(config.kafka, { groupId: config.kafkaGroupId, instanceId: config.instanceId, sessionTimeoutMs: config.kafkaSessionTimeoutMs }, ctx);
+      closers.unshift(() => kafka.close());
+      process.stderr.write(
+        `lineage-audit serve: consuming ${topicsOf(config.kafka).events} from ${config.kafka.brokers.join(",")} as ${config.instanceId} in group ${config.kafkaGroupId} (lineage facts learned: ${kafka.factsLearned})\n`,
+      );
+    }
+    await new Promise<void>((resolve) => {
+      process.once("SIGINT", resolve);
+      process.once("SIGTERM", resolve);
+    });
+    process.stderr.write("lineage-audit serve: stopping\n");
+  } finally {
+    // Reverse order of start: stop taking events, let the last batch commit, then close the store.
+    for (const close of closers) await close();
+  }
   return 0;
+}
+
+function portFlag(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--port must be a port number (0 picks a free one), not '${value}'`);
+  return n;
 }
 
 const COMMANDS: Record<string, (argv: string[], config: AppConfig) => Promise<number>> = { demo, ingest, affected, sql, serve };

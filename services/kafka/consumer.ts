@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KafkaMessage } from "kafkajs";
 import { LineageAuditError } from "../errors/index.ts";
@@ -22,6 +23,11 @@ export interface KafkaProcessorOptions {
   instanceId: string;
   /** Wait before retrying a batch the store refused. @default 500, doubling to 10000 */
   retryBackoffMs?: number;
+  /**
+   * How long the group waits for a silent member before giving its partitions to others (a
+   * killed instance's partitions move after this). @default 10000
+   */
+  sessionTimeoutMs?: number;
   /** Called after each batch is stored and committed (for progress and tests). */
   onBatch?: (info: { partition: number; messages: number; rejected: number; lastOffset: string }) => void;
 }
@@ -55,8 +61,10 @@ export async function startKafkaProcessor(
   const producer: Producer = createIdempotentProducer(kafka);
   await producer.connect();
 
-  // 1. The lineage topic, in full, through a group of this instance alone.
-  const lineage: Consumer = createConsumer(kafka, { groupId: `${groupId}.lineage.${options.instanceId}`, allowAutoTopicCreation: false });
+  // 1. The lineage topic, in full, through a group of this process alone (new each start, so a
+  //    killed predecessor never holds it).
+  const lineageGroup = `${groupId}.lineage.${options.instanceId}.${randomUUID().slice(0, 8)}`;
+  const lineage: Consumer = createConsumer(kafka, { groupId: lineageGroup, allowAutoTopicCreation: false });
   let factsLearned = 0;
   const admin = kafka.admin();
   await admin.connect();
@@ -94,14 +102,21 @@ export async function startKafkaProcessor(
   await caughtUpPromise;
 
   // 2. The events, as a member of the group.
-  const events: Consumer = createConsumer(kafka, { groupId, allowAutoTopicCreation: false, maxBytesPerPartition: 4 * 1024 * 1024 });
+  const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
+  const events: Consumer = createConsumer(kafka, {
+    groupId,
+    allowAutoTopicCreation: false,
+    maxBytesPerPartition: 4 * 1024 * 1024,
+    sessionTimeout,
+    heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 5)),
+  });
   await events.connect();
   await events.subscribe({ topic: topics.events, fromBeginning: true });
   let stopping = false;
   await events.run({
     eachBatchAutoResolve: false,
     autoCommit: false,
-    eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale, pause }) => {
+    eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale, pause }) => {
       if (batch.messages.length === 0) return;
       const inbound = batch.messages.map((m: KafkaMessage) => ({ bytes: m.value ?? Buffer.alloc(0), source: `${batch.topic}/${batch.partition}/${m.offset}` }));
       let backoff = options.retryBackoffMs ?? 500;
@@ -132,7 +147,8 @@ export async function startKafkaProcessor(
           }
           const last = batch.messages[batch.messages.length - 1] as KafkaMessage;
           resolveOffset(last.offset);
-          await commitOffsetsIfNecessary();
+          // Stored, then committed: a crash before this line means a replay, never a loss.
+          await events.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() }]);
           options.onBatch?.({ partition: batch.partition, messages: batch.messages.length, rejected: dead.length, lastOffset: last.offset });
           return;
         } catch (error) {
@@ -161,6 +177,10 @@ export async function startKafkaProcessor(
       await events.disconnect();
       await lineage.disconnect();
       await producer.disconnect();
+      const cleanup = kafka.admin();
+      await cleanup.connect();
+      await cleanup.deleteGroups([lineageGroup]).catch(() => undefined);
+      await cleanup.disconnect();
     },
   };
 }

@@ -56,6 +56,8 @@ export interface Auditor {
    * recent uses it affects are checked again (rows for those go to `out`).
    */
   learn(event: DataAccessEvent, out: AuditBatch): void;
+  /** Puts a stored use back in the recheck window after a restart, with the rules already written for it. */
+  rememberStored(event: DataAccessEvent, meta: EventMeta, rules: readonly string[]): void;
   readonly pending: number;
 }
 
@@ -375,6 +377,12 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
     },
     learn(e, out) {
       applyLineage(e, undefined, out);
+    },
+    rememberStored(e, meta, rules) {
+      if (recheckWindow <= 0) return;
+      const ev = evaluate(e);
+      recent[recentPos] = { event: e, meta, datasets: ev.datasets, rules: new Set(rules) };
+      recentPos = (recentPos + 1) % recheckWindow;
     },
     handle(e, meta, out) {
       validateEvent(e, taxonomy);

@@ -70,8 +70,14 @@ export interface Processor {
   processEvents(events: readonly InboundEvent[]): Promise<ProcessResult>;
   /** Applies lineage facts other instances have stored (shared through Kafka); writes any late violations they reveal. */
   learn(facts: readonly DataAccessEvent[]): Promise<void>;
-  /** Rebuilds the lineage graph from stored lineage facts before processing (restart). */
-  restore(facts: AsyncIterable<DataAccessEvent> | Iterable<DataAccessEvent>): Promise<number>;
+  /**
+   * Rebuilds the lineage graph from stored lineage facts before processing (restart), and puts
+   * the most recent stored uses back in the recheck window.
+   */
+  restore(
+    facts: AsyncIterable<DataAccessEvent> | Iterable<DataAccessEvent>,
+    recentUses?: readonly { event: DataAccessEvent; rules: string[] }[],
+  ): Promise<number>;
   readonly auditor: Auditor;
   readonly stats: Readonly<ProcessorStats>;
 }
@@ -162,12 +168,13 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       if (out.events.length > 0 || out.violations.length > 0 || out.findings.length > 0) await deps.sink.write(out);
       stats.violations += out.violations.length;
     },
-    async restore(facts) {
+    async restore(facts, recentUses = []) {
       let n = 0;
       for await (const fact of facts) {
         auditor.restore(fact);
         n++;
       }
+      for (const u of recentUses) auditor.rememberStored(u.event, currentMeta, u.rules);
       return n;
     },
   };

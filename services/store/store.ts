@@ -53,6 +53,12 @@ export interface Store extends AuditSink {
   queryReadOnly<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
   /** Stored lineage facts in time order, to rebuild the lineage graph after a restart. */
   lineageFacts(): AsyncIterable<DataAccessEvent>;
+  /**
+   * The most recently stored uses and shares (oldest first), rebuilt as events, with the rules
+   * whose violations are stored for them: a restarted processor checks them again when late
+   * lineage arrives, as the one before it would have.
+   */
+  recentUses(limit: number): Promise<{ event: DataAccessEvent; rules: string[] }[]>;
   close(): Promise<void>;
 }
 
@@ -202,9 +208,100 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       const rows = await query<{ fact: string }>(`SELECT fact FROM ${database}.${Table.facts} FINAL ORDER BY occurred_at, event_id`);
       for (const r of rows) yield JSON.parse(r.fact) as DataAccessEvent;
     },
+    async recentUses(limit) {
+      if (limit <= 0) return [];
+      const rows = await query<{
+        event_id: string;
+        kind: string;
+        at: string;
+        service: string;
+        job_namespace: string;
+        job_name: string;
+        run_id: string;
+        input_fields: string[];
+        purposes: string[];
+        data_subject: string;
+        subjects: string[];
+        recipient: string;
+        recipient_external: number;
+        traceparent: string;
+        pseudonym_key_id: string;
+      }>(
+        `SELECT event_id, kind, toString(toUnixTimestamp64Milli(occurred_at)) AS at, service, job_namespace, job_name, run_id, input_fields,
+                purposes, data_subject, subjects, recipient, recipient_external, traceparent, pseudonym_key_id
+         FROM (SELECT * FROM ${database}.${Table.events} FINAL WHERE kind IN ('USE', 'SHARE') AND verdict != 'unknown_provenance'
+               ORDER BY ingested_at DESC LIMIT {limit:UInt32})
+         ORDER BY ingested_at`,
+        { limit },
+      );
+      if (rows.length === 0) return [];
+      const rules = new Map<string, string[]>();
+      for (const r of await query<{ event_id: string; rules: string[] }>(
+        `SELECT event_id, groupUniqArray(rule_id) AS rules FROM ${database}.${Table.violations}
+         WHERE event_id IN (SELECT event_id FROM ${database}.${Table.events} WHERE kind IN ('USE', 'SHARE') ORDER BY ingested_at DESC LIMIT {limit:UInt32})
+         GROUP BY event_id`,
+        { limit },
+      )) {
+        rules.set(r.event_id, r.rules);
+      }
+      return rows.map((r) => ({ event: eventFromRow(r), rules: rules.get(r.event_id) ?? [] }));
+    },
     async close() {
       await client.close();
     },
+  };
+}
+
+/** A use or share as stored, rebuilt enough to be evaluated again (dataset ids are what matter). */
+function eventFromRow(r: {
+  event_id: string;
+  kind: string;
+  at: string;
+  service: string;
+  job_namespace: string;
+  job_name: string;
+  run_id: string;
+  input_fields: string[];
+  purposes: string[];
+  data_subject: string;
+  subjects: string[];
+  recipient: string;
+  recipient_external: number;
+  traceparent: string;
+  pseudonym_key_id: string;
+}): DataAccessEvent {
+  const inputs = new Map<string, { namespace: string; name: string; fields: { name: string; categories: string[] }[] }>();
+  for (const f of r.input_fields) {
+    const hash = f.lastIndexOf("#");
+    const id = f.slice(0, hash);
+    const field = f.slice(hash + 1);
+    let d = inputs.get(id);
+    if (!d) {
+      const slash = id.indexOf("/");
+      d = { namespace: id.slice(0, slash), name: id.slice(slash + 1), fields: [] };
+      inputs.set(id, d);
+    }
+    if (field !== "*") d.fields.push({ name: field, categories: [] });
+  }
+  return {
+    eventId: r.event_id,
+    kind: r.kind as DataAccessEvent["kind"],
+    occurredAt: Number(r.at),
+    service: r.service,
+    job: { namespace: r.job_namespace, name: r.job_name },
+    runId: r.run_id,
+    inputs: [...inputs.values()],
+    outputs: [],
+    transform: "OTHER",
+    fieldLineage: [],
+    masking: "NONE",
+    purposes: r.purposes,
+    dataSubject: r.data_subject,
+    subjects: r.subjects,
+    recipient: r.recipient ? { name: r.recipient, external: r.recipient_external === 1 } : null,
+    traceparent: r.traceparent || null,
+    pseudonymKeyId: r.pseudonym_key_id,
+    attributes: {},
   };
 }
 

@@ -128,6 +128,19 @@ describe("store on the real ClickHouse engine (chDB)", () => {
     ]);
   });
 
+  it("gives back the most recent uses as events, with the rules already written for them", async () => {
+    const recent = await store.recentUses(50);
+    expect(recent).toHaveLength(50);
+    expect(recent.every((r) => r.event.kind === "USE" || r.event.kind === "SHARE")).toBe(true);
+    const misuse = await store.query<{ event_id: string; input_fields: string[] }>(
+      `SELECT event_id, input_fields FROM ${store.database}.${Table.events} FINAL WHERE verdict = 'violation' ORDER BY ingested_at DESC LIMIT 1`,
+    );
+    const all = await store.recentUses(1_000_000);
+    const found = all.find((r) => r.event.eventId === misuse[0]?.event_id);
+    expect(found?.rules.sort()).toEqual(["purpose-limitation", "security-contact-not-for-marketing"]);
+    expect(found?.event.inputs.flatMap((d) => d.fields.map((f) => `${d.namespace}/${d.name}#${f.name}`))).toEqual(misuse[0]?.input_fields);
+  });
+
   it("refuses statements that write through the read-only path", async () => {
     for (const sql of [
       `INSERT INTO ${store.database}.${Table.events} (event_id) VALUES ('x')`,
