@@ -62,7 +62,10 @@ export function parseConfig(env: NodeJS.ProcessEnv): AppConfig {
 function parseKafka(env: NodeJS.ProcessEnv): KafkaConfig | undefined {
   const brokers = env["KAFKA_BROKERS"];
   if (!brokers) return undefined;
-  const list = brokers.split(",").map((b) => b.trim()).filter(Boolean);
+  const list = brokers
+    .split(",")
+    .map((b) => b.trim())
+    .filter(Boolean);
   if (list.length === 0 || list.some((b) => !/^[^\s:]+:\d+$/.test(b))) {
     throw new ConfigError("KAFKA_BROKERS must be a comma-separated list of host:port (e.g. 127.0.0.1:9092)");
   }
@@ -73,7 +76,10 @@ function parseKafka(env: NodeJS.ProcessEnv): KafkaConfig | undefined {
   if (env["KAFKA_TOPIC_DLQ"]) topics.deadLetters = env["KAFKA_TOPIC_DLQ"];
   if (env["KAFKA_TOPIC_LINEAGE"]) topics.lineage = env["KAFKA_TOPIC_LINEAGE"];
   if (Object.keys(topics).length > 0) config.topics = topics;
-  for (const [name, key] of [["KAFKA_PARTITIONS", "partitions"], ["KAFKA_REPLICATION_FACTOR", "replicationFactor"]] as const) {
+  for (const [name, key] of [
+    ["KAFKA_PARTITIONS", "partitions"],
+    ["KAFKA_REPLICATION_FACTOR", "replicationFactor"],
+  ] as const) {
     const v = env[name];
     if (v === undefined) continue;
     const n = Number(v);
@@ -87,7 +93,8 @@ function parseKafka(env: NodeJS.ProcessEnv): KafkaConfig | undefined {
     }
     const username = env["KAFKA_SASL_USERNAME"];
     const password = env["KAFKA_SASL_PASSWORD"];
-    if (!username || password === undefined) throw new ConfigError("KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD");
+    if (!username || password === undefined)
+      throw new ConfigError("KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD");
     config.sasl = { mechanism, username, password };
   }
   const readPem = (name: string): string | undefined => {

@@ -288,9 +288,15 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
       ...(config.ingestToken ? { token: config.ingestToken } : {}),
     });
     closers.unshift(() => server.close());
-    process.stderr.write(`lineage-audit serve: POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database})\n`);
+    process.stderr.write(
+      `lineage-audit serve: POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database})\n`,
+    );
     if (config.kafka) {
-      const kafka = await startKafkaProcessor(config.kafka, { groupId: config.kafkaGroupId, instanceId: config.instanceId, sessionTimeoutMs: config.kafkaSessionTimeoutMs }, ctx);
+      const kafka = await startKafkaProcessor(
+        config.kafka,
+        { groupId: config.kafkaGroupId, instanceId: config.instanceId, sessionTimeoutMs: config.kafkaSessionTimeoutMs },
+        ctx,
+      );
       closers.unshift(() => kafka.close());
       process.stderr.write(
         `lineage-audit serve: consuming ${topicsOf(config.kafka).events} from ${config.kafka.brokers.join(",")} as ${config.instanceId} in group ${config.kafkaGroupId} (lineage facts learned: ${kafka.factsLearned})\n`,

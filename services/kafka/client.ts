@@ -33,7 +33,11 @@ export interface KafkaTopics {
   lineage: string;
 }
 
-export const defaultTopics: KafkaTopics = { events: "lineage-audit.events", deadLetters: "lineage-audit.events.dlq", lineage: "lineage-audit.lineage" };
+export const defaultTopics: KafkaTopics = {
+  events: "lineage-audit.events",
+  deadLetters: "lineage-audit.events.dlq",
+  lineage: "lineage-audit.lineage",
+};
 
 export function topicsOf(config: KafkaConfig): KafkaTopics {
   return { ...defaultTopics, ...config.topics };

@@ -4,7 +4,16 @@ import type { KafkaMessage } from "kafkajs";
 import { LineageAuditError } from "../errors/index.ts";
 import type { EventCodec, DataAccessEvent } from "../codec/index.ts";
 import type { Processor } from "../processor/index.ts";
-import { createConsumer, createIdempotentProducer, createKafka, ensureTopics, topicsOf, type Consumer, type KafkaConfig, type Producer } from "./client.ts";
+import {
+  createConsumer,
+  createIdempotentProducer,
+  createKafka,
+  ensureTopics,
+  topicsOf,
+  type Consumer,
+  type KafkaConfig,
+  type Producer,
+} from "./client.ts";
 
 /** Headers of a dead letter: where the message came from and why it was refused. */
 export const DeadLetterHeader = {
@@ -118,7 +127,10 @@ export async function startKafkaProcessor(
     autoCommit: false,
     eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale, pause }) => {
       if (batch.messages.length === 0) return;
-      const inbound = batch.messages.map((m: KafkaMessage) => ({ bytes: m.value ?? Buffer.alloc(0), source: `${batch.topic}/${batch.partition}/${m.offset}` }));
+      const inbound = batch.messages.map((m: KafkaMessage) => ({
+        bytes: m.value ?? Buffer.alloc(0),
+        source: `${batch.topic}/${batch.partition}/${m.offset}`,
+      }));
       let backoff = options.retryBackoffMs ?? 500;
       for (;;) {
         if (!isRunning() || isStale() || stopping) return; // not committed: the next owner replays it
@@ -143,13 +155,22 @@ export async function startKafkaProcessor(
           });
           if (dead.length > 0) await producer.send({ topic: topics.deadLetters, acks: -1, messages: dead });
           if (result.facts.length > 0) {
-            await producer.send({ topic: topics.lineage, acks: -1, messages: result.facts.map((f) => ({ key: f.key, value: Buffer.from(f.value) })) });
+            await producer.send({
+              topic: topics.lineage,
+              acks: -1,
+              messages: result.facts.map((f) => ({ key: f.key, value: Buffer.from(f.value) })),
+            });
           }
           const last = batch.messages[batch.messages.length - 1] as KafkaMessage;
           resolveOffset(last.offset);
           // Stored, then committed: a crash before this line means a replay, never a loss.
           await events.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() }]);
-          options.onBatch?.({ partition: batch.partition, messages: batch.messages.length, rejected: dead.length, lastOffset: last.offset });
+          options.onBatch?.({
+            partition: batch.partition,
+            messages: batch.messages.length,
+            rejected: dead.length,
+            lastOffset: last.offset,
+          });
           return;
         } catch (error) {
           if (!(error instanceof LineageAuditError) || !error.retriable) throw error;

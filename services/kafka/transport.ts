@@ -22,7 +22,10 @@ export function createKafkaTransport(config: KafkaConfig, deps: { producer?: Pro
       await producer.connect();
     })().catch((cause: unknown) => {
       ready = undefined;
-      throw new TransportError(`cannot connect to Kafka at ${config.brokers.join(",")}: ${(cause as Error).message}`, { cause, retriable: true });
+      throw new TransportError(`cannot connect to Kafka at ${config.brokers.join(",")}: ${(cause as Error).message}`, {
+        cause,
+        retriable: true,
+      });
     }));
   return {
     async send(messages: OutboundMessage[]): Promise<SendResult> {
@@ -34,11 +37,16 @@ export function createKafkaTransport(config: KafkaConfig, deps: { producer?: Pro
           messages: messages.map((m) => ({
             key: m.key,
             value: Buffer.from(m.value.buffer, m.value.byteOffset, m.value.byteLength),
-            headers: m.traceparent ? { [TRACEPARENT_HEADER]: m.traceparent, [EVENT_ID_HEADER]: m.eventId } : { [EVENT_ID_HEADER]: m.eventId },
+            headers: m.traceparent
+              ? { [TRACEPARENT_HEADER]: m.traceparent, [EVENT_ID_HEADER]: m.eventId }
+              : { [EVENT_ID_HEADER]: m.eventId },
           })),
         });
       } catch (cause) {
-        throw new TransportError(`producing ${messages.length} events to ${topic} failed: ${(cause as Error).message}`, { cause, retriable: true });
+        throw new TransportError(`producing ${messages.length} events to ${topic} failed: ${(cause as Error).message}`, {
+          cause,
+          retriable: true,
+        });
       }
       return { accepted: messages.length, rejected: [] };
     },

@@ -61,7 +61,10 @@ describe("crash safety", () => {
     const { codec } = core();
     const truth = emptyGroundTruth();
     const events = [...generateScenario({ users: 4000, seed: 99 }, truth)];
-    const emitter = createEmitter({ transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, maxBatch: 250, lingerMs: 2 }, { codec });
+    const emitter = createEmitter(
+      { transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, maxBatch: 250, lingerMs: 2 },
+      { codec },
+    );
 
     let child = serve(config, group);
     await consuming(child);

@@ -6,7 +6,14 @@ import { openStore, affectedSummary, Table, type Store } from "../../services/st
 import { createProcessor } from "../../services/processor/index.ts";
 import { createEmitter } from "../../services/emitter/index.ts";
 import { emptyGroundTruth, generateScenario, SCENARIO_RULE } from "../../services/demo/index.ts";
-import { createKafkaTransport, startKafkaProcessor, DeadLetterHeader, createKafka, type KafkaProcessor, type KafkaConfig } from "../../services/kafka/index.ts";
+import {
+  createKafkaTransport,
+  startKafkaProcessor,
+  DeadLetterHeader,
+  createKafka,
+  type KafkaProcessor,
+  type KafkaConfig,
+} from "../../services/kafka/index.ts";
 import { core, HMAC_KEY, kafkaForTest, randomDatabase, tempDir, waitFor } from "./helpers.ts";
 
 const dir = tempDir("lineage-kafka-");
@@ -38,7 +45,8 @@ async function startInstance(config: KafkaConfig, s: Store, instanceId: string, 
   return { processor, kafka: p };
 }
 
-const storedEvents = async (s: Store) => Number((await s.query<{ n: string }>(`SELECT uniqExact(event_id) AS n FROM ${s.database}.${Table.events}`))[0]?.n);
+const storedEvents = async (s: Store) =>
+  Number((await s.query<{ n: string }>(`SELECT uniqExact(event_id) AS n FROM ${s.database}.${Table.events}`))[0]?.n);
 
 describe("Kafka end to end", () => {
   it("emits onto a real broker; a processor group stores every event and the affected count equals the ground truth", async () => {
@@ -46,7 +54,10 @@ describe("Kafka end to end", () => {
     const s = await storeFor(randomDatabase("k1"));
     await startInstance(config, s, "a", `g-${config.clientId}`);
     const truth = emptyGroundTruth();
-    const emitter = createEmitter({ transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, maxBatch: 1000, lingerMs: 5 }, { codec });
+    const emitter = createEmitter(
+      { transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, maxBatch: 1000, lingerMs: 5 },
+      { codec },
+    );
     for (const input of generateScenario({ users: 2000, seed: 21 }, truth)) await emitter.emit(input);
     await emitter.close();
     await waitFor(async () => (await storedEvents(s)) === truth.events, 90_000, "all events stored");
@@ -70,7 +81,13 @@ describe("Kafka end to end", () => {
         job: { namespace: "web", name: "2fa-enrolment" },
         runId: "r",
         inputs: [],
-        outputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "phone_number", categories: ["user.contact.phone_number"] }] }],
+        outputs: [
+          {
+            namespace: "warehouse",
+            name: "security.two_factor",
+            fields: [{ name: "phone_number", categories: ["user.contact.phone_number"] }],
+          },
+        ],
         transform: "OTHER",
         fieldLineage: [],
         masking: "NONE",
@@ -105,7 +122,10 @@ describe("Kafka end to end", () => {
     const letters: { value: Buffer | null; headers: Record<string, string> }[] = [];
     await dlq.run({
       eachMessage: async ({ message }) => {
-        letters.push({ value: message.value, headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])) });
+        letters.push({
+          value: message.value,
+          headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
+        });
       },
     });
     await waitFor(async () => letters.length >= 4, 30_000, "four dead letters");
@@ -117,7 +137,9 @@ describe("Kafka end to end", () => {
       ["2", "INPUT"],
       ["3", "INPUT"],
     ]);
-    expect(byKey.every((l) => l.headers[DeadLetterHeader.topic] === config.topics.events && l.headers[DeadLetterHeader.partition] === "0")).toBe(true);
+    expect(
+      byKey.every((l) => l.headers[DeadLetterHeader.topic] === config.topics.events && l.headers[DeadLetterHeader.partition] === "0"),
+    ).toBe(true);
     expect(byKey[0]?.value?.toString()).toBe("garbage, not avro");
     expect(byKey[1]?.headers[DeadLetterHeader.reason]).toMatch(/unknown schema \(fingerprint 000000000000002a\)/);
     expect(byKey[1]?.value?.equals(unknownFingerprint)).toBe(true);
@@ -137,7 +159,10 @@ describe("Kafka end to end", () => {
     const truth = emptyGroundTruth();
     const all = [...generateScenario({ users: 1500, seed: 5 }, truth)];
     const half = Math.floor(all.length / 2);
-    const emitter = createEmitter({ transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, maxBatch: 500, lingerMs: 5 }, { codec });
+    const emitter = createEmitter(
+      { transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, maxBatch: 500, lingerMs: 5 },
+      { codec },
+    );
     for (const input of all.slice(0, half)) await emitter.emit(input);
     await emitter.flush();
     await waitFor(async () => (await storedEvents(s)) === half, 90_000, "first half stored");
@@ -160,4 +185,3 @@ describe("Kafka end to end", () => {
     expect(summary.violationEvents).toBe(truth.violatingEvents);
   });
 });
-
