@@ -221,13 +221,15 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
       if (facts.has(fact)) return { applied: false, changedDatasets: [] };
       facts.add(fact);
       const changed = new Set<string>();
+      const describedBefore = described.size;
       if (event.kind === EventKind.collect) applyCollect(event, changed);
       else applyDerive(event, changed);
       // Outputs are now described, even when they hold no personal data (no labels).
       for (const out of event.outputs) described.add(datasetId(out));
       for (const m of event.fieldLineage) described.add(datasetId(m.output));
       for (const d of described) if (!datasetFields.has(d)) datasetFields.set(d, new Set());
-      if (changed.size > 0) version++;
+      // Lookups depend on labels and on which datasets are described: either change invalidates them.
+      if (changed.size > 0 || described.size > describedBefore) version++;
       return { applied: true, changedDatasets: [...changed] };
     },
     labelsOf(selectors) {

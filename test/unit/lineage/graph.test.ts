@@ -309,12 +309,14 @@ describe("lineage graph: late facts, unknown datasets, idempotence, cycles", () 
     expect(labelsAt(g, "src", "phone")).toHaveLength(1);
   });
 
-  it("does not bump version for an applied fact that changes no label", () => {
+  it("does not bump version for an applied fact that neither changes a label nor describes a new dataset", () => {
     const g = createLineageGraph([]);
     g.apply(collect("src", { phone: [PHONE] }, [SECURITY]));
-    const result = g.apply(deriveFields([map(ref("elsewhere", "x"), [ref("unrelated", "x")])]));
+    g.apply(deriveFields([map(ref("elsewhere", "x"), [ref("unrelated", "x")])]));
+    const version = g.version;
+    const result = g.apply(deriveFields([map(ref("elsewhere", "y"), [ref("unrelated", "y")])]));
     expect(result).toEqual({ applied: true, changedDatasets: [] });
-    expect(g.version).toBe(1);
+    expect(g.version).toBe(version);
   });
 
   it("ignores USE, SHARE and DELETE events", () => {
@@ -405,5 +407,15 @@ describe("lineage graph: property", () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe("graph version", () => {
+  it("changes when a derivation describes a dataset even though no label reaches it yet", () => {
+    const graph = createLineageGraph([]);
+    const before = graph.version;
+    graph.apply(deriveFields([map(ref("ads.keys", "k"), [ref("not.yet.collected", "x")], Transform.hash)]));
+    expect(graph.knows("wh/ads.keys")).toBe(true);
+    expect(graph.version).toBeGreaterThan(before);
   });
 });

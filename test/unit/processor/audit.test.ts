@@ -369,3 +369,15 @@ describe("auditor: validation", () => {
     });
   }
 });
+
+describe("auditor: evaluation cache", () => {
+  it("resolves a parked use once a derivation describes its dataset, even when no label has reached it yet", () => {
+    const e = use([read("ads.keys", "k")], [ADS]);
+    expect(rowOf(handleAll(e), e).verdict).toBe("unknown_provenance");
+    const same = use([read("ads.keys", "k")], [ADS]);
+    handleAll(same);
+    const late = handleAll(deriveFields([map(ref("ads.keys", "k"), [ref("not.yet.collected", "x")], Transform.hash)]));
+    expect(late.events.filter((r) => r.kind === "USE").map((r) => r.verdict)).toEqual(["ok", "ok"]);
+    expect(auditor.pending).toBe(0);
+  });
+});
