@@ -172,7 +172,11 @@ cmd_start() {
   write_properties "$data_dir"
 
   # A cluster id is 16 random bytes, base64url without padding (what kafka-storage random-uuid prints).
-  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  # One starting with '-' would be read as an option by the storage tool's argument parser.
+  cluster_id="-"
+  while [[ "$cluster_id" == -* ]]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
   say "formatting KRaft storage in $data_dir (cluster id $cluster_id)"
   if ! kafka_tool "$STORAGE_MAIN" format -t "$cluster_id" -c "$PROPS" >"$RUN/format.log" 2>&1; then
     cat "$RUN/format.log" >&2
