@@ -10,6 +10,7 @@ import { startKafkaProcessor, topicsOf } from "../kafka/index.ts";
 import { TaxonomyKind } from "../taxonomy/index.ts";
 import { hmacKeyOrEphemeral, openAuditor, parseConfig, requireHmacKey, type AppConfig } from "./context.ts";
 import { createProgress } from "./progress.ts";
+import { startTelemetry } from "./telemetry.ts";
 import { formatSummary } from "./format.ts";
 
 const USAGE = `lineage-audit: an event-streaming data lineage auditor
@@ -279,8 +280,10 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
   const { values } = args(argv, { port: { type: "string" }, host: { type: "string" } }, false);
   if (values.help) return (out(USAGE), 0);
   const port = values.port === undefined ? config.port : portFlag(values.port as string);
+  const stopTelemetry = await startTelemetry(process.env);
   const ctx = await openAuditor(config);
   const closers: (() => Promise<void>)[] = [() => ctx.close()];
+  if (stopTelemetry) closers.push(stopTelemetry);
   try {
     const server = await startIngestServer(ctx.processor, {
       port,

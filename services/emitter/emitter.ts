@@ -2,6 +2,8 @@ import { randomUUID } from "node:crypto";
 import { SchemaError } from "../errors/index.ts";
 import { createEventCodec, loadEventSchemas, Masking, Transform, type DataAccessEvent, type EventCodec } from "../codec/index.ts";
 import { createPseudonymizer } from "./pseudonymize.ts";
+import { trace } from "@opentelemetry/api";
+import { traceparentOf } from "../telemetry/index.ts";
 import type { EmitInput, Emitter, EmitterOptions, EmitterStats, OutboundMessage } from "./types.ts";
 
 export const defaultEmitterOptions = {
@@ -172,7 +174,8 @@ export function createEventBuilder(options: {
       dataSubject: input.dataSubject,
       subjects,
       recipient: input.recipient ?? null,
-      traceparent: input.traceparent ?? null,
+      // The emitting operation's trace, when the service runs inside one.
+      traceparent: input.traceparent ?? traceparentOf(trace.getActiveSpan()?.spanContext()),
       pseudonymKeyId: keyId,
       attributes: input.attributes ?? {},
     };

@@ -1,7 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KafkaMessage } from "kafkajs";
+import { context, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import { LineageAuditError } from "../errors/index.ts";
+import { Attr, contextFromTraceparent, isSampled, meter, MetricName, SpanName, tracer } from "../telemetry/index.ts";
+import { TRACEPARENT_HEADER } from "./transport.ts";
 import type { EventCodec, DataAccessEvent } from "../codec/index.ts";
 import type { Processor } from "../processor/index.ts";
 import {
@@ -122,6 +125,21 @@ export async function startKafkaProcessor(
   await events.connect();
   await events.subscribe({ topic: topics.events, fromBeginning: true });
   let stopping = false;
+  const m = meter();
+  const processed = m.createCounter(MetricName.eventsProcessed, { description: "Events stored by the processor", unit: "{event}" });
+  const violationCount = m.createCounter(MetricName.violations, { description: "Rule violations found", unit: "{violation}" });
+  const deadLetterCount = m.createCounter(MetricName.deadLetters, {
+    description: "Messages sent to the dead-letter topic",
+    unit: "{message}",
+  });
+  const batchDuration = m.createHistogram(MetricName.batchDuration, { description: "Time to process and store one batch", unit: "s" });
+  const lag = new Map<number, number>();
+  m.createObservableGauge(MetricName.consumerLag, {
+    description: "Messages behind the end of the partition",
+    unit: "{message}",
+  }).addCallback((result) => {
+    for (const [partition, value] of lag) result.observe(value, { [Attr.destination]: topics.events, [Attr.partition]: String(partition) });
+  });
   await events.run({
     eachBatchAutoResolve: false,
     autoCommit: false,
@@ -131,11 +149,48 @@ export async function startKafkaProcessor(
         bytes: m.value ?? Buffer.alloc(0),
         source: `${batch.topic}/${batch.partition}/${m.offset}`,
       }));
+      // A "process" span per message whose producer asked for its trace to be recorded, child of
+      // the producer's span (its context is in the headers); one "store" span for the batch.
+      const common = {
+        [Attr.messagingSystem]: "kafka",
+        [Attr.destination]: batch.topic,
+        [Attr.partition]: String(batch.partition),
+        [Attr.consumerGroup]: groupId,
+      };
+      const processSpans: Span[] = [];
+      for (const msg of batch.messages) {
+        const traceparent = msg.headers?.[TRACEPARENT_HEADER]?.toString();
+        if (!isSampled(traceparent)) continue;
+        const attributes = {
+          ...common,
+          [Attr.operationType]: "process",
+          [Attr.operationName]: "process",
+          [Attr.offset]: Number(msg.offset),
+        };
+        processSpans.push(
+          tracer().startSpan(SpanName.process(batch.topic), { kind: SpanKind.CONSUMER, attributes }, contextFromTraceparent(traceparent)),
+        );
+      }
+      const storeSpan = tracer().startSpan(SpanName.store, {
+        kind: SpanKind.INTERNAL,
+        attributes: { ...common, [Attr.batchCount]: batch.messages.length },
+        links: processSpans.slice(0, 128).map((span) => ({ context: span.spanContext() })),
+      });
+      const started = performance.now();
+      const endSpans = (error?: string) => {
+        for (const span of [storeSpan, ...processSpans]) {
+          if (error) span.setStatus({ code: SpanStatusCode.ERROR, message: error });
+          span.end();
+        }
+      };
       let backoff = options.retryBackoffMs ?? 500;
       for (;;) {
-        if (!isRunning() || isStale() || stopping) return; // not committed: the next owner replays it
+        if (!isRunning() || isStale() || stopping) {
+          endSpans("not committed: the partition moved or this instance is stopping");
+          return; // not committed: the next owner replays it
+        }
         try {
-          const result = await deps.processor.processMessages(inbound);
+          const result = await context.with(trace.setSpan(context.active(), storeSpan), () => deps.processor.processMessages(inbound));
           const dead = result.rejected.map((r) => {
             const offset = r.source.slice(r.source.lastIndexOf("/") + 1);
             const original = batch.messages.find((m) => m.offset === offset);
@@ -165,6 +220,14 @@ export async function startKafkaProcessor(
           resolveOffset(last.offset);
           // Stored, then committed: a crash before this line means a replay, never a loss.
           await events.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() }]);
+          storeSpan.setAttributes({ [Attr.violations]: result.violations, [Attr.rejected]: dead.length });
+          endSpans();
+          const attrs = { [Attr.destination]: batch.topic, [Attr.partition]: String(batch.partition) };
+          processed.add(result.accepted, attrs);
+          violationCount.add(result.violations, attrs);
+          deadLetterCount.add(dead.length, attrs);
+          batchDuration.record((performance.now() - started) / 1000, attrs);
+          lag.set(batch.partition, Number(batch.offsetLag()));
           options.onBatch?.({
             partition: batch.partition,
             messages: batch.messages.length,
@@ -173,7 +236,11 @@ export async function startKafkaProcessor(
           });
           return;
         } catch (error) {
-          if (!(error instanceof LineageAuditError) || !error.retriable) throw error;
+          if (!(error instanceof LineageAuditError) || !error.retriable) {
+            endSpans((error as Error).message);
+            throw error;
+          }
+          storeSpan.addEvent("retry", { reason: error.message.split("\n")[0] ?? "" });
           // The store (or Kafka) is failing: hold this partition, keep the group membership, retry.
           const resume = pause();
           process.stderr.write(`lineage-audit: ${error.message.split("\n")[0]}; retrying partition ${batch.partition} in ${backoff} ms\n`);

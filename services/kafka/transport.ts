@@ -1,4 +1,6 @@
+import { context, SpanKind, SpanStatusCode, type Span } from "@opentelemetry/api";
 import { TransportError } from "../errors/index.ts";
+import { Attr, contextFromTraceparent, SpanName, tracer, traceparentOf } from "../telemetry/index.ts";
 import type { OutboundMessage, SendResult, Transport } from "../emitter/index.ts";
 import { createIdempotentProducer, createKafka, ensureTopics, topicsOf, type KafkaConfig, type Producer } from "./client.ts";
 
@@ -30,23 +32,43 @@ export function createKafkaTransport(config: KafkaConfig, deps: { producer?: Pro
   return {
     async send(messages: OutboundMessage[]): Promise<SendResult> {
       await connect();
+      // One "send" span per message (messaging conventions), child of the event's own trace; its
+      // context travels in the headers, so the processor continues the same trace.
+      const spans: Span[] = [];
+      const records = messages.map((m) => {
+        const span = tracer().startSpan(
+          SpanName.send(topic),
+          {
+            kind: SpanKind.PRODUCER,
+            attributes: {
+              [Attr.messagingSystem]: "kafka",
+              [Attr.operationType]: "send",
+              [Attr.operationName]: "send",
+              [Attr.destination]: topic,
+              [Attr.messageKey]: m.key,
+              [Attr.messageId]: m.eventId,
+            },
+          },
+          contextFromTraceparent(m.traceparent, context.active()),
+        );
+        spans.push(span);
+        const traceparent = traceparentOf(span.spanContext()) ?? m.traceparent;
+        return {
+          key: m.key,
+          value: Buffer.from(m.value.buffer, m.value.byteOffset, m.value.byteLength),
+          headers: traceparent ? { [TRACEPARENT_HEADER]: traceparent, [EVENT_ID_HEADER]: m.eventId } : { [EVENT_ID_HEADER]: m.eventId },
+        };
+      });
       try {
-        await producer.send({
-          topic,
-          acks: -1,
-          messages: messages.map((m) => ({
-            key: m.key,
-            value: Buffer.from(m.value.buffer, m.value.byteOffset, m.value.byteLength),
-            headers: m.traceparent
-              ? { [TRACEPARENT_HEADER]: m.traceparent, [EVENT_ID_HEADER]: m.eventId }
-              : { [EVENT_ID_HEADER]: m.eventId },
-          })),
-        });
+        await producer.send({ topic, acks: -1, messages: records });
       } catch (cause) {
+        for (const span of spans) span.setStatus({ code: SpanStatusCode.ERROR, message: "produce failed" });
         throw new TransportError(`producing ${messages.length} events to ${topic} failed: ${(cause as Error).message}`, {
           cause,
           retriable: true,
         });
+      } finally {
+        for (const span of spans) span.end();
       }
       return { accepted: messages.length, rejected: [] };
     },
