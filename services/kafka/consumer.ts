@@ -41,7 +41,7 @@ export interface KafkaProcessorOptions {
    */
   sessionTimeoutMs?: number;
   /** Called after each batch is stored and committed (for progress and tests). */
-  onBatch?: (info: { partition: number; messages: number; rejected: number; lastOffset: string }) => void;
+  onBatch?: (info: { partition: number; messages: number; rejected: number; lastOffset: string; timestamps: number[] }) => void;
 }
 
 export interface KafkaProcessor {
@@ -233,6 +233,7 @@ export async function startKafkaProcessor(
             messages: batch.messages.length,
             rejected: dead.length,
             lastOffset: last.offset,
+            timestamps: batch.messages.map((msg) => Number(msg.timestamp)),
           });
           return;
         } catch (error) {
