@@ -7,6 +7,7 @@ import { createIdempotentProducer, createKafka, ensureTopics, topicsOf, type Kaf
 /** Header carrying the W3C trace context (OpenTelemetry's Kafka propagation uses the same name). */
 export const TRACEPARENT_HEADER = "traceparent";
 export const EVENT_ID_HEADER = "lineage-audit-event-id";
+const MAX_REQUEST_BYTES = 512 * 1024;
 
 /**
  * The emitter's transport onto Kafka: each batch is one produce request with acks from all
@@ -60,7 +61,15 @@ export function createKafkaTransport(config: KafkaConfig, deps: { producer?: Pro
         };
       });
       try {
-        await producer.send({ topic, acks: -1, messages: records });
+        // One request per ~512 KiB, under the broker's default 1 MiB limit for a partition's batch.
+        for (let start = 0, bytes = 0, i = 0; i < records.length; i++) {
+          bytes += records[i]!.value.length + records[i]!.key.length + 64;
+          if (bytes >= MAX_REQUEST_BYTES || i === records.length - 1) {
+            await producer.send({ topic, acks: -1, messages: records.slice(start, i + 1) });
+            start = i + 1;
+            bytes = 0;
+          }
+        }
       } catch (cause) {
         for (const span of spans) span.setStatus({ code: SpanStatusCode.ERROR, message: "produce failed" });
         throw new TransportError(`producing ${messages.length} events to ${topic} failed: ${(cause as Error).message}`, {
