@@ -55,7 +55,7 @@ describe("Kafka end to end", () => {
     await startInstance(config, s, "a", `g-${config.clientId}`);
     const truth = emptyGroundTruth();
     const emitter = createEmitter(
-      { transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, maxBatch: 1000, lingerMs: 5 },
+      { transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, maxBatch: 8000, lingerMs: 5 },
       { codec },
     );
     for (const input of generateScenario({ users: 2000, seed: 21 }, truth)) await emitter.emit(input);
