@@ -57,7 +57,10 @@ const codec = createEventCodec(loadEventSchemas());
 /** The demo scenario, one subject per event, encoded with routing keys (not timed). */
 async function encode(n: number, seed: number) {
   const memory = createMemoryTransport();
-  const emitter = createEmitter({ transport: memory, pseudonymKey: "bench-key-".repeat(4), maxBatch: 10_000, pseudonymCacheSize: 2_000_000 }, { codec });
+  const emitter = createEmitter(
+    { transport: memory, pseudonymKey: "bench-key-".repeat(4), maxBatch: 10_000, pseudonymCacheSize: 2_000_000 },
+    { codec },
+  );
   outer: for (const input of generateScenario({ users: Math.max(1000, Math.round(n / 5)), seed }, emptyGroundTruth())) {
     const subjects = input.subjects ?? [];
     for (let k = 0; k < Math.max(1, subjects.length); k++) {
@@ -172,7 +175,11 @@ async function latency(): Promise<{ p50: number; p99: number; max: number; n: nu
   for (let i = 0, t = 0; i < paced.length; i += perTick, t++) {
     const wait = started + t * tick - Date.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    await producer.send({ topic: latTopic, acks: -1, messages: paced.slice(i, i + perTick).map((m) => ({ key: m.key, value: Buffer.from(m.value) })) });
+    await producer.send({
+      topic: latTopic,
+      acks: -1,
+      messages: paced.slice(i, i + perTick).map((m) => ({ key: m.key, value: Buffer.from(m.value) })),
+    });
   }
   const until = Date.now() + 60_000;
   while (samples.length < n && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
@@ -196,6 +203,10 @@ console.log(`\nkafka pipeline, ${fmt(total)} events (one subject each), ${partit
 console.log(`produced in ${(produceMs / 1000).toFixed(1)} s (${fmt(perSecond(produceMs))} events/s)`);
 console.log(`consumer                          events/s`);
 console.log(`bare kafkajs (read and discard)   ${fmt(perSecond(bareMs)).padStart(8)}`);
-console.log(`auditor (decode→evaluate→store)   ${fmt(perSecond(auditorMs)).padStart(8)}   ${((perSecond(auditorMs) / perSecond(bareMs)) * 100).toFixed(0)}% of bare (goal 70%)`);
-console.log(`produce → stored at ${fmt(rate)} events/s for ${seconds} s: p50 ${lat.p50} ms, p99 ${lat.p99} ms, max ${lat.max} ms (${fmt(lat.n)} events; goal p99 < 1000 ms)`);
+console.log(
+  `auditor (decode→evaluate→store)   ${fmt(perSecond(auditorMs)).padStart(8)}   ${((perSecond(auditorMs) / perSecond(bareMs)) * 100).toFixed(0)}% of bare (goal 70%)`,
+);
+console.log(
+  `produce → stored at ${fmt(rate)} events/s for ${seconds} s: p50 ${lat.p50} ms, p99 ${lat.p99} ms, max ${lat.max} ms (${fmt(lat.n)} events; goal p99 < 1000 ms)`,
+);
 process.exit(0);

@@ -1,4 +1,4 @@
-export { createProcessor } from "./processor.ts";
+export { createProcessor, mergeBatches } from "./processor.ts";
 export type {
   Processor,
   ProcessorConfig,

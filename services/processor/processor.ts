@@ -117,8 +117,23 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     rejected.push({ source, code: error.code, reason: error.message, redacted });
   }
 
+  // Rows of a write that failed. Some exist only once (the first time a fact, label or path is
+  // seen), so a retry of the same messages would not make them again: they ride along with the
+  // next write, deduplicated by key, until one succeeds.
+  let carry: AuditBatch | undefined;
+  async function write(out: AuditBatch): Promise<void> {
+    const batch = carry ? mergeBatches(carry, out) : out;
+    try {
+      await deps.sink.write(batch);
+      carry = undefined;
+    } catch (error) {
+      carry = batch;
+      throw error;
+    }
+  }
+
   async function finish(out: AuditBatch, rejected: Rejection[], received: number, facts: NewFact[] = []): Promise<ProcessResult> {
-    await deps.sink.write(out);
+    await write(out);
     const accepted = received - rejected.length;
     stats.events += accepted;
     stats.violations += out.violations.length;
@@ -165,7 +180,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     async learn(facts) {
       const out = emptyBatch();
       for (const fact of facts) auditor.learn(fact, out);
-      if (out.events.length > 0 || out.violations.length > 0 || out.findings.length > 0) await deps.sink.write(out);
+      if (out.events.length > 0 || out.violations.length > 0 || out.findings.length > 0 || carry) await write(out);
       stats.violations += out.violations.length;
     },
     async restore(facts, recentUses = []) {
@@ -178,4 +193,32 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       return n;
     },
   };
+}
+
+const rowKeys: { [K in keyof AuditBatch]: (row: AuditBatch[K][number]) => string } = {
+  events: (r) => r.event_id,
+  labels: (r) => r.label_id,
+  edges: (r) => `${r.event_id}|${r.from_dataset}#${r.from_field}>${r.to_dataset}#${r.to_field}`,
+  facts: (r) => r.fact_key,
+  violations: (r) => r.violation_id,
+  paths: (r) => r.path_id,
+  findings: (r) => r.finding_id,
+  deadLetters: (r) => r.dead_letter_id,
+};
+
+/** `a` then `b`, one row per key, `b`'s row where both have one (it is the newer). */
+export function mergeBatches(a: AuditBatch, b: AuditBatch): AuditBatch {
+  const out = emptyBatch();
+  for (const table of Object.keys(rowKeys) as (keyof AuditBatch)[]) {
+    const key = rowKeys[table] as (row: unknown) => string;
+    const rows = new Map<string, unknown>();
+    for (const row of a[table]) rows.set(key(row), row);
+    for (const row of b[table]) {
+      const k = key(row);
+      rows.delete(k);
+      rows.set(k, row);
+    }
+    (out[table] as unknown[]) = [...rows.values()];
+  }
+  return out;
 }

@@ -3,7 +3,8 @@
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { openStore, affectedSummary, Table, type Store } from "../../services/store/index.ts";
-import { createProcessor } from "../../services/processor/index.ts";
+import { createProcessor, type AuditSink } from "../../services/processor/index.ts";
+import { StoreError } from "../../services/errors/index.ts";
 import { createEmitter } from "../../services/emitter/index.ts";
 import { emptyGroundTruth, generateScenario, SCENARIO_RULE } from "../../services/demo/index.ts";
 import {
@@ -108,6 +109,7 @@ describe("Kafka end to end", () => {
       { key: "c", value: Buffer.from(good("raw-id", ["alice@example.com"])) },
       { key: "d", value: Buffer.from(badPurpose) },
       { key: "e", value: Buffer.from(good("fine", ["0123456789abcdef0123456789abcdef"])) },
+      { key: "f", value: Buffer.concat([Buffer.from([0, 0, 0, 0, 99]), Buffer.from(good("confluent", [])).subarray(10)]) },
     ];
     const kafka = createKafka(config);
     const producer = kafka.producer();
@@ -128,7 +130,7 @@ describe("Kafka end to end", () => {
         });
       },
     });
-    await waitFor(async () => letters.length >= 4, 30_000, "four dead letters");
+    await waitFor(async () => letters.length >= 5, 30_000, "five dead letters");
     await dlq.disconnect();
     const byKey = letters.sort((a, b) => Number(a.headers[DeadLetterHeader.offset]) - Number(b.headers[DeadLetterHeader.offset]));
     expect(byKey.map((l) => [l.headers[DeadLetterHeader.offset], l.headers[DeadLetterHeader.code]])).toEqual([
@@ -136,7 +138,9 @@ describe("Kafka end to end", () => {
       ["1", "SCHEMA"],
       ["2", "INPUT"],
       ["3", "INPUT"],
+      ["5", "SCHEMA"],
     ]);
+    expect(byKey[4]?.headers[DeadLetterHeader.reason]).toBe("message names unknown registry schema id 99");
     expect(
       byKey.every((l) => l.headers[DeadLetterHeader.topic] === config.topics.events && l.headers[DeadLetterHeader.partition] === "0"),
     ).toBe(true);
@@ -148,6 +152,40 @@ describe("Kafka end to end", () => {
     expect(byKey[2]?.value).toBeNull();
     expect(JSON.stringify(byKey)).not.toContain("alice@example.com");
     expect(byKey[3]?.headers[DeadLetterHeader.reason]).toMatch(/'purposes\[0\]' is not a fideslang data use \('marketting'\)/);
+  });
+
+  it("holds the partition while the store fails and stores every event once it recovers", async () => {
+    const config = kafkaForTest(inject, 2);
+    const s = await storeFor(randomDatabase("k4"));
+    let failures = 0;
+    const flaky: AuditSink = {
+      async write(batch) {
+        if (failures < 3) {
+          failures++;
+          throw new StoreError("the store is down (simulated)", { retriable: true });
+        }
+        await s.write(batch);
+      },
+    };
+    const processor = createProcessor({ policy, taxonomy, codec }, { sink: flaky });
+    const p = await startKafkaProcessor(
+      config,
+      { instanceId: "a", groupId: `g-${config.clientId}`, retryBackoffMs: 50 },
+      { processor, codec },
+    );
+    running.push(p);
+    const truth = emptyGroundTruth();
+    const emitter = createEmitter(
+      { transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, maxBatch: 500, lingerMs: 5 },
+      { codec },
+    );
+    for (const input of generateScenario({ users: 300, seed: 3 }, truth)) await emitter.emit(input);
+    await emitter.close();
+    await waitFor(async () => (await storedEvents(s)) === truth.events, 60_000, "all events stored after the outage");
+    expect(failures).toBe(3);
+    const [row] = await s.query<{ n: string }>(`SELECT count() AS n FROM ${s.database}.${Table.events} FINAL`);
+    expect(Number(row?.n)).toBe(truth.events);
+    expect((await affectedSummary(s, { ruleId: SCENARIO_RULE })).subjects).toBe(truth.affectedUsers);
   });
 
   it("shares lineage across two instances of one group, and one takes over when the other stops", async () => {

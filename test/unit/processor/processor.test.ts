@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { createEventCodec, loadEventSchemas, type DataAccessEvent, type EventCodec } from "../../../services/codec/index.ts";
-import { createProcessor, type InboundMessage, type Processor } from "../../../services/processor/index.ts";
+import { createProcessor, type AuditBatch, type InboundMessage, type Processor } from "../../../services/processor/index.ts";
+import { StoreError } from "../../../services/errors/index.ts";
 import {
   ADS,
   capturingSink,
@@ -173,5 +174,38 @@ describe("processor.processMessages", () => {
     const result = await restarted.processor.processMessages([msg(u, "t/9")]);
     expect(result.violations).toBe(2);
     expect(restarted.sink.batches[0]?.events[0]?.verdict).toBe("violation");
+  });
+});
+
+describe("processor: a failed write", () => {
+  it("writes the rows that exist only once (facts, labels, paths) with the retry, so nothing is lost", async () => {
+    const { policy, taxonomy } = defaultPolicy();
+    const written: AuditBatch[] = [];
+    let fail = true;
+    const processor = createProcessor(
+      { policy, taxonomy, codec },
+      {
+        sink: {
+          async write(batch) {
+            if (fail) {
+              fail = false;
+              throw new StoreError("down", { retriable: true });
+            }
+            written.push(structuredClone(batch));
+          },
+        },
+      },
+    );
+    const p = pipeline2019();
+    const u = use([read("ads.matching_keys", "phone_sha256")], [ADS], { subjects: [pseudo(1)] });
+    const messages = [p.collect, p.copy, p.join, p.hash, u].map((e, i) => msg(e, `m/${i}`));
+    await expect(processor.processMessages(messages)).rejects.toBeInstanceOf(StoreError);
+    await processor.processMessages(messages);
+    expect(written).toHaveLength(1);
+    expect(written[0]?.facts).toHaveLength(4);
+    expect(written[0]?.labels.length).toBeGreaterThan(0);
+    expect(written[0]?.paths.length).toBeGreaterThan(0);
+    expect(written[0]?.events.map((r) => r.event_id)).toEqual([p.collect, p.copy, p.join, p.hash, u].map((e) => e.eventId));
+    expect(written[0]?.violations.map((v) => v.rule_id).sort()).toEqual(["purpose-limitation", "security-contact-not-for-marketing"]);
   });
 });
