@@ -16,7 +16,10 @@ export async function startTelemetry(env: NodeJS.ProcessEnv): Promise<(() => Pro
   const sdk = new NodeSDK({
     serviceName: env["OTEL_SERVICE_NAME"] ?? "lineage-audit",
     traceExporter: new OTLPTraceExporter(),
-    metricReader: new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter() }),
+    metricReader: new PeriodicExportingMetricReader({
+      exporter: new OTLPMetricExporter(),
+      exportIntervalMillis: Number(env["OTEL_METRIC_EXPORT_INTERVAL"] ?? 60_000),
+    }),
     instrumentations: [],
   });
   sdk.start();
