@@ -56,7 +56,7 @@ function args(
       allowPositionals,
       strict: true,
     });
-    return { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals };
+    return { values: parsed.values, positionals: parsed.positionals };
   } catch (cause) {
     throw new UsageError(`${(cause as Error).message.split("\n")[0]} (see lineage-audit --help)`, { cause });
   }

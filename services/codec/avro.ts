@@ -16,7 +16,7 @@ export function typeForSchema(schema: object): AvroType {
  * into `readerType`. Emits `metadata` (the writer type) first.
  */
 export function createContainerDecoder(path: string, readerType: AvroType): NodeJS.ReadableStream {
-  return avro.createFileDecoder(path, { readerSchema: readerType } as never);
+  return avro.createFileDecoder(path, { readerSchema: readerType });
 }
 
 /** Writes records to an Avro object container file with `schema`; resolves once the file is closed. */

@@ -72,7 +72,8 @@ function canonical(schema: Json, namespace: string, seen: Set<string>): string {
           throw new SchemaError("record field must be an object");
         }
         const fieldType = field["type"];
-        if (fieldType === undefined) throw new SchemaError("record field has no type", { context: { field: String(field["name"]) } });
+        if (fieldType === undefined)
+          throw new SchemaError("record field has no type", { context: { field: JSON.stringify(field["name"] ?? null) } });
         return `{"name":${JSON.stringify(field["name"])},"type":${canonical(fieldType, ns, seen)}}`;
       });
       parts.push(`"fields":[${fields.join(",")}]`);

@@ -173,7 +173,8 @@ export function createEventCodec(writers: readonly WriterSchema[]): EventCodec {
       }
       let event: DataAccessEvent;
       try {
-        const { value, offset: end } = readerType.decode(buf, offset, writer.resolver) as { value: DataAccessEvent; offset: number };
+        const decoded: { value: DataAccessEvent; offset: number } = readerType.decode(buf, offset, writer.resolver);
+        const { value, offset: end } = decoded;
         if (end !== buf.length) throw new Error(end < 0 ? "truncated body" : "trailing bytes after body");
         event = value;
       } catch (cause) {

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { SchemaError } from "../errors/index.ts";
+import { SchemaError, TransportError } from "../errors/index.ts";
 import { createEventCodec, loadEventSchemas, Masking, Transform, type DataAccessEvent, type EventCodec } from "../codec/index.ts";
 import { createPseudonymizer } from "./pseudonymize.ts";
 import { trace } from "@opentelemetry/api";
@@ -37,7 +37,7 @@ export function createEmitter(options: EmitterOptions, deps: { codec?: EventCode
   const maxInFlight = options.maxInFlight ?? defaultEmitterOptions.maxInFlight;
   const keyId = options.pseudonymKeyId ?? defaultEmitterOptions.pseudonymKeyId;
   const stats: EmitterStats = { emitted: 0, sent: 0, rejected: 0, batches: 0 };
-  let buffer: OutboundMessage[] = [];
+  const buffer: OutboundMessage[] = [];
   let timer: NodeJS.Timeout | undefined;
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;
@@ -66,7 +66,7 @@ export function createEmitter(options: EmitterOptions, deps: { codec?: EventCode
     if (failure !== undefined) {
       const f = failure;
       failure = undefined;
-      throw f;
+      throw f instanceof Error ? f : new TransportError("sending a batch failed with a non-Error value");
     }
   }
 

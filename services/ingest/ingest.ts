@@ -113,7 +113,7 @@ async function readNdjson(path: string, build: (input: EmitInput) => unknown, pu
       if (error instanceof ConfigError) throw error;
       // Hand the failure to the processor too, so it is dead-lettered like any other bad record.
       event = { __invalid: true };
-      await push({ event, source, raw: redactable(parsed, line), failure: error as LineageAuditError } as InboundEvent);
+      await push({ event, source, raw: redactable(parsed, line), failure: error as LineageAuditError });
       continue;
     }
     await push({ event, source, raw: redactable(parsed, line) });

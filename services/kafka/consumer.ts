@@ -143,6 +143,8 @@ export async function startKafkaProcessor(
   await events.run({
     eachBatchAutoResolve: false,
     autoCommit: false,
+    // kafkajs hands plain closures, not methods bound to an object.
+    // eslint-disable-next-line @typescript-eslint/unbound-method
     eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale, pause }) => {
       if (batch.messages.length === 0) return;
       const inbound = batch.messages.map((m: KafkaMessage) => ({

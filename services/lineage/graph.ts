@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { coveredByAny } from "../taxonomy/index.ts";
-import { EventKind, Masking, type DataAccessEvent, type Dataset, type Transform } from "../codec/index.ts";
+import { EventKind, Masking, type DataAccessEvent, type Transform } from "../codec/index.ts";
 import type { Declassification } from "../rules/index.ts";
 import type { ApplyResult, FieldSelector, Hop, Label, LabelLookup } from "./types.ts";
 

@@ -124,7 +124,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         // read-only session could never write again; the AST check below guards it instead.
         ...(readonly && options.url ? { clickhouse_settings: { readonly: "1" } } : {}),
       });
-      return (await rs.json()) as T[];
+      return await rs.json<T>();
     } catch (cause) {
       const message = (cause as Error).message.trim();
       if (readonly && /readonly mode|READONLY/i.test(message)) {

@@ -67,5 +67,5 @@ export function traceparentOf(sc: SpanContext | undefined): string | null {
 /** Whether a traceparent asks for its trace to be recorded (the sampled flag). */
 export function isSampled(traceparent: string | null | undefined): boolean {
   const m = traceparent ? TRACEPARENT.exec(traceparent) : null;
-  return m !== null && (parseInt(m[3] as string, 16) & TraceFlags.SAMPLED) === TraceFlags.SAMPLED;
+  return m !== null && (parseInt(m[3] as string, 16) & 0x01) === 0x01; // the sampled flag
 }

@@ -83,9 +83,7 @@ describe("emitter → HTTP → processor → chDB", () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as { accepted: number; rejected: { index: number; code: string; reason: string }[] };
     expect(body.accepted).toBe(1);
-    expect(body.rejected).toEqual([
-      { index: 1, code: "SCHEMA", reason: expect.stringContaining("not Avro single-object encoded") as unknown as string },
-    ]);
+    expect(body.rejected).toEqual([{ index: 1, code: "SCHEMA", reason: expect.stringContaining("not Avro single-object encoded") }]);
     const [stored] = await store.query<{ verdict: string; trace_id: string }>(
       `SELECT verdict, trace_id FROM ${store.database}.${Table.events} WHERE event_id = 'http-good-1'`,
     );

@@ -87,8 +87,8 @@ describe("crash safety", () => {
     await admin.connect();
     await waitFor(
       async () => {
-        const ends = await admin.fetchTopicOffsets(config.topics!.events!);
-        const [committed] = await admin.fetchOffsets({ groupId: group, topics: [config.topics!.events!] });
+        const ends = await admin.fetchTopicOffsets(config.topics.events);
+        const [committed] = await admin.fetchOffsets({ groupId: group, topics: [config.topics.events] });
         return ends.every((e) => committed?.partitions.find((p) => p.partition === e.partition)?.offset === e.high);
       },
       120_000,
