@@ -5,7 +5,7 @@ import type { Policy } from "../rules/index.ts";
 import type { Taxonomy } from "../taxonomy/index.ts";
 import { createAuditor, type Auditor, type AuditorOptions, type EventMeta } from "./audit.ts";
 import { RawIdentifierError } from "./validate.ts";
-import { emptyBatch, type AuditBatch, type DeadLetterRow } from "./rows.ts";
+import { emptyBatch, type AuditBatch, type DeadLetterRow, type OutboxRow, type ViolationRow } from "./rows.ts";
 
 /** Where the processor puts what it found. Implemented by the ClickHouse store. */
 export interface AuditSink {
@@ -86,6 +86,8 @@ export interface ProcessorConfig extends AuditorOptions {
   policy: Policy;
   taxonomy: Taxonomy;
   codec: EventCodec;
+  /** Decides the alerts each batch's violations raise; they are stored with the batch. */
+  alerts?: { plan(violations: readonly ViolationRow[]): OutboxRow[] };
 }
 
 export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink }): Processor {
@@ -122,6 +124,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
   // next write, deduplicated by key, until one succeeds.
   let carry: AuditBatch | undefined;
   async function write(out: AuditBatch): Promise<void> {
+    if (config.alerts && out.violations.length > 0) out.outbox.push(...config.alerts.plan(out.violations));
     const batch = carry ? mergeBatches(carry, out) : out;
     try {
       await deps.sink.write(batch);
@@ -202,6 +205,7 @@ const rowKeys: { [K in keyof AuditBatch]: (row: AuditBatch[K][number]) => string
   facts: (r) => r.fact_key,
   violations: (r) => r.violation_id,
   paths: (r) => r.path_id,
+  outbox: (r) => r.webhook_id + "|" + r.subscription_id,
   findings: (r) => r.finding_id,
   deadLetters: (r) => r.dead_letter_id,
 };

@@ -98,6 +98,23 @@ export interface PathRow {
   path_text: string;
 }
 
+/** An alert decided and waiting in the durable outbox (webhook_outbox_v1). */
+export interface OutboxRow {
+  webhook_id: string;
+  subscription_id: string;
+  rule_id: string;
+  severity: string;
+  mode: string;
+  service: string;
+  job_namespace: string;
+  job_name: string;
+  run_id: string;
+  window_start: number;
+  window_end: number;
+  first_violation_id: string;
+  version: number;
+}
+
 export interface FindingRow {
   finding_id: string;
   kind: string;
@@ -130,12 +147,13 @@ export interface AuditBatch {
   facts: FactRow[];
   violations: ViolationRow[];
   paths: PathRow[];
+  outbox: OutboxRow[];
   findings: FindingRow[];
   deadLetters: DeadLetterRow[];
 }
 
 export function emptyBatch(): AuditBatch {
-  return { events: [], labels: [], edges: [], facts: [], violations: [], paths: [], findings: [], deadLetters: [] };
+  return { events: [], labels: [], edges: [], facts: [], violations: [], paths: [], outbox: [], findings: [], deadLetters: [] };
 }
 
 export function batchSize(b: AuditBatch): number {

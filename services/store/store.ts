@@ -21,6 +21,9 @@ export const Table = {
   violationSubjects: "violation_subjects_v1",
   findings: "findings_v1",
   deadLetters: "dead_letters_v1",
+  outbox: "webhook_outbox_v1",
+  deliveries: "webhook_deliveries_v1",
+  endpoints: "webhook_endpoints_v1",
 } as const;
 
 export interface StoreOptions {
@@ -201,6 +204,8 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       await insert(Table.events, batch.events);
       await insert(Table.paths, batch.paths);
       await insert(Table.violations, batch.violations);
+      // The alerts these violations raise, stored before the batch counts as done (durable outbox).
+      await insert(Table.outbox, batch.outbox);
       await insert(Table.findings, batch.findings);
       await insert(Table.deadLetters, batch.deadLetters);
     },

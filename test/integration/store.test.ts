@@ -65,6 +65,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "003_lineage_v1.sql",
       "004_violations_v1.sql",
       "005_findings_v1.sql",
+      "006_webhooks_v1.sql",
     ]);
   });
 

@@ -1,0 +1,273 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { Table, type Store } from "../store/index.ts";
+import type { Subscription } from "./subscriptions.ts";
+import { signWebhook } from "./signing.ts";
+
+export const PAYLOAD_VERSION = 1;
+const MAX_PAYLOAD_BYTES = 20_000;
+
+interface OutboxEntry {
+  webhook_id: string;
+  subscription_id: string;
+  rule_id: string;
+  severity: string;
+  mode: string;
+  service: string;
+  job_namespace: string;
+  job_name: string;
+  run_id: string;
+  window_start: string;
+  window_end: string;
+  first_violation_id: string;
+  attempts: number;
+  created_at: string;
+}
+
+export interface DelivererOptions {
+  /** How often the outbox is polled. @default 250 */
+  pollMs?: number;
+  /** First retry delay, doubled per attempt, with jitter, up to `maxBackoffMs`. @default 1000 */
+  backoffMs?: number;
+  /** @default 300000 */
+  maxBackoffMs?: number;
+  /** Attempts before an alert is given up (recorded as failed). @default 20 */
+  maxAttempts?: number;
+  /** Rule descriptions for the payload. */
+  ruleDescriptions?: Record<string, string>;
+}
+
+export interface Deliverer {
+  /** Delivers what is due now; returns how many attempts were made. */
+  runOnce(): Promise<number>;
+  /** Polls until `close()`. */
+  start(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Sends the outbox's alerts, signed per Standard Webhooks, with the same webhook-id on every
+ * attempt: retries with exponential backoff and jitter on failures, timeouts and 5xx; honours
+ * Retry-After on 429 and 503 (for the whole endpoint); 410 disables the endpoint; at most `ratePerMinute` a minute per
+ * endpoint. Every attempt is recorded in webhook_deliveries_v1.
+ */
+export function createDeliverer(store: Store, subscriptions: readonly Subscription[], options: DelivererOptions = {}): Deliverer {
+  const db = store.database;
+  const byId = new Map(subscriptions.map((s) => [s.id, s]));
+  const backoff = options.backoffMs ?? 1000;
+  const maxBackoff = options.maxBackoffMs ?? 300_000;
+  const maxAttempts = options.maxAttempts ?? 20;
+  const sentAt = new Map<string, number[]>(); // subscription -> recent send times
+  const pausedUntil = new Map<string, number>(); // subscription -> Retry-After deadline
+  let running = false;
+  let loop: Promise<void> | undefined;
+
+  async function disabledEndpoints(): Promise<Set<string>> {
+    const rows = await store.query<{ subscription_id: string }>(
+      `SELECT subscription_id FROM ${db}.${Table.endpoints} FINAL WHERE disabled = 1`,
+    );
+    return new Set(rows.map((r) => r.subscription_id));
+  }
+
+  async function update(e: OutboxEntry, state: string, attempts: number, status: number, nextAt: number): Promise<void> {
+    await store.client.insert({
+      table: `${db}.${Table.outbox}`,
+      format: "JSONEachRow",
+      values: [
+        {
+          ...e,
+          window_start: Date.parse(`${e.window_start.replace(" ", "T")}Z`),
+          window_end: Date.parse(`${e.window_end.replace(" ", "T")}Z`),
+          created_at: Date.parse(`${e.created_at.replace(" ", "T")}Z`),
+          state,
+          attempts,
+          last_status: status,
+          next_attempt_at: Math.round(nextAt),
+          version: Date.now() * 1000 + attempts,
+        },
+      ],
+    });
+  }
+
+  async function payloadFor(e: OutboxEntry): Promise<string> {
+    const scope = `rule_id = {rule:String} AND job_namespace = {ns:String} AND job_name = {job:String} AND run_id = {run:String}
+      AND occurred_at >= parseDateTime64BestEffort({from:String}, 3, 'UTC') AND occurred_at < parseDateTime64BestEffort({to:String}, 3, 'UTC')`;
+    const params = { rule: e.rule_id, ns: e.job_namespace, job: e.job_name, run: e.run_id, from: e.window_start, to: e.window_end };
+    const [v] = await store.query<{
+      events: string;
+      first: string;
+      last: string;
+      purposes: string[];
+      collected_for: string[];
+      categories: string[];
+      trace_id: string;
+      path_id: string;
+    }>(
+      `SELECT uniqExact(violation_id) AS events, toString(min(occurred_at)) AS first, toString(max(occurred_at)) AS last,
+              groupUniqArrayArray(purposes) AS purposes, groupUniqArrayArray(collected_for) AS collected_for,
+              groupUniqArrayArray(categories) AS categories, anyIf(trace_id, trace_id != '') AS trace_id, any(path_id) AS path_id
+       FROM ${db}.${Table.violations} WHERE ${scope}`,
+      params,
+    );
+    const [counts] = await store.query<{ subjects: string; records: string }>(
+      `SELECT uniqExact(subject_id) AS subjects, uniqExact(subject_id, c) AS records
+       FROM ${db}.${Table.violationSubjects} ARRAY JOIN categories AS c
+       WHERE rule_id = {rule:String} AND violation_id IN (SELECT violation_id FROM ${db}.${Table.violations} WHERE ${scope})`,
+      params,
+    );
+    const [path] = await store.query<{ lineage_path: string }>(
+      `SELECT lineage_path FROM ${db}.violation_paths_v1 WHERE path_id = {id:String} LIMIT 1`,
+      { id: v?.path_id ?? "" },
+    );
+    const lineage = path ? (JSON.parse(path.lineage_path) as { paths: unknown[]; use: unknown }) : { paths: [], use: null };
+    const day = (s: string) => s.slice(0, 10);
+    const body = {
+      type: "lineage_audit.violation",
+      version: PAYLOAD_VERSION,
+      webhookId: e.webhook_id,
+      rule: { id: e.rule_id, severity: e.severity, mode: e.mode, description: options.ruleDescriptions?.[e.rule_id] ?? "" },
+      service: e.service,
+      job: { namespace: e.job_namespace, name: e.job_name },
+      runId: e.run_id,
+      purposeUsed: v?.purposes ?? [],
+      collectedFor: v?.collected_for ?? [],
+      dataCategories: v?.categories ?? [],
+      lineagePath: { ...lineage, paths: lineage.paths.slice(0, 2) },
+      soFar: { subjects: Number(counts?.subjects ?? 0), records: Number(counts?.records ?? 0), violatingEvents: Number(v?.events ?? 0) },
+      window: { start: `${e.window_start.replace(" ", "T")}Z`, end: `${e.window_end.replace(" ", "T")}Z` },
+      firstViolation: v?.first ? `${v.first.replace(" ", "T")}Z` : null,
+      lastViolation: v?.last ? `${v.last.replace(" ", "T")}Z` : null,
+      traceId: v?.trace_id || null,
+      investigate: `lineage-audit affected --rule ${e.rule_id} --from ${day(e.window_start)} --to ${day(e.window_end)}T23:59:59Z`,
+    };
+    let text = JSON.stringify(body);
+    if (Buffer.byteLength(text) > MAX_PAYLOAD_BYTES)
+      text = JSON.stringify({ ...body, lineagePath: { ...lineage, paths: lineage.paths.slice(0, 1) } });
+    if (Buffer.byteLength(text) > MAX_PAYLOAD_BYTES) text = JSON.stringify({ ...body, lineagePath: null });
+    return text;
+  }
+
+  function rateLimited(s: Subscription, now: number): boolean {
+    const recent = (sentAt.get(s.id) ?? []).filter((t) => now - t < 60_000);
+    sentAt.set(s.id, recent);
+    return recent.length >= s.ratePerMinute;
+  }
+
+  async function attempt(e: OutboxEntry, s: Subscription): Promise<string> {
+    const body = await payloadFor(e);
+    const attemptNo = e.attempts + 1;
+    const started = Date.now();
+    const times = sentAt.get(s.id) ?? [];
+    times.push(started);
+    sentAt.set(s.id, times);
+    let status = 0;
+    let error = "";
+    let retryAfterMs: number | undefined;
+    try {
+      const res = await fetch(s.url, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...signWebhook(s.keys, e.webhook_id, Math.floor(started / 1000), body) },
+        body,
+        signal: AbortSignal.timeout(s.timeoutMs),
+      });
+      status = res.status;
+      await res.arrayBuffer().catch(() => undefined);
+      const ra = res.headers.get("retry-after");
+      if (ra && (status === 429 || status === 503)) {
+        const seconds = Number(ra);
+        retryAfterMs = Number.isFinite(seconds) ? seconds * 1000 : Math.max(0, Date.parse(ra) - Date.now());
+      }
+    } catch (cause) {
+      error =
+        (cause as Error).name === "TimeoutError"
+          ? `no answer within ${s.timeoutMs} ms`
+          : `cannot reach the endpoint (${(cause as Error).message})`;
+    }
+    const duration = Date.now() - started;
+    let outcome: string;
+    if (status >= 200 && status < 300) {
+      outcome = "delivered";
+      await update(e, "delivered", attemptNo, status, started);
+    } else if (status === 410) {
+      outcome = "disabled";
+      await store.client.insert({
+        table: `${db}.${Table.endpoints}`,
+        format: "JSONEachRow",
+        values: [{ subscription_id: s.id, disabled: 1, reason: "410 Gone" }],
+      });
+      await update(e, "disabled", attemptNo, status, started);
+    } else if (attemptNo >= maxAttempts || (status >= 400 && status < 500 && status !== 408 && status !== 429)) {
+      outcome = "gave_up";
+      await update(e, "failed", attemptNo, status, started);
+    } else {
+      outcome = "retry";
+      // Retry-After speaks for the endpoint: nothing more goes to it before then.
+      if (retryAfterMs !== undefined) pausedUntil.set(s.id, Date.now() + retryAfterMs);
+      const delay = retryAfterMs ?? Math.min(maxBackoff, backoff * 2 ** (attemptNo - 1)) * (0.5 + Math.random());
+      await update(e, "pending", attemptNo, status, Date.now() + delay);
+    }
+    await store.client.insert({
+      table: `${db}.${Table.deliveries}`,
+      format: "JSONEachRow",
+      values: [
+        {
+          webhook_id: e.webhook_id,
+          subscription_id: s.id,
+          attempt: attemptNo,
+          status_code: status,
+          outcome,
+          duration_ms: duration,
+          error,
+          payload_bytes: Buffer.byteLength(body),
+        },
+      ],
+    });
+    return outcome;
+  }
+
+  async function runOnce(): Promise<number> {
+    const due = await store.query<OutboxEntry>(
+      `SELECT webhook_id, subscription_id, rule_id, severity, mode, service, job_namespace, job_name, run_id,
+              toString(window_start) AS window_start, toString(window_end) AS window_end, first_violation_id, attempts, toString(created_at) AS created_at
+       FROM ${db}.${Table.outbox} FINAL
+       WHERE state = 'pending' AND next_attempt_at <= now64(3)
+       ORDER BY created_at LIMIT 100`,
+    );
+    if (due.length === 0) return 0;
+    const disabled = await disabledEndpoints();
+    let attempts = 0;
+    const now = Date.now();
+    for (const e of due) {
+      const s = byId.get(e.subscription_id);
+      if (!s || !s.enabled || disabled.has(e.subscription_id)) {
+        if (s && disabled.has(e.subscription_id)) await update(e, "disabled", e.attempts, 410, now);
+        continue;
+      }
+      if ((pausedUntil.get(s.id) ?? 0) > Date.now() || rateLimited(s, now)) continue;
+      if ((await attempt(e, s)) === "disabled") disabled.add(s.id);
+      attempts++;
+    }
+    return attempts;
+  }
+
+  return {
+    runOnce,
+    start() {
+      if (running) return;
+      running = true;
+      loop = (async () => {
+        while (running) {
+          try {
+            await runOnce();
+          } catch (error) {
+            process.stderr.write(`lineage-audit: webhook delivery: ${(error as Error).message.split("\n")[0]}\n`);
+          }
+          await sleep(options.pollMs ?? 250);
+        }
+      })();
+    },
+    async close() {
+      running = false;
+      await loop;
+    },
+  };
+}
