@@ -7,7 +7,7 @@ import { createEventCodec, loadEventSchemas, type EventCodec } from "../codec/in
 import { loadFideslangTaxonomy, type Taxonomy } from "../taxonomy/index.ts";
 import { DEFAULT_POLICY_PATH, loadPolicy, type Policy } from "../rules/index.ts";
 import { openStore, type Store, type StoreOptions } from "../store/index.ts";
-import { createProcessor, type Processor } from "../processor/index.ts";
+import { createProcessor, type Processor, type ProcessorConfig } from "../processor/index.ts";
 
 /** Everything the commands read from the environment, parsed once (in main.ts). */
 export interface AppConfig {
@@ -26,6 +26,8 @@ export interface AppConfig {
   kafkaGroupId: string;
   /** This instance's name in the group. @default "<hostname>-<pid>" */
   instanceId: string;
+  /** LINEAGE_AUDIT_WEBHOOKS: the alert subscriptions file, when alerts are wanted. */
+  webhooksPath?: string;
   /** KAFKA_SESSION_TIMEOUT_MS: how soon a dead instance's partitions move. @default 10000 */
   kafkaSessionTimeoutMs: number;
 }
@@ -56,6 +58,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): AppConfig {
   if (kafka) config.kafka = kafka;
   if (env["LINEAGE_AUDIT_HMAC_KEY"]) config.hmacKey = env["LINEAGE_AUDIT_HMAC_KEY"];
   if (env["LINEAGE_AUDIT_INGEST_TOKEN"]) config.ingestToken = env["LINEAGE_AUDIT_INGEST_TOKEN"];
+  if (env["LINEAGE_AUDIT_WEBHOOKS"]) config.webhooksPath = env["LINEAGE_AUDIT_WEBHOOKS"];
   return config;
 }
 
@@ -130,14 +133,20 @@ export interface AuditorContext {
 }
 
 /** Opens the store (migrating it), loads taxonomy and rules, and rebuilds lineage from stored facts. */
-export async function openAuditor(config: AppConfig, overrides: { database?: string } = {}): Promise<AuditorContext> {
+export async function openAuditor(
+  config: AppConfig,
+  overrides: { database?: string; alerts?: ProcessorConfig["alerts"] } = {},
+): Promise<AuditorContext> {
   const taxonomy = loadFideslangTaxonomy();
   const policy = loadPolicy(config.rulesPath, taxonomy);
   const codec = createEventCodec(loadEventSchemas());
-  const store = await openStore({ ...config.store, ...overrides });
+  const store = await openStore({ ...config.store, ...(overrides.database ? { database: overrides.database } : {}) });
   try {
     await store.migrate();
-    const processor = createProcessor({ policy, taxonomy, codec }, { sink: store });
+    const processor = createProcessor(
+      { policy, taxonomy, codec, ...(overrides.alerts ? { alerts: overrides.alerts } : {}) },
+      { sink: store },
+    );
     await processor.restore(store.lineageFacts(), await store.recentUses(RECHECK_WINDOW));
     return { codec, taxonomy, policy, store, processor, close: () => store.close() };
   } catch (error) {

@@ -11,6 +11,7 @@ import { TaxonomyKind } from "../taxonomy/index.ts";
 import { hmacKeyOrEphemeral, openAuditor, parseConfig, requireHmacKey, type AppConfig } from "./context.ts";
 import { createProgress } from "./progress.ts";
 import { startTelemetry } from "./telemetry.ts";
+import { createAlertPlanner, createDeliverer, loadAlertingConfig, parseSecret, signWebhook, PAYLOAD_VERSION } from "../alerting/index.ts";
 import { formatSummary } from "./format.ts";
 
 const USAGE = `lineage-audit: an event-streaming data lineage auditor
@@ -26,6 +27,8 @@ Usage:
       Who and what a rule's violations concern, from the store.
   lineage-audit sql "SELECT ..." [--json]
       Run a read-only query against the store (anything that writes is refused).
+  lineage-audit webhooks test URL [--secret whsec_…]
+      Send a signed sample alert, so an operator can check a receiver.
   lineage-audit serve [--port N] [--host H]
       Take events over HTTP (POST /v1/events) and, with KAFKA_BROKERS set, from Kafka as a
       member of a consumer group, into the store until stopped.
@@ -37,6 +40,7 @@ Environment:
   LINEAGE_AUDIT_RULES      rules file (default rules/default.yaml)
   LINEAGE_AUDIT_HMAC_KEY   pseudonymisation key, >= 32 bytes (hex/base64/text)
   LINEAGE_AUDIT_PORT, LINEAGE_AUDIT_INGEST_TOKEN   for serve
+  LINEAGE_AUDIT_WEBHOOKS   alert subscriptions file for serve (see README)
   KAFKA_BROKERS, KAFKA_GROUP_ID, LINEAGE_AUDIT_INSTANCE_ID, KAFKA_TOPIC_EVENTS, KAFKA_TOPIC_DLQ,
   KAFKA_TOPIC_LINEAGE, KAFKA_PARTITIONS, KAFKA_SASL_MECHANISM/USERNAME/PASSWORD, KAFKA_SSL,
   KAFKA_SSL_CA_FILE/CERT_FILE/KEY_FILE   Kafka for serve (see README)
@@ -281,9 +285,21 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
   if (values.help) return (out(USAGE), 0);
   const port = values.port === undefined ? config.port : portFlag(values.port as string);
   const stopTelemetry = await startTelemetry(process.env);
-  const ctx = await openAuditor(config);
+  // Bad alert configuration is found before anything starts.
+  const alerting = config.webhooksPath ? loadAlertingConfig(config.webhooksPath) : undefined;
+  const ctx = await openAuditor(config, alerting ? { alerts: createAlertPlanner(alerting.subscriptions, alerting.windowMs) } : {});
   const closers: (() => Promise<void>)[] = [() => ctx.close()];
   if (stopTelemetry) closers.push(stopTelemetry);
+  if (alerting) {
+    const deliverer = createDeliverer(ctx.store, alerting.subscriptions, {
+      ruleDescriptions: Object.fromEntries(ctx.policy.rules.map((r) => [r.id, r.description])),
+    });
+    deliverer.start();
+    closers.unshift(() => deliverer.close());
+    process.stderr.write(
+      `lineage-audit serve: alerts to ${alerting.subscriptions.filter((s) => s.enabled).length} webhook subscription(s) from ${config.webhooksPath}\n`,
+    );
+  }
   try {
     const server = await startIngestServer(ctx.processor, {
       port,
@@ -323,7 +339,64 @@ function portFlag(value: string): number {
   return n;
 }
 
-const COMMANDS: Record<string, (argv: string[], config: AppConfig) => Promise<number>> = { demo, ingest, affected, sql, serve };
+async function webhooks(argv: string[], _config: AppConfig): Promise<number> {
+  const { values, positionals } = args(argv, { secret: { type: "string" } }, true);
+  if (values.help) return (out(USAGE), 0);
+  if (positionals[0] !== "test" || positionals.length !== 2)
+    throw new UsageError("usage: lineage-audit webhooks test URL [--secret whsec_…]");
+  let url: URL;
+  try {
+    url = new URL(positionals[1] as string);
+  } catch {
+    throw new UsageError(`'${positionals[1]}' is not a URL`);
+  }
+  const secret = (values.secret as string | undefined) ?? process.env["LINEAGE_AUDIT_WEBHOOK_SECRET"];
+  if (!secret) throw new UsageError("webhooks test needs the receiver's signing secret: --secret whsec_… or LINEAGE_AUDIT_WEBHOOK_SECRET");
+  const key = parseSecret(secret, "--secret");
+  const id = `msg_test_${Date.now().toString(36)}`;
+  const body = JSON.stringify({
+    type: "lineage_audit.violation",
+    version: PAYLOAD_VERSION,
+    test: true,
+    webhookId: id,
+    rule: {
+      id: "security-contact-not-for-marketing",
+      severity: "critical",
+      mode: "enforce",
+      description: "A sample alert from lineage-audit webhooks test.",
+    },
+    service: "partner-audiences",
+    job: { namespace: "ads", name: "partner-audiences.match" },
+    runId: "sample-run",
+    purposeUsed: ["marketing.advertising.third_party.targeted"],
+    collectedFor: ["essential.service.security"],
+    dataCategories: ["user.contact.phone_number"],
+    lineagePath: null,
+    soFar: { subjects: 0, records: 0, violatingEvents: 0 },
+    window: { start: new Date().toISOString(), end: new Date().toISOString() },
+    firstViolation: null,
+    lastViolation: null,
+    traceId: null,
+    investigate: "lineage-audit affected --rule security-contact-not-for-marketing",
+  });
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...signWebhook([key], id, Math.floor(Date.now() / 1000), body) },
+      body,
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (cause) {
+    throw new ConfigError(`cannot reach ${url.origin}${url.pathname}: ${(cause as Error).message}`, { cause });
+  }
+  if (!res.ok)
+    throw new ConfigError(`the receiver at ${url.origin}${url.pathname} answered ${res.status} to a signed sample (webhook-id ${id})`);
+  out(`delivered a signed sample to ${url.origin}${url.pathname}: ${res.status} (webhook-id ${id})`);
+  return 0;
+}
+
+const COMMANDS: Record<string, (argv: string[], config: AppConfig) => Promise<number>> = { demo, ingest, affected, sql, serve, webhooks };
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const [command, ...rest] = argv;

@@ -1,0 +1,140 @@
+// `lineage-audit webhooks test` and `serve` with a subscriptions file, as operators run them.
+import { spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
+import { createServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { randomBytes } from "node:crypto";
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { Webhook } from "standardwebhooks";
+import { createEmitter, createHttpTransport } from "../../services/emitter/index.ts";
+import { core, HMAC_KEY, tempDir, waitFor } from "./helpers.ts";
+
+const BIN = new URL("../../bin/lineage-audit.mjs", import.meta.url).pathname;
+const dir = tempDir("lineage-whcli-");
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function receiver(answer: (res: ServerResponse) => void) {
+  const received: { headers: Record<string, string>; body: string }[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      received.push({ headers: req.headers as Record<string, string>, body: Buffer.concat(chunks).toString("utf8") });
+      answer(res);
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/alerts`, received, close: () => server.close() };
+}
+
+const env = () => ({ PATH: process.env["PATH"] ?? "", HOME: dir, LINEAGE_AUDIT_DATA: join(dir, "store") });
+
+/** Runs the CLI without blocking this process (the receiver lives here). */
+async function cli(args: string[]) {
+  const child = spawn(process.execPath, [BIN, ...args], { env: env(), stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+  const [status] = (await once(child, "exit")) as [number];
+  return { status, stdout, stderr };
+}
+
+describe("webhooks from the command line", () => {
+  it("sends a signed sample that standardwebhooks verifies, and says so in one line", async () => {
+    const r = await receiver((res) => res.writeHead(204).end());
+    const secret = `whsec_${randomBytes(32).toString("base64")}`;
+    const run = await cli(["webhooks", "test", r.url, "--secret", secret]);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/^delivered a signed sample to http:\/\/127\.0\.0\.1:\d+\/alerts: 204 \(webhook-id msg_test_\w+\)\n$/);
+    expect(r.received).toHaveLength(1);
+    expect(new Webhook(secret).verify(r.received[0]!.body, r.received[0]!.headers)).toMatchObject({ test: true, version: 1 });
+    r.close();
+    const bad = await cli(["webhooks", "test", r.url, "--secret", "whsec_c2hvcnQ="]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr.trim().split("\n")).toEqual([
+      "lineage-audit: --secret: the signing secret must hold at least 24 random bytes (it has 5)",
+    ]);
+  });
+
+  it("serve alerts a subscription when a violation arrives over HTTP", async () => {
+    const r = await receiver((res) => res.writeHead(200).end());
+    const secret = `whsec_${randomBytes(32).toString("base64")}`;
+    const file = join(dir, "webhooks.yaml");
+    writeFileSync(
+      file,
+      `subscriptions:\n  - id: privacy\n    url: ${r.url}\n    secret: ${secret}\n    rules: [security-contact-not-for-marketing]\n`,
+    );
+    const child = spawn(process.execPath, [BIN, "serve", "--port", "0"], {
+      env: { ...env(), LINEAGE_AUDIT_WEBHOOKS: file },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let log = "";
+    child.stderr?.on("data", (c: Buffer) => (log += c.toString()));
+    try {
+      await waitFor(async () => /POST (http:\/\/\S+)\/v1\/events/.test(log), 30_000, "serve to listen");
+      const url = /POST (http:\/\/\S+)\/v1\/events/.exec(log)![1]!;
+      expect(log).toContain(`alerts to 1 webhook subscription(s) from ${file}`);
+      const emitter = createEmitter(
+        { transport: createHttpTransport({ url }), pseudonymKey: HMAC_KEY, lingerMs: 1 },
+        { codec: core().codec },
+      );
+      const at = Date.parse("2019-06-01T12:00:00Z");
+      await emitter.emit({
+        kind: "COLLECT",
+        occurredAt: at,
+        service: "auth-service",
+        job: { namespace: "web", name: "2fa-enrolment" },
+        runId: "r",
+        outputs: [
+          {
+            namespace: "warehouse",
+            name: "security.two_factor",
+            fields: [{ name: "phone_number", categories: ["user.contact.phone_number"] }],
+          },
+        ],
+        purposes: ["essential.service.security"],
+        dataSubject: "customer",
+        subjects: ["+15555550199"],
+      });
+      await emitter.emit({
+        kind: "USE",
+        occurredAt: at + 1000,
+        service: "partner-audiences",
+        job: { namespace: "ads", name: "partner-audiences.match" },
+        runId: "nightly",
+        inputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "phone_number" }] }],
+        purposes: ["marketing.advertising.third_party.targeted"],
+        dataSubject: "customer",
+        subjects: ["+15555550199"],
+      });
+      await emitter.close();
+      await waitFor(async () => r.received.length > 0, 20_000, "the alert");
+      const alert = new Webhook(secret).verify(r.received[0]!.body, r.received[0]!.headers) as Record<string, unknown>;
+      expect(alert).toMatchObject({ rule: { id: "security-contact-not-for-marketing" }, runId: "nightly", soFar: { subjects: 1 } });
+      expect(r.received[0]!.body).not.toContain("15555550199");
+    } finally {
+      child.kill("SIGTERM");
+      await once(child, "exit");
+      r.close();
+    }
+    expect(r.received).toHaveLength(1);
+  });
+
+  it("refuses a bad subscriptions file at start-up with one line", () => {
+    const file = join(dir, "bad.yaml");
+    writeFileSync(file, "subscriptions:\n  - id: x\n    url: http://127.0.0.1:1/h\n    secret: not-a-secret\n");
+    const run = spawnSync(process.execPath, [BIN, "serve", "--port", "0"], {
+      env: { ...env(), LINEAGE_AUDIT_WEBHOOKS: file },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(run.status).toBe(1);
+    expect(run.stderr.trim().split("\n")).toEqual([
+      `lineage-audit: ${file}: subscriptions[0].secret: a signing secret must start with 'whsec_' (generate one: echo whsec_$(openssl rand -base64 32))`,
+    ]);
+  });
+});
