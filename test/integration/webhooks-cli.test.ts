@@ -124,6 +124,83 @@ describe("webhooks from the command line", () => {
     expect(r.received).toHaveLength(1);
   });
 
+  it("delivers, after a restart, an alert decided before serve was killed", async () => {
+    // A port with nobody listening yet: the receiver is down while the first serve runs.
+    const probe = createServer();
+    probe.listen(0, "127.0.0.1");
+    await once(probe, "listening");
+    const port = (probe.address() as AddressInfo).port;
+    probe.close();
+    const secret = `whsec_${randomBytes(32).toString("base64")}`;
+    const file = join(dir, "restart.yaml");
+    writeFileSync(
+      file,
+      `subscriptions:\n  - id: ops\n    url: http://127.0.0.1:${port}/alerts\n    secret: ${secret}\n    rules: [security-contact-not-for-marketing]\n`,
+    );
+    const start = () => {
+      const child = spawn(process.execPath, [BIN, "serve", "--port", "0"], {
+        env: { ...env(), LINEAGE_AUDIT_DATA: join(dir, "restart-store"), LINEAGE_AUDIT_WEBHOOKS: file },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      let log = "";
+      child.stderr?.on("data", (c: Buffer) => (log += c.toString()));
+      return { child, log: () => log };
+    };
+    const first = start();
+    await waitFor(async () => /POST (http:\/\/\S+)\/v1\/events/.test(first.log()), 30_000, "serve to listen");
+    const url = /POST (http:\/\/\S+)\/v1\/events/.exec(first.log())![1]!;
+    const emitter = createEmitter(
+      { transport: createHttpTransport({ url }), pseudonymKey: HMAC_KEY, lingerMs: 1 },
+      { codec: core().codec },
+    );
+    const at = Date.parse("2019-07-01T12:00:00Z");
+    await emitter.emit({
+      kind: "COLLECT",
+      occurredAt: at,
+      service: "auth-service",
+      job: { namespace: "web", name: "2fa-enrolment" },
+      runId: "r",
+      outputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "email", categories: ["user.contact.email"] }] }],
+      purposes: ["essential.service.authentication"],
+      dataSubject: "customer",
+      subjects: ["someone@example.com"],
+    });
+    await emitter.emit({
+      kind: "USE",
+      occurredAt: at + 1000,
+      service: "tailored-audiences",
+      job: { namespace: "ads", name: "tailored-audiences.match" },
+      runId: "r-restart",
+      inputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "email" }] }],
+      purposes: ["marketing.advertising.third_party.targeted"],
+      dataSubject: "customer",
+      subjects: ["someone@example.com"],
+    });
+    await emitter.close(); // answered: the violation and its alert are stored
+    first.child.kill("SIGKILL");
+    await once(first.child, "exit");
+
+    const received: string[] = [];
+    const r = createServer((req, res) => {
+      received.push(String(req.headers["webhook-id"]));
+      req.resume();
+      req.on("end", () => res.writeHead(200).end());
+    });
+    r.listen(port, "127.0.0.1");
+    await once(r, "listening");
+    const second = start();
+    try {
+      await waitFor(async () => received.length > 0, 30_000, "the alert after the restart");
+      await new Promise((res) => setTimeout(res, 1000));
+      expect(received).toHaveLength(1);
+      expect(received[0]).toMatch(/^msg_[0-9a-f]{32}$/);
+    } finally {
+      second.child.kill("SIGTERM");
+      await once(second.child, "exit");
+      r.close();
+    }
+  });
+
   it("refuses a bad subscriptions file at start-up with one line", () => {
     const file = join(dir, "bad.yaml");
     writeFileSync(file, "subscriptions:\n  - id: x\n    url: http://127.0.0.1:1/h\n    secret: not-a-secret\n");
