@@ -1,27 +1,19 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Table, type Store } from "../store/index.ts";
+import type { OutboxRow } from "../processor/index.ts";
 import type { Subscription } from "./subscriptions.ts";
 import { signWebhook } from "./signing.ts";
 
 export const PAYLOAD_VERSION = 1;
 const MAX_PAYLOAD_BYTES = 20_000;
 
-interface OutboxEntry {
-  webhook_id: string;
-  subscription_id: string;
-  rule_id: string;
-  severity: string;
-  mode: string;
-  service: string;
-  job_namespace: string;
-  job_name: string;
-  run_id: string;
+/** An outbox row as read back: times as ClickHouse text, plus the delivery progress. */
+type OutboxEntry = Omit<OutboxRow, "window_start" | "window_end" | "version"> & {
   window_start: string;
   window_end: string;
-  first_violation_id: string;
   attempts: number;
   created_at: string;
-}
+};
 
 export interface DelivererOptions {
   /** How often the outbox is polled. @default 250 */

@@ -215,23 +215,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     },
     async recentUses(limit) {
       if (limit <= 0) return [];
-      const rows = await query<{
-        event_id: string;
-        kind: string;
-        at: string;
-        service: string;
-        job_namespace: string;
-        job_name: string;
-        run_id: string;
-        input_fields: string[];
-        purposes: string[];
-        data_subject: string;
-        subjects: string[];
-        recipient: string;
-        recipient_external: number;
-        traceparent: string;
-        pseudonym_key_id: string;
-      }>(
+      const rows = await query<StoredUseRow>(
         `SELECT event_id, kind, toString(toUnixTimestamp64Milli(occurred_at)) AS at, service, job_namespace, job_name, run_id, input_fields,
                 purposes, data_subject, subjects, recipient, recipient_external, traceparent, pseudonym_key_id
          FROM (SELECT * FROM ${database}.${Table.events} FINAL WHERE kind IN ('USE', 'SHARE') AND verdict != 'unknown_provenance'
@@ -257,8 +241,8 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   };
 }
 
-/** A use or share as stored, rebuilt enough to be evaluated again (dataset ids are what matter). */
-function eventFromRow(r: {
+/** The columns of a stored use or share that evaluating it again needs. */
+interface StoredUseRow {
   event_id: string;
   kind: string;
   at: string;
@@ -274,7 +258,10 @@ function eventFromRow(r: {
   recipient_external: number;
   traceparent: string;
   pseudonym_key_id: string;
-}): DataAccessEvent {
+}
+
+/** A use or share as stored, rebuilt enough to be evaluated again (dataset ids are what matter). */
+function eventFromRow(r: StoredUseRow): DataAccessEvent {
   const inputs = new Map<string, { namespace: string; name: string; fields: { name: string; categories: string[] }[] }>();
   for (const f of r.input_fields) {
     const hash = f.lastIndexOf("#");

@@ -5,6 +5,7 @@ import { onTestFinished } from "vitest";
 import { createEventCodec, loadEventSchemas } from "../../services/codec/index.ts";
 import { loadFideslangTaxonomy } from "../../services/taxonomy/index.ts";
 import { DEFAULT_POLICY_PATH, loadPolicy } from "../../services/rules/index.ts";
+import type { EmitInput } from "../../services/emitter/index.ts";
 
 export const HMAC_KEY = "integration-test-key-0123456789abcdef";
 
@@ -52,4 +53,34 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs = 60_000,
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** The 2019 case as the emitter's inputs: a second factor collected for account security… */
+export function twoFactorCollect(at: number, subject: string, field: "phone_number" | "email" = "phone_number"): EmitInput {
+  return {
+    kind: "COLLECT",
+    occurredAt: at,
+    service: "auth-service",
+    job: { namespace: "web", name: "2fa-enrolment" },
+    runId: "r",
+    outputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: field, categories: [`user.contact.${field}`] }] }],
+    purposes: ["essential.service.security"],
+    dataSubject: "customer",
+    subjects: [subject],
+  };
+}
+
+/** …then matched for advertising by an audiences job. */
+export function adsMatch(at: number, subject: string, runId: string, field: "phone_number" | "email" = "phone_number"): EmitInput {
+  return {
+    kind: "USE",
+    occurredAt: at,
+    service: field === "email" ? "tailored-audiences" : "partner-audiences",
+    job: { namespace: "ads", name: field === "email" ? "tailored-audiences.match" : "partner-audiences.match" },
+    runId,
+    inputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: field }] }],
+    purposes: ["marketing.advertising.third_party.targeted"],
+    dataSubject: "customer",
+    subjects: [subject],
+  };
 }

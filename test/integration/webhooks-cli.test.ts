@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Webhook } from "standardwebhooks";
 import { createEmitter, createHttpTransport } from "../../services/emitter/index.ts";
-import { core, HMAC_KEY, tempDir, waitFor } from "./helpers.ts";
+import { adsMatch, core, HMAC_KEY, tempDir, twoFactorCollect, waitFor } from "./helpers.ts";
 
 const BIN = new URL("../../bin/lineage-audit.mjs", import.meta.url).pathname;
 const dir = tempDir("lineage-whcli-");
@@ -83,34 +83,8 @@ describe("webhooks from the command line", () => {
         { codec: core().codec },
       );
       const at = Date.parse("2019-06-01T12:00:00Z");
-      await emitter.emit({
-        kind: "COLLECT",
-        occurredAt: at,
-        service: "auth-service",
-        job: { namespace: "web", name: "2fa-enrolment" },
-        runId: "r",
-        outputs: [
-          {
-            namespace: "warehouse",
-            name: "security.two_factor",
-            fields: [{ name: "phone_number", categories: ["user.contact.phone_number"] }],
-          },
-        ],
-        purposes: ["essential.service.security"],
-        dataSubject: "customer",
-        subjects: ["+15555550199"],
-      });
-      await emitter.emit({
-        kind: "USE",
-        occurredAt: at + 1000,
-        service: "partner-audiences",
-        job: { namespace: "ads", name: "partner-audiences.match" },
-        runId: "nightly",
-        inputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "phone_number" }] }],
-        purposes: ["marketing.advertising.third_party.targeted"],
-        dataSubject: "customer",
-        subjects: ["+15555550199"],
-      });
+      await emitter.emit(twoFactorCollect(at, "+15555550199"));
+      await emitter.emit(adsMatch(at + 1000, "+15555550199", "nightly"));
       await emitter.close();
       await waitFor(async () => r.received.length > 0, 20_000, "the alert");
       const alert = new Webhook(secret).verify(r.received[0]!.body, r.received[0]!.headers) as Record<string, unknown>;
@@ -154,28 +128,8 @@ describe("webhooks from the command line", () => {
       { codec: core().codec },
     );
     const at = Date.parse("2019-07-01T12:00:00Z");
-    await emitter.emit({
-      kind: "COLLECT",
-      occurredAt: at,
-      service: "auth-service",
-      job: { namespace: "web", name: "2fa-enrolment" },
-      runId: "r",
-      outputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "email", categories: ["user.contact.email"] }] }],
-      purposes: ["essential.service.authentication"],
-      dataSubject: "customer",
-      subjects: ["someone@example.com"],
-    });
-    await emitter.emit({
-      kind: "USE",
-      occurredAt: at + 1000,
-      service: "tailored-audiences",
-      job: { namespace: "ads", name: "tailored-audiences.match" },
-      runId: "r-restart",
-      inputs: [{ namespace: "warehouse", name: "security.two_factor", fields: [{ name: "email" }] }],
-      purposes: ["marketing.advertising.third_party.targeted"],
-      dataSubject: "customer",
-      subjects: ["someone@example.com"],
-    });
+    await emitter.emit(twoFactorCollect(at, "someone@example.com", "email"));
+    await emitter.emit(adsMatch(at + 1000, "someone@example.com", "r-restart", "email"));
     await emitter.close(); // answered: the violation and its alert are stored
     first.child.kill("SIGKILL");
     await once(first.child, "exit");
