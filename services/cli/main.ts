@@ -3,7 +3,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, LineageAuditError } from "../errors/index.ts";
 import { createEventBuilder, createPseudonymizer } from "../emitter/index.ts";
 import { defaultScenarioOptions, runDemo, SCENARIO_RULE, expectedEvents } from "../demo/index.ts";
-import { affectedSummary, openStore } from "../store/index.ts";
+import { affectedSummary, openStore, subjectHistory } from "../store/index.ts";
 import { ingestFiles } from "../ingest/index.ts";
 import { startIngestServer } from "../api/index.ts";
 import { startKafkaProcessor, topicsOf } from "../kafka/index.ts";
@@ -27,6 +27,8 @@ Usage:
       Who and what a rule's violations concern, from the store.
   lineage-audit sql "SELECT ..." [--json]
       Run a read-only query against the store (anything that writes is refused).
+  lineage-audit subject ID [--json] [--pseudonymous]
+      Everything stored that touched one person's data (ID is pseudonymised with the key first).
   lineage-audit webhooks test URL [--secret whsec_…]
       Send a signed sample alert, so an operator can check a receiver.
   lineage-audit serve [--port N] [--host H]
@@ -339,6 +341,41 @@ function portFlag(value: string): number {
   return n;
 }
 
+async function subject(argv: string[], config: AppConfig): Promise<number> {
+  const { values, positionals } = args(argv, { json: { type: "boolean" }, pseudonymous: { type: "boolean" } }, true);
+  if (values.help) return (out(USAGE), 0);
+  if (positionals.length !== 1) throw new UsageError("subject takes one identifier, e.g. lineage-audit subject alice@example.com");
+  const raw = positionals[0] as string;
+  // The raw identifier is pseudonymised exactly as the emitters do; it is never stored or printed.
+  const id = values.pseudonymous ? raw : createPseudonymizer(requireHmacKey(config))(raw);
+  if (values.pseudonymous && !/^[0-9a-f]{32}$/.test(id)) throw new UsageError("--pseudonymous takes a 32-hex-digit pseudonym");
+  const store = await openStore(config.store);
+  try {
+    await store.migrate();
+    const history = await subjectHistory(store, id);
+    if (values.json) {
+      out(JSON.stringify({ subject: id, events: history }, null, 2));
+    } else if (history.length === 0) {
+      out(`nothing stored concerns subject ${id}`);
+    } else {
+      out(`subject ${id}: ${history.length} events`);
+      for (const h of history) {
+        const what =
+          h.kind === "COLLECT"
+            ? `collected ${h.categories.join(", ")} for ${h.purposes.join(", ")}`
+            : `${h.kind.toLowerCase()} for ${h.purposes.join(", ") || "-"}`;
+        const flag = h.violations.length > 0 ? `   VIOLATION: ${h.violations.join(", ")}` : "";
+        out(
+          `  ${h.occurredAt}  ${h.kind.padEnd(7)} ${h.service} (${h.job})  ${h.fields.join(", ") || h.datasets.join(", ")}  ${what}${h.recipient ? ` to ${h.recipient}` : ""}${flag}`,
+        );
+      }
+    }
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
+
 async function webhooks(argv: string[], _config: AppConfig): Promise<number> {
   const { values, positionals } = args(argv, { secret: { type: "string" } }, true);
   if (values.help) return (out(USAGE), 0);
@@ -396,7 +433,15 @@ async function webhooks(argv: string[], _config: AppConfig): Promise<number> {
   return 0;
 }
 
-const COMMANDS: Record<string, (argv: string[], config: AppConfig) => Promise<number>> = { demo, ingest, affected, sql, serve, webhooks };
+const COMMANDS: Record<string, (argv: string[], config: AppConfig) => Promise<number>> = {
+  demo,
+  ingest,
+  affected,
+  sql,
+  serve,
+  webhooks,
+  subject,
+};
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const [command, ...rest] = argv;

@@ -2,3 +2,5 @@ export { openStore, defaultStoreOptions, splitStatements, Table, MIGRATIONS_DIR 
 export type { Store, StoreOptions } from "./store.ts";
 export { affectedSummary } from "./queries.ts";
 export type { AffectedQuery, AffectedSummary } from "./queries.ts";
+export { subjectHistory } from "./subject.ts";
+export type { SubjectAccess } from "./subject.ts";

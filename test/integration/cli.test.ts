@@ -139,6 +139,29 @@ describe("lineage-audit CLI", () => {
     expect(JSON.parse(everything.stdout)[0].s).toHaveLength(2);
   });
 
+  it("lists exactly one subject's events for an access request, by the raw identifier", () => {
+    const env = { LINEAGE_AUDIT_HMAC_KEY: HMAC_KEY, LINEAGE_AUDIT_DATABASE: "nd" };
+    const r = cli(["subject", "alice@example.com", "--json"], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).not.toContain("alice@example.com");
+    const out = JSON.parse(r.stdout) as {
+      subject: string;
+      events: { eventId: string; kind: string; violations: string[]; purposes: string[] }[];
+    };
+    expect(out.subject).toMatch(/^[0-9a-f]{32}$/);
+    expect(out.events.map((e) => [e.eventId, e.kind, e.violations])).toEqual([
+      ["nd-1", "COLLECT", []],
+      ["nd-3", "USE", ["purpose-limitation", "security-contact-not-for-marketing"]],
+    ]);
+    const human = cli(["subject", "alice@example.com"], env);
+    expect(human.stdout).toMatch(/^subject [0-9a-f]{32}: 2 events\n/);
+    expect(human.stdout).toMatch(
+      /USE +partner-audiences \(ads\/partner-audiences\.match\).*VIOLATION: purpose-limitation, security-contact-not-for-marketing/,
+    );
+    expect(cli(["subject", "bob@example.com"], env).stdout).toMatch(/^nothing stored concerns subject [0-9a-f]{32}\n$/);
+    expectOneLineError(cli(["subject", "alice@example.com"], { LINEAGE_AUDIT_DATABASE: "nd" }), /LINEAGE_AUDIT_HMAC_KEY is not set/);
+  });
+
   it("ingests an Avro container file written with the older schema version", async () => {
     const file = join(dir, "events.avro");
     const v1 = JSON.parse(readFileSync(join(AVRO_SCHEMA_DIR, "data_access_event.v1.avsc"), "utf8")) as object;
