@@ -11,6 +11,8 @@ import { TaxonomyKind } from "../taxonomy/index.ts";
 import { hmacKeyOrEphemeral, openAuditor, parseConfig, requireHmacKey, type AppConfig } from "./context.ts";
 import { createProgress } from "./progress.ts";
 import { startTelemetry } from "./telemetry.ts";
+import { writeFileSync } from "node:fs";
+import { buildReport, renderHtml, renderJson, renderMarkdown } from "../report/index.ts";
 import { createAlertPlanner, createDeliverer, loadAlertingConfig, parseSecret, signWebhook, PAYLOAD_VERSION } from "../alerting/index.ts";
 import { formatSummary } from "./format.ts";
 
@@ -27,6 +29,8 @@ Usage:
       Who and what a rule's violations concern, from the store.
   lineage-audit sql "SELECT ..." [--json]
       Run a read-only query against the store (anything that writes is refused).
+  lineage-audit report --rule ID [--from DATE] [--to DATE] [--format md|json|html] [-o FILE]
+      An incident report shaped like a GDPR Art. 33 notification, with the lineage path and a chart.
   lineage-audit subject ID [--json] [--pseudonymous]
       Everything stored that touched one person's data (ID is pseudonymised with the key first).
   lineage-audit webhooks test URL [--secret whsec_…]
@@ -341,6 +345,51 @@ function portFlag(value: string): number {
   return n;
 }
 
+async function report(argv: string[], config: AppConfig): Promise<number> {
+  const { values } = args(
+    argv,
+    {
+      rule: { type: "string" },
+      from: { type: "string" },
+      to: { type: "string" },
+      format: { type: "string" },
+      output: { type: "string", short: "o" },
+    },
+    false,
+  );
+  if (values.help) return (out(USAGE), 0);
+  const rule = values.rule as string | undefined;
+  if (!rule) throw new UsageError("report needs --rule ID");
+  const format = (values.format as string | undefined) ?? "md";
+  if (format !== "md" && format !== "json" && format !== "html") throw new UsageError(`--format must be md, json or html, not '${format}'`);
+  const from = dateFlag(values.from as string | undefined, "--from");
+  const to = dateFlag(values.to as string | undefined, "--to");
+  const ctx = await openAuditor(config);
+  try {
+    const known = [ctx.policy.purposeLimitation, ...ctx.policy.rules];
+    const found = known.find((r) => r.id === rule);
+    if (!found) throw new UsageError(`no rule '${rule}' in ${ctx.policy.source} (rules: ${known.map((r) => r.id).join(", ")})`);
+    const description =
+      "description" in found ? found.description : "Data used outside the purposes it was collected for (purpose limitation).";
+    const data = await buildReport(
+      ctx.store,
+      { ruleId: rule, ...(from ? { from } : {}), ...(to ? { to } : {}) },
+      { ...found, description },
+    );
+    const text = format === "json" ? renderJson(data) : format === "html" ? renderHtml(data) : renderMarkdown(data);
+    const file = values.output as string | undefined;
+    if (file) {
+      writeFileSync(file, text);
+      out(`wrote ${file}`);
+    } else {
+      process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+    }
+    return 0;
+  } finally {
+    await ctx.close();
+  }
+}
+
 async function subject(argv: string[], config: AppConfig): Promise<number> {
   const { values, positionals } = args(argv, { json: { type: "boolean" }, pseudonymous: { type: "boolean" } }, true);
   if (values.help) return (out(USAGE), 0);
@@ -441,6 +490,7 @@ const COMMANDS: Record<string, (argv: string[], config: AppConfig) => Promise<nu
   serve,
   webhooks,
   subject,
+  report,
 };
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {

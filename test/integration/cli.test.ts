@@ -93,6 +93,45 @@ describe("lineage-audit CLI", () => {
     expect(r.stderr).toMatch(/events █+/);
   });
 
+  it("writes an incident report whose numbers equal the planted ground truth, as Markdown, JSON and HTML", () => {
+    const demo = cli(["demo", "--users", "2500", "--json"]);
+    expect(demo.code, demo.stderr).toBe(0);
+    const truth = (JSON.parse(demo.stdout) as { groundTruth: { affectedUsers: number; affectedRecords: number; violatingEvents: number } })
+      .groundTruth;
+    const env = { LINEAGE_AUDIT_DATABASE: "demo" };
+    const json = cli(["report", "--rule", "security-contact-not-for-marketing", "--format", "json"], env);
+    expect(json.code, json.stderr).toBe(0);
+    const report = JSON.parse(json.stdout) as {
+      summary: { subjects: number; records: number; violationEvents: number };
+      timeline: { totalSubjects: number }[];
+      path: unknown[];
+    };
+    expect(report.summary).toMatchObject({
+      subjects: truth.affectedUsers,
+      records: truth.affectedRecords,
+      violationEvents: truth.violatingEvents,
+    });
+    expect(report.timeline.at(-1)?.totalSubjects).toBe(truth.affectedUsers);
+    expect(report.path).toHaveLength(5);
+    const fmt = (v: number) => v.toLocaleString("en-US");
+    const md = cli(["report", "--rule", "security-contact-not-for-marketing"], env);
+    expect(md.stdout).toContain(`| Number of data subjects (exact) | ${fmt(truth.affectedUsers)} |`);
+    expect(md.stdout).toContain(`| Number of personal data records (exact; subject × data category) | ${fmt(truth.affectedRecords)} |`);
+    expect(md.stdout).toContain("```mermaid\nflowchart TD");
+    const file = join(dir, "report.html");
+    const html = cli(["report", "--rule", "security-contact-not-for-marketing", "--format", "html", "-o", file], env);
+    expect(html.code, html.stderr).toBe(0);
+    const page = readFileSync(file, "utf8");
+    expect(page).toContain(`<tr><th>Number of data subjects (exact)</th><td>${fmt(truth.affectedUsers)}</td></tr>`);
+    expect(page).toMatch(/<svg id="lineage"[\s\S]*<svg id="chart"/);
+    expect(page).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/);
+    expectOneLineError(
+      cli(["report", "--rule", "security-contact-not-for-marketing", "--format", "pdf"], env),
+      /--format must be md, json or html, not 'pdf'/,
+      2,
+    );
+  });
+
   it("ingests NDJSON, stores the good lines, and names each bad line on stderr", () => {
     const file = join(dir, "events.ndjson");
     writeFileSync(

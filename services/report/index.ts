@@ -1,0 +1,3 @@
+export { buildReport } from "./report.ts";
+export type { IncidentReport } from "./report.ts";
+export { renderHtml, renderJson, renderMarkdown } from "./render.ts";

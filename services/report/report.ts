@@ -1,0 +1,58 @@
+import { affectedSummary, type AffectedQuery, type AffectedSummary, type Store } from "../store/index.ts";
+import { Table } from "../store/index.ts";
+import type { Rule } from "../rules/index.ts";
+
+/** An incident report shaped like a GDPR Art. 33 notification, built from the store. */
+export interface IncidentReport {
+  generatedAt: string;
+  rule: { id: string; description: string; severity: string; mode: string };
+  summary: AffectedSummary;
+  subjectTypes: string[];
+  /** Distinct subjects first affected per week, and the running total. */
+  timeline: { week: string; newSubjects: number; totalSubjects: number }[];
+  /** The most frequent lineage path, hop by hop. */
+  path: { kind: string; label: string }[];
+}
+
+export async function buildReport(
+  store: Store,
+  q: AffectedQuery,
+  rule: Pick<Rule, "id" | "description" | "severity" | "mode"> | undefined,
+): Promise<IncidentReport> {
+  const summary = await affectedSummary(store, q);
+  const db = store.database;
+  const params = { rule: q.ruleId, from: q.from ?? "1970-01-01", to: q.to ?? "2299-12-31" };
+  const window = `rule_id = {rule:String} AND occurred_at >= parseDateTime64BestEffort({from:String}, 3, 'UTC') AND occurred_at < parseDateTime64BestEffort({to:String}, 3, 'UTC')`;
+  const weeks = await store.query<{ week: string; n: string }>(
+    `SELECT toString(toMonday(first_seen)) AS week, count() AS n
+     FROM (SELECT subject_id, min(occurred_at) AS first_seen FROM ${db}.${Table.violationSubjects} WHERE ${window} GROUP BY subject_id)
+     GROUP BY week ORDER BY week`,
+    params,
+  );
+  let total = 0;
+  const timeline = weeks.map((w) => {
+    total += Number(w.n);
+    return { week: w.week, newSubjects: Number(w.n), totalSubjects: total };
+  });
+  const [types] = await store.query<{ t: string[] }>(
+    `SELECT groupUniqArray(data_subject) AS t FROM ${db}.${Table.violations} WHERE ${window}`,
+    params,
+  );
+  const path = (summary.paths[0]?.path ?? "")
+    .split(" ⇒ ")
+    .filter(Boolean)
+    .map((hop) => ({ kind: hop.split(" ")[0] ?? "", label: hop }));
+  return {
+    generatedAt: new Date().toISOString(),
+    rule: {
+      id: q.ruleId,
+      description: rule?.description ?? "",
+      severity: summary.severity ?? rule?.severity ?? "",
+      mode: summary.mode ?? rule?.mode ?? "",
+    },
+    summary,
+    subjectTypes: (types?.t ?? []).sort(),
+    timeline,
+    path,
+  };
+}
