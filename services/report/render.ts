@@ -77,7 +77,7 @@ function pathSvg(r: IncidentReport): string {
     .map((hop, i) => {
       const y = i * (boxH + gap);
       const colour = hop.kind === "COLLECT" ? "#2e86c1" : hop.kind === "USE" || hop.kind === "SHARE" ? "#c0392b" : "#7f8c8d";
-      const label = hop.label.length > 110 ? `${hop.label.slice(0, 107)}…` : hop.label;
+      const label = hop.label.length > 94 ? `${hop.label.slice(0, 93)}…` : hop.label; // what a 700 px box holds in 12 px monospace
       const arrow = i > 0 ? `<line x1="${w / 2}" y1="${y - gap}" x2="${w / 2}" y2="${y - 4}" stroke="#333" marker-end="url(#arrow)"/>` : "";
       return `${arrow}<rect x="4" y="${y}" width="${w - 8}" height="${boxH}" rx="6" fill="white" stroke="${colour}" stroke-width="2"/><text x="14" y="${y + 27}" font-size="12" font-family="monospace">${esc(label)}</text>`;
     })
