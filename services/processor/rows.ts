@@ -90,6 +90,8 @@ export interface ViolationRow {
   trace_id: string;
   late_lineage: number;
   reason: string;
+  /** 1 when found by a replay over stored history. */
+  retroactive?: number;
 }
 
 export interface PathRow {

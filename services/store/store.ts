@@ -62,6 +62,8 @@ export interface Store extends AuditSink {
    * lineage arrives, as the one before it would have.
    */
   recentUses(limit: number): Promise<{ event: DataAccessEvent; rules: string[] }[]>;
+  /** Stored uses and shares after a cursor, in (occurred_at, event_id) order, rebuilt as events. */
+  usesAfter(cursor: { at: number; eventId: string }, window: { from: number; to: number }, limit: number): Promise<DataAccessEvent[]>;
   close(): Promise<void>;
 }
 
@@ -234,6 +236,19 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         rules.set(r.event_id, r.rules);
       }
       return rows.map((r) => ({ event: eventFromRow(r), rules: rules.get(r.event_id) ?? [] }));
+    },
+    async usesAfter(cursor, window, limit) {
+      const rows = await query<StoredUseRow>(
+        `SELECT event_id, kind, toString(toUnixTimestamp64Milli(occurred_at)) AS at, service, job_namespace, job_name, run_id, input_fields,
+                purposes, data_subject, subjects, recipient, recipient_external, traceparent, pseudonym_key_id
+         FROM ${database}.${Table.events} FINAL
+         WHERE kind IN ('USE', 'SHARE')
+           AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+           AND (occurred_at, event_id) > (fromUnixTimestamp64Milli({at:Int64}, 'UTC'), {id:String})
+         ORDER BY occurred_at, event_id LIMIT {limit:UInt32}`,
+        { from: window.from, to: window.to, at: cursor.at, id: cursor.eventId, limit },
+      );
+      return rows.map(eventFromRow);
     },
     async close() {
       await client.close();

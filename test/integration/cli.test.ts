@@ -132,6 +132,51 @@ describe("lineage-audit CLI", () => {
     );
   });
 
+  it("replays a rule added after the fact over the stored history: it finds exactly the planted misuse, and a second replay adds nothing", () => {
+    const demo = cli(["demo", "--users", "2500", "--json"]);
+    expect(demo.code, demo.stderr).toBe(0);
+    const truth = (JSON.parse(demo.stdout) as { groundTruth: { affectedUsers: number; violatingEvents: number; lastViolation: string } })
+      .groundTruth;
+    const rules = join(dir, "after-the-fact.yaml");
+    writeFileSync(
+      rules,
+      [
+        "version: 1",
+        "purposeLimitation: { enabled: false }",
+        "rules:",
+        "  - id: no-2fa-data-for-audiences",
+        "    description: Written after the incident.",
+        "    effect: deny",
+        "    severity: critical",
+        "    match:",
+        "      collectedFor: [essential.service.security]",
+        "      usedFor: [marketing.advertising]",
+        "",
+      ].join("\n"),
+    );
+    const env = { LINEAGE_AUDIT_DATABASE: "demo" };
+    const first = cli(["replay", "--rules", rules, "--json"], env);
+    expect(first.code, first.stderr).toBe(0);
+    const r1 = JSON.parse(first.stdout) as { events: number; violations: number; done: boolean };
+    expect(r1.done).toBe(true);
+    expect(r1.violations).toBe(truth.violatingEvents);
+    const affected = cli(["affected", "--rule", "no-2fa-data-for-audiences", "--json"], { ...env, LINEAGE_AUDIT_RULES: rules });
+    expect(JSON.parse(affected.stdout)).toMatchObject({ subjects: truth.affectedUsers, violationEvents: truth.violatingEvents });
+    const marked = cli(
+      ["sql", "SELECT min(retroactive) AS lo, count() AS n FROM violations_v1 FINAL WHERE rule_id = 'no-2fa-data-for-audiences'", "--json"],
+      env,
+    );
+    expect(JSON.parse(marked.stdout)).toEqual([{ lo: 1, n: truth.violatingEvents }]);
+
+    const second = cli(["replay", "--rules", rules, "--json"], env);
+    expect(JSON.parse(second.stdout)).toMatchObject({ alreadyDone: true, violations: 0 });
+    const again = cli(["sql", "SELECT count() AS n FROM violations_v1 FINAL WHERE rule_id = 'no-2fa-data-for-audiences'", "--json"], env);
+    expect(JSON.parse(again.stdout)).toEqual([{ n: truth.violatingEvents }]);
+    // Before the misuse began, the same rule finds nothing.
+    const before = cli(["replay", "--rules", rules, "--to", "2019-01-01", "--json"], env);
+    expect(JSON.parse(before.stdout)).toMatchObject({ violations: 0, done: true });
+  });
+
   it("ingests NDJSON, stores the good lines, and names each bad line on stderr", () => {
     const file = join(dir, "events.ndjson");
     writeFileSync(

@@ -66,6 +66,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "004_violations_v1.sql",
       "005_findings_v1.sql",
       "006_webhooks_v1.sql",
+      "007_replay_v1.sql",
     ]);
   });
 

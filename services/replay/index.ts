@@ -1,0 +1,2 @@
+export { replayRules } from "./replay.ts";
+export type { ReplayOptions, ReplayResult } from "./replay.ts";
