@@ -4,3 +4,5 @@ export { affectedSummary } from "./queries.ts";
 export type { AffectedQuery, AffectedSummary } from "./queries.ts";
 export { subjectHistory } from "./subject.ts";
 export type { SubjectAccess } from "./subject.ts";
+export { fastAffectedCount } from "./fast.ts";
+export type { FastCount } from "./fast.ts";

@@ -2,7 +2,7 @@
 // writes, the affected-users answer, read-only queries, lineage restored after a restart.
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openStore, affectedSummary, Table, type Store } from "../../services/store/index.ts";
+import { openStore, affectedSummary, fastAffectedCount, Table, type Store } from "../../services/store/index.ts";
 import { createProcessor } from "../../services/processor/index.ts";
 import { createEmitter, createInProcessTransport, createMemoryTransport } from "../../services/emitter/index.ts";
 import { emptyGroundTruth, generateScenario, SCENARIO_RULE } from "../../services/demo/index.ts";
@@ -67,6 +67,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "005_findings_v1.sql",
       "006_webhooks_v1.sql",
       "007_replay_v1.sql",
+      "008_affected_daily_v1.sql",
     ]);
   });
 
@@ -94,6 +95,18 @@ describe("store on the real ClickHouse engine (chDB)", () => {
     }
     expect(await counts(store)).toEqual(first);
     expect(await affectedSummary(store, { ruleId: SCENARIO_RULE })).toEqual(summary);
+  });
+
+  it("gives the same affected count from the daily aggregate views, exact and approximate", async () => {
+    const raw = await affectedSummary(store, { ruleId: SCENARIO_RULE });
+    const fast = await fastAffectedCount(store, { ruleId: SCENARIO_RULE });
+    expect(fast.exact).toBe(raw.subjects);
+    expect(fast.records).toBe(raw.records);
+    expect(Math.abs(fast.approximate - raw.subjects) / raw.subjects).toBeLessThan(0.05);
+    const january = await affectedSummary(store, { ruleId: SCENARIO_RULE, from: "2019-01-01", to: "2019-02-01" });
+    expect((await fastAffectedCount(store, { ruleId: SCENARIO_RULE, from: "2019-01-01", to: "2019-02-01" })).exact).toBe(january.subjects);
+    const phones = await affectedSummary(store, { ruleId: SCENARIO_RULE, category: "user.contact.phone_number" });
+    expect((await fastAffectedCount(store, { ruleId: SCENARIO_RULE, category: "user.contact.phone_number" })).exact).toBe(phones.subjects);
   });
 
   it("narrows the answer to a data category and a time window", async () => {
