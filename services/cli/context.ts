@@ -26,6 +26,8 @@ export interface AppConfig {
   kafkaGroupId: string;
   /** This instance's name in the group. @default "<hostname>-<pid>" */
   instanceId: string;
+  /** LINEAGE_AUDIT_ANALYST_USER/_PASSWORD/_PORT: the read-only ClickHouse HTTP interface of `serve`. */
+  analyst?: { user: string; password: string; port: number };
   /** LINEAGE_AUDIT_WEBHOOKS: the alert subscriptions file, when alerts are wanted. */
   webhooksPath?: string;
   /** KAFKA_SESSION_TIMEOUT_MS: how soon a dead instance's partitions move. @default 10000 */
@@ -59,6 +61,16 @@ export function parseConfig(env: NodeJS.ProcessEnv): AppConfig {
   if (env["LINEAGE_AUDIT_HMAC_KEY"]) config.hmacKey = env["LINEAGE_AUDIT_HMAC_KEY"];
   if (env["LINEAGE_AUDIT_INGEST_TOKEN"]) config.ingestToken = env["LINEAGE_AUDIT_INGEST_TOKEN"];
   if (env["LINEAGE_AUDIT_WEBHOOKS"]) config.webhooksPath = env["LINEAGE_AUDIT_WEBHOOKS"];
+  if (env["LINEAGE_AUDIT_ANALYST_PASSWORD"]) {
+    const analystPort = Number(env["LINEAGE_AUDIT_ANALYST_PORT"] ?? 8124);
+    if (!Number.isInteger(analystPort) || analystPort < 0 || analystPort > 65535)
+      throw new ConfigError("LINEAGE_AUDIT_ANALYST_PORT must be a port number (0-65535)");
+    config.analyst = {
+      user: env["LINEAGE_AUDIT_ANALYST_USER"] ?? "analyst",
+      password: env["LINEAGE_AUDIT_ANALYST_PASSWORD"],
+      port: analystPort,
+    };
+  }
   return config;
 }
 

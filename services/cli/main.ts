@@ -5,7 +5,7 @@ import { createEventBuilder, createPseudonymizer } from "../emitter/index.ts";
 import { defaultScenarioOptions, runDemo, SCENARIO_RULE, expectedEvents } from "../demo/index.ts";
 import { affectedSummary, fastAffectedCount, openStore, subjectHistory } from "../store/index.ts";
 import { ingestFiles } from "../ingest/index.ts";
-import { startIngestServer } from "../api/index.ts";
+import { startAnalystServer, startIngestServer } from "../api/index.ts";
 import { startKafkaProcessor, topicsOf } from "../kafka/index.ts";
 import { TaxonomyKind } from "../taxonomy/index.ts";
 import { hmacKeyOrEphemeral, openAuditor, parseConfig, requireHmacKey, type AppConfig } from "./context.ts";
@@ -51,6 +51,7 @@ Environment:
   LINEAGE_AUDIT_HMAC_KEY   pseudonymisation key, >= 32 bytes (hex/base64/text)
   LINEAGE_AUDIT_PORT, LINEAGE_AUDIT_INGEST_TOKEN   for serve
   LINEAGE_AUDIT_WEBHOOKS   alert subscriptions file for serve (see README)
+  LINEAGE_AUDIT_ANALYST_PASSWORD [_USER, _PORT]   serve's read-only ClickHouse HTTP interface
   KAFKA_BROKERS, KAFKA_GROUP_ID, LINEAGE_AUDIT_INSTANCE_ID, KAFKA_TOPIC_EVENTS, KAFKA_TOPIC_DLQ,
   KAFKA_TOPIC_LINEAGE, KAFKA_PARTITIONS, KAFKA_SASL_MECHANISM/USERNAME/PASSWORD, KAFKA_SSL,
   KAFKA_SSL_CA_FILE/CERT_FILE/KEY_FILE   Kafka for serve (see README)
@@ -342,6 +343,11 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
     process.stderr.write(
       `lineage-audit serve: POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database})\n`,
     );
+    if (config.analyst) {
+      const analyst = await startAnalystServer(ctx.store, { ...config.analyst, host: (values.host as string | undefined) ?? "127.0.0.1" });
+      closers.unshift(() => analyst.close());
+      process.stderr.write(`lineage-audit serve: read-only ClickHouse HTTP interface at ${analyst.url} (user ${config.analyst.user})\n`);
+    }
     if (config.kafka) {
       const kafka = await startKafkaProcessor(
         config.kafka,

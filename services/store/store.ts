@@ -54,6 +54,8 @@ export interface Store extends AuditSink {
    * server, run with `readonly=1` as well).
    */
   queryReadOnly<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
+  /** The same check, then the statement's own output as text (in the FORMAT it names). */
+  queryTextReadOnly(sql: string, params?: Record<string, unknown>): Promise<string>;
   /** Stored lineage facts in time order, to rebuild the lineage graph after a restart. */
   lineageFacts(): AsyncIterable<DataAccessEvent>;
   /**
@@ -139,7 +141,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     }
   }
 
-  async function queryReadOnly<T>(sql: string, params?: Record<string, unknown>): Promise<T[]> {
+  async function checkReadOnly(sql: string, params?: Record<string, unknown>): Promise<string> {
     const statement = singleStatement(sql);
     const [row] = await query<{ explain: string } | string>(`EXPLAIN AST ${statement}`, params);
     // A server answers {"explain": "..."} rows; chDB's connection may hand back the bare line.
@@ -148,7 +150,27 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       const kind = root.trim().split(/\s/)[0] || "statement";
       throw new StoreError(`the query would write to the store (${kind}); ${READ_ONLY_HINT}`, { context: { refused: true, kind } });
     }
-    return query<T>(statement, params, true);
+    return statement;
+  }
+
+  async function queryReadOnly<T>(sql: string, params?: Record<string, unknown>): Promise<T[]> {
+    return query<T>(await checkReadOnly(sql, params), params, true);
+  }
+
+  async function queryTextReadOnly(sql: string, params?: Record<string, unknown>): Promise<string> {
+    const statement = await checkReadOnly(sql, params);
+    try {
+      const result = await (readClient ? readClient() : client).exec({
+        query: statement,
+        ...(params ? { query_params: params } : {}),
+        ...(options.url ? { clickhouse_settings: { readonly: "1" } } : {}),
+      });
+      let text = "";
+      for await (const chunk of result.stream) text += Buffer.from(chunk as Uint8Array).toString("utf8");
+      return text;
+    } catch (cause) {
+      throw new StoreError(`query failed: ${(cause as Error).message.trim()}`, { cause });
+    }
   }
 
   async function insert(table: string, rows: readonly object[]): Promise<void> {
@@ -198,6 +220,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     },
     query: (sql, params) => query(sql, params, false),
     queryReadOnly,
+    queryTextReadOnly,
     async write(batch: AuditBatch) {
       // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
       await insert(Table.facts, batch.facts);
