@@ -1,6 +1,6 @@
 // lineage-audit command line. The only place that reads process.env and argv.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ConfigError, LineageAuditError } from "../errors/index.ts";
+import { ConfigError, LineageAuditError, StoreError } from "../errors/index.ts";
 import { createEventBuilder, createPseudonymizer } from "../emitter/index.ts";
 import { defaultScenarioOptions, runDemo, SCENARIO_RULE, expectedEvents } from "../demo/index.ts";
 import { affectedSummary, fastAffectedCount, openStore, subjectHistory } from "../store/index.ts";
@@ -11,7 +11,9 @@ import { TaxonomyKind } from "../taxonomy/index.ts";
 import { hmacKeyOrEphemeral, openAuditor, parseConfig, requireHmacKey, type AppConfig } from "./context.ts";
 import { createProgress } from "./progress.ts";
 import { startTelemetry } from "./telemetry.ts";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
 import { loadPolicy } from "../rules/index.ts";
 import { replayRules } from "../replay/index.ts";
 import { buildReport, renderHtml, renderJson, renderMarkdown } from "../report/index.ts";
@@ -288,6 +290,11 @@ async function sql(argv: string[], config: AppConfig): Promise<number> {
   if (values.help) return (out(USAGE), 0);
   if (positionals.length !== 1)
     throw new UsageError('sql takes one quoted statement, e.g. lineage-audit sql "SELECT count() FROM events_v1"');
+  const viaServer = await queryThroughServe(config, positionals[0] as string);
+  if (viaServer) {
+    out(values.json ? JSON.stringify(viaServer) : formatTable(viaServer));
+    return 0;
+  }
   const store = await openStore(config.store);
   try {
     await store.migrate();
@@ -297,6 +304,48 @@ async function sql(argv: string[], config: AppConfig): Promise<number> {
     return 0;
   } finally {
     await store.close();
+  }
+}
+
+/** Where a running `serve` says analysts can reach the embedded store it holds. */
+function serveFile(config: AppConfig): string | undefined {
+  return config.store.url ? undefined : join(resolve(config.store.path ?? ".lineage-audit/store"), "serve.json");
+}
+
+/**
+ * An embedded store belongs to one process: when `serve` holds it, `sql` asks that process over
+ * its read-only HTTP interface instead (undefined when no live serve holds the store).
+ */
+async function queryThroughServe(config: AppConfig, sql: string): Promise<Record<string, unknown>[] | undefined> {
+  const file = serveFile(config);
+  if (!file || !existsSync(file)) return undefined;
+  const held = JSON.parse(readFileSync(file, "utf8")) as { pid: number; analystUrl?: string; user?: string };
+  try {
+    process.kill(held.pid, 0);
+  } catch {
+    return undefined; // a stale file: that serve is gone
+  }
+  if (!held.analystUrl)
+    throw new ConfigError(
+      `the store is held by a running serve (pid ${held.pid}) without its analyst interface: start it with LINEAGE_AUDIT_ANALYST_PASSWORD to query while it runs`,
+    );
+  if (!config.analyst)
+    throw new ConfigError(
+      `the store is held by a running serve (pid ${held.pid}): set LINEAGE_AUDIT_ANALYST_PASSWORD (and _USER) to query through ${held.analystUrl}`,
+    );
+  // The client would log the failure itself; the CLI says it once, in its own line.
+  const client = createClient({
+    url: held.analystUrl,
+    username: config.analyst.user,
+    password: config.analyst.password,
+    log: { level: ClickHouseLogLevel.OFF },
+  });
+  try {
+    return await (await client.query({ query: sql, format: "JSONEachRow" })).json<Record<string, unknown>>();
+  } catch (cause) {
+    throw new StoreError((cause as Error).message.split("\n")[0] ?? "query failed", { cause });
+  } finally {
+    await client.close();
   }
 }
 
@@ -343,10 +392,18 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
     process.stderr.write(
       `lineage-audit serve: POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database})\n`,
     );
+    // Tells `sql` that this process holds the store, and where to ask instead.
+    let analystUrl: string | undefined;
     if (config.analyst) {
       const analyst = await startAnalystServer(ctx.store, { ...config.analyst, host: (values.host as string | undefined) ?? "127.0.0.1" });
       closers.unshift(() => analyst.close());
       process.stderr.write(`lineage-audit serve: read-only ClickHouse HTTP interface at ${analyst.url} (user ${config.analyst.user})\n`);
+      analystUrl = analyst.url;
+    }
+    const file = serveFile(config);
+    if (file) {
+      writeFileSync(file, JSON.stringify({ pid: process.pid, ...(analystUrl ? { analystUrl } : {}) }));
+      closers.unshift(async () => rmSync(file, { force: true }));
     }
     if (config.kafka) {
       const kafka = await startKafkaProcessor(

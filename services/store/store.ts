@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join, resolve } from "node:path";
-import { createClient, type ClickHouseClient } from "@clickhouse/client";
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from "@clickhouse/client";
 import { createChdbConnection } from "chdb/connection";
 import { StoreError, ConfigError } from "../errors/index.ts";
 import type { DataAccessEvent } from "../codec/index.ts";
@@ -91,6 +91,8 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       url: `${url.protocol}//${url.host}${url.pathname}`,
       username: options.username ?? (decodeURIComponent(url.username) || "default"),
       password: options.password ?? decodeURIComponent(url.password),
+      // Failures become StoreErrors with one clear message; the client need not log them too.
+      log: { level: ClickHouseLogLevel.OFF },
     };
     client = createClient(serverConfig);
     let scoped: ClickHouseClient | undefined;
@@ -103,7 +105,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       // chdb types its connection against its own copy of @clickhouse/client-common; the
       // runtime contract is the client's `connection` hook.
       const connection = createChdbConnection({ path }) as unknown as NonNullable<Parameters<typeof createClient>[0]>["connection"];
-      client = createClient({ connection });
+      client = createClient({ connection, log: { level: ClickHouseLogLevel.OFF } });
     } catch (cause) {
       throw new StoreError(`cannot open the embedded store at ${path}: ${(cause as Error).message}`, { cause, context: { path } });
     }
