@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { Table, type Store } from "../store/index.ts";
+import { storedTimeToIso, Table, type Store } from "../store/index.ts";
 import type { OutboxRow } from "../processor/index.ts";
 import type { Subscription } from "./subscriptions.ts";
 import { signWebhook } from "./signing.ts";
@@ -67,9 +67,9 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
       values: [
         {
           ...e,
-          window_start: Date.parse(`${e.window_start.replace(" ", "T")}Z`),
-          window_end: Date.parse(`${e.window_end.replace(" ", "T")}Z`),
-          created_at: Date.parse(`${e.created_at.replace(" ", "T")}Z`),
+          window_start: Date.parse(storedTimeToIso(e.window_start)),
+          window_end: Date.parse(storedTimeToIso(e.window_end)),
+          created_at: Date.parse(storedTimeToIso(e.created_at)),
           state,
           attempts,
           last_status: status,
@@ -125,9 +125,9 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
       dataCategories: v?.categories ?? [],
       lineagePath: { ...lineage, paths: lineage.paths.slice(0, 2) },
       soFar: { subjects: Number(counts?.subjects ?? 0), records: Number(counts?.records ?? 0), violatingEvents: Number(v?.events ?? 0) },
-      window: { start: `${e.window_start.replace(" ", "T")}Z`, end: `${e.window_end.replace(" ", "T")}Z` },
-      firstViolation: v?.first ? `${v.first.replace(" ", "T")}Z` : null,
-      lastViolation: v?.last ? `${v.last.replace(" ", "T")}Z` : null,
+      window: { start: storedTimeToIso(e.window_start), end: storedTimeToIso(e.window_end) },
+      firstViolation: v?.first ? storedTimeToIso(v.first) : null,
+      lastViolation: v?.last ? storedTimeToIso(v.last) : null,
       traceId: v?.trace_id || null,
       investigate: `lineage-audit affected --rule ${e.rule_id} --from ${day(e.window_start)} --to ${day(e.window_end)}T23:59:59Z`,
     };

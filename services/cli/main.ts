@@ -8,6 +8,7 @@ import { ingestFiles } from "../ingest/index.ts";
 import { startAnalystServer, startIngestServer } from "../api/index.ts";
 import { startKafkaProcessor, topicsOf } from "../kafka/index.ts";
 import { TaxonomyKind } from "../taxonomy/index.ts";
+import { PSEUDONYM_PATTERN } from "../codec/index.ts";
 import { hmacKeyOrEphemeral, openAuditor, parseConfig, requireHmacKey, type AppConfig } from "./context.ts";
 import { createProgress } from "./progress.ts";
 import { startTelemetry } from "./telemetry.ts";
@@ -537,7 +538,7 @@ async function subject(argv: string[], config: AppConfig): Promise<number> {
   const raw = positionals[0] as string;
   // The raw identifier is pseudonymised exactly as the emitters do; it is never stored or printed.
   const id = values.pseudonymous ? raw : createPseudonymizer(requireHmacKey(config))(raw);
-  if (values.pseudonymous && !/^[0-9a-f]{32}$/.test(id)) throw new UsageError("--pseudonymous takes a 32-hex-digit pseudonym");
+  if (values.pseudonymous && !PSEUDONYM_PATTERN.test(id)) throw new UsageError("--pseudonymous takes a 32-hex-digit pseudonym");
   const store = await openStore(config.store);
   try {
     await store.migrate();

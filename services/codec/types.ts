@@ -21,6 +21,9 @@ export type Transform = (typeof Transform)[keyof typeof Transform];
 export const Masking = { none: "NONE", masked: "MASKED", anonymised: "ANONYMISED" } as const;
 export type Masking = (typeof Masking)[keyof typeof Masking];
 
+/** Pseudonymous subject ids on the wire: the emitters' keyed HMAC, 32 lowercase hex digits. */
+export const PSEUDONYM_PATTERN = /^[0-9a-f]{32}$/;
+
 export interface DatasetField {
   name: string;
   /** fideslang data category keys held by this field. */

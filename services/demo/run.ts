@@ -1,5 +1,5 @@
 import { createEmitter, createInProcessTransport } from "../emitter/index.ts";
-import { affectedSummary, type AffectedSummary } from "../store/index.ts";
+import { affectedSummary, storedTimeToIso, type AffectedSummary } from "../store/index.ts";
 import type { Processor } from "../processor/index.ts";
 import type { Store } from "../store/index.ts";
 import type { EventCodec } from "../codec/index.ts";
@@ -50,7 +50,7 @@ export async function runDemo(
   onProgress(n, n);
   const elapsedMs = performance.now() - started;
   const summary = await affectedSummary(deps.store, { ruleId: SCENARIO_RULE });
-  const iso = (s: string | null) => (s === null ? null : new Date(`${s.replace(" ", "T")}Z`).toISOString());
+  const iso = (s: string | null) => (s === null ? null : new Date(storedTimeToIso(s)).toISOString());
   return {
     summary,
     groundTruth: truth,

@@ -1,6 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { SchemaError, TransportError } from "../errors/index.ts";
-import { createEventCodec, loadEventSchemas, Masking, Transform, type DataAccessEvent, type EventCodec } from "../codec/index.ts";
+import {
+  createEventCodec,
+  loadEventSchemas,
+  Masking,
+  PSEUDONYM_PATTERN,
+  Transform,
+  type DataAccessEvent,
+  type EventCodec,
+} from "../codec/index.ts";
 import { createPseudonymizer } from "./pseudonymize.ts";
 import { trace } from "@opentelemetry/api";
 import { traceparentOf } from "../telemetry/index.ts";
@@ -13,8 +21,6 @@ export const defaultEmitterOptions = {
   pseudonymKeyId: "default",
   pseudonymCacheSize: 10_000,
 } satisfies Partial<EmitterOptions>;
-
-const PSEUDONYM = /^[0-9a-f]{32}$/;
 
 /** What a producing service imports: typed, validated, batched, pseudonymised emission of data-access events. */
 export function createEmitter(options: EmitterOptions, deps: { codec?: EventCodec } = {}): Emitter {
@@ -151,7 +157,7 @@ export function createEventBuilder(options: {
       return pseudonymize(raw);
     });
     (input.pseudonymousSubjects ?? []).forEach((p, i) => {
-      if (typeof p !== "string" || !PSEUDONYM.test(p)) {
+      if (typeof p !== "string" || !PSEUDONYM_PATTERN.test(p)) {
         throw new SchemaError(`event field 'pseudonymousSubjects[${i}]' must be 32 hex digits from the same keyed HMAC`, {
           context: { path: `pseudonymousSubjects[${i}]` },
         });

@@ -11,6 +11,6 @@ export type {
 } from "./processor.ts";
 export { createAuditor, FindingKind } from "./audit.ts";
 export type { Auditor, AuditorOptions, EventMeta } from "./audit.ts";
-export { validateEvent, parseTraceparent, PSEUDONYM_PATTERN, RawIdentifierError } from "./validate.ts";
-export { emptyBatch, batchSize } from "./rows.ts";
+export { validateEvent, parseTraceparent, RawIdentifierError } from "./validate.ts";
+export { emptyBatch } from "./rows.ts";
 export type * from "./rows.ts";

@@ -157,7 +157,3 @@ export interface AuditBatch {
 export function emptyBatch(): AuditBatch {
   return { events: [], labels: [], edges: [], facts: [], violations: [], paths: [], outbox: [], findings: [], deadLetters: [] };
 }
-
-export function batchSize(b: AuditBatch): number {
-  return b.events.length + b.deadLetters.length;
-}

@@ -1,10 +1,7 @@
 import { InputError } from "../errors/index.ts";
-import { EventKind, type DataAccessEvent } from "../codec/index.ts";
+import { EventKind, PSEUDONYM_PATTERN, type DataAccessEvent } from "../codec/index.ts";
 import { TaxonomyKind, type Taxonomy } from "../taxonomy/index.ts";
-
-/** Pseudonymous subject ids are the emitter's keyed HMAC: 32 lowercase hex digits. */
-export const PSEUDONYM_PATTERN = /^[0-9a-f]{32}$/;
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+import { parseTraceparent as parseW3C } from "../telemetry/index.ts";
 
 /** Raised when a subject id is not pseudonymous: the payload must then not be kept anywhere. */
 export class RawIdentifierError extends InputError {}
@@ -79,7 +76,6 @@ export function validateEvent(e: DataAccessEvent, taxonomy: Taxonomy): void {
 
 /** The trace and span ids of a W3C traceparent, or empty strings when absent or malformed. */
 export function parseTraceparent(value: string | null): { traceId: string; spanId: string } {
-  const m = value ? TRACEPARENT.exec(value) : null;
-  if (!m || m[1] === "ff") return { traceId: "", spanId: "" };
-  return { traceId: m[2] as string, spanId: m[3] as string };
+  const parsed = parseW3C(value);
+  return parsed ? { traceId: parsed.traceId, spanId: parsed.spanId } : { traceId: "", spanId: "" };
 }

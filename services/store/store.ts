@@ -337,6 +337,11 @@ function eventFromRow(r: StoredUseRow): DataAccessEvent {
   };
 }
 
+/** A DateTime64 as ClickHouse prints it (`2019-01-01 14:00:00.000`, UTC) as ISO-8601 text. */
+export function storedTimeToIso(text: string): string {
+  return `${text.replace(" ", "T")}Z`;
+}
+
 /** Splits a migration file on semicolons that end a line, dropping comment-only chunks. */
 export function splitStatements(text: string): string[] {
   return text

@@ -8,4 +8,5 @@ export {
   contextFromTraceparent,
   traceparentOf,
   isSampled,
+  parseTraceparent,
 } from "./telemetry.ts";

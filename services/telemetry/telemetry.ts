@@ -43,18 +43,20 @@ export function meter(): Meter {
   return metrics.getMeter(INSTRUMENTATION);
 }
 
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** The parts of a W3C traceparent, or undefined when absent or malformed (all-zero ids, version ff). */
+export function parseTraceparent(value: string | null | undefined): { traceId: string; spanId: string; flags: number } | undefined {
+  const m = value ? TRACEPARENT.exec(value) : null;
+  if (!m || m[1] === "ff" || m[2] === "0".repeat(32) || m[3] === "0".repeat(16)) return undefined;
+  return { traceId: m[2] as string, spanId: m[3] as string, flags: parseInt(m[4] as string, 16) };
+}
 
 /** A context whose parent is the remote span named by a W3C traceparent (or `base` if none). */
 export function contextFromTraceparent(traceparent: string | null | undefined, base: Context = context.active()): Context {
-  const m = traceparent ? TRACEPARENT.exec(traceparent) : null;
-  if (!m || m[1] === "0".repeat(32) || m[2] === "0".repeat(16)) return base;
-  const spanContext: SpanContext = {
-    traceId: m[1] as string,
-    spanId: m[2] as string,
-    traceFlags: parseInt(m[3] as string, 16),
-    isRemote: true,
-  };
+  const parsed = parseTraceparent(traceparent);
+  if (!parsed) return base;
+  const spanContext: SpanContext = { traceId: parsed.traceId, spanId: parsed.spanId, traceFlags: parsed.flags, isRemote: true };
   return trace.setSpanContext(base, spanContext);
 }
 
@@ -66,6 +68,6 @@ export function traceparentOf(sc: SpanContext | undefined): string | null {
 
 /** Whether a traceparent asks for its trace to be recorded (the sampled flag). */
 export function isSampled(traceparent: string | null | undefined): boolean {
-  const m = traceparent ? TRACEPARENT.exec(traceparent) : null;
-  return m !== null && (parseInt(m[3] as string, 16) & 0x01) === 0x01; // the sampled flag
+  const parsed = parseTraceparent(traceparent);
+  return parsed !== undefined && (parsed.flags & 0x01) === 0x01; // the sampled flag
 }
