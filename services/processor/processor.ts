@@ -199,13 +199,15 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     return { units, rejected };
   }
 
-  async function finish(units: Unit[], rejected: Rejection[], received: number, facts: NewFact[] = []): Promise<ProcessResult> {
+  async function finish(units: Unit[], rejected: Rejection[], received: number): Promise<ProcessResult> {
     await write(units);
+    const facts: NewFact[] = [];
     let violations = 0;
     let findings = 0;
     let deadLetters = 0;
     for (const u of units) {
       if (u.refused) rejected.push(u.refused);
+      else if (u.fact) facts.push(u.fact);
       violations += u.rows.violations.length;
       findings += u.rows.findings.length;
       deadLetters += u.rows.deadLetters.length;
@@ -222,20 +224,20 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     auditor,
     stats,
     async processMessages(messages) {
-      const facts: NewFact[] = [];
       const { units, rejected } = collectUnits(messages, (m, out, rejected) => {
+        let fact: NewFact | undefined;
         try {
           const decoded = codec.decode(m.bytes);
           auditor.handle(decoded.event, decoded, out);
           // The message's own fact (COLLECT, DERIVE new to the graph); late re-checks add none.
-          const fact = out.facts[0];
-          if (fact) facts.push({ key: fact.fact_key, value: codec.encode({ ...decoded.event, subjects: [] }) });
+          const row = out.facts[0];
+          if (row) fact = { key: row.fact_key, value: codec.encode({ ...decoded.event, subjects: [] }) };
         } catch (error) {
           reject(out, rejected, m.source, m.bytes, error);
         }
-        return unit(m.source, m.bytes, out);
+        return { ...unit(m.source, m.bytes, out), fact };
       });
-      return finish(units, rejected, messages.length, facts);
+      return finish(units, rejected, messages.length);
     },
     async processEvents(events) {
       const { units, rejected } = collectUnits(events, (e, out, rejected) => {
@@ -309,6 +311,8 @@ interface Unit {
   rows: AuditBatch;
   /** Set when the store refused the unit's rows and a dead letter took their place. */
   refused?: Rejection | undefined;
+  /** The message's own new lineage fact, shared only once stored. */
+  fact?: NewFact | undefined;
 }
 
 /** Carried units then new ones; a unit made again (the same message retried) keeps the rows of both. */
@@ -318,6 +322,7 @@ function mergeUnits(carried: Unit[], fresh: Unit[]): Unit[] {
     const before = byKey.get(u.key);
     if (before) {
       u.rows = mergeBatches(before.rows, u.rows);
+      u.fact ??= before.fact;
       byKey.delete(u.key);
     }
     byKey.set(u.key, u);
