@@ -130,7 +130,8 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
 
   function unit(source: string, bytes: Uint8Array | undefined, rows: AuditBatch, key?: string): Unit {
     return {
-      key: key ?? rows.events[0]?.event_id ?? rows.deadLetters[0]?.dead_letter_id ?? `${source}#${sequence++}`,
+      // A message's own event id (the same message retried makes the same unit), else its dead letter's id.
+      key: key ?? rows.deadLetters[0]?.dead_letter_id ?? `${source}#${sequence++}`,
       source,
       bytes,
       rows,
@@ -177,7 +178,14 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       reject(rows, refused, poison.source, poison.bytes, error);
       poison.rows = rows;
       poison.refused = refused[0];
-      await deps.sink.write(rows);
+      try {
+        await deps.sink.write(rows);
+      } catch (again) {
+        if (!(again instanceof StoreDataError)) throw again;
+        // The store refuses even the dead letter: the caller still hears of it (dead-letter
+        // topic, HTTP answer), and nothing is left to stall every later write.
+        poison.rows = emptyBatch();
+      }
     }
   }
 
@@ -226,30 +234,34 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     async processMessages(messages) {
       const { units, rejected } = collectUnits(messages, (m, out, rejected) => {
         let fact: NewFact | undefined;
+        let key: string | undefined;
         try {
           const decoded = codec.decode(m.bytes);
           auditor.handle(decoded.event, decoded, out);
+          key = decoded.event.eventId;
           // The message's own fact (COLLECT, DERIVE new to the graph); late re-checks add none.
           const row = out.facts[0];
           if (row) fact = { key: row.fact_key, value: codec.encode({ ...decoded.event, subjects: [] }) };
         } catch (error) {
           reject(out, rejected, m.source, m.bytes, error);
         }
-        return { ...unit(m.source, m.bytes, out), fact };
+        return { ...unit(m.source, m.bytes, out, key), fact };
       });
       return finish(units, rejected, messages.length);
     },
     async processEvents(events) {
       const { units, rejected } = collectUnits(events, (e, out, rejected) => {
+        let key: string | undefined;
         try {
           if (e.failure) throw e.failure;
           const event = e.event;
           codec.validate(event);
           auditor.handle(event, e.meta ?? currentMeta, out);
+          key = event.eventId;
         } catch (error) {
           reject(out, rejected, e.source, e.raw, error);
         }
-        return unit(e.source, e.raw, out);
+        return unit(e.source, e.raw, out, key);
       });
       return finish(units, rejected, events.length);
     },
