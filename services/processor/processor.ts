@@ -52,7 +52,7 @@ export interface ProcessResult {
   rejected: Rejection[];
   violations: number;
   findings: number;
-  /** New lineage facts (COLLECT, DERIVE) of this batch. */
+  /** New lineage facts (COLLECT, DERIVE) of this batch, stored with it (the store refused none of them). */
   facts: NewFact[];
 }
 
