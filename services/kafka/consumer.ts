@@ -120,7 +120,20 @@ export async function startKafkaProcessor(
   let factsLearned = 0;
   const admin = kafka.admin();
   await admin.connect();
-  const ends = await admin.fetchTopicOffsets(topics.lineage);
+  let ends: Awaited<ReturnType<typeof admin.fetchTopicOffsets>>;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      ends = await admin.fetchTopicOffsets(topics.lineage);
+      break;
+    } catch (error) {
+      // A topic created a moment ago may not have its leader yet ("not the leader for that topic-partition").
+      if (attempt >= 10 || !(error as { retriable?: boolean }).retriable) {
+        await admin.disconnect();
+        throw error;
+      }
+      await sleep(200 * attempt);
+    }
+  }
   await admin.disconnect();
   const target = new Map(ends.map((e) => [e.partition, BigInt(e.high)]));
   let caughtUp!: () => void;
