@@ -136,7 +136,7 @@ async function auditor(): Promise<number> {
         if (seen >= total) resolveDone(performance.now() - first);
       },
     },
-    { processor, codec },
+    { processor, codec, store },
   );
   const ms = await done;
   await instance.close();
@@ -165,7 +165,7 @@ async function latency(): Promise<{ p50: number; p99: number; max: number; n: nu
         for (const t of timestamps) samples.push(now - t);
       },
     },
-    { processor, codec },
+    { processor, codec, store },
   );
   const n = rate * seconds;
   const paced = await encode(n, 7);

@@ -5,6 +5,7 @@ export const ErrorCode = {
   rule: "RULE",
   store: "STORE",
   transport: "TRANSPORT",
+  internal: "INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -71,9 +72,22 @@ export class StoreError extends LineageAuditError {
   }
 }
 
+/**
+ * The store refused rows for what they hold (ClickHouse type, parse, size or constraint errors):
+ * writing the same rows again fails the same way, so the record behind them is set aside.
+ */
+export class StoreDataError extends StoreError {}
+
 /** Sending events to the auditor failed. */
 export class TransportError extends LineageAuditError {
   constructor(message: string, options?: LineageAuditErrorOptions) {
     super(ErrorCode.transport, message, options);
+  }
+}
+
+/** Processing a message failed in a way that is not a known kind of bad input (a bug): the message is set aside. */
+export class InternalError extends LineageAuditError {
+  constructor(message: string, options?: LineageAuditErrorOptions) {
+    super(ErrorCode.internal, message, options);
   }
 }

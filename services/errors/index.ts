@@ -1,2 +1,13 @@
-export { ErrorCode, LineageAuditError, ConfigError, SchemaError, InputError, RuleError, StoreError, TransportError } from "./errors.ts";
+export {
+  ErrorCode,
+  LineageAuditError,
+  ConfigError,
+  SchemaError,
+  InputError,
+  RuleError,
+  StoreError,
+  StoreDataError,
+  TransportError,
+  InternalError,
+} from "./errors.ts";
 export type { ErrorContext, LineageAuditErrorOptions } from "./errors.ts";

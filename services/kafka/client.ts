@@ -58,6 +58,8 @@ export function createKafka(config: KafkaConfig): Kafka {
       () =>
       ({ namespace, level, log }) => {
         if (level > logLevel.WARN) return;
+        // Heartbeats during a batch meet every rebalance; kafkajs rejoins by itself.
+        if (log.message.startsWith("Response Heartbeat") && /rebalanc/i.test(String((log as { error?: unknown }).error))) return;
         process.stderr.write(`lineage-audit: kafka ${level === logLevel.ERROR ? "error" : "warning"} (${namespace}): ${log.message}\n`);
       },
     retry: { initialRetryTime: 100 },

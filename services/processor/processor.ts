@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { LineageAuditError } from "../errors/index.ts";
+import { LineageAuditError, StoreDataError } from "../errors/index.ts";
 import type { DataAccessEvent, EventCodec } from "../codec/index.ts";
 import type { Policy } from "../rules/index.ts";
 import type { Taxonomy } from "../taxonomy/index.ts";
@@ -52,7 +52,7 @@ export interface ProcessResult {
   rejected: Rejection[];
   violations: number;
   findings: number;
-  /** New lineage facts (COLLECT, DERIVE) of this batch. */
+  /** New lineage facts (COLLECT, DERIVE) of this batch, stored with it (the store refused none of them). */
   facts: NewFact[];
 }
 
@@ -119,71 +119,158 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     rejected.push({ source, code: error.code, reason: error.message, redacted });
   }
 
-  // Rows of a write that failed. Some exist only once (the first time a fact, label or path is
-  // seen), so a retry of the same messages would not make them again: they ride along with the
-  // next write, deduplicated by key, until one succeeds.
-  let carry: AuditBatch | undefined;
-  async function write(out: AuditBatch): Promise<void> {
-    if (config.alerts && out.violations.length > 0) out.outbox.push(...config.alerts.plan(out.violations));
-    const batch = carry ? mergeBatches(carry, out) : out;
+  // Writes go to the store one at a time, whichever intake (HTTP, Kafka, files) made them: rows
+  // that exist only once (the first time a fact, label or path is seen) ride along with the next
+  // write after a failure, and two writes in flight would each believe the other carried them.
+  let queue: Promise<void> = Promise.resolve();
+  // Units of a write that failed (or of a batch whose processing threw), written with the next one.
+  let carry: Unit[] = [];
+  const stray: Unit[] = [];
+  let sequence = 0;
+
+  function unit(source: string, bytes: Uint8Array | undefined, rows: AuditBatch, key?: string): Unit {
+    return {
+      // A message's own event id (the same message retried makes the same unit), else its dead letter's id.
+      key: key ?? rows.deadLetters[0]?.dead_letter_id ?? `${source}#${sequence++}`,
+      source,
+      bytes,
+      rows,
+    };
+  }
+
+  function write(units: Unit[]): Promise<void> {
+    if (config.alerts) {
+      const violations = units.flatMap((u) => u.rows.violations);
+      const outbox = violations.length > 0 ? config.alerts.plan(violations) : [];
+      if (outbox.length > 0) units.push(unit("alert planning", undefined, { ...emptyBatch(), outbox }, `alerts#${sequence++}`));
+    }
+    const run = queue.then(async () => {
+      const all = carry.length > 0 || stray.length > 0 ? mergeUnits([...carry, ...stray.splice(0)], units) : units;
+      try {
+        await writeUnits(all);
+        carry = [];
+      } catch (error) {
+        carry = all;
+        throw error;
+      }
+    });
+    queue = run.catch(() => undefined);
+    return run;
+  }
+
+  // The store refused rows for what they hold: halve until the unit (message) behind them is
+  // found, store a dead letter in its place and the rest as usual.
+  async function writeUnits(units: Unit[]): Promise<void> {
+    if (units.length === 0) return;
     try {
-      await deps.sink.write(batch);
-      carry = undefined;
+      await deps.sink.write(mergeBatches(...units.map((u) => u.rows)));
     } catch (error) {
-      carry = batch;
-      throw error;
+      if (!(error instanceof StoreDataError)) throw error;
+      if (units.length > 1) {
+        const half = Math.ceil(units.length / 2);
+        await writeUnits(units.slice(0, half));
+        await writeUnits(units.slice(half));
+        return;
+      }
+      const poison = units[0] as Unit;
+      const rows = emptyBatch();
+      const refused: Rejection[] = [];
+      reject(rows, refused, poison.source, poison.bytes, error);
+      poison.rows = rows;
+      poison.refused = refused[0];
+      try {
+        await deps.sink.write(rows);
+      } catch (again) {
+        if (!(again instanceof StoreDataError)) throw again;
+        // The store refuses even the dead letter: the caller still hears of it (dead-letter
+        // topic, HTTP answer), and nothing is left to stall every later write.
+        poison.rows = emptyBatch();
+      }
     }
   }
 
-  async function finish(out: AuditBatch, rejected: Rejection[], received: number, facts: NewFact[] = []): Promise<ProcessResult> {
-    await write(out);
+  /** Processes each input into a unit of its own (so the store can refuse one without the others). */
+  function collectUnits<T>(
+    inputs: readonly T[],
+    each: (input: T, out: AuditBatch, rejected: Rejection[]) => Unit,
+  ): { units: Unit[]; rejected: Rejection[] } {
+    const units: Unit[] = [];
+    const rejected: Rejection[] = [];
+    try {
+      for (const input of inputs) units.push(each(input, emptyBatch(), rejected));
+    } catch (error) {
+      // A bug stopped the batch: what the inputs before it did to the lineage graph is kept in
+      // memory, so their rows must still reach the store.
+      stray.push(...units);
+      throw error;
+    }
+    return { units, rejected };
+  }
+
+  async function finish(units: Unit[], rejected: Rejection[], received: number): Promise<ProcessResult> {
+    await write(units);
+    const facts: NewFact[] = [];
+    let violations = 0;
+    let findings = 0;
+    let deadLetters = 0;
+    for (const u of units) {
+      if (u.refused) rejected.push(u.refused);
+      else if (u.fact) facts.push(u.fact);
+      violations += u.rows.violations.length;
+      findings += u.rows.findings.length;
+      deadLetters += u.rows.deadLetters.length;
+    }
     const accepted = received - rejected.length;
     stats.events += accepted;
-    stats.violations += out.violations.length;
-    stats.deadLetters += out.deadLetters.length;
-    stats.findings += out.findings.length;
-    return { accepted, rejected, violations: out.violations.length, findings: out.findings.length, facts };
+    stats.violations += violations;
+    stats.deadLetters += deadLetters;
+    stats.findings += findings;
+    return { accepted, rejected, violations, findings, facts };
   }
 
   return {
     auditor,
     stats,
     async processMessages(messages) {
-      const out = emptyBatch();
-      const rejected: Rejection[] = [];
-      const facts: NewFact[] = [];
-      for (const m of messages) {
+      const { units, rejected } = collectUnits(messages, (m, out, rejected) => {
+        let fact: NewFact | undefined;
+        let key: string | undefined;
         try {
           const decoded = codec.decode(m.bytes);
-          const before = out.facts.length;
           auditor.handle(decoded.event, decoded, out);
-          const fact = out.facts[before];
-          if (fact) facts.push({ key: fact.fact_key, value: codec.encode({ ...decoded.event, subjects: [] }) });
+          key = decoded.event.eventId;
+          // The message's own fact (COLLECT, DERIVE new to the graph); late re-checks add none.
+          const row = out.facts[0];
+          if (row) fact = { key: row.fact_key, value: codec.encode({ ...decoded.event, subjects: [] }) };
         } catch (error) {
           reject(out, rejected, m.source, m.bytes, error);
         }
-      }
-      return finish(out, rejected, messages.length, facts);
+        return { ...unit(m.source, m.bytes, out, key), fact };
+      });
+      return finish(units, rejected, messages.length);
     },
     async processEvents(events) {
-      const out = emptyBatch();
-      const rejected: Rejection[] = [];
-      for (const e of events) {
+      const { units, rejected } = collectUnits(events, (e, out, rejected) => {
+        let key: string | undefined;
         try {
           if (e.failure) throw e.failure;
           const event = e.event;
           codec.validate(event);
           auditor.handle(event, e.meta ?? currentMeta, out);
+          key = event.eventId;
         } catch (error) {
           reject(out, rejected, e.source, e.raw, error);
         }
-      }
-      return finish(out, rejected, events.length);
+        return unit(e.source, e.raw, out, key);
+      });
+      return finish(units, rejected, events.length);
     },
     async learn(facts) {
       const out = emptyBatch();
       for (const fact of facts) auditor.learn(fact, out);
-      if (out.events.length > 0 || out.violations.length > 0 || out.findings.length > 0 || carry) await write(out);
+      if (out.events.length > 0 || out.violations.length > 0 || out.findings.length > 0 || carry.length > 0 || stray.length > 0) {
+        await write([unit("lineage learned from other instances", undefined, out, `learned#${sequence++}`)]);
+      }
       stats.violations += out.violations.length;
     },
     async restore(facts, recentUses = []) {
@@ -210,19 +297,47 @@ const rowKeys: { [K in keyof AuditBatch]: (row: AuditBatch[K][number]) => string
   deadLetters: (r) => r.dead_letter_id,
 };
 
-/** `a` then `b`, one row per key, `b`'s row where both have one (it is the newer). */
-export function mergeBatches(a: AuditBatch, b: AuditBatch): AuditBatch {
+/** The batches in order, one row per key, the later batch's row where several have one (it is the newer). */
+export function mergeBatches(...batches: AuditBatch[]): AuditBatch {
   const out = emptyBatch();
   for (const table of Object.keys(rowKeys) as (keyof AuditBatch)[]) {
     const key = rowKeys[table] as (row: unknown) => string;
     const rows = new Map<string, unknown>();
-    for (const row of a[table]) rows.set(key(row), row);
-    for (const row of b[table]) {
-      const k = key(row);
-      rows.delete(k);
-      rows.set(k, row);
+    for (const batch of batches) {
+      for (const row of batch[table]) {
+        const k = key(row);
+        rows.delete(k);
+        rows.set(k, row);
+      }
     }
     (out[table] as unknown[]) = [...rows.values()];
   }
   return out;
+}
+
+/** The rows one input (a message, an event, a learned batch) produced, and what a dead letter for it needs. */
+interface Unit {
+  key: string;
+  source: string;
+  bytes: Uint8Array | undefined;
+  rows: AuditBatch;
+  /** Set when the store refused the unit's rows and a dead letter took their place. */
+  refused?: Rejection | undefined;
+  /** The message's own new lineage fact, shared only once stored. */
+  fact?: NewFact | undefined;
+}
+
+/** Carried units then new ones; a unit made again (the same message retried) keeps the rows of both. */
+function mergeUnits(carried: Unit[], fresh: Unit[]): Unit[] {
+  const byKey = new Map<string, Unit>();
+  for (const u of [...carried, ...fresh]) {
+    const before = byKey.get(u.key);
+    if (before) {
+      u.rows = mergeBatches(before.rows, u.rows);
+      u.fact ??= before.fact;
+      byKey.delete(u.key);
+    }
+    byKey.set(u.key, u);
+  }
+  return [...byKey.values()];
 }

@@ -1,4 +1,13 @@
-export { openStore, defaultStoreOptions, splitStatements, storedTimeToIso, Table, MIGRATIONS_DIR } from "./store.ts";
+export {
+  openStore,
+  defaultStoreOptions,
+  splitStatements,
+  storedTimeToIso,
+  Table,
+  MIGRATIONS_DIR,
+  DATA_ERROR_CODES,
+  insertError,
+} from "./store.ts";
 export type { Store, StoreOptions } from "./store.ts";
 export { affectedSummary } from "./queries.ts";
 export type { AffectedQuery, AffectedSummary } from "./queries.ts";

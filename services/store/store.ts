@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { join, resolve } from "node:path";
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from "@clickhouse/client";
 import { createChdbConnection } from "chdb/connection";
-import { StoreError, ConfigError } from "../errors/index.ts";
+import { StoreError, StoreDataError, ConfigError } from "../errors/index.ts";
 import type { DataAccessEvent } from "../codec/index.ts";
 import type { AuditBatch, AuditSink } from "../processor/index.ts";
 import { isReadOnlyRoot, READ_ONLY_HINT, singleStatement } from "./readonly.ts";
@@ -15,6 +15,7 @@ export const Table = {
   subjects: "event_subjects_v1",
   edges: "lineage_edges_v1",
   facts: "lineage_facts_v1",
+  published: "lineage_published_v1",
   labels: "labels_v1",
   paths: "violation_paths_v1",
   violations: "violations_v1",
@@ -56,6 +57,14 @@ export interface Store extends AuditSink {
   queryReadOnly<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
   /** The same check, then the statement's own output as text (in the FORMAT it names). */
   queryTextReadOnly(sql: string, params?: Record<string, unknown>): Promise<string>;
+  /**
+   * The lineage outbox: stored facts not yet marked published to `topic` (oldest first), at most
+   * `limit` of them. Facts are stored with their batch, so a crash or a failed send before
+   * publishing leaves them here for the next publisher.
+   */
+  unpublishedFacts(topic: string, limit: number): Promise<{ key: string; fact: DataAccessEvent }[]>;
+  /** Marks facts published to `topic` (after the broker acknowledged them). */
+  markPublished(topic: string, keys: readonly string[]): Promise<void>;
   /** Stored lineage facts in time order, to rebuild the lineage graph after a restart. */
   lineageFacts(): AsyncIterable<DataAccessEvent>;
   /**
@@ -185,11 +194,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         clickhouse_settings: insertSettings,
       });
     } catch (cause) {
-      throw new StoreError(`writing ${rows.length} rows to ${database}.${table} failed: ${(cause as Error).message.trim()}`, {
-        cause,
-        retriable: true,
-        context: { table, rows: rows.length },
-      });
+      throw insertError(cause, `writing ${rows.length} rows to ${database}.${table} failed`, { table, rows: rows.length });
     }
   }
 
@@ -236,6 +241,21 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       await insert(Table.findings, batch.findings);
       await insert(Table.deadLetters, batch.deadLetters);
     },
+    async unpublishedFacts(topic, limit) {
+      const rows = await query<{ fact_key: string; fact: string }>(
+        `SELECT fact_key, any(fact) AS fact FROM ${database}.${Table.facts}
+         WHERE fact_key NOT IN (SELECT fact_key FROM ${database}.${Table.published} WHERE topic = {topic:String})
+         GROUP BY fact_key ORDER BY min(occurred_at), fact_key LIMIT {limit:UInt32}`,
+        { topic, limit },
+      );
+      return rows.map((r) => ({ key: r.fact_key, fact: JSON.parse(r.fact) as DataAccessEvent }));
+    },
+    async markPublished(topic, keys) {
+      await insert(
+        Table.published,
+        keys.map((fact_key) => ({ fact_key, topic })),
+      );
+    },
     async *lineageFacts() {
       const rows = await query<{ fact: string }>(`SELECT fact FROM ${database}.${Table.facts} FINAL ORDER BY occurred_at, event_id`);
       for (const r of rows) yield JSON.parse(r.fact) as DataAccessEvent;
@@ -279,6 +299,49 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       await client.close();
     },
   };
+}
+
+/**
+ * ClickHouse error codes of rows that can never be written as they are: parse, type, range, size
+ * and constraint errors. Every other failure (network, timeouts, too many parts, memory, a missing
+ * table, codes not listed) is retriable: the writer waits and tries again, nothing is set aside.
+ */
+export const DATA_ERROR_CODES: ReadonlySet<number> = new Set([
+  6, // CANNOT_PARSE_TEXT
+  26, // CANNOT_PARSE_QUOTED_STRING
+  27, // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+  38, // CANNOT_PARSE_DATE
+  41, // CANNOT_PARSE_DATETIME
+  53, // TYPE_MISMATCH
+  69, // ARGUMENT_OUT_OF_BOUND
+  70, // CANNOT_CONVERT_TYPE
+  72, // CANNOT_PARSE_NUMBER
+  117, // INCORRECT_DATA
+  128, // TOO_LARGE_ARRAY_SIZE
+  131, // TOO_LARGE_STRING_SIZE
+  321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+  349, // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+  407, // DECIMAL_OVERFLOW
+  469, // VIOLATED_CONSTRAINT
+]);
+
+/**
+ * A failed insert as a StoreError classified by ClickHouse's error code. The message names the
+ * code and its type only: ClickHouse's own text may quote the rows (personal data).
+ */
+export function insertError(cause: unknown, what: string, context: Record<string, string | number>): StoreError {
+  const { code, type } = cause as { code?: unknown; type?: unknown };
+  if (typeof code === "string" && /^\d+$/.test(code)) {
+    const message = `${what}: ClickHouse error ${code}${typeof type === "string" && type ? ` (${type})` : ""}`;
+    const options = { cause, context: { ...context, clickhouseCode: Number(code) } };
+    return DATA_ERROR_CODES.has(Number(code))
+      ? new StoreDataError(message, options)
+      : new StoreError(message, { ...options, retriable: true });
+  }
+  // Not an answer from ClickHouse (connection refused, reset, timed out): an outage.
+  const reason =
+    cause instanceof Error ? `${cause.name === "Error" ? "" : `${cause.name}: `}${cause.message.split("\n")[0]?.trim()}` : "unknown";
+  return new StoreError(`${what}: ${reason}`, { cause, retriable: true, context });
 }
 
 /** The columns of a stored use or share that evaluating it again needs. */

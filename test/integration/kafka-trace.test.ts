@@ -27,7 +27,7 @@ describe("tracing through Kafka", () => {
     const store = await openStore({ path: dir, database: "traces" });
     await store.migrate();
     const processor = createProcessor({ policy, taxonomy, codec }, { sink: store });
-    const kafka = await startKafkaProcessor(config, { instanceId: "t", groupId: `g-${config.clientId}` }, { processor, codec });
+    const kafka = await startKafkaProcessor(config, { instanceId: "t", groupId: `g-${config.clientId}` }, { processor, codec, store });
     try {
       const emitter = createEmitter({ transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, lingerMs: 1 }, { codec });
       const at = Date.parse("2019-05-01T00:00:00Z");

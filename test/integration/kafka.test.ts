@@ -41,7 +41,7 @@ async function storeFor(database: string): Promise<Store> {
 
 async function startInstance(config: KafkaConfig, s: Store, instanceId: string, groupId: string) {
   const processor = createProcessor({ policy, taxonomy, codec }, { sink: s });
-  const p = await startKafkaProcessor(config, { instanceId, groupId }, { processor, codec });
+  const p = await startKafkaProcessor(config, { instanceId, groupId }, { processor, codec, store: s });
   running.push(p);
   return { processor, kafka: p };
 }
@@ -171,7 +171,7 @@ describe("Kafka end to end", () => {
     const p = await startKafkaProcessor(
       config,
       { instanceId: "a", groupId: `g-${config.clientId}`, retryBackoffMs: 50 },
-      { processor, codec },
+      { processor, codec, store: s },
     );
     running.push(p);
     const truth = emptyGroundTruth();

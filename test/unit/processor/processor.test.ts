@@ -2,9 +2,10 @@ import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { createEventCodec, loadEventSchemas, type DataAccessEvent, type EventCodec } from "../../../services/codec/index.ts";
 import { createProcessor, type AuditBatch, type InboundMessage, type Processor } from "../../../services/processor/index.ts";
-import { StoreError } from "../../../services/errors/index.ts";
+import { StoreDataError, StoreError } from "../../../services/errors/index.ts";
 import {
   ADS,
+  EMAIL,
   capturingSink,
   collect,
   defaultPolicy,
@@ -207,5 +208,106 @@ describe("processor: a failed write", () => {
     expect(written[0]?.paths.length).toBeGreaterThan(0);
     expect(written[0]?.events.map((r) => r.event_id)).toEqual([p.collect, p.copy, p.join, p.hash, u].map((e) => e.eventId));
     expect(written[0]?.violations.map((v) => v.rule_id).sort()).toEqual(["purpose-limitation", "security-contact-not-for-marketing"]);
+  });
+});
+
+describe("processor: writes from several intakes", () => {
+  it("keeps the facts, labels and paths of a failed write when another intake's write succeeds meanwhile", async () => {
+    const { policy, taxonomy } = defaultPolicy();
+    const written: AuditBatch[] = [];
+    let releaseFirst!: () => void;
+    const firstMayFail = new Promise<void>((resolve) => (releaseFirst = resolve));
+    let firstFailed!: () => void;
+    const failedBefore = new Promise<void>((resolve) => (firstFailed = resolve));
+    let calls = 0;
+    const processor = createProcessor(
+      { policy, taxonomy, codec },
+      {
+        sink: {
+          async write(batch) {
+            if (calls++ === 0) {
+              await firstMayFail;
+              firstFailed();
+              throw new StoreError("down", { retriable: true });
+            }
+            // The other intake's write finishes only after the first one failed.
+            await failedBefore;
+            written.push(structuredClone(batch));
+          },
+        },
+      },
+    );
+    const p = pipeline2019();
+    const u = use([read("ads.matching_keys", "phone_sha256")], [ADS], { subjects: [pseudo(1)] });
+    const fromKafka = [p.collect, p.copy, p.join, p.hash, u].map((e, i) => msg(e, `topic/0/${i}`));
+    const other = collect("crm.contacts", { email: [EMAIL] }, [SECURITY], { subjects: [pseudo(2)] });
+
+    const kafkaWrite = processor.processMessages(fromKafka);
+    const httpWrite = processor.processMessages([msg(other, "http 127.0.0.1:1 #0")]);
+    releaseFirst();
+    await expect(kafkaWrite).rejects.toBeInstanceOf(StoreError);
+    await httpWrite;
+    // Kafka retries its batch: the once-only rows made by its first attempt must still reach the store.
+    await processor.processMessages(fromKafka);
+
+    const stored = (table: keyof AuditBatch) => written.flatMap((b) => b[table] as unknown[]);
+    expect(stored("facts")).toHaveLength(5);
+    expect(stored("labels").length).toBeGreaterThan(0);
+    expect(stored("paths").length).toBeGreaterThan(0);
+    const ids = new Set(stored("events").map((r) => (r as { event_id: string }).event_id));
+    for (const e of [p.collect, p.copy, p.join, p.hash, u, other]) expect(ids.has(e.eventId)).toBe(true);
+  });
+});
+
+describe("processor: the store refuses a record", () => {
+  it("halves the batch until the refused message is found, dead-letters it with the store's reason and stores the others", async () => {
+    const { policy, taxonomy } = defaultPolicy();
+    const stored: AuditBatch[] = [];
+    let attempts = 0;
+    const processor = createProcessor(
+      { policy, taxonomy, codec },
+      {
+        sink: {
+          async write(batch) {
+            attempts++;
+            if (batch.events.some((r) => r.service === "poison")) {
+              throw new StoreDataError("writing 1 rows to t.events_v1 failed: ClickHouse error 469 (VIOLATED_CONSTRAINT)");
+            }
+            stored.push(structuredClone(batch));
+          },
+        },
+      },
+    );
+    const p = pipeline2019();
+    const poison = collect("other", { phone: [PHONE] }, [SECURITY], { service: "poison", subjects: [pseudo(3)] });
+    const events = [p.collect, p.copy, poison, p.join, p.hash];
+    const result = await processor.processMessages(events.map((e, i) => msg(e, `t/0/${i}`)));
+
+    expect(result.accepted).toBe(4);
+    expect(result.rejected).toEqual([
+      {
+        source: "t/0/2",
+        code: "STORE",
+        reason: "writing 1 rows to t.events_v1 failed: ClickHouse error 469 (VIOLATED_CONSTRAINT)",
+        redacted: false,
+      },
+    ]);
+    const rows = (table: keyof AuditBatch) => stored.flatMap((b) => b[table] as { event_id?: string; source?: string }[]);
+    expect(
+      rows("events")
+        .map((r) => r.event_id)
+        .sort(),
+    ).toEqual([p.collect, p.copy, p.join, p.hash].map((e) => e.eventId).sort());
+    expect(
+      rows("facts")
+        .map((r) => r.event_id)
+        .sort(),
+    ).toEqual([p.collect, p.copy, p.join, p.hash].map((e) => e.eventId).sort());
+    expect(rows("deadLetters").map((r) => [r.source, (r as { error_code?: string }).error_code])).toEqual([["t/0/2", "STORE"]]);
+    expect(attempts).toBeLessThan(10);
+
+    // The next batch is not held back by the refused record.
+    const u = use([read("ads.matching_keys", "phone_sha256")], [ADS], { subjects: [pseudo(1)] });
+    expect((await processor.processMessages([msg(u, "t/0/5")])).violations).toBe(2);
   });
 });
