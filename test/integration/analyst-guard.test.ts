@@ -2,7 +2,7 @@
 // through the analyst HTTP interface and through `lineage-audit sql` (a real process on the
 // embedded store), and the audit database's tables and row counts are the same afterwards.
 import { spawnSync } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStore, type Store } from "../../services/store/index.ts";
@@ -76,6 +76,16 @@ describe("the analyst HTTP interface refuses every hostile statement", () => {
     const after = await ask(TABLES_SQL);
     expect(after.body).toBe(before.body);
     expect(existsSync(OUT)).toBe(false);
+  });
+
+  it("lets every documented analyst question through (docs/sql.md)", async () => {
+    const doc = readFileSync(new URL("../../docs/sql.md", import.meta.url), "utf8");
+    const questions = [...doc.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1] as string);
+    expect(questions.length).toBeGreaterThanOrEqual(14);
+    for (const sql of questions) {
+      const answer = await ask(sql.replace("<32-hex pseudonym>", "0".repeat(32)));
+      expect(answer.status, `${sql}\n${answer.body}`).toBe(200);
+    }
   });
 
   it("keeps the intake writing afterwards", async () => {
