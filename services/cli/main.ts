@@ -33,7 +33,8 @@ Usage:
   lineage-audit affected --rule ID [--from DATE] [--to DATE] [--category KEY] [--json] [--fast]
       Who and what a rule's violations concern, from the store.
   lineage-audit sql "SELECT ..." [--json]
-      Run a read-only query against the store (anything that writes is refused).
+      Run a read-only query against the store: only reads of its database, under fixed limits
+      (docs/sql.md, "What analysts may run"); anything else is refused with one line.
   lineage-audit replay --rules FILE [--from DATE] [--to DATE] [--json]
       Evaluate new or changed rules over the stored history (retroactive findings; resumable).
   lineage-audit report --rule ID [--from DATE] [--to DATE] [--format md|json|html] [-o FILE]

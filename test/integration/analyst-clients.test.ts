@@ -229,6 +229,17 @@ describe("the protocol with curl", () => {
     expect(harmless.status).toBe(200);
     const intruder = await run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u", `${USER}:wrong`, at("query=SELECT+1")]);
     expect(intruder.stdout).toBe("401");
+    const longUrl = await run("curl", [
+      "-sS",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      "-u",
+      `${USER}:${PASSWORD}`,
+      at(`query=SELECT+'${"x".repeat(20_000)}'`),
+    ]);
+    expect(longUrl.stdout).toBe("431");
     const ping = await run("curl", ["-sS", `${server.url}/ping`]);
     expect(ping.stdout).toBe("Ok.\n");
   });
