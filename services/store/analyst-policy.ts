@@ -385,9 +385,20 @@ function statementName(root: AstNode): string {
   return words || "this statement";
 }
 
-/** Throws an {@link AnalystRefusal} unless the statement only reads what analysts may read. */
-export function checkStatement(root: AstNode, policy: AnalystPolicy): Checked {
+/**
+ * `SHOW …` forms whose AST root is ShowTables but that read other system tables (MERGES,
+ * CLUSTERS, FILESYSTEM CACHES …) are told apart by ClickHouse's own formatting of the statement.
+ */
+const SHOW_TABLES_FORMS = /^SHOW (?:FULL )?(?:TEMPORARY )?(?:TABLES|DATABASES|DICTIONARIES|(?:CHANGED )?SETTINGS)\b/;
+
+/**
+ * Throws an {@link AnalystRefusal} unless the statement only reads what analysts may read.
+ * `canonical` is ClickHouse's one-line formatting of the same statement.
+ */
+export function checkStatement(root: AstNode, policy: AnalystPolicy, canonical: string): Checked {
   if (!READ_ROOTS.has(root.kind)) return refuse(`${statementName(root)} is not allowed`);
+  if (root.kind === "ShowTables" && !SHOW_TABLES_FORMS.test(canonical))
+    return refuse(`${/^SHOW(?: [A-Z]+){1,2}/.exec(canonical)?.[0] ?? "this SHOW"} is not allowed`);
   let select: AstNode = root;
   const checked: Checked = {};
   if (root.kind === "Explain") {

@@ -173,7 +173,7 @@ export async function openAnalystSession(target: AnalystTarget, database: string
     let format: string;
     try {
       const ast = parseExplainAst(await text(`EXPLAIN AST ${statement}`, "TSVRaw", query.params));
-      format = checkStatement(ast, policy).format ?? defaultFormat;
+      format = checkStatement(ast, policy, statement).format ?? defaultFormat;
     } catch (error) {
       if (error instanceof AnalystRefusal) throw refusal(error);
       throw engineError(error, "query");

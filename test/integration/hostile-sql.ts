@@ -60,6 +60,7 @@ export const HOSTILE_SQL: { sql: string; refusal: RegExp }[] = [
   { sql: "SELECT 1 IN system.disks", refusal: /table system\.disks is not allowed/ },
   { sql: "SHOW CREATE TABLE system.disks", refusal: /table system\.disks is not allowed/ },
   { sql: "SHOW PROCESSLIST", refusal: /read-only: SHOW PROCESSLIST is not allowed/ },
+  { sql: "SHOW MERGES", refusal: /read-only: SHOW MERGES is not allowed/ },
   { sql: "SELECT dictGet('d', 'a', toUInt64(1))", refusal: /function dictGet is not allowed/ },
   { sql: "SELECT hostName()", refusal: /function hostName is not allowed/ },
   { sql: "SELECT hostname()", refusal: /function hostname is not allowed/ },

@@ -28,9 +28,9 @@ const policy = analystPolicy("lineage", [
   fn("chdb", "String"),
 ]);
 
-function verdict(ast: string): string {
+function verdict(ast: string, canonical = "SELECT …"): string {
   try {
-    const checked = checkStatement(parseExplainAst(ast), policy);
+    const checked = checkStatement(parseExplainAst(ast), policy, canonical);
     return `ok${checked.format ? ` ${checked.format}` : ""}`;
   } catch (error) {
     if (error instanceof AnalystRefusal) return `${error.kind.code} ${error.message}`;
@@ -82,6 +82,10 @@ describe("the analyst policy", () => {
     expect(verdict("SYSTEM query")).toBe("164 read-only: SYSTEM is not allowed");
     expect(verdict("DropQuery  events_v1 (children 1)\n Identifier events_v1")).toBe("164 read-only: DROP is not allowed");
     expect(verdict("ShowProcesslistQuery")).toBe("164 read-only: SHOW PROCESSLIST is not allowed");
+    expect(verdict("ShowTables", "SHOW MERGES")).toBe("164 read-only: SHOW MERGES is not allowed");
+    expect(verdict("ShowTables", "SHOW FILESYSTEM CACHES")).toBe("164 read-only: SHOW FILESYSTEM CACHES is not allowed");
+    expect(verdict("ShowTables (children 1)\n Identifier system", "SHOW FULL TABLES FROM system")).toBe("ok");
+    expect(verdict("ShowTables", "SHOW DATABASES")).toBe("ok");
     expect(verdict(select("Function file (children 1)\n ExpressionList"))).toBe("497 read-only: function file is not allowed");
     expect(verdict(select("Function hostname (children 1)\n ExpressionList"))).toBe("497 read-only: function hostname is not allowed");
     expect(verdict(select("Function chdb (children 1)\n ExpressionList"))).toBe("497 read-only: function chdb is not allowed");
