@@ -101,10 +101,11 @@ describe("real ClickHouse clients against the analyst interface", () => {
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split("\n");
     expect(lines[0]).toMatch(/^connected ClickHouse \d+\.\d+/);
-    expect(lines[1]).toBe("columns\tevents:UInt64");
-    expect(lines[2]).toBe(`row\t${truth.events}`);
-    expect(lines[3]).toBe("columns\tservice:String\tusers:UInt64");
-    expect(lines[4]).toMatch(/^row\t\S+\t[1-9]\d*$/);
+    expect(lines[1]).toMatch(/^metadata\t([2-9]\d) tables\t([2-9]\d) columns of events_v1$/);
+    expect(lines[2]).toBe("columns\tevents:UInt64");
+    expect(lines[3]).toBe(`row\t${truth.events}`);
+    expect(lines[4]).toBe("columns\tservice:String\tusers:UInt64");
+    expect(lines[5]).toMatch(/^row\t\S+\t[1-9]\d*$/);
     expect(lines).toContainEqual(expect.stringMatching(/^ERROR 497 .*read-only: table function file is not allowed/));
     expect(lines).toContainEqual(expect.stringMatching(/^ERROR 60 .*no_such_table/));
   });
