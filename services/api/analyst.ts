@@ -1,8 +1,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { timingSafeEqual } from "node:crypto";
-import { brotliCompressSync, brotliDecompressSync, deflateSync, gzipSync, inflateSync, gunzipSync } from "node:zlib";
+import { promisify } from "node:util";
+import { brotliCompress, brotliDecompressSync, constants as zlib, deflate, gzip, inflateSync, gunzipSync } from "node:zlib";
 import type { AddressInfo } from "node:net";
-import { compressBlocks } from "./compressed.ts";
+import { compressBlocks, compressBlocksYielding } from "./compressed.ts";
 import { LineageAuditError } from "../errors/index.ts";
 import type { Store } from "../store/index.ts";
 
@@ -232,12 +233,13 @@ export async function startAnalystServer(store: Store, options: AnalystServerOpt
       const sessionId = url.searchParams.get("session_id");
       if (sessionId) headers["x-clickhouse-session-id"] = sessionId;
       // compress=1: ClickHouse's own compressed blocks (the JDBC driver asks for them by default).
-      let out = url.searchParams.get("compress") === "1" ? compressBlocks(result.body) : result.body;
+      let out = url.searchParams.get("compress") === "1" ? await compressBlocksYielding(result.body) : result.body;
       if (url.searchParams.get("enable_http_compression") === "1") {
         const encoding = chooseEncoding(header(req, "accept-encoding") ?? "");
-        if (encoding === "gzip") out = gzipSync(out);
-        else if (encoding === "deflate") out = deflateSync(out);
-        else if (encoding === "br") out = brotliCompressSync(out);
+        // On libuv's threads, off the event loop the intake shares; brotli at a quality that keeps up.
+        if (encoding === "gzip") out = await promisify(gzip)(out);
+        else if (encoding === "deflate") out = await promisify(deflate)(out);
+        else if (encoding === "br") out = await promisify(brotliCompress)(out, { params: { [zlib.BROTLI_PARAM_QUALITY]: 4 } });
         if (encoding) headers["content-encoding"] = encoding;
       }
       headers["content-length"] = String(out.length);

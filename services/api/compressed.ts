@@ -18,6 +18,19 @@ export function compressBlocks(data: Buffer): Buffer {
   return Buffer.concat(parts);
 }
 
+/**
+ * The same, giving the event loop back between blocks: the checksum costs ~0.1 s a MiB here, and
+ * the intake shares the process.
+ */
+export async function compressBlocksYielding(data: Buffer): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (let at = 0; at < data.length; at += BLOCK) {
+    parts.push(block(data.subarray(at, Math.min(at + BLOCK, data.length))));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return Buffer.concat(parts);
+}
+
 function block(raw: Buffer): Buffer {
   const lz4 = literalsOnly(raw);
   const framed = Buffer.alloc(HEADER + lz4.length);
