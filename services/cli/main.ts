@@ -33,7 +33,8 @@ Usage:
   lineage-audit affected --rule ID [--from DATE] [--to DATE] [--category KEY] [--json] [--fast]
       Who and what a rule's violations concern, from the store.
   lineage-audit sql "SELECT ..." [--json]
-      Run a read-only query against the store (anything that writes is refused).
+      Run a read-only query against the store: only reads of its database, under fixed limits
+      (docs/sql.md, "What analysts may run"); anything else is refused with one line.
   lineage-audit replay --rules FILE [--from DATE] [--to DATE] [--json]
       Evaluate new or changed rules over the stored history (retroactive findings; resumable).
   lineage-audit report --rule ID [--from DATE] [--to DATE] [--format md|json|html] [-o FILE]
@@ -291,18 +292,28 @@ async function sql(argv: string[], config: AppConfig): Promise<number> {
   if (values.help) return (out(USAGE), 0);
   if (positionals.length !== 1)
     throw new UsageError('sql takes one quoted statement, e.g. lineage-audit sql "SELECT count() FROM events_v1"');
-  const viaServer = await queryThroughServe(config, positionals[0] as string);
-  if (viaServer) {
-    out(values.json ? JSON.stringify(viaServer) : formatTable(viaServer));
+  const statement = positionals[0] as string;
+  const answer = (await queryThroughServe(config, statement)) ?? (await queryOwnStore(config, statement));
+  if (answer.format !== "JSONEachRow") {
+    // The statement named its own FORMAT: its output as it is.
+    process.stdout.write(answer.body);
     return 0;
   }
+  const rows = answer.body
+    .toString("utf8")
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  out(values.json ? JSON.stringify(rows) : formatTable(rows));
+  return 0;
+}
+
+/** The statement on the store's analyst session (read-only, limited): this process holds the store. */
+async function queryOwnStore(config: AppConfig, statement: string): Promise<{ format: string; body: Buffer }> {
   const store = await openStore(config.store);
   try {
     await store.migrate();
-    const rows = await store.queryReadOnly<Record<string, unknown>>(positionals[0] as string);
-    if (values.json) out(JSON.stringify(rows));
-    else out(formatTable(rows));
-    return 0;
+    return await store.analystQuery({ sql: statement, defaultFormat: "JSONEachRow" });
   } finally {
     await store.close();
   }
@@ -317,7 +328,7 @@ function serveFile(config: AppConfig): string | undefined {
  * An embedded store belongs to one process: when `serve` holds it, `sql` asks that process over
  * its read-only HTTP interface instead (undefined when no live serve holds the store).
  */
-async function queryThroughServe(config: AppConfig, sql: string): Promise<Record<string, unknown>[] | undefined> {
+async function queryThroughServe(config: AppConfig, sql: string): Promise<{ format: string; body: Buffer } | undefined> {
   const file = serveFile(config);
   if (!file || !existsSync(file)) return undefined;
   const held = JSON.parse(readFileSync(file, "utf8")) as { pid: number; analystUrl?: string; user?: string };
@@ -342,9 +353,14 @@ async function queryThroughServe(config: AppConfig, sql: string): Promise<Record
     log: { level: ClickHouseLogLevel.OFF },
   });
   try {
-    return await (await client.query({ query: sql, format: "JSONEachRow" })).json<Record<string, unknown>>();
+    const result = await client.exec({ query: sql, clickhouse_settings: { default_format: "JSONEachRow" } });
+    const chunks: Buffer[] = [];
+    for await (const chunk of result.stream) chunks.push(Buffer.from(chunk as Uint8Array));
+    const format = result.response_headers["x-clickhouse-format"];
+    return { format: typeof format === "string" ? format : "JSONEachRow", body: Buffer.concat(chunks) };
   } catch (cause) {
-    throw new StoreError((cause as Error).message.split("\n")[0] ?? "query failed", { cause });
+    // The client keeps the sentence's full stop from "… DB::Exception: <line>. (NAME)".
+    throw new StoreError((cause as Error).message.split("\n")[0]?.trim().replace(/\.$/, "") || "query failed", { cause });
   } finally {
     await client.close();
   }

@@ -15,3 +15,6 @@ export { subjectHistory } from "./subject.ts";
 export type { SubjectAccess } from "./subject.ts";
 export { fastAffectedCount } from "./fast.ts";
 export type { FastCount } from "./fast.ts";
+export { defaultAnalystLimits, DEFAULT_ANALYST_FORMAT } from "./analyst-session.ts";
+export type { AnalystLimits, AnalystQuery, AnalystResult } from "./analyst-session.ts";
+export { ALLOWED_FORMATS, ALLOWED_SYSTEM_TABLES, ALLOWED_TABLE_FUNCTIONS } from "./analyst-policy.ts";

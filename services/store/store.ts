@@ -6,7 +6,14 @@ import { createChdbConnection } from "chdb/connection";
 import { StoreError, StoreDataError, ConfigError } from "../errors/index.ts";
 import type { DataAccessEvent } from "../codec/index.ts";
 import type { AuditBatch, AuditSink } from "../processor/index.ts";
-import { isReadOnlyRoot, READ_ONLY_HINT, singleStatement } from "./readonly.ts";
+import {
+  defaultAnalystLimits,
+  openAnalystSession,
+  type AnalystLimits,
+  type AnalystQuery,
+  type AnalystResult,
+  type AnalystSession,
+} from "./analyst-session.ts";
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../../schemas/clickhouse/", import.meta.url));
 
@@ -37,6 +44,8 @@ export interface StoreOptions {
   path?: string;
   /** Database holding the tables. @default "lineage" */
   database?: string;
+  /** Limits of every analyst query (`sql`, the analyst HTTP interface). @default defaultAnalystLimits */
+  analystLimits?: Partial<AnalystLimits>;
 }
 
 export const defaultStoreOptions = { path: ".lineage-audit/store", database: "lineage" } satisfies Partial<StoreOptions>;
@@ -51,12 +60,14 @@ export interface Store extends AuditSink {
   /** Runs a query and returns its rows. */
   query<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
   /**
-   * An analyst's statement: refused unless ClickHouse's own parser says it only reads (and, on a
-   * server, run with `readonly=1` as well).
+   * An analyst's statement, on a session of its own that is read-only and limited: refused unless
+   * it only reads the audit database and the documented system tables, decided on ClickHouse's
+   * own parse of it (docs/sql.md, "What analysts may run"). Refusals are StoreErrors with
+   * `context.refused`; every error carries ClickHouse's `clickhouseCode` and `clickhouseName`.
    */
-  queryReadOnly<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
-  /** The same check, then the statement's own output as text (in the FORMAT it names). */
-  queryTextReadOnly(sql: string, params?: Record<string, unknown>): Promise<string>;
+  analystQuery(query: AnalystQuery): Promise<AnalystResult>;
+  /** The same, answered as rows (JSONEachRow). */
+  queryReadOnly<T>(sql: string, params?: Record<string, string>): Promise<T[]>;
   /**
    * The lineage outbox: stored facts not yet marked published to `topic` (oldest first), at most
    * `limit` of them. Facts are stored with their batch, so a crash or a failed send before
@@ -86,8 +97,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   }
   let client: ClickHouseClient;
   let location: string;
-  /** Unqualified table names in analysts' queries resolve in `database`. */
-  let readClient: (() => ClickHouseClient) | undefined;
+  let serverTarget: { url: string; username: string; password: string } | undefined;
   if (options.url) {
     let url: URL;
     try {
@@ -104,8 +114,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       log: { level: ClickHouseLogLevel.OFF },
     };
     client = createClient(serverConfig);
-    let scoped: ClickHouseClient | undefined;
-    readClient = () => (scoped ??= createClient({ ...serverConfig, database }));
+    serverTarget = { url: serverConfig.url, username: serverConfig.username, password: serverConfig.password };
   } else {
     const path = resolve(options.path ?? defaultStoreOptions.path);
     mkdirSync(path, { recursive: true });
@@ -132,56 +141,41 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     }
   }
 
-  async function query<T>(sql: string, params?: Record<string, unknown>, readonly = false): Promise<T[]> {
+  async function query<T>(sql: string, params?: Record<string, unknown>): Promise<T[]> {
     try {
-      const rs = await (readonly && readClient ? readClient() : client).query({
-        query: sql,
-        format: "JSONEachRow",
-        ...(params ? { query_params: params } : {}),
-        // Per request on a server. Not on chDB: there settings become session state, and a
-        // read-only session could never write again; the AST check below guards it instead.
-        ...(readonly && options.url ? { clickhouse_settings: { readonly: "1" } } : {}),
-      });
+      const rs = await client.query({ query: sql, format: "JSONEachRow", ...(params ? { query_params: params } : {}) });
       return await rs.json<T>();
-    } catch (cause) {
-      const message = (cause as Error).message.trim();
-      if (readonly && /readonly mode|READONLY/i.test(message)) {
-        throw new StoreError(`the query would write to the store; ${READ_ONLY_HINT}`, { cause, context: { refused: true } });
-      }
-      throw new StoreError(`query failed: ${message}`, { cause });
-    }
-  }
-
-  async function checkReadOnly(sql: string, params?: Record<string, unknown>): Promise<string> {
-    const statement = singleStatement(sql);
-    const [row] = await query<{ explain: string } | string>(`EXPLAIN AST ${statement}`, params);
-    // A server answers {"explain": "..."} rows; chDB's connection may hand back the bare line.
-    const root = typeof row === "string" ? row : (row?.explain ?? "");
-    if (!isReadOnlyRoot(root)) {
-      const kind = root.trim().split(/\s/)[0] || "statement";
-      throw new StoreError(`the query would write to the store (${kind}); ${READ_ONLY_HINT}`, { context: { refused: true, kind } });
-    }
-    return statement;
-  }
-
-  async function queryReadOnly<T>(sql: string, params?: Record<string, unknown>): Promise<T[]> {
-    return query<T>(await checkReadOnly(sql, params), params, true);
-  }
-
-  async function queryTextReadOnly(sql: string, params?: Record<string, unknown>): Promise<string> {
-    const statement = await checkReadOnly(sql, params);
-    try {
-      const result = await (readClient ? readClient() : client).exec({
-        query: statement,
-        ...(params ? { query_params: params } : {}),
-        ...(options.url ? { clickhouse_settings: { readonly: "1" } } : {}),
-      });
-      let text = "";
-      for await (const chunk of result.stream) text += Buffer.from(chunk as Uint8Array).toString("utf8");
-      return text;
     } catch (cause) {
       throw new StoreError(`query failed: ${(cause as Error).message.trim()}`, { cause });
     }
+  }
+
+  const limits = { ...defaultAnalystLimits, ...options.analystLimits };
+  let analyst: Promise<AnalystSession> | undefined;
+  function analystSession(): Promise<AnalystSession> {
+    analyst ??= openAnalystSession(
+      serverTarget ? { kind: "server", ...serverTarget } : { kind: "embedded", path: location.slice("chdb:".length) },
+      database,
+      limits,
+    ).catch((error: unknown) => {
+      analyst = undefined;
+      throw error;
+    });
+    return analyst;
+  }
+
+  async function analystQuery(q: AnalystQuery): Promise<AnalystResult> {
+    return (await analystSession()).run(q);
+  }
+
+  async function queryReadOnly<T>(sql: string, params?: Record<string, string>): Promise<T[]> {
+    const result = await analystQuery({ sql, ...(params ? { params } : {}), defaultFormat: "JSONEachRow" });
+    const text = result.body.toString("utf8");
+    if (result.format !== "JSONEachRow") throw new StoreError(`the statement names FORMAT ${result.format}; rows are read as JSONEachRow`);
+    return text
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .map((l) => JSON.parse(l) as T);
   }
 
   async function insert(table: string, rows: readonly object[]): Promise<void> {
@@ -225,9 +219,9 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       if (!options.url) await run(`USE ${database}`);
       return applied;
     },
-    query: (sql, params) => query(sql, params, false),
+    query: (sql, params) => query(sql, params),
+    analystQuery,
     queryReadOnly,
-    queryTextReadOnly,
     async write(batch: AuditBatch) {
       // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
       await insert(Table.facts, batch.facts);
@@ -296,6 +290,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       return rows.map(eventFromRow);
     },
     async close() {
+      if (analyst) await (await analyst.catch(() => undefined))?.close();
       await client.close();
     },
   };
