@@ -72,13 +72,17 @@ export interface Store extends AuditSink {
 /** Opens the store: a ClickHouse server when `url` is given, else ClickHouse in-process (chDB). */
 export async function openStore(options: StoreOptions = {}): Promise<Store> {
   const database = options.database ?? defaultStoreOptions.database;
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(database)) {
-    throw new ConfigError(`database name '${database}' must be letters, digits and underscores`, { context: { database } });
+  if (!DATABASE_NAME.test(database)) {
+    // The name is not echoed: it is operator input that failed validation.
+    throw new ConfigError("the database name must start with a letter or underscore, then letters, digits or underscores (at most 64)");
   }
+  const quotedDatabase = quoteIdentifier(database);
   let client: ClickHouseClient;
   let location: string;
   /** Unqualified table names in analysts' queries resolve in `database`. */
   let readClient: (() => ClickHouseClient) | undefined;
+  /** A client whose unqualified table names resolve in `database` (created once the database exists). */
+  let scopedClient: () => ClickHouseClient = () => client;
   if (options.url) {
     let url: URL;
     try {
@@ -97,6 +101,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     client = createClient(serverConfig);
     let scoped: ClickHouseClient | undefined;
     readClient = () => (scoped ??= createClient({ ...serverConfig, database }));
+    scopedClient = readClient;
   } else {
     const path = resolve(options.path ?? defaultStoreOptions.path);
     mkdirSync(path, { recursive: true });
@@ -115,9 +120,9 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   // threads only makes them compete.
   const insertSettings = options.url ? {} : { input_format_parallel_parsing: 0 as const };
 
-  async function run(sql: string): Promise<void> {
+  async function run(sql: string, on: ClickHouseClient = client): Promise<void> {
     try {
-      await client.command({ query: sql });
+      await on.command({ query: sql });
     } catch (cause) {
       throw new StoreError(`store command failed: ${(cause as Error).message.trim()}`, { cause, retriable: true });
     }
@@ -179,7 +184,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     if (rows.length === 0) return;
     try {
       await client.insert({
-        table: `${database}.${table}`,
+        table: `${quotedDatabase}.${table}`,
         values: rows as object[],
         format: "JSONEachRow",
         clickhouse_settings: insertSettings,
@@ -198,12 +203,18 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     database,
     location,
     async migrate() {
-      await run(`CREATE DATABASE IF NOT EXISTS ${database}`);
+      await run(`CREATE DATABASE IF NOT EXISTS ${quotedDatabase}`);
+      // Migrations name their tables unqualified and run with `database` as the current one: the
+      // name is never spliced into their text, so it cannot collide with an alias or a string.
+      // chDB's session keeps its current database between queries; a server's client is scoped.
+      if (!options.url) await run(`USE ${quotedDatabase}`);
+      const scoped = scopedClient();
       await run(
-        `CREATE TABLE IF NOT EXISTS ${database}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version`,
+        `CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version`,
+        scoped,
       );
       const done = new Set(
-        (await query<{ version: number }>(`SELECT version FROM ${database}.schema_migrations FINAL`)).map((r) => Number(r.version)),
+        (await query<{ version: number }>(`SELECT version FROM ${quotedDatabase}.schema_migrations FINAL`)).map((r) => Number(r.version)),
       );
       const applied: string[] = [];
       for (const file of readdirSync(MIGRATIONS_DIR)
@@ -211,13 +222,14 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         .sort()) {
         const version = Number(file.split("_")[0]);
         if (done.has(version)) continue;
-        const text = readFileSync(join(MIGRATIONS_DIR, file), "utf8").replaceAll("{db}", database);
-        for (const statement of splitStatements(text)) await run(statement);
+        const text = readFileSync(join(MIGRATIONS_DIR, file), "utf8");
+        if (text.includes("{db}")) {
+          throw new StoreError(`migration ${file} uses the retired {db} placeholder: name tables unqualified`, { context: { file } });
+        }
+        for (const statement of splitStatements(text)) await run(statement, scoped);
         await insert("schema_migrations", [{ version, name: file }]);
         applied.push(file);
       }
-      // The embedded session keeps its current database between queries.
-      if (!options.url) await run(`USE ${database}`);
       return applied;
     },
     query: (sql, params) => query(sql, params, false),
@@ -340,6 +352,14 @@ function eventFromRow(r: StoredUseRow): DataAccessEvent {
 /** A DateTime64 as ClickHouse prints it (`2019-01-01 14:00:00.000`, UTC) as ISO-8601 text. */
 export function storedTimeToIso(text: string): string {
   return `${text.replace(" ", "T")}Z`;
+}
+
+/** ClickHouse's own limit on a database name is larger; 64 keeps paths and messages readable. */
+const DATABASE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+/** An identifier already checked against DATABASE_NAME, quoted so that keywords stay names. */
+function quoteIdentifier(name: string): string {
+  return `\`${name}\``;
 }
 
 /** Splits a migration file on semicolons that end a line, dropping comment-only chunks. */
