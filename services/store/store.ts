@@ -106,6 +106,11 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     const path = resolve(options.path ?? defaultStoreOptions.path);
     mkdirSync(path, { recursive: true });
     location = `chdb:${path}`;
+    // chDB would print its own lock error on stderr before failing; say it once, ourselves.
+    const holder = storeHolder(path);
+    if (holder !== undefined) {
+      throw new StoreError(`store ${path} is in use by another lineage-audit process (pid ${holder})`, { context: { path, pid: holder } });
+    }
     try {
       // chdb types its connection against its own copy of @clickhouse/client-common; the
       // runtime contract is the client's `connection` hook.
@@ -352,6 +357,28 @@ function eventFromRow(r: StoredUseRow): DataAccessEvent {
 /** A DateTime64 as ClickHouse prints it (`2019-01-01 14:00:00.000`, UTC) as ISO-8601 text. */
 export function storedTimeToIso(text: string): string {
   return `${text.replace(" ", "T")}Z`;
+}
+
+/**
+ * The live process other than this one holding an embedded store, if any: ClickHouse keeps a
+ * `status` file with its PID, locked, while a data directory is open, and removes it on close.
+ */
+function storeHolder(path: string): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(path, "status"), "utf8");
+  } catch {
+    return undefined;
+  }
+  const pid = Number(/^PID:\s*(\d+)/m.exec(text)?.[1]);
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (error) {
+    // EPERM: alive, but another user's. ESRCH: a stale file left by a killed process.
+    return (error as NodeJS.ErrnoException).code === "EPERM" ? pid : undefined;
+  }
 }
 
 /** ClickHouse's own limit on a database name is larger; 64 keeps paths and messages readable. */
