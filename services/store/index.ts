@@ -6,3 +6,5 @@ export { subjectHistory } from "./subject.ts";
 export type { SubjectAccess } from "./subject.ts";
 export { fastAffectedCount } from "./fast.ts";
 export type { FastCount } from "./fast.ts";
+export { eventContentDigest, guardEventIds, EventIdConflict } from "./identity.ts";
+export type { GuardedBatch } from "./identity.ts";

@@ -7,11 +7,13 @@ import { StoreError, ConfigError } from "../errors/index.ts";
 import type { DataAccessEvent } from "../codec/index.ts";
 import type { AuditBatch, AuditSink } from "../processor/index.ts";
 import { isReadOnlyRoot, READ_ONLY_HINT, singleStatement } from "./readonly.ts";
+import { guardEventIds } from "./identity.ts";
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../../schemas/clickhouse/", import.meta.url));
 
 export const Table = {
   events: "events_v1",
+  eventIds: "event_ids_v1",
   subjects: "event_subjects_v1",
   edges: "lineage_edges_v1",
   facts: "lineage_facts_v1",
@@ -203,6 +205,29 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     }
   }
 
+  /** The stored content digest of each of the batch's event ids that the store already holds. */
+  async function storedDigests(batch: AuditBatch): Promise<Map<string, string>> {
+    const ids = [...new Set(batch.events.map((e) => e.event_id))];
+    try {
+      // One text parameter split by ClickHouse parses faster than an Array(String) literal.
+      const joined = !ids.some((id) => id.includes("\n"));
+      const rs = await client.query({
+        query: `SELECT event_id, content_sha256 FROM ${quotedDatabase}.${Table.eventIds}
+                WHERE event_id IN ${joined ? "(SELECT arrayJoin(splitByChar('\\n', {ids:String})))" : "{ids:Array(String)}"}`,
+        query_params: { ids: joined ? ids.join("\n") : ids },
+        format: "JSONEachRow",
+      });
+      const rows = await rs.json<{ event_id: string; content_sha256: string }>();
+      return new Map(rows.map((r) => [r.event_id, r.content_sha256]));
+    } catch (cause) {
+      throw new StoreError(`checking ${ids.length} event ids failed: ${(cause as Error).message.trim()}`, { cause, retriable: true });
+    }
+  }
+
+  // Ids are looked up and event rows written one batch at a time, so that a batch written
+  // concurrently (HTTP and Kafka feed one process) sees the ids the one before it wrote.
+  let idTurn: Promise<void> = Promise.resolve();
+
   return {
     client,
     database,
@@ -240,12 +265,23 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     query: (sql, params) => query(sql, params, false),
     queryReadOnly,
     queryTextReadOnly,
-    async write(batch: AuditBatch) {
-      // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
-      await insert(Table.facts, batch.facts);
-      await insert(Table.edges, batch.edges);
-      await insert(Table.labels, batch.labels);
-      await insert(Table.events, batch.events);
+    async write(input: AuditBatch) {
+      let release = () => {};
+      const previous = idTurn;
+      idTurn = new Promise<void>((resolve) => (release = resolve));
+      await previous;
+      let batch = input;
+      try {
+        // One content per event id: another content under a known id is a finding, not a second event.
+        if (input.events.length > 0) batch = guardEventIds(input, await storedDigests(input)).batch;
+        // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
+        await insert(Table.facts, batch.facts);
+        await insert(Table.edges, batch.edges);
+        await insert(Table.labels, batch.labels);
+        await insert(Table.events, batch.events);
+      } finally {
+        release();
+      }
       await insert(Table.paths, batch.paths);
       await insert(Table.violations, batch.violations);
       // The alerts these violations raise, stored before the batch counts as done (durable outbox).
