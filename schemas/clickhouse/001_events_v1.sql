@@ -2,7 +2,7 @@
 -- lands on the same sorting key and ReplacingMergeTree keeps one row (query with FINAL, or
 -- count with uniqExact(event_id), for exact numbers before merges).
 -- Columns the processor leaves out take their defaults; ALIAS columns are computed when read.
-CREATE TABLE IF NOT EXISTS {db}.events_v1
+CREATE TABLE IF NOT EXISTS events_v1
 (
     event_id String,
     kind LowCardinality(String),

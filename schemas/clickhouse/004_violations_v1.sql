@@ -1,5 +1,5 @@
 -- One row per (event, rule broken), with the lineage path that carried the data there.
-CREATE TABLE IF NOT EXISTS {db}.violations_v1
+CREATE TABLE IF NOT EXISTS violations_v1
 (
     violation_id String COMMENT 'event_id:rule_id',
     event_id String,
@@ -35,7 +35,7 @@ PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (rule_id, occurred_at, violation_id);
 
 -- Lineage paths of violations, stored once per distinct path set: join on path_id.
-CREATE TABLE IF NOT EXISTS {db}.violation_paths_v1
+CREATE TABLE IF NOT EXISTS violation_paths_v1
 (
     path_id String,
     lineage_path String COMMENT 'JSON: {paths:[{category,collectedFor,origin,hops:[...]}], use:{...}, totalPaths}',
@@ -46,7 +46,7 @@ ORDER BY path_id;
 
 -- One row per (violation, subject): distinct people and records affected per rule. Filled
 -- by ClickHouse from violations_v1.
-CREATE TABLE IF NOT EXISTS {db}.violation_subjects_v1
+CREATE TABLE IF NOT EXISTS violation_subjects_v1
 (
     rule_id LowCardinality(String),
     subject_id String,
@@ -61,13 +61,14 @@ ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (rule_id, subject_id, violation_id);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.violation_subjects_mv TO {db}.violation_subjects_v1 AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS violation_subjects_mv TO violation_subjects_v1 AS
 SELECT rule_id, subject_id, occurred_at, violation_id, event_id, categories, service, mode
-FROM {db}.violations_v1
+FROM violations_v1
 ARRAY JOIN subjects AS subject_id;
 
--- Violations with their lineage path, for reading.
-CREATE VIEW IF NOT EXISTS {db}.violations_with_paths AS
-SELECT v.*, p.lineage_path, p.path_text
-FROM {db}.violations_v1 AS v
-LEFT JOIN {db}.violation_paths_v1 AS p USING (path_id);
+-- Violations with their lineage path, for reading. (No table aliases: ClickHouse qualifies the
+-- tables with the database, which may be named like an alias.)
+CREATE VIEW IF NOT EXISTS violations_with_paths AS
+SELECT *
+FROM violations_v1
+LEFT JOIN violation_paths_v1 USING (path_id);

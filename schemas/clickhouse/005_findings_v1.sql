@@ -1,6 +1,6 @@
 -- Findings that are not rule violations: uses of data whose provenance is unknown, and their
 -- resolution when lineage arrives late.
-CREATE TABLE IF NOT EXISTS {db}.findings_v1
+CREATE TABLE IF NOT EXISTS findings_v1
 (
     finding_id String,
     kind LowCardinality(String),
@@ -19,7 +19,7 @@ ORDER BY (kind, occurred_at, finding_id);
 
 -- Input that could not be decoded or validated, with the reason and the original bytes
 -- (withheld when the message carried raw identifiers).
-CREATE TABLE IF NOT EXISTS {db}.dead_letters_v1
+CREATE TABLE IF NOT EXISTS dead_letters_v1
 (
     dead_letter_id String,
     received_at DateTime64(3, 'UTC') DEFAULT now64(3),

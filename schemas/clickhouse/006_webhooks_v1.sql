@@ -1,6 +1,6 @@
 -- Durable outbox of alerts: one row per (subscription, rule, job run, window), decided together
 -- with the violations that raised it; later versions record delivery progress.
-CREATE TABLE IF NOT EXISTS {db}.webhook_outbox_v1
+CREATE TABLE IF NOT EXISTS webhook_outbox_v1
 (
     webhook_id String COMMENT 'the webhook-id header: the same on every attempt',
     subscription_id String,
@@ -25,7 +25,7 @@ ENGINE = ReplacingMergeTree(version)
 ORDER BY (subscription_id, webhook_id);
 
 -- Every delivery attempt and its outcome.
-CREATE TABLE IF NOT EXISTS {db}.webhook_deliveries_v1
+CREATE TABLE IF NOT EXISTS webhook_deliveries_v1
 (
     webhook_id String,
     subscription_id String,
@@ -41,7 +41,7 @@ ENGINE = MergeTree
 ORDER BY (subscription_id, webhook_id, attempt);
 
 -- Endpoints switched off (410 Gone).
-CREATE TABLE IF NOT EXISTS {db}.webhook_endpoints_v1
+CREATE TABLE IF NOT EXISTS webhook_endpoints_v1
 (
     subscription_id String,
     disabled UInt8,

@@ -1,8 +1,8 @@
 -- Violations found by `lineage-audit replay` (a rule evaluated over stored history) are marked.
-ALTER TABLE {db}.violations_v1 ADD COLUMN IF NOT EXISTS retroactive UInt8 DEFAULT 0 COMMENT '1 when found by a replay over stored history';
+ALTER TABLE violations_v1 ADD COLUMN IF NOT EXISTS retroactive UInt8 DEFAULT 0 COMMENT '1 when found by a replay over stored history';
 
 -- Where each replay got to, so an interrupted one resumes and a finished one is not redone.
-CREATE TABLE IF NOT EXISTS {db}.replay_progress_v1
+CREATE TABLE IF NOT EXISTS replay_progress_v1
 (
     replay_id String COMMENT 'hash of the rules file and the window',
     rules_file String,

@@ -2,7 +2,7 @@
 -- batch) is to be published on the shared Kafka lineage topic; the ones without a row here for
 -- that topic are the outbox, published again after a crash or a failed send. Publishing twice is
 -- harmless: the topic is compacted by fact_key.
-CREATE TABLE IF NOT EXISTS {db}.lineage_published_v1
+CREATE TABLE IF NOT EXISTS lineage_published_v1
 (
     fact_key String,
     topic String COMMENT 'the Kafka lineage topic the fact was published to',

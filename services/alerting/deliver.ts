@@ -26,7 +26,14 @@ export interface DelivererOptions {
   maxAttempts?: number;
   /** Rule descriptions for the payload. */
   ruleDescriptions?: Record<string, string>;
+  /**
+   * How much of a receiver's answer is read (within the request's timeout); the rest is dropped
+   * with the connection, so a receiver cannot fill memory. @default 65536
+   */
+  maxResponseBytes?: number;
 }
+
+export const defaultDelivererOptions = { maxResponseBytes: 64 * 1024 } satisfies Partial<DelivererOptions>;
 
 export interface Deliverer {
   /** Delivers what is due now; returns how many attempts were made. */
@@ -48,6 +55,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
   const backoff = options.backoffMs ?? 1000;
   const maxBackoff = options.maxBackoffMs ?? 300_000;
   const maxAttempts = options.maxAttempts ?? 20;
+  const maxResponseBytes = options.maxResponseBytes ?? defaultDelivererOptions.maxResponseBytes;
   const sentAt = new Map<string, number[]>(); // subscription -> recent send times
   const pausedUntil = new Map<string, number>(); // subscription -> Retry-After deadline
   let running = false;
@@ -162,7 +170,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
         signal: AbortSignal.timeout(s.timeoutMs),
       });
       status = res.status;
-      await res.arrayBuffer().catch(() => undefined);
+      await drainCapped(res, maxResponseBytes);
       const ra = res.headers.get("retry-after");
       if (ra && (status === 429 || status === 503)) {
         const seconds = Number(ra);
@@ -262,4 +270,25 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
       await loop;
     },
   };
+}
+
+/**
+ * Reads at most about `cap` bytes of an answer's body (only the status decides the outcome), then
+ * cancels the rest: undici then closes the connection instead of reading the body to its end.
+ */
+async function drainCapped(res: Response, cap: number): Promise<void> {
+  const reader = (res.body as ReadableStream<Uint8Array> | null)?.getReader();
+  if (!reader) return;
+  let read = 0;
+  try {
+    while (read <= cap) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      read += value.byteLength;
+    }
+  } catch {
+    // A body cut short or timed out says nothing more than the status already did.
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
 }

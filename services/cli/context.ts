@@ -132,6 +132,40 @@ function parseKafka(env: NodeJS.ProcessEnv): KafkaConfig | undefined {
   return config;
 }
 
+/** The address `serve` listens on unless --host says otherwise. */
+export const DEFAULT_BIND_HOST = "127.0.0.1";
+
+/** The shortest ingest token or analyst password `serve` accepts when it listens beyond loopback. */
+export const MIN_EXPOSED_SECRET_LENGTH = 16;
+
+/** Whether `host` is an address only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^127(\.\d{1,3}){3}$/.test(h) || /^::ffff:127(\.\d{1,3}){3}$/.test(h);
+}
+
+/**
+ * `serve` beyond loopback (e.g. 0.0.0.0 in a container) is reachable by anyone on the network: it
+ * must not start without an ingest token, nor with the analyst interface on without a password.
+ */
+export function checkExposure(host: string, config: Pick<AppConfig, "ingestToken" | "analyst">): void {
+  if (isLoopback(host)) return;
+  const min = MIN_EXPOSED_SECRET_LENGTH;
+  if (!config.ingestToken)
+    throw new ConfigError(
+      `refusing to listen on ${host} without LINEAGE_AUDIT_INGEST_TOKEN: anyone who reaches it could write events (set a token of at least ${min} characters, or listen on 127.0.0.1)`,
+    );
+  if (config.ingestToken.length < min)
+    throw new ConfigError(`LINEAGE_AUDIT_INGEST_TOKEN must be at least ${min} characters when serve listens on ${host}`);
+  if (config.analyst && config.analyst.password.length < min)
+    throw new ConfigError(
+      `refusing to open the analyst interface on ${host}: LINEAGE_AUDIT_ANALYST_PASSWORD must be at least ${min} characters there`,
+    );
+}
+
 /** Uses a restarted processor checks again when late lineage arrives (the auditor's default window). */
 const RECHECK_WINDOW = 20_000;
 

@@ -9,7 +9,15 @@ import { startAnalystServer, startIngestServer } from "../api/index.ts";
 import { startKafkaProcessor, topicsOf } from "../kafka/index.ts";
 import { TaxonomyKind } from "../taxonomy/index.ts";
 import { PSEUDONYM_PATTERN } from "../codec/index.ts";
-import { hmacKeyOrEphemeral, openAuditor, parseConfig, requireHmacKey, type AppConfig } from "./context.ts";
+import {
+  checkExposure,
+  DEFAULT_BIND_HOST,
+  hmacKeyOrEphemeral,
+  openAuditor,
+  parseConfig,
+  requireHmacKey,
+  type AppConfig,
+} from "./context.ts";
 import { createProgress } from "./progress.ts";
 import { startTelemetry } from "./telemetry.ts";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -383,6 +391,8 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
   const { values } = args(argv, { port: { type: "string" }, host: { type: "string" } }, false);
   if (values.help) return (out(USAGE), 0);
   const port = values.port === undefined ? config.port : portFlag(values.port as string);
+  const host = (values.host as string | undefined) ?? DEFAULT_BIND_HOST;
+  checkExposure(host, config);
   const stopTelemetry = await startTelemetry(process.env);
   // Bad alert configuration is found before anything starts.
   const alerting = config.webhooksPath ? loadAlertingConfig(config.webhooksPath) : undefined;
@@ -402,7 +412,7 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
   try {
     const server = await startIngestServer(ctx.processor, {
       port,
-      host: (values.host as string | undefined) ?? "127.0.0.1",
+      host,
       ...(config.ingestToken ? { token: config.ingestToken } : {}),
     });
     closers.unshift(() => server.close());
@@ -412,7 +422,7 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
     // Tells `sql` that this process holds the store, and where to ask instead.
     let analystUrl: string | undefined;
     if (config.analyst) {
-      const analyst = await startAnalystServer(ctx.store, { ...config.analyst, host: (values.host as string | undefined) ?? "127.0.0.1" });
+      const analyst = await startAnalystServer(ctx.store, { ...config.analyst, host });
       closers.unshift(() => analyst.close());
       process.stderr.write(`lineage-audit serve: read-only ClickHouse HTTP interface at ${analyst.url} (user ${config.analyst.user})\n`);
       analystUrl = analyst.url;

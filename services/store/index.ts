@@ -18,3 +18,5 @@ export type { FastCount } from "./fast.ts";
 export { defaultAnalystLimits, DEFAULT_ANALYST_FORMAT } from "./analyst-session.ts";
 export type { AnalystLimits, AnalystQuery, AnalystResult } from "./analyst-session.ts";
 export { ALLOWED_FORMATS, ALLOWED_SYSTEM_TABLES, ALLOWED_TABLE_FUNCTIONS } from "./analyst-policy.ts";
+export { eventContentDigest, guardEventIds, EventIdConflict } from "./identity.ts";
+export type { GuardedBatch } from "./identity.ts";

@@ -94,14 +94,39 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
      WHERE ${window} AND arrayExists(c -> ${categoryIs("c")}, categories)`,
     params,
   );
+  // No table aliases: a database may be named like one (`p`), and `p.path_id` would then be read as a table.
   const paths = await store.query<{ path: string; violations: string }>(
-    `SELECT any(p.path_text) AS path, uniqExact(v.violation_id) AS violations
-     FROM ${db}.${Table.violations} AS v LEFT JOIN ${db}.${Table.paths} AS p ON p.path_id = v.path_id
+    `SELECT any(${Table.paths}.path_text) AS path, uniqExact(${Table.violations}.violation_id) AS violations
+     FROM ${db}.${Table.violations} LEFT JOIN ${db}.${Table.paths} ON ${Table.paths}.path_id = ${Table.violations}.path_id
      WHERE ${window} AND arrayExists(c -> ${categoryIs("c")}, categories)
-     GROUP BY v.path_id ORDER BY violations DESC, path LIMIT 5`,
+     GROUP BY ${Table.violations}.path_id ORDER BY violations DESC, path LIMIT 5`,
     params,
   );
-  const labelKeys = v?.all_label_ids ?? [];
+  // With a category, what the violations say about their data comes from the labels of that
+  // category alone: a violation of two categories lists both in its own columns.
+  let data = {
+    categories: v?.all_categories ?? [],
+    collectedFor: v?.all_collected_for ?? [],
+    origins: v?.all_origins ?? [],
+    labelIds: v?.all_label_ids ?? [],
+  };
+  if (q.category) {
+    const [l] = await store.query<{ categories: string[]; collected_for: string[]; origins: string[]; label_ids: string[] }>(
+      `SELECT arraySort(groupUniqArray(category)) AS categories, arraySort(groupUniqArrayArray(collected_for)) AS collected_for,
+              arraySort(groupUniqArray(origin)) AS origins, groupUniqArray(label_id) AS label_ids
+       FROM ${db}.${Table.labels} FINAL
+       WHERE ${categoryIs("category")} AND label_id IN (
+         SELECT arrayJoin(label_ids) FROM ${db}.${Table.violations} WHERE ${window} AND arrayExists(c -> ${categoryIs("c")}, categories))`,
+      params,
+    );
+    data = {
+      categories: l?.categories ?? [],
+      collectedFor: l?.collected_for ?? [],
+      origins: l?.origins ?? [],
+      labelIds: l?.label_ids ?? [],
+    };
+  }
+  const labelKeys = data.labelIds;
   const [shares] = await store.query<{ checked: string; carrying: string }>(
     `SELECT uniqExact(event_id) AS checked, uniqExactIf(event_id, hasAny(label_ids, {keys:Array(String)})) AS carrying
      FROM ${db}.${Table.events} WHERE kind = 'SHARE' AND recipient_external = 1`,
@@ -130,13 +155,13 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
     lastViolation: events > 0 ? (v?.last ?? null) : null,
     severity: events > 0 ? (v?.top_severity ?? null) : null,
     mode: events > 0 ? (v?.top_mode ?? null) : null,
-    categories: v?.all_categories ?? [],
-    collectedFor: v?.all_collected_for ?? [],
+    categories: data.categories,
+    collectedFor: data.collectedFor,
     purposes: v?.all_purposes ?? [],
     services: v?.all_services ?? [],
     jobs: v?.all_jobs ?? [],
     datasets: v?.all_datasets ?? [],
-    origins: v?.all_origins ?? [],
+    origins: data.origins,
     paths: paths.map((p) => ({ path: p.path, violations: Number(p.violations) })),
     externalShares: {
       checked: Number(shares?.checked ?? 0),

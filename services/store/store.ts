@@ -14,11 +14,13 @@ import {
   type AnalystResult,
   type AnalystSession,
 } from "./analyst-session.ts";
+import { guardEventIds } from "./identity.ts";
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../../schemas/clickhouse/", import.meta.url));
 
 export const Table = {
   events: "events_v1",
+  eventIds: "event_ids_v1",
   subjects: "event_subjects_v1",
   edges: "lineage_edges_v1",
   facts: "lineage_facts_v1",
@@ -92,12 +94,16 @@ export interface Store extends AuditSink {
 /** Opens the store: a ClickHouse server when `url` is given, else ClickHouse in-process (chDB). */
 export async function openStore(options: StoreOptions = {}): Promise<Store> {
   const database = options.database ?? defaultStoreOptions.database;
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(database)) {
-    throw new ConfigError(`database name '${database}' must be letters, digits and underscores`, { context: { database } });
+  if (!DATABASE_NAME.test(database)) {
+    // The name is not echoed: it is operator input that failed validation.
+    throw new ConfigError("the database name must start with a letter or underscore, then letters, digits or underscores (at most 64)");
   }
+  const quotedDatabase = quoteIdentifier(database);
   let client: ClickHouseClient;
   let location: string;
   let serverTarget: { url: string; username: string; password: string } | undefined;
+  /** A client whose unqualified table names resolve in `database` (created once the database exists). */
+  let scopedClient: () => ClickHouseClient = () => client;
   if (options.url) {
     let url: URL;
     try {
@@ -115,10 +121,17 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     };
     client = createClient(serverConfig);
     serverTarget = { url: serverConfig.url, username: serverConfig.username, password: serverConfig.password };
+    let scoped: ClickHouseClient | undefined;
+    scopedClient = () => (scoped ??= createClient({ ...serverConfig, database }));
   } else {
     const path = resolve(options.path ?? defaultStoreOptions.path);
     mkdirSync(path, { recursive: true });
     location = `chdb:${path}`;
+    // chDB would print its own lock error on stderr before failing; say it once, ourselves.
+    const holder = storeHolder(path);
+    if (holder !== undefined) {
+      throw new StoreError(`store ${path} is in use by another lineage-audit process (pid ${holder})`, { context: { path, pid: holder } });
+    }
     try {
       // chdb types its connection against its own copy of @clickhouse/client-common; the
       // runtime contract is the client's `connection` hook.
@@ -133,9 +146,9 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   // threads only makes them compete.
   const insertSettings = options.url ? {} : { input_format_parallel_parsing: 0 as const };
 
-  async function run(sql: string): Promise<void> {
+  async function run(sql: string, on: ClickHouseClient = client): Promise<void> {
     try {
-      await client.command({ query: sql });
+      await on.command({ query: sql });
     } catch (cause) {
       throw new StoreError(`store command failed: ${(cause as Error).message.trim()}`, { cause, retriable: true });
     }
@@ -182,7 +195,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     if (rows.length === 0) return;
     try {
       await client.insert({
-        table: `${database}.${table}`,
+        table: `${quotedDatabase}.${table}`,
         values: rows as object[],
         format: "JSONEachRow",
         clickhouse_settings: insertSettings,
@@ -192,17 +205,48 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     }
   }
 
+  /** The stored content digest of each of the batch's event ids that the store already holds. */
+  async function storedDigests(batch: AuditBatch): Promise<Map<string, string>> {
+    const ids = [...new Set(batch.events.map((e) => e.event_id))];
+    try {
+      // One text parameter split by ClickHouse parses faster than an Array(String) literal. The
+      // table is sorted by the ids' hashes; a colliding id it returns is simply not asked about.
+      const joined = !ids.some((id) => id.includes("\n"));
+      const list = joined ? "splitByChar('\\n', {ids:String})" : "{ids:Array(String)}";
+      const rs = await client.query({
+        query: `SELECT event_id, content_sha256 FROM ${quotedDatabase}.${Table.eventIds}
+                WHERE id_hash IN (SELECT sipHash64(arrayJoin(${list})))`,
+        query_params: { ids: joined ? ids.join("\n") : ids },
+        format: "JSONEachRow",
+      });
+      const rows = await rs.json<{ event_id: string; content_sha256: string }>();
+      return new Map(rows.map((r) => [r.event_id, r.content_sha256]));
+    } catch (cause) {
+      throw new StoreError(`checking ${ids.length} event ids failed: ${(cause as Error).message.trim()}`, { cause, retriable: true });
+    }
+  }
+
+  // Ids are looked up and event rows written one batch at a time, so that a batch written
+  // concurrently (HTTP and Kafka feed one process) sees the ids the one before it wrote.
+  let idTurn: Promise<void> = Promise.resolve();
+
   return {
     client,
     database,
     location,
     async migrate() {
-      await run(`CREATE DATABASE IF NOT EXISTS ${database}`);
+      await run(`CREATE DATABASE IF NOT EXISTS ${quotedDatabase}`);
+      // Migrations name their tables unqualified and run with `database` as the current one: the
+      // name is never spliced into their text, so it cannot collide with an alias or a string.
+      // chDB's session keeps its current database between queries; a server's client is scoped.
+      if (!options.url) await run(`USE ${quotedDatabase}`);
+      const scoped = scopedClient();
       await run(
-        `CREATE TABLE IF NOT EXISTS ${database}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version`,
+        `CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version`,
+        scoped,
       );
       const done = new Set(
-        (await query<{ version: number }>(`SELECT version FROM ${database}.schema_migrations FINAL`)).map((r) => Number(r.version)),
+        (await query<{ version: number }>(`SELECT version FROM ${quotedDatabase}.schema_migrations FINAL`)).map((r) => Number(r.version)),
       );
       const applied: string[] = [];
       for (const file of readdirSync(MIGRATIONS_DIR)
@@ -210,24 +254,36 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         .sort()) {
         const version = Number(file.split("_")[0]);
         if (done.has(version)) continue;
-        const text = readFileSync(join(MIGRATIONS_DIR, file), "utf8").replaceAll("{db}", database);
-        for (const statement of splitStatements(text)) await run(statement);
+        const text = readFileSync(join(MIGRATIONS_DIR, file), "utf8");
+        if (text.includes("{db}")) {
+          throw new StoreError(`migration ${file} uses the retired {db} placeholder: name tables unqualified`, { context: { file } });
+        }
+        for (const statement of splitStatements(text)) await run(statement, scoped);
         await insert("schema_migrations", [{ version, name: file }]);
         applied.push(file);
       }
-      // The embedded session keeps its current database between queries.
-      if (!options.url) await run(`USE ${database}`);
       return applied;
     },
     query: (sql, params) => query(sql, params),
     analystQuery,
     queryReadOnly,
-    async write(batch: AuditBatch) {
-      // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
-      await insert(Table.facts, batch.facts);
-      await insert(Table.edges, batch.edges);
-      await insert(Table.labels, batch.labels);
-      await insert(Table.events, batch.events);
+    async write(input: AuditBatch) {
+      let release = () => {};
+      const previous = idTurn;
+      idTurn = new Promise<void>((resolve) => (release = resolve));
+      await previous;
+      let batch = input;
+      try {
+        // One content per event id: another content under a known id is a finding, not a second event.
+        if (input.events.length > 0) batch = guardEventIds(input, await storedDigests(input)).batch;
+        // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
+        await insert(Table.facts, batch.facts);
+        await insert(Table.edges, batch.edges);
+        await insert(Table.labels, batch.labels);
+        await insert(Table.events, batch.events);
+      } finally {
+        release();
+      }
       await insert(Table.paths, batch.paths);
       await insert(Table.violations, batch.violations);
       // The alerts these violations raise, stored before the batch counts as done (durable outbox).
@@ -237,8 +293,8 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     },
     async unpublishedFacts(topic, limit) {
       const rows = await query<{ fact_key: string; fact: string }>(
-        `SELECT fact_key, any(fact) AS fact FROM ${database}.${Table.facts}
-         WHERE fact_key NOT IN (SELECT fact_key FROM ${database}.${Table.published} WHERE topic = {topic:String})
+        `SELECT fact_key, any(fact) AS fact FROM ${quotedDatabase}.${Table.facts}
+         WHERE fact_key NOT IN (SELECT fact_key FROM ${quotedDatabase}.${Table.published} WHERE topic = {topic:String})
          GROUP BY fact_key ORDER BY min(occurred_at), fact_key LIMIT {limit:UInt32}`,
         { topic, limit },
       );
@@ -251,7 +307,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       );
     },
     async *lineageFacts() {
-      const rows = await query<{ fact: string }>(`SELECT fact FROM ${database}.${Table.facts} FINAL ORDER BY occurred_at, event_id`);
+      const rows = await query<{ fact: string }>(`SELECT fact FROM ${quotedDatabase}.${Table.facts} FINAL ORDER BY occurred_at, event_id`);
       for (const r of rows) yield JSON.parse(r.fact) as DataAccessEvent;
     },
     async recentUses(limit) {
@@ -259,7 +315,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       const rows = await query<StoredUseRow>(
         `SELECT event_id, kind, toString(toUnixTimestamp64Milli(occurred_at)) AS at, service, job_namespace, job_name, run_id, input_fields,
                 purposes, data_subject, subjects, recipient, recipient_external, traceparent, pseudonym_key_id
-         FROM (SELECT * FROM ${database}.${Table.events} FINAL WHERE kind IN ('USE', 'SHARE') AND verdict != 'unknown_provenance'
+         FROM (SELECT * FROM ${quotedDatabase}.${Table.events} FINAL WHERE kind IN ('USE', 'SHARE') AND verdict != 'unknown_provenance'
                ORDER BY ingested_at DESC LIMIT {limit:UInt32})
          ORDER BY ingested_at`,
         { limit },
@@ -267,8 +323,8 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       if (rows.length === 0) return [];
       const rules = new Map<string, string[]>();
       for (const r of await query<{ event_id: string; rules: string[] }>(
-        `SELECT event_id, groupUniqArray(rule_id) AS rules FROM ${database}.${Table.violations}
-         WHERE event_id IN (SELECT event_id FROM ${database}.${Table.events} WHERE kind IN ('USE', 'SHARE') ORDER BY ingested_at DESC LIMIT {limit:UInt32})
+        `SELECT event_id, groupUniqArray(rule_id) AS rules FROM ${quotedDatabase}.${Table.violations}
+         WHERE event_id IN (SELECT event_id FROM ${quotedDatabase}.${Table.events} WHERE kind IN ('USE', 'SHARE') ORDER BY ingested_at DESC LIMIT {limit:UInt32})
          GROUP BY event_id`,
         { limit },
       )) {
@@ -280,7 +336,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       const rows = await query<StoredUseRow>(
         `SELECT event_id, kind, toString(toUnixTimestamp64Milli(occurred_at)) AS at, service, job_namespace, job_name, run_id, input_fields,
                 purposes, data_subject, subjects, recipient, recipient_external, traceparent, pseudonym_key_id
-         FROM ${database}.${Table.events} FINAL
+         FROM ${quotedDatabase}.${Table.events} FINAL
          WHERE kind IN ('USE', 'SHARE')
            AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
            AND (occurred_at, event_id) > (fromUnixTimestamp64Milli({at:Int64}, 'UTC'), {id:String})
@@ -398,6 +454,36 @@ function eventFromRow(r: StoredUseRow): DataAccessEvent {
 /** A DateTime64 as ClickHouse prints it (`2019-01-01 14:00:00.000`, UTC) as ISO-8601 text. */
 export function storedTimeToIso(text: string): string {
   return `${text.replace(" ", "T")}Z`;
+}
+
+/**
+ * The live process other than this one holding an embedded store, if any: ClickHouse keeps a
+ * `status` file with its PID, locked, while a data directory is open, and removes it on close.
+ */
+function storeHolder(path: string): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(path, "status"), "utf8");
+  } catch {
+    return undefined;
+  }
+  const pid = Number(/^PID:\s*(\d+)/m.exec(text)?.[1]);
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (error) {
+    // EPERM: alive, but another user's. ESRCH: a stale file left by a killed process.
+    return (error as NodeJS.ErrnoException).code === "EPERM" ? pid : undefined;
+  }
+}
+
+/** ClickHouse's own limit on a database name is larger; 64 keeps paths and messages readable. */
+const DATABASE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+/** An identifier already checked against DATABASE_NAME, quoted so that keywords stay names. */
+function quoteIdentifier(name: string): string {
+  return `\`${name}\``;
 }
 
 /** Splits a migration file on semicolons that end a line, dropping comment-only chunks. */

@@ -33,4 +33,13 @@ describe("docker-compose.yml", () => {
     expect(auditor?.depends_on).toEqual({ kafka: { condition: "service_healthy" }, clickhouse: { condition: "service_healthy" } });
     expect(auditor?.command?.[0]).toBe("serve");
   });
+
+  it("gives the auditor, which listens on 0.0.0.0, an ingest token the operator must set", () => {
+    const auditor = compose.services["auditor"];
+    expect(auditor?.command).toEqual(["serve", "--host", "0.0.0.0"]);
+    // ${VAR:?message}: compose refuses to start while the variable is unset or empty.
+    expect(auditor?.environment?.["LINEAGE_AUDIT_INGEST_TOKEN"]).toMatch(/^\$\{LINEAGE_AUDIT_INGEST_TOKEN:\?.+\}$/);
+    const password = auditor?.environment?.["LINEAGE_AUDIT_ANALYST_PASSWORD"];
+    if (password !== undefined) expect(password).toMatch(/^\$\{LINEAGE_AUDIT_ANALYST_PASSWORD:\?.+\}$/);
+  });
 });

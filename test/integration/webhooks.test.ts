@@ -217,6 +217,39 @@ describe("alert webhooks", () => {
     await store.close();
   });
 
+  it("records a delivery to a receiver that answers 200 with a 1 GiB body, reading only the start of it", async () => {
+    const huge = 1024 ** 3;
+    let sent = 0;
+    const r = await receiver((_n, _req, res) => {
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": huge });
+      const chunk = Buffer.alloc(1 << 20, 0x61);
+      let closed = false;
+      res.on("close", () => (closed = true));
+      const pump = () => {
+        while (!closed && sent < huge) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once("drain", pump);
+        }
+        if (!closed) res.end();
+      };
+      pump();
+    });
+    const sub = subscription(r.url, secret(), { timeoutMs: 60_000 });
+    const { store, processor } = await setup([sub]);
+    const at = Date.parse("2019-04-06T10:00:00Z");
+    await feed(processor, [event("COLLECT", "c", [hex(6)], at), event("USE", "run-6", [hex(6)], at + 1000)]);
+    const deliverer = createDeliverer(store, [sub], { backoffMs: 10 });
+    const rssBefore = process.memoryUsage().rss;
+    await deliverer.runOnce();
+    const grown = process.memoryUsage().rss - rssBefore;
+    expect((await deliveries(store)).map((d) => [d.attempt, d.status_code, d.outcome])).toEqual([[1, 200, "delivered"]]);
+    // The rest of the body was dropped with the connection: the receiver could not send it all.
+    expect(sent).toBeLessThan(64 * 1024 * 1024);
+    expect(grown).toBeLessThan(256 * 1024 * 1024);
+    r.close();
+    await store.close();
+  });
+
   it("raises one alert for a job run that touches a million subjects", async () => {
     const r = await receiver(ok);
     const sub = subscription(r.url, secret());
