@@ -130,8 +130,8 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
 
   function unit(source: string, bytes: Uint8Array | undefined, rows: AuditBatch, key?: string): Unit {
     return {
-      // A message's own event id (the same message retried makes the same unit), else its dead letter's id.
-      key: key ?? rows.deadLetters[0]?.dead_letter_id ?? `${source}#${sequence++}`,
+      // A message's own event id where it came from (the same message retried makes the same unit), else its dead letter's id.
+      key: key !== undefined ? `${key}@${source}` : (rows.deadLetters[0]?.dead_letter_id ?? `${source}#${sequence++}`),
       source,
       bytes,
       rows,
@@ -163,7 +163,9 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
   async function writeUnits(units: Unit[]): Promise<void> {
     if (units.length === 0) return;
     try {
-      await deps.sink.write(mergeBatches(...units.map((u) => u.rows)));
+      // Concatenated, not merged: two messages may share an event id with different contents, and
+      // the store keeps the first (one event id, one content); a re-check's newer row comes later.
+      await deps.sink.write(concatBatches(units.map((u) => u.rows)));
     } catch (error) {
       if (!(error instanceof StoreDataError)) throw error;
       if (units.length > 1) {
@@ -311,6 +313,17 @@ export function mergeBatches(...batches: AuditBatch[]): AuditBatch {
       }
     }
     (out[table] as unknown[]) = [...rows.values()];
+  }
+  return out;
+}
+
+/** The batches' rows in order, table by table. */
+function concatBatches(batches: readonly AuditBatch[]): AuditBatch {
+  if (batches.length === 1) return batches[0] as AuditBatch;
+  const out = emptyBatch();
+  for (const table of Object.keys(rowKeys) as (keyof AuditBatch)[]) {
+    const rows = out[table] as unknown[];
+    for (const batch of batches) for (const row of batch[table]) rows.push(row);
   }
   return out;
 }
