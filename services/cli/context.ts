@@ -157,7 +157,8 @@ export async function openAuditor(
     await store.migrate();
     const processor = createProcessor(
       { policy, taxonomy, codec, ...(overrides.alerts ? { alerts: overrides.alerts } : {}) },
-      { sink: store },
+      // The lineage graph is a bounded cache of the store: memory stays flat however long it runs.
+      { sink: store, lineage: store },
     );
     await processor.restore(store.lineageFacts(), await store.recentUses(RECHECK_WINDOW));
     return { codec, taxonomy, policy, store, processor, close: () => store.close() };

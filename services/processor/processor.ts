@@ -3,7 +3,7 @@ import { LineageAuditError } from "../errors/index.ts";
 import type { DataAccessEvent, EventCodec } from "../codec/index.ts";
 import type { Policy } from "../rules/index.ts";
 import type { Taxonomy } from "../taxonomy/index.ts";
-import { createAuditor, type Auditor, type AuditorOptions, type EventMeta } from "./audit.ts";
+import { createAuditor, type Auditor, type AuditorOptions, type EventMeta, type LineageNeed, type StoredWrite } from "./audit.ts";
 import { RawIdentifierError } from "./validate.ts";
 import { emptyBatch, type AuditBatch, type DeadLetterRow, type OutboxRow, type ViolationRow } from "./rows.ts";
 
@@ -11,6 +11,14 @@ import { emptyBatch, type AuditBatch, type DeadLetterRow, type OutboxRow, type V
 export interface AuditSink {
   /** Writes a batch; must be idempotent (the same event ids again change nothing). */
   write(batch: AuditBatch): Promise<void>;
+}
+
+/**
+ * Where a bounded lineage graph fetches the stored facts a batch needs (implemented by the
+ * ClickHouse store). Given, the graph is a cache of the store; absent, it holds every fact.
+ */
+export interface LineageSource {
+  lineageFactsOf(need: LineageNeed): Promise<DataAccessEvent[]>;
 }
 
 /** One message as it arrived: its bytes and where from (topic/partition/offset, file:line, http). */
@@ -76,7 +84,7 @@ export interface Processor {
    */
   restore(
     facts: AsyncIterable<DataAccessEvent> | Iterable<DataAccessEvent>,
-    recentUses?: readonly { event: DataAccessEvent; rules: string[] }[],
+    recentUses?: readonly { event: DataAccessEvent; rules: string[]; written?: StoredWrite }[],
   ): Promise<number>;
   readonly auditor: Auditor;
   readonly stats: Readonly<ProcessorStats>;
@@ -90,8 +98,8 @@ export interface ProcessorConfig extends AuditorOptions {
   alerts?: { plan(violations: readonly ViolationRow[]): OutboxRow[] };
 }
 
-export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink }): Processor {
-  const auditor = createAuditor(config.policy, config.taxonomy, config);
+export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink; lineage?: LineageSource }): Processor {
+  const auditor = createAuditor(config.policy, config.taxonomy, { ...config, onDemand: deps.lineage !== undefined });
   const codec: EventCodec = config.codec;
   const stats: ProcessorStats = { events: 0, violations: 0, deadLetters: 0, findings: 0 };
   const currentMeta: EventMeta = { writerFingerprint: codec.writerFingerprint, writerVersion: 0 };
@@ -145,10 +153,40 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     return { accepted, rejected, violations: out.violations.length, findings: out.findings.length, facts };
   }
 
+  // Bounded graph: the stored lineage a batch needs is loaded before it is handled. One batch at
+  // a time, so that loading for one (which may empty the graph) never runs between another's
+  // loading and its handling. The turn ends at setImmediate: the caller's handling loop is
+  // synchronous and resumes in a microtask, so it has finished by then.
+  let lineageTurn: Promise<void> = Promise.resolve();
+  async function prepare(events: readonly DataAccessEvent[]): Promise<void> {
+    const source = deps.lineage;
+    if (!source) return;
+    const previous = lineageTurn;
+    let release = () => {};
+    lineageTurn = new Promise((resolve) => (release = resolve));
+    await previous;
+    try {
+      for (let need = auditor.missingLineage(events); need; need = auditor.missingLineage([])) {
+        auditor.loadLineage(await source.lineageFactsOf(need), need);
+      }
+    } finally {
+      setImmediate(release);
+    }
+  }
+
+  function decodedOrNothing(decode: () => DataAccessEvent): DataAccessEvent[] {
+    try {
+      return [decode()];
+    } catch {
+      return []; // rejected, with its reason, when the batch is handled
+    }
+  }
+
   return {
     auditor,
     stats,
     async processMessages(messages) {
+      if (deps.lineage) await prepare(messages.flatMap((m) => decodedOrNothing(() => codec.decode(m.bytes).event)));
       const out = emptyBatch();
       const rejected: Rejection[] = [];
       const facts: NewFact[] = [];
@@ -166,6 +204,17 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       return finish(out, rejected, messages.length, facts);
     },
     async processEvents(events) {
+      if (deps.lineage) {
+        await prepare(
+          events.flatMap((e) =>
+            decodedOrNothing(() => {
+              const event = e.event;
+              codec.validate(event);
+              return event;
+            }),
+          ),
+        );
+      }
       const out = emptyBatch();
       const rejected: Rejection[] = [];
       for (const e of events) {
@@ -181,6 +230,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       return finish(out, rejected, events.length);
     },
     async learn(facts) {
+      await prepare(facts);
       const out = emptyBatch();
       for (const fact of facts) auditor.learn(fact, out);
       if (out.events.length > 0 || out.violations.length > 0 || out.findings.length > 0 || carry) await write(out);
@@ -188,11 +238,12 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     },
     async restore(facts, recentUses = []) {
       let n = 0;
-      for await (const fact of facts) {
+      // A bounded graph loads what it needs on demand: streaming every fact here would fill it.
+      for await (const fact of deps.lineage ? [] : facts) {
         auditor.restore(fact);
         n++;
       }
-      for (const u of recentUses) auditor.rememberStored(u.event, currentMeta, u.rules);
+      for (const u of recentUses) auditor.rememberStored(u.event, currentMeta, u.rules, u.written);
       return n;
     },
   };

@@ -1,5 +1,5 @@
 export { openStore, defaultStoreOptions, splitStatements, storedTimeToIso, Table, MIGRATIONS_DIR } from "./store.ts";
-export type { Store, StoreOptions } from "./store.ts";
+export type { Store, StoreOptions, StoredUse } from "./store.ts";
 export { affectedSummary } from "./queries.ts";
 export type { AffectedQuery, AffectedSummary } from "./queries.ts";
 export { subjectHistory } from "./subject.ts";

@@ -68,6 +68,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "006_webhooks_v1.sql",
       "007_replay_v1.sql",
       "008_affected_daily_v1.sql",
+      "013_lineage_fact_datasets_v1.sql",
     ]);
   });
 
