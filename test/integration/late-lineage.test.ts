@@ -110,3 +110,27 @@ describe("late lineage on an already-violating use (chDB, affected)", () => {
     expect((await violationRows(again.eventId)).categories).toEqual([EMAIL]);
   });
 });
+
+describe("stored lineage facts (chDB)", () => {
+  it("streams every stored fact a page at a time, in time order, and finds the facts of a dataset through lineage_fact_datasets_v1", async () => {
+    const n = 25_001; // more than two pages
+    const rows = Array.from({ length: n }, (_, i) => {
+      const fact = collect(`paged.d${i}`, { v: ["user.name"] }, [SERVICE], { occurredAt: Date.UTC(2020, 0, 1) + Math.floor(i / 3) });
+      return { fact_key: `k${i}`, kind: fact.kind, occurred_at: fact.occurredAt, event_id: fact.eventId, fact: JSON.stringify(fact) };
+    });
+    await store.client.insert({ table: `${store.database}.${Table.facts}`, values: rows, format: "JSONEachRow" });
+    const seen = new Set<string>();
+    let previous = 0;
+    let ordered = true;
+    for await (const fact of store.lineageFacts()) {
+      if (!fact.outputs[0]?.name.startsWith("paged.")) continue;
+      seen.add(fact.eventId);
+      ordered &&= fact.occurredAt >= previous;
+      previous = fact.occurredAt;
+    }
+    expect(seen.size).toBe(n);
+    expect(ordered).toBe(true);
+    const found = await store.lineageFactsOf({ datasets: ["wh/paged.d7"], upstream: ["wh/paged.d9", "wh/nothing"] });
+    expect(found.map((f) => f.outputs[0]?.name).sort()).toEqual(["paged.d7", "paged.d9"]);
+  });
+});
