@@ -133,7 +133,10 @@ function next(): DataAccessEvent {
 
 const mb = (bytes: number) => Math.round(bytes / 1048576);
 const samples: { t: number; rss: number; heap: number }[] = [];
+/** Live heap, not garbage waiting for a collection: the script runs with --expose-gc. */
+const collect = (globalThis as { gc?: () => void }).gc;
 function sample(t: number, done: number): void {
+  collect?.();
   const m = process.memoryUsage();
   samples.push({ t, rss: m.rss, heap: m.heapUsed });
   const g = processor.auditor.graph.stats;

@@ -42,7 +42,7 @@ export interface AuditorOptions {
   maxSeenIds?: number;
   /**
    * With `onDemand`: lineage facts the in-memory graph holds before it is emptied and refilled
-   * from the store with what the recent uses need. @default 100000
+   * from the store with what the recent uses need. @default 20000
    */
   lineageCapacity?: number;
   /**
@@ -63,7 +63,7 @@ export const defaultAuditorOptions = {
   maxPathsPerViolation: 8,
   recheckWindow: 20_000,
   maxSeenIds: 100_000,
-  lineageCapacity: 100_000,
+  lineageCapacity: 20_000,
   retainFacts: 5_000,
   onDemand: false,
 } satisfies Required<AuditorOptions>;
