@@ -230,7 +230,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       return finish(out, rejected, events.length);
     },
     async learn(facts) {
-      await prepare(facts);
+      if (deps.lineage) await prepare(facts);
       const out = emptyBatch();
       for (const fact of facts) auditor.learn(fact, out);
       if (out.events.length > 0 || out.violations.length > 0 || out.findings.length > 0 || carry) await write(out);
