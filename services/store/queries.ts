@@ -96,7 +96,7 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
   );
   const paths = await store.query<{ path: string; violations: string }>(
     `SELECT any(p.path_text) AS path, uniqExact(v.violation_id) AS violations
-     FROM ${db}.${Table.violations} AS v LEFT JOIN ${db}.${Table.paths} AS p ON p.path_id = v.path_id
+     FROM ${db}.${Table.violations} AS v FINAL LEFT JOIN ${db}.${Table.paths} AS p ON p.path_id = v.path_id
      WHERE ${window} AND arrayExists(c -> ${categoryIs("c")}, categories)
      GROUP BY v.path_id ORDER BY violations DESC, path LIMIT 5`,
     params,

@@ -75,6 +75,8 @@ describe("late lineage on an already-violating use (chDB, affected)", () => {
     expect(contact.categories).toContain(EMAIL);
     const all = await affectedSummary(store, { ruleId: RULE });
     expect(all).toMatchObject({ violationEvents: 1, subjects: 2, records: 4, categories: [EMAIL, HEALTH] });
+    // The most frequent paths: the rewritten violation under its new path only.
+    expect(all.paths.map((p) => p.violations)).toEqual([1]);
 
     // The daily aggregates and the subject rows hold the rewritten violation once.
     expect(await fastAffectedCount(store, { ruleId: RULE })).toMatchObject({ exact: 2, records: 4 });
