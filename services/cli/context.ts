@@ -7,7 +7,7 @@ import { createEventCodec, loadEventSchemas, type EventCodec } from "../codec/in
 import { loadFideslangTaxonomy, type Taxonomy } from "../taxonomy/index.ts";
 import { DEFAULT_POLICY_PATH, loadPolicy, type Policy } from "../rules/index.ts";
 import { openStore, type Store, type StoreOptions } from "../store/index.ts";
-import { createProcessor, type Processor, type ProcessorConfig } from "../processor/index.ts";
+import { createProcessor, defaultAuditorOptions, type Processor, type ProcessorConfig } from "../processor/index.ts";
 
 /** Everything the commands read from the environment, parsed once (in main.ts). */
 export interface AppConfig {
@@ -166,9 +166,6 @@ export function checkExposure(host: string, config: Pick<AppConfig, "ingestToken
     );
 }
 
-/** Uses a restarted processor checks again when late lineage arrives (the auditor's default window). */
-const RECHECK_WINDOW = 20_000;
-
 export interface AuditorContext {
   codec: EventCodec;
   taxonomy: Taxonomy;
@@ -191,9 +188,10 @@ export async function openAuditor(
     await store.migrate();
     const processor = createProcessor(
       { policy, taxonomy, codec, ...(overrides.alerts ? { alerts: overrides.alerts } : {}) },
-      { sink: store },
+      // The lineage graph is a bounded cache of the store: memory stays flat however long it runs.
+      { sink: store, lineage: store },
     );
-    await processor.restore(store.lineageFacts(), await store.recentUses(RECHECK_WINDOW));
+    await processor.restore(store.lineageFacts(), await store.recentUses(defaultAuditorOptions.recheckWindow));
     return { codec, taxonomy, policy, store, processor, close: () => store.close() };
   } catch (error) {
     await store.close();

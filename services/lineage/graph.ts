@@ -29,6 +29,11 @@ export interface LineageGraph {
   labelsOf(selectors: readonly FieldSelector[]): LabelLookup;
   /** Whether a COLLECT or DERIVE has described the dataset. */
   knows(dataset: string): boolean;
+  /**
+   * Forgets every fact (a bounded caller refills what it needs from the store). Bumps `version`,
+   * so lookups cached against the old contents are not reused.
+   */
+  clear(): void;
   /** Incremented whenever any label changes; lets callers cache lookups. */
   readonly version: number;
   readonly stats: { datasets: number; fields: number; labels: number; edges: number; facts: number };
@@ -41,13 +46,13 @@ export interface LineageGraph {
  * stored edges to a fixpoint. Pure: no I/O, no clock.
  */
 export function createLineageGraph(declassify: readonly Declassification[]): LineageGraph {
-  const labels = new Map<string, Map<string, Label>>(); // field key -> label key -> label
-  const datasetFields = new Map<string, Set<string>>();
-  const fieldEdges = new Map<string, Edge[]>(); // field key -> edges
-  const datasetEdges = new Map<string, Edge[]>(); // dataset id -> edges from the whole dataset
-  const edgeKeys = new Set<string>();
-  const facts = new Set<string>();
-  const described = new Set<string>();
+  let labels = new Map<string, Map<string, Label>>(); // field key -> label key -> label
+  let datasetFields = new Map<string, Set<string>>();
+  let fieldEdges = new Map<string, Edge[]>(); // field key -> edges
+  let datasetEdges = new Map<string, Edge[]>(); // dataset id -> edges from the whole dataset
+  let edgeKeys = new Set<string>();
+  let facts = new Set<string>();
+  let described = new Set<string>();
   let version = 0;
   let edgeCount = 0;
   let labelCount = 0;
@@ -225,9 +230,11 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
       if (event.kind === EventKind.collect) applyCollect(event, changed);
       else applyDerive(event, changed);
       // Outputs are now described, even when they hold no personal data (no labels).
-      for (const out of event.outputs) described.add(datasetId(out));
-      for (const m of event.fieldLineage) described.add(datasetId(m.output));
-      for (const d of described) if (!datasetFields.has(d)) datasetFields.set(d, new Set());
+      // Only this fact's outputs: a scan of every described dataset per fact grows with the graph.
+      for (const d of [...event.outputs.map(datasetId), ...event.fieldLineage.map((m) => datasetId(m.output))]) {
+        described.add(d);
+        if (!datasetFields.has(d)) datasetFields.set(d, new Set());
+      }
       // Lookups depend on labels and on which datasets are described: either change invalidates them.
       if (changed.size > 0 || described.size > describedBefore) version++;
       return { applied: true, changedDatasets: [...changed] };
@@ -246,6 +253,18 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
     },
     knows(dataset) {
       return described.has(dataset);
+    },
+    clear() {
+      labels = new Map();
+      datasetFields = new Map();
+      fieldEdges = new Map();
+      datasetEdges = new Map();
+      edgeKeys = new Set();
+      facts = new Set();
+      described = new Set();
+      edgeCount = 0;
+      labelCount = 0;
+      version++;
     },
     get version() {
       return version;

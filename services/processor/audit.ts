@@ -35,6 +35,55 @@ export interface AuditorOptions {
    * to what they read (events from many services do not arrive in order). @default 20000
    */
   recheckWindow?: number;
+  /**
+   * Label and path ids remembered as written, so they are not sent again; an id forgotten is
+   * written again, which changes nothing (rows are keyed by id). @default 100000
+   */
+  maxSeenIds?: number;
+  /**
+   * With `onDemand`: lineage facts the in-memory graph holds before it is emptied and refilled
+   * from the store with what the recent uses need. @default 20000
+   */
+  lineageCapacity?: number;
+  /**
+   * With `onDemand`: the last lineage facts this process applied, kept to refill the graph after
+   * it is emptied (their write may still be in flight, so the store may not have them). @default 5000
+   */
+  retainFacts?: number;
+  /**
+   * The graph is a bounded cache of the store: before each batch the caller asks
+   * `missingLineage` what to fetch and hands it to `loadLineage`. Off, the graph holds every fact
+   * it was given for the life of the process. @default false
+   */
+  onDemand?: boolean;
+}
+
+export const defaultAuditorOptions = {
+  maxPending: 10_000,
+  maxPathsPerViolation: 8,
+  recheckWindow: 20_000,
+  maxSeenIds: 100_000,
+  lineageCapacity: 20_000,
+  retainFacts: 5_000,
+  onDemand: false,
+} satisfies Required<AuditorOptions>;
+
+/**
+ * Lineage a batch needs that the bounded graph does not hold. Labels at a dataset depend only on
+ * the facts upstream of it, and the fields a use may read are named by any fact mentioning the
+ * dataset: both are fetched, the first for `upstream`, both for `datasets`.
+ */
+export interface LineageNeed {
+  /** Datasets read by uses: every fact naming them (as input or output). */
+  datasets: string[];
+  /** Datasets upstream of something needed: every fact producing them (as output). */
+  upstream: string[];
+}
+
+/** What was written for a stored use: its labels, and per rule the labels of its violation. */
+export interface StoredWrite {
+  labelIds: readonly string[];
+  ruleLabels: Readonly<Record<string, readonly string[]>>;
 }
 
 export interface EventMeta {
@@ -56,17 +105,33 @@ export interface Auditor {
    * recent uses it affects are checked again (rows for those go to `out`).
    */
   learn(event: DataAccessEvent, out: AuditBatch): void;
-  /** Puts a stored use back in the recheck window after a restart, with the rules already written for it. */
-  rememberStored(event: DataAccessEvent, meta: EventMeta, rules: readonly string[]): void;
+  /**
+   * Puts a stored use back in the recheck window after a restart, with the rules already written
+   * for it (and, when known, the labels written: without them its violations are written again
+   * the first time its lineage changes, which is idempotent).
+   */
+  rememberStored(event: DataAccessEvent, meta: EventMeta, rules: readonly string[], written?: StoredWrite): void;
+  /**
+   * With `onDemand`: the facts to fetch before `events` can be handled exactly as with an
+   * unbounded graph, or undefined when the graph holds them. Call again after each
+   * `loadLineage` until undefined (the upstream closure is fetched a level at a time).
+   */
+  missingLineage(events: readonly DataAccessEvent[]): LineageNeed | undefined;
+  /** Applies stored facts fetched for `need`; rows they imply (late lineage) come with the next handle or learn. */
+  loadLineage(facts: Iterable<DataAccessEvent>, need: LineageNeed): void;
   readonly pending: number;
 }
 
 interface RecentUse {
+  /** Order of arrival in the window: rechecks write in this order. */
+  seq: number;
   event: DataAccessEvent;
   meta: EventMeta;
   datasets: string[];
-  /** Rules whose violations were written for it already. */
-  rules: Set<string>;
+  /** Label ids on its event row as written. */
+  labels: string;
+  /** Per rule whose violation was written: the label ids that violation was written with. */
+  written: Map<string, string>;
 }
 
 interface Evaluation {
@@ -90,17 +155,43 @@ interface Evaluation {
 export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: AuditorOptions = {}): Auditor {
   const graph = createLineageGraph(policy.declassify);
   const evaluator = createEvaluator(policy);
-  const maxPending = options.maxPending ?? 10_000;
-  const maxPaths = options.maxPathsPerViolation ?? 8;
+  const o = { ...defaultAuditorOptions, ...options };
+  const maxPending = o.maxPending;
+  const maxPaths = o.maxPathsPerViolation;
   const pending = new Map<string, { event: DataAccessEvent; meta: EventMeta }[]>();
-  const recheckWindow = options.recheckWindow ?? 20_000;
+  const recheckWindow = o.recheckWindow;
   const recent: (RecentUse | undefined)[] = [];
+  /** The recheck window indexed by the datasets each use read. */
+  const recentByDataset = new Map<string, Set<RecentUse>>();
   let recentPos = 0;
+  let recentSeq = 0;
   let pendingCount = 0;
   let cache = new Map<string, Evaluation>();
   let cacheVersion = -1;
-  const labelsSeen = new Set<string>();
-  const pathsSeen = new Set<string>();
+  const labelsSeen = createSeenSet(o.maxSeenIds);
+  const pathsSeen = createSeenSet(o.maxSeenIds);
+
+  // The bounded graph (onDemand). `upstreamDone`: every fact producing the dataset is in the
+  // graph, and so (transitively) is its upstream; `resident`: also every fact reading it.
+  const resident = new Map<string, number>(); // dataset -> the round it became resident in
+  const upstreamDone = new Set<string>();
+  /** Incremented at the start of each batch's loading. */
+  let round = 0;
+  /** Datasets to load: the pinned ones (recheck window, pending uses) after the graph was emptied. */
+  const toLoad = new Set<string>();
+  /** Inputs of loaded facts whose producers are not loaded yet. */
+  const frontier = new Set<string>();
+  /**
+   * Datasets resident before this round whose labels changed while loading: a fact another
+   * instance stored that this one had not learnt yet. Their recent uses are checked again.
+   * (Datasets that became resident this round only caught up with what was applied before.)
+   */
+  const dirty = new Set<string>();
+  let loadedNew = false;
+  const retained: (DataAccessEvent | undefined)[] = [];
+  let retainedPos = 0;
+  let factsAfterClear = 0;
+  let measureAfterLoad = false;
 
   function selectors(e: DataAccessEvent): FieldSelector[] {
     return e.inputs.map((d) => ({ dataset: datasetId(d), fields: d.fields.length > 0 ? d.fields.map((f) => f.name) : [WHOLE_DATASET] }));
@@ -178,8 +269,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
 
   function recordLabels(labels: readonly Label[], out: AuditBatch): void {
     for (const l of labels) {
-      if (labelsSeen.has(l.id)) continue;
-      labelsSeen.add(l.id);
+      if (!labelsSeen.add(l.id)) continue;
       out.labels.push({
         label_id: l.id,
         origin: l.origin,
@@ -191,7 +281,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
   }
 
   /** Evaluates a use; writes violations for the rules not in `skip` (already written). Returns the evaluation. */
-  function checkUse(e: DataAccessEvent, row: EventRow, out: AuditBatch, late: boolean, skip?: ReadonlySet<string>): Evaluation {
+  function checkUse(e: DataAccessEvent, row: EventRow, out: AuditBatch, late: boolean, written?: ReadonlyMap<string, string>): Evaluation {
     const ev = evaluate(e);
     if (ev.labels.length > 0) {
       row.categories = ev.categories;
@@ -224,10 +314,10 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
           : EventVerdict.ok;
     }
     ev.verdicts.forEach((v, i) => {
-      if (skip?.has(v.ruleId)) return;
       const p = ev.paths[i] as Evaluation["paths"][number];
-      if (!pathsSeen.has(p.id)) {
-        pathsSeen.add(p.id);
+      // Written already with these labels: nothing new. With fewer: rewritten (same id, newer row).
+      if (written?.get(v.ruleId) === p.labelIds.join(",")) return;
+      if (pathsSeen.add(p.id)) {
         out.paths.push({ path_id: p.id, lineage_path: p.json, path_text: p.text });
       }
       const violationId = `${e.eventId}:${v.ruleId}`;
@@ -264,23 +354,81 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
   }
 
   function remember(e: DataAccessEvent, meta: EventMeta, ev: Evaluation): void {
+    const written = new Map(ev.verdicts.map((v, i) => [v.ruleId, (ev.paths[i] as Evaluation["paths"][number]).labelIds.join(",")]));
+    addRecent({ seq: 0, event: e, meta, datasets: ev.datasets, labels: ev.labelIds.join(","), written });
+  }
+
+  function addRecent(r: RecentUse): void {
     if (recheckWindow <= 0) return;
-    recent[recentPos] = { event: e, meta, datasets: ev.datasets, rules: new Set(ev.verdicts.map((v) => v.ruleId)) };
+    const old = recent[recentPos];
+    if (old) {
+      for (const d of old.datasets) {
+        const uses = recentByDataset.get(d);
+        uses?.delete(old);
+        if (uses?.size === 0) recentByDataset.delete(d);
+      }
+    }
+    r.seq = recentSeq++;
+    recent[recentPos] = r;
+    for (const d of r.datasets) {
+      const uses = recentByDataset.get(d);
+      if (uses) uses.add(r);
+      else recentByDataset.set(d, new Set([r]));
+    }
     recentPos = (recentPos + 1) % recheckWindow;
   }
 
-  /** Lineage changed what some datasets carry: check the recent uses of them again. */
+  /**
+   * Lineage changed what some datasets carry: check the recent uses of them again. A use whose
+   * labels grew is written again, event row and violations, even when it violated the same rules
+   * already: the violation keeps its id and gets the complete categories, labels and path.
+   */
   function recheck(changed: readonly string[], out: AuditBatch): void {
-    const touched = new Set(changed);
-    for (const r of recent) {
-      if (!r || !r.datasets.some((d) => touched.has(d))) continue;
+    const hits = new Set<RecentUse>();
+    for (const d of changed) for (const r of recentByDataset.get(d) ?? []) hits.add(r);
+    for (const r of [...hits].sort((a, b) => a.seq - b.seq)) {
       const ev = evaluate(r.event);
-      if (ev.unknown.length > 0 || ev.verdicts.every((v) => r.rules.has(v.ruleId))) continue;
+      if (ev.unknown.length > 0) continue;
+      const labels = ev.labelIds.join(",");
+      const same = ev.verdicts.every((v, i) => r.written.get(v.ruleId) === (ev.paths[i] as Evaluation["paths"][number]).labelIds.join(","));
+      if (same && labels === r.labels) continue;
       const row = baseRow(r.event, r.meta);
-      checkUse(r.event, row, out, true, r.rules);
+      checkUse(r.event, row, out, true, r.written);
       out.events.push(row); // replaces the earlier row (same key) with the new verdict and labels
-      for (const v of ev.verdicts) r.rules.add(v.ruleId);
+      r.labels = labels;
+      ev.verdicts.forEach((v, i) => r.written.set(v.ruleId, (ev.paths[i] as Evaluation["paths"][number]).labelIds.join(",")));
     }
+  }
+
+  function retain(e: DataAccessEvent): void {
+    if (!o.onDemand || o.retainFacts <= 0) return;
+    retained[retainedPos] = e.subjects.length > 0 ? { ...e, subjects: [] } : e;
+    retainedPos = (retainedPos + 1) % o.retainFacts;
+  }
+
+  /** Rows owed by facts loaded from the store (late lineage another instance stored). */
+  function flush(out: AuditBatch): void {
+    if (loadedNew && pendingCount > 0) resolvePending(out);
+    loadedNew = false;
+    if (dirty.size === 0) return;
+    const changed = [...dirty];
+    dirty.clear();
+    recheck(changed, out);
+  }
+
+  /** Over capacity: empty the graph; what the pinned uses read is loaded again on demand. */
+  function compact(): void {
+    const size = graph.stats.facts;
+    if (size <= o.lineageCapacity || size < 2 * factsAfterClear) return;
+    graph.clear();
+    resident.clear();
+    upstreamDone.clear();
+    frontier.clear();
+    dirty.clear();
+    for (const f of retained) if (f) graph.apply(f);
+    for (const d of recentByDataset.keys()) toLoad.add(d);
+    for (const list of pending.values()) for (const { event } of list) for (const s of selectors(event)) toLoad.add(s.dataset);
+    measureAfterLoad = true;
   }
 
   function park(e: DataAccessEvent, meta: EventMeta): void {
@@ -331,6 +479,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
 
   function applyLineage(e: DataAccessEvent, row: EventRow | undefined, out: AuditBatch | undefined): void {
     const result = graph.apply(e);
+    if (result.applied && out) retain(e);
     if (row && out) {
       if (e.kind === EventKind.collect) {
         row.categories = uniqueSorted(e.outputs.flatMap((d) => d.fields.flatMap((f) => f.categories)));
@@ -376,16 +525,67 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       applyLineage(e, undefined, undefined);
     },
     learn(e, out) {
+      flush(out);
       applyLineage(e, undefined, out);
     },
-    rememberStored(e, meta, rules) {
+    rememberStored(e, meta, rules, written) {
       if (recheckWindow <= 0) return;
-      const ev = evaluate(e);
-      recent[recentPos] = { event: e, meta, datasets: ev.datasets, rules: new Set(rules) };
-      recentPos = (recentPos + 1) % recheckWindow;
+      const datasets = [...new Set(e.inputs.map(datasetId))];
+      const byRule = new Map(rules.map((r) => [r, (written?.ruleLabels[r] ?? []).join(",")]));
+      addRecent({ seq: 0, event: e, meta, datasets, labels: (written?.labelIds ?? []).join(","), written: byRule });
+      if (o.onDemand) for (const d of datasets) if (!resident.has(d)) toLoad.add(d);
+    },
+    missingLineage(events) {
+      if (!o.onDemand) return undefined;
+      // Only at the start of a batch (the later calls of its round pass no events): emptying the
+      // graph halfway would drop what the round has loaded for it.
+      if (events.length > 0) {
+        compact();
+        round++;
+      }
+      const datasets = new Set<string>();
+      for (const d of toLoad) if (!resident.has(d)) datasets.add(d);
+      for (const e of events) {
+        if (e.kind === EventKind.use || e.kind === EventKind.share) {
+          for (const d of e.inputs) if (!resident.has(datasetId(d))) datasets.add(datasetId(d));
+        } else if (e.kind === EventKind.derive) {
+          for (const d of inputsOf(e)) if (!upstreamDone.has(d)) frontier.add(d);
+        }
+      }
+      const upstream = [...frontier].filter((d) => !upstreamDone.has(d) && !datasets.has(d));
+      if (datasets.size === 0 && upstream.length === 0) {
+        toLoad.clear();
+        frontier.clear();
+        if (measureAfterLoad) factsAfterClear = graph.stats.facts;
+        measureAfterLoad = false;
+        return undefined;
+      }
+      return { datasets: [...datasets], upstream };
+    },
+    loadLineage(facts, need) {
+      const derives: DataAccessEvent[] = [];
+      for (const f of facts) {
+        const result = graph.apply(f);
+        if (result.applied) loadedNew = true;
+        for (const d of result.changedDatasets) if ((resident.get(d) ?? round) < round) dirty.add(d);
+        if (f.kind === EventKind.derive) derives.push(f);
+      }
+      for (const d of need.datasets) {
+        resident.set(d, round);
+        upstreamDone.add(d);
+        toLoad.delete(d);
+      }
+      for (const d of need.upstream) upstreamDone.add(d);
+      for (const d of [...frontier]) if (upstreamDone.has(d)) frontier.delete(d);
+      // What produces a closed dataset must have its own inputs closed, fetched or in flight.
+      for (const f of [...derives, ...retained]) {
+        if (!f || f.kind !== EventKind.derive || !outputsOf(f).some((d) => upstreamDone.has(d))) continue;
+        for (const d of inputsOf(f)) if (!upstreamDone.has(d)) frontier.add(d);
+      }
     },
     handle(e, meta, out) {
       validateEvent(e, taxonomy);
+      flush(out);
       const row = baseRow(e, meta);
       switch (e.kind) {
         case EventKind.collect:
@@ -433,6 +633,30 @@ function fieldsOf(datasets: readonly { namespace: string; name: string; fields: 
     else for (const f of d.fields) out.push(fieldKey(id, f.name));
   }
   return out;
+}
+
+function inputsOf(e: DataAccessEvent): string[] {
+  return [...new Set([...e.inputs.map(datasetId), ...e.fieldLineage.flatMap((m) => m.inputs.map(datasetId))])];
+}
+
+function outputsOf(e: DataAccessEvent): string[] {
+  return [...new Set([...e.outputs.map(datasetId), ...e.fieldLineage.map((m) => datasetId(m.output))])];
+}
+
+/** A set of ids that forgets the least recently seen past `max`. `add` says whether the id was new. */
+function createSeenSet(max: number): { add(id: string): boolean } {
+  const ids = new Map<string, true>();
+  return {
+    add(id) {
+      if (ids.delete(id)) {
+        ids.set(id, true);
+        return false;
+      }
+      ids.set(id, true);
+      if (ids.size > max) ids.delete(ids.keys().next().value as string);
+      return true;
+    },
+  };
 }
 
 function uniqueSorted(values: readonly string[]): string[] {

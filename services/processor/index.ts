@@ -8,9 +8,10 @@ export type {
   ProcessResult,
   Rejection,
   ProcessorStats,
+  LineageSource,
 } from "./processor.ts";
-export { createAuditor, FindingKind } from "./audit.ts";
-export type { Auditor, AuditorOptions, EventMeta } from "./audit.ts";
+export { createAuditor, defaultAuditorOptions, FindingKind } from "./audit.ts";
+export type { Auditor, AuditorOptions, EventMeta, LineageNeed, StoredWrite } from "./audit.ts";
 export { validateEvent, parseTraceparent, RawIdentifierError } from "./validate.ts";
 export { emptyBatch } from "./rows.ts";
 export type * from "./rows.ts";

@@ -3,7 +3,7 @@ import { LineageAuditError, StoreDataError } from "../errors/index.ts";
 import type { DataAccessEvent, EventCodec } from "../codec/index.ts";
 import type { Policy } from "../rules/index.ts";
 import type { Taxonomy } from "../taxonomy/index.ts";
-import { createAuditor, type Auditor, type AuditorOptions, type EventMeta } from "./audit.ts";
+import { createAuditor, type Auditor, type AuditorOptions, type EventMeta, type LineageNeed, type StoredWrite } from "./audit.ts";
 import { RawIdentifierError } from "./validate.ts";
 import { emptyBatch, type AuditBatch, type DeadLetterRow, type OutboxRow, type ViolationRow } from "./rows.ts";
 
@@ -11,6 +11,14 @@ import { emptyBatch, type AuditBatch, type DeadLetterRow, type OutboxRow, type V
 export interface AuditSink {
   /** Writes a batch; must be idempotent (the same event ids again change nothing). */
   write(batch: AuditBatch): Promise<void>;
+}
+
+/**
+ * Where a bounded lineage graph fetches the stored facts a batch needs (implemented by the
+ * ClickHouse store). Given, the graph is a cache of the store; absent, it holds every fact.
+ */
+export interface LineageSource {
+  lineageFactsOf(need: LineageNeed): Promise<DataAccessEvent[]>;
 }
 
 /** One message as it arrived: its bytes and where from (topic/partition/offset, file:line, http). */
@@ -76,7 +84,7 @@ export interface Processor {
    */
   restore(
     facts: AsyncIterable<DataAccessEvent> | Iterable<DataAccessEvent>,
-    recentUses?: readonly { event: DataAccessEvent; rules: string[] }[],
+    recentUses?: readonly { event: DataAccessEvent; rules: string[]; written?: StoredWrite }[],
   ): Promise<number>;
   readonly auditor: Auditor;
   readonly stats: Readonly<ProcessorStats>;
@@ -90,8 +98,8 @@ export interface ProcessorConfig extends AuditorOptions {
   alerts?: { plan(violations: readonly ViolationRow[]): OutboxRow[] };
 }
 
-export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink }): Processor {
-  const auditor = createAuditor(config.policy, config.taxonomy, config);
+export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink; lineage?: LineageSource }): Processor {
+  const auditor = createAuditor(config.policy, config.taxonomy, { ...config, onDemand: deps.lineage !== undefined });
   const codec: EventCodec = config.codec;
   const stats: ProcessorStats = { events: 0, violations: 0, deadLetters: 0, findings: 0 };
   const currentMeta: EventMeta = { writerFingerprint: codec.writerFingerprint, writerVersion: 0 };
@@ -230,20 +238,61 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     return { accepted, rejected, violations, findings, facts };
   }
 
+  // Bounded graph: the stored lineage a batch needs is loaded before it is handled. One batch at
+  // a time, so that loading for one (which may empty the graph) never runs between another's
+  // loading and its handling. The turn ends at setImmediate: the caller's handling loop is
+  // synchronous and resumes in a microtask, so it has finished by then.
+  let lineageTurn: Promise<void> = Promise.resolve();
+  async function prepare(events: readonly DataAccessEvent[]): Promise<void> {
+    const source = deps.lineage;
+    if (!source) return;
+    const previous = lineageTurn;
+    let release = () => {};
+    lineageTurn = new Promise((resolve) => (release = resolve));
+    await previous;
+    try {
+      for (let need = auditor.missingLineage(events); need; need = auditor.missingLineage([])) {
+        auditor.loadLineage(await source.lineageFactsOf(need), need);
+      }
+    } finally {
+      setImmediate(release);
+    }
+  }
+
+  function decodedOrNothing(decode: () => DataAccessEvent): DataAccessEvent[] {
+    try {
+      return [decode()];
+    } catch {
+      return []; // rejected, with its reason, when the batch is handled
+    }
+  }
+
   return {
     auditor,
     stats,
     async processMessages(messages) {
+      // Decoded once: the lineage a batch needs is loaded (bounded graph) before any of it is handled.
+      const decoded = messages.map((m): ReturnType<EventCodec["decode"]> | { error: unknown } => {
+        try {
+          return codec.decode(m.bytes);
+        } catch (error) {
+          return { error };
+        }
+      });
+      if (deps.lineage) await prepare(decoded.flatMap((d) => ("error" in d ? [] : [d.event])));
+      let index = 0;
       const { units, rejected } = collectUnits(messages, (m, out, rejected) => {
+        const d = decoded[index++];
         let fact: NewFact | undefined;
         let key: string | undefined;
         try {
-          const decoded = codec.decode(m.bytes);
-          auditor.handle(decoded.event, decoded, out);
-          key = decoded.event.eventId;
+          if (d === undefined) throw new Error("decoded messages out of step");
+          if ("error" in d) throw d.error;
+          auditor.handle(d.event, d, out);
+          key = d.event.eventId;
           // The message's own fact (COLLECT, DERIVE new to the graph); late re-checks add none.
           const row = out.facts[0];
-          if (row) fact = { key: row.fact_key, value: codec.encode({ ...decoded.event, subjects: [] }) };
+          if (row) fact = { key: row.fact_key, value: codec.encode({ ...d.event, subjects: [] }) };
         } catch (error) {
           reject(out, rejected, m.source, m.bytes, error);
         }
@@ -252,6 +301,17 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       return finish(units, rejected, messages.length);
     },
     async processEvents(events) {
+      if (deps.lineage) {
+        await prepare(
+          events.flatMap((e) =>
+            decodedOrNothing(() => {
+              const event = e.event;
+              codec.validate(event);
+              return event;
+            }),
+          ),
+        );
+      }
       const { units, rejected } = collectUnits(events, (e, out, rejected) => {
         let key: string | undefined;
         try {
@@ -268,6 +328,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       return finish(units, rejected, events.length);
     },
     async learn(facts) {
+      if (deps.lineage) await prepare(facts);
       const out = emptyBatch();
       for (const fact of facts) auditor.learn(fact, out);
       if (out.events.length > 0 || out.violations.length > 0 || out.findings.length > 0 || carry.length > 0 || stray.length > 0) {
@@ -277,11 +338,12 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     },
     async restore(facts, recentUses = []) {
       let n = 0;
-      for await (const fact of facts) {
+      // A bounded graph loads what it needs on demand: streaming every fact here would fill it.
+      for await (const fact of deps.lineage ? [] : facts) {
         auditor.restore(fact);
         n++;
       }
-      for (const u of recentUses) auditor.rememberStored(u.event, currentMeta, u.rules);
+      for (const u of recentUses) auditor.rememberStored(u.event, currentMeta, u.rules, u.written);
       return n;
     },
   };

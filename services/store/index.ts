@@ -8,7 +8,7 @@ export {
   DATA_ERROR_CODES,
   insertError,
 } from "./store.ts";
-export type { Store, StoreOptions } from "./store.ts";
+export type { Store, StoreOptions, StoredUse } from "./store.ts";
 export { affectedSummary } from "./queries.ts";
 export type { AffectedQuery, AffectedSummary } from "./queries.ts";
 export { subjectHistory } from "./subject.ts";

@@ -97,7 +97,7 @@ export async function affectedSummary(store: Store, q: AffectedQuery): Promise<A
   // No table aliases: a database may be named like one (`p`), and `p.path_id` would then be read as a table.
   const paths = await store.query<{ path: string; violations: string }>(
     `SELECT any(${Table.paths}.path_text) AS path, uniqExact(${Table.violations}.violation_id) AS violations
-     FROM ${db}.${Table.violations} LEFT JOIN ${db}.${Table.paths} ON ${Table.paths}.path_id = ${Table.violations}.path_id
+     FROM ${db}.${Table.violations} FINAL LEFT JOIN ${db}.${Table.paths} ON ${Table.paths}.path_id = ${Table.violations}.path_id
      WHERE ${window} AND arrayExists(c -> ${categoryIs("c")}, categories)
      GROUP BY ${Table.violations}.path_id ORDER BY violations DESC, path LIMIT 5`,
     params,

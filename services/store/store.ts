@@ -25,6 +25,7 @@ export const Table = {
   edges: "lineage_edges_v1",
   facts: "lineage_facts_v1",
   published: "lineage_published_v1",
+  factDatasets: "lineage_fact_datasets_v1",
   labels: "labels_v1",
   paths: "violation_paths_v1",
   violations: "violations_v1",
@@ -78,18 +79,38 @@ export interface Store extends AuditSink {
   unpublishedFacts(topic: string, limit: number): Promise<{ key: string; fact: DataAccessEvent }[]>;
   /** Marks facts published to `topic` (after the broker acknowledged them). */
   markPublished(topic: string, keys: readonly string[]): Promise<void>;
-  /** Stored lineage facts in time order, to rebuild the lineage graph after a restart. */
+  /**
+   * Stored lineage facts in time order, to rebuild the lineage graph after a restart; fetched a
+   * page at a time, so memory holds one page, not every fact.
+   */
   lineageFacts(): AsyncIterable<DataAccessEvent>;
   /**
-   * The most recently stored uses and shares (oldest first), rebuilt as events, with the rules
-   * whose violations are stored for them: a restarted processor checks them again when late
-   * lineage arrives, as the one before it would have.
+   * The stored facts naming any of `datasets` (as input or output) or producing any of
+   * `upstream`: what a bounded lineage graph fetches before a batch (one level; the caller
+   * walks the closure).
    */
-  recentUses(limit: number): Promise<{ event: DataAccessEvent; rules: string[] }[]>;
+  lineageFactsOf(need: { datasets: readonly string[]; upstream: readonly string[] }): Promise<DataAccessEvent[]>;
+  /**
+   * The most recently stored uses and shares (oldest first), rebuilt as events, with the rules
+   * whose violations are stored for them and the labels written: a restarted processor checks
+   * them again when late lineage arrives, as the one before it would have.
+   */
+  recentUses(limit: number): Promise<StoredUse[]>;
   /** Stored uses and shares after a cursor, in (occurred_at, event_id) order, rebuilt as events. */
   usesAfter(cursor: { at: number; eventId: string }, window: { from: number; to: number }, limit: number): Promise<DataAccessEvent[]>;
   close(): Promise<void>;
 }
+
+export interface StoredUse {
+  event: DataAccessEvent;
+  rules: string[];
+  written: { labelIds: string[]; ruleLabels: Record<string, string[]> };
+}
+
+/** Facts per page when streaming every stored fact. */
+const FACT_PAGE = 10_000;
+/** Datasets per lookup query (they travel as one array parameter). */
+const DATASETS_PER_LOOKUP = 2_000;
 
 /** Opens the store: a ClickHouse server when `url` is given, else ClickHouse in-process (chDB). */
 export async function openStore(options: StoreOptions = {}): Promise<Store> {
@@ -307,30 +328,75 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       );
     },
     async *lineageFacts() {
-      const rows = await query<{ fact: string }>(`SELECT fact FROM ${quotedDatabase}.${Table.facts} FINAL ORDER BY occurred_at, event_id`);
-      for (const r of rows) yield JSON.parse(r.fact) as DataAccessEvent;
+      // Keyset pages: the embedded engine hands back a whole result at once, so one query for
+      // every fact would hold them all in memory.
+      let cursor = { at: "0", eventId: "", key: "" };
+      for (;;) {
+        const rows = await query<{ fact: string; at: string; event_id: string; fact_key: string }>(
+          `SELECT fact, toString(toUnixTimestamp64Milli(occurred_at)) AS at, event_id, fact_key FROM ${quotedDatabase}.${Table.facts} FINAL
+           WHERE (occurred_at, event_id, fact_key) > (fromUnixTimestamp64Milli({at:Int64}, 'UTC'), {id:String}, {key:String})
+           ORDER BY occurred_at, event_id, fact_key LIMIT {limit:UInt32}`,
+          { at: cursor.at, id: cursor.eventId, key: cursor.key, limit: FACT_PAGE },
+        );
+        for (const r of rows) yield JSON.parse(r.fact) as DataAccessEvent;
+        const last = rows.at(-1);
+        if (!last || rows.length < FACT_PAGE) return;
+        cursor = { at: last.at, eventId: last.event_id, key: last.fact_key };
+      }
+    },
+    async lineageFactsOf(need) {
+      const out: DataAccessEvent[] = [];
+      const seen = new Set<string>();
+      const chunks: { datasets: readonly string[]; upstream: readonly string[] }[] = [];
+      for (let i = 0; i < need.datasets.length; i += DATASETS_PER_LOOKUP) {
+        chunks.push({ datasets: need.datasets.slice(i, i + DATASETS_PER_LOOKUP), upstream: [] });
+      }
+      for (let i = 0; i < need.upstream.length; i += DATASETS_PER_LOOKUP) {
+        chunks.push({ datasets: [], upstream: need.upstream.slice(i, i + DATASETS_PER_LOOKUP) });
+      }
+      for (const c of chunks) {
+        const rows = await query<{ fact_key: string; fact: string }>(
+          `SELECT fact_key, any(fact) AS fact, min(occurred_at) AS at FROM ${quotedDatabase}.${Table.facts}
+           WHERE fact_key IN (SELECT fact_key FROM ${quotedDatabase}.${Table.factDatasets}
+                              WHERE dataset IN {datasets:Array(String)} OR (role = 'output' AND dataset IN {upstream:Array(String)}))
+           GROUP BY fact_key ORDER BY at, fact_key`,
+          { datasets: c.datasets, upstream: c.upstream },
+        );
+        for (const r of rows) {
+          if (seen.has(r.fact_key)) continue;
+          seen.add(r.fact_key);
+          out.push(JSON.parse(r.fact) as DataAccessEvent);
+        }
+      }
+      return out;
     },
     async recentUses(limit) {
       if (limit <= 0) return [];
       const rows = await query<StoredUseRow>(
         `SELECT event_id, kind, toString(toUnixTimestamp64Milli(occurred_at)) AS at, service, job_namespace, job_name, run_id, input_fields,
-                purposes, data_subject, subjects, recipient, recipient_external, traceparent, pseudonym_key_id
+                purposes, data_subject, subjects, recipient, recipient_external, traceparent, pseudonym_key_id, label_ids
          FROM (SELECT * FROM ${quotedDatabase}.${Table.events} FINAL WHERE kind IN ('USE', 'SHARE') AND verdict != 'unknown_provenance'
                ORDER BY ingested_at DESC LIMIT {limit:UInt32})
          ORDER BY ingested_at`,
         { limit },
       );
       if (rows.length === 0) return [];
-      const rules = new Map<string, string[]>();
-      for (const r of await query<{ event_id: string; rules: string[] }>(
-        `SELECT event_id, groupUniqArray(rule_id) AS rules FROM ${quotedDatabase}.${Table.violations}
+      const rules = new Map<string, Record<string, string[]>>();
+      // A violation rewritten with more labels has an older row until merges: take the newest.
+      for (const r of await query<{ event_id: string; rule_id: string; label_ids: string[] }>(
+        `SELECT event_id, rule_id, argMax(label_ids, detected_at) AS label_ids FROM ${quotedDatabase}.${Table.violations}
          WHERE event_id IN (SELECT event_id FROM ${quotedDatabase}.${Table.events} WHERE kind IN ('USE', 'SHARE') ORDER BY ingested_at DESC LIMIT {limit:UInt32})
-         GROUP BY event_id`,
+         GROUP BY event_id, rule_id`,
         { limit },
       )) {
-        rules.set(r.event_id, r.rules);
+        const byRule = rules.get(r.event_id) ?? {};
+        byRule[r.rule_id] = r.label_ids;
+        rules.set(r.event_id, byRule);
       }
-      return rows.map((r) => ({ event: eventFromRow(r), rules: rules.get(r.event_id) ?? [] }));
+      return rows.map((r) => {
+        const ruleLabels = rules.get(r.event_id) ?? {};
+        return { event: eventFromRow(r), rules: Object.keys(ruleLabels), written: { labelIds: r.label_ids ?? [], ruleLabels } };
+      });
     },
     async usesAfter(cursor, window, limit) {
       const rows = await query<StoredUseRow>(
@@ -412,6 +478,7 @@ interface StoredUseRow {
   recipient_external: number;
   traceparent: string;
   pseudonym_key_id: string;
+  label_ids?: string[];
 }
 
 /** A use or share as stored, rebuilt enough to be evaluated again (dataset ids are what matter). */

@@ -13,6 +13,7 @@ import {
 } from "../../../services/processor/index.ts";
 import {
   ADS,
+  EMAIL,
   AUTHENTICATION,
   collect,
   defaultPolicy,
@@ -289,9 +290,14 @@ describe("auditor: unknown provenance and late lineage", () => {
       ["purpose-limitation", e.eventId, 1],
       ["security-contact-not-for-marketing", e.eventId, 1],
     ]);
-    // A further label on the same data adds no violation already written.
+    // A further label on the same data adds no new violation, but rewrites both with their complete labels.
     const again = handleAll(collect("security.two_factor", { phone_number: [PHONE] }, [AUTHENTICATION]));
-    expect(again.violations).toEqual([]);
+    expect(again.violations.map((v) => [v.violation_id, v.label_ids.length]).sort()).toEqual([
+      [`${e.eventId}:purpose-limitation`, 2],
+      [`${e.eventId}:security-contact-not-for-marketing`, 2],
+    ]);
+    // The same label once more: nothing to write.
+    expect(handleAll(collect("security.two_factor", { phone_number: [PHONE] }, [AUTHENTICATION], { service: "x" })).violations).toEqual([]);
   });
 
   it("does not check uses again once they fall out of the recheck window", () => {
@@ -379,5 +385,37 @@ describe("auditor: evaluation cache", () => {
     const late = handleAll(deriveFields([map(ref("ads.keys", "k"), [ref("not.yet.collected", "x")], Transform.hash)]));
     expect(late.events.filter((r) => r.kind === "USE").map((r) => r.verdict)).toEqual(["ok", "ok"]);
     expect(auditor.pending).toBe(0);
+  });
+});
+
+describe("auditor: late lineage on an already-violating use (issue 8, item 20)", () => {
+  const HEALTH = "user.health.condition";
+  const SERVICE = "essential.service";
+
+  it("rewrites the violation with the contact category when the contact collection arrives after the use already violated through health data", () => {
+    // Forced order: the health collection, then the use (violates through health), then the
+    // collection of the contact field it also read.
+    handleAll(collect("clinic.patients", { condition: [HEALTH] }, [SERVICE]));
+    const e = use([read("clinic.patients", "condition", "email")], [ADS], { subjects: SUBJECTS });
+    const first = handleAll(e);
+    expect(first.violations.map((v) => [v.violation_id, v.categories])).toEqual([[`${e.eventId}:purpose-limitation`, [HEALTH]]]);
+
+    const late = handleAll(collect("clinic.patients", { email: [EMAIL] }, [SERVICE]));
+    expect(late.violations).toHaveLength(1);
+    expect(late.violations[0]).toMatchObject({
+      violation_id: `${e.eventId}:purpose-limitation`,
+      rule_id: "purpose-limitation",
+      categories: [EMAIL, HEALTH],
+      origins: ["wh/clinic.patients#condition", "wh/clinic.patients#email"],
+      subjects: SUBJECTS,
+      late_lineage: 1,
+    });
+    expect(late.violations[0]?.label_ids).toHaveLength(2);
+    // The path of the rewritten violation is stored, and the use's row carries both categories.
+    expect(late.paths.map((p) => p.path_id)).toEqual([late.violations[0]?.path_id]);
+    expect(rowOf(late, e)).toMatchObject({ verdict: "violation", categories: [EMAIL, HEALTH] });
+
+    // Nothing new: nothing rewritten.
+    expect(handleAll(collect("clinic.patients", { email: [EMAIL] }, [SERVICE], { service: "other" })).violations).toEqual([]);
   });
 });
