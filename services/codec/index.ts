@@ -1,6 +1,11 @@
 export { crc64Avro, schemaFingerprint, fingerprintBytes, fingerprintHex } from "./fingerprint.ts";
 export { parsingCanonicalForm } from "./canonical.ts";
 export { createEventCodec } from "./codec.ts";
+export { DecodeLimitError, compileSchema, scanBounds } from "./bounds.ts";
+export type { SchemaNode } from "./bounds.ts";
+export { defaultDecodeLimits } from "./limits.ts";
+export type { DecodeLimits } from "./limits.ts";
+export { parseTime, isWholeDay, EVENT_TIME_RANGE, TIME_FORMATS } from "./time.ts";
 export type { EventCodec, WriterSchema, DecodedMessage } from "./codec.ts";
 export { loadEventSchemas, AVRO_SCHEMA_DIR } from "./schemas.ts";
 export { createContainerDecoder, writeContainerFile } from "./avro.ts";
