@@ -94,15 +94,27 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
   const auditor = createAuditor(config.policy, config.taxonomy, config);
   const codec: EventCodec = config.codec;
   const stats: ProcessorStats = { events: 0, violations: 0, deadLetters: 0, findings: 0 };
-  const currentMeta: EventMeta = { writerFingerprint: codec.writerFingerprint, writerVersion: 0 };
+  const currentMeta: EventMeta = { writerFingerprint: codec.writerFingerprint, writerVersion: codec.writerVersion };
 
-  function reject(out: AuditBatch, rejected: Rejection[], source: string, bytes: Uint8Array | undefined, error: unknown): void {
+  /**
+   * Dead-letters a message. Its bytes are kept only when it decoded into an event that the schema
+   * accepts and whose subjects are all pseudonyms (`event`); anything else may hold raw
+   * identifiers, so only its length and SHA-256 are kept.
+   */
+  function reject(
+    out: AuditBatch,
+    rejected: Rejection[],
+    source: string,
+    bytes: Uint8Array | undefined,
+    error: unknown,
+    event: unknown,
+  ): void {
     const known = error instanceof LineageAuditError;
     if (!known) {
       // A bug, not bad input: surface it rather than dead-letter it.
       throw error;
     }
-    const redacted = error instanceof RawIdentifierError || bytes === undefined;
+    const redacted = error instanceof RawIdentifierError || bytes === undefined || !codec.holdsOnlyPseudonyms(event);
     const payload = bytes ?? new Uint8Array();
     const sha = createHash("sha256").update(payload).digest("hex");
     const row: DeadLetterRow = {
@@ -153,14 +165,15 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       const rejected: Rejection[] = [];
       const facts: NewFact[] = [];
       for (const m of messages) {
+        let decoded: ReturnType<EventCodec["decode"]> | undefined;
         try {
-          const decoded = codec.decode(m.bytes);
+          decoded = codec.decode(m.bytes);
           const before = out.facts.length;
           auditor.handle(decoded.event, decoded, out);
           const fact = out.facts[before];
           if (fact) facts.push({ key: fact.fact_key, value: codec.encode({ ...decoded.event, subjects: [] }) });
         } catch (error) {
-          reject(out, rejected, m.source, m.bytes, error);
+          reject(out, rejected, m.source, m.bytes, error, decoded?.event);
         }
       }
       return finish(out, rejected, messages.length, facts);
@@ -175,7 +188,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
           codec.validate(event);
           auditor.handle(event, e.meta ?? currentMeta, out);
         } catch (error) {
-          reject(out, rejected, e.source, e.raw, error);
+          reject(out, rejected, e.source, e.raw, error, e.failure ? undefined : e.event);
         }
       }
       return finish(out, rejected, events.length);
