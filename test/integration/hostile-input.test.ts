@@ -10,6 +10,7 @@ import { createProcessor, type Processor } from "../../services/processor/index.
 import {
   createEmitter,
   createEventBuilder,
+  createHttpTransport,
   createInProcessTransport,
   createPseudonymizer,
   type EmitInput,
@@ -23,7 +24,7 @@ import {
   writeContainerFile,
   type DataAccessEvent,
 } from "../../services/codec/index.ts";
-import { arrayLengthBomb } from "../unit/codec/hostile.ts";
+import { arrayLengthBomb, avroLong } from "../unit/codec/hostile.ts";
 import { core, HMAC_KEY, randomDatabase, tempDir } from "./helpers.ts";
 
 const dir = tempDir("lineage-hostile-");
@@ -144,6 +145,61 @@ describe("hostile messages through the HTTP intake", () => {
     const { body } = await post([leaky]);
     expect(body.rejected).toEqual([{ index: 0, code: "SCHEMA", reason: "message body does not decode with schema version 2" }]);
     expect(await letter(sha256(leaky))).toEqual([{ redacted: 1, payload_base64: "", payload_bytes: leaky.length }]);
+  });
+});
+
+describe("the SDK keeps under the limits", () => {
+  it("refuses at emit() an event over the 1 MiB message limit, with a clear error, and sends nothing", async () => {
+    const emitter = createEmitter({ transport: createInProcessTransport(processor), pseudonymKey: HMAC_KEY, service: "sdk" }, { codec });
+    await expect(emitter.emit({ ...line0(), eventId: "sdk-huge", attributes: { note: "x".repeat(MB) } })).rejects.toThrow(
+      /^event is \d+ bytes encoded, over the 1048576-byte message limit; split it into smaller events$/,
+    );
+    await emitter.close();
+    expect(emitter.stats).toMatchObject({ emitted: 0, batches: 0 });
+    expect(await stored(["sdk-huge"])).toEqual([]);
+  });
+
+  it("splits a batch over the intake's body limit into requests under it, and every event is stored", async () => {
+    const small = await startIngestServer(processor, { port: 0, maxBodyBytes: 64 * 1024 });
+    onTestFinished(() => small.close());
+    const emitter = createEmitter(
+      {
+        transport: createHttpTransport({ url: small.url, maxBodyBytes: 64 * 1024 }),
+        pseudonymKey: HMAC_KEY,
+        service: "sdk",
+        maxBatch: 500,
+        lingerMs: 5,
+      },
+      { codec },
+    );
+    const ids = Array.from({ length: 500 }, (_, i) => `split-${i}`);
+    // ~600 bytes each: one batch of 500 is ~300 KB, over the server's 64 KiB.
+    for (const id of ids) await emitter.emit({ ...line0(), eventId: id, attributes: { pad: "p".repeat(400) } });
+    await emitter.close();
+    expect(emitter.stats).toMatchObject({ emitted: 500, sent: 500, rejected: 0, batches: 1 });
+    expect(await stored(ids)).toHaveLength(500);
+  });
+
+  it("reads a container file record that claims 2^28 items as the break, with the records before it stored", async () => {
+    const file = join(dir, "bomb.avro");
+    const v2 = JSON.parse(readFileSync(join(AVRO_SCHEMA_DIR, "data_access_event.v2.avsc"), "utf8")) as object;
+    await writeContainerFile(file, v2, [event({ eventId: "before-bomb" })]);
+    const good = readFileSync(file);
+    // A second block holding the 166-byte bomb's body (its inputs claim 2^28 items), with the file's sync marker.
+    const body = arrayLengthBomb(codec).subarray(10);
+    writeFileSync(file, Buffer.concat([good, avroLong(1), avroLong(body.length), body, good.subarray(good.length - 16)]));
+    const before = process.memoryUsage().rss;
+    await expect(
+      ingestFiles([file], {
+        processor,
+        codec,
+        buildEvent: () => createEventBuilder({ pseudonymize: createPseudonymizer(HMAC_KEY), pseudonymKeyId: "default" }),
+      }),
+    ).rejects.toThrow(
+      /bomb\.avro: record 1 cannot be read: message field 'inputs' claims 268435456 items, over the limit of 100000 per message \(block 1, byte \d+, after 1 records\); the 1 records before it were ingested \(1 stored, 0 dead-lettered\)$/,
+    );
+    expect(process.memoryUsage().rss - before).toBeLessThan(128 * MB);
+    expect(await stored(["before-bomb"])).toEqual(["before-bomb"]);
   });
 });
 
