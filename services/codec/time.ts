@@ -3,11 +3,11 @@
 
 const DAY_MS = 86_400_000;
 
-/** Event times the store keeps exactly: its DateTime64(3) column ends at 2299-12-31 (later times would be clamped). */
+/** Event times the store keeps exactly: its DateTime64(3) column ends at 2299-12-31 (later times would be clamped); 0 is taken for a missing time. */
 export const EVENT_TIME_RANGE = Object.freeze({
-  min: 0,
+  min: 1,
   max: Date.UTC(2299, 11, 31, 23, 59, 59, 999),
-  text: "1970-01-01T00:00:00.000Z to 2299-12-31T23:59:59.999Z",
+  text: "1970-01-01T00:00:00.001Z to 2299-12-31T23:59:59.999Z",
 });
 
 /** What `parseTime` accepts, for error messages. */

@@ -28,7 +28,7 @@ export function validateEvent(e: DataAccessEvent, taxonomy: Taxonomy): void {
     }
   }
   if (e.eventId.length === 0 || e.eventId.length > 128) fail("eventId", "must be 1 to 128 characters");
-  if (!Number.isInteger(e.occurredAt) || e.occurredAt <= EVENT_TIME_RANGE.min || e.occurredAt > EVENT_TIME_RANGE.max)
+  if (!Number.isInteger(e.occurredAt) || e.occurredAt < EVENT_TIME_RANGE.min || e.occurredAt > EVENT_TIME_RANGE.max)
     fail("occurredAt", `must be milliseconds since 1970, a time the store keeps exactly (${EVENT_TIME_RANGE.text})`);
   if (e.service === "") fail("service", "must not be empty");
   if (e.job.name === "") fail("job.name", "must not be empty");

@@ -388,11 +388,11 @@ describe("validate", () => {
     expect(messageFor({ ...fullEvent(), occurredAt })).toBe("event field 'occurredAt' is not a valid long");
   });
 
-  it.each([-1, 2 ** 52 - 1, 2 ** 52, -(2 ** 52) - 1, Date.UTC(2300, 0, 1)])(
+  it.each([-1, 0, 2 ** 52 - 1, 2 ** 52, -(2 ** 52) - 1, Date.UTC(2300, 0, 1)])(
     "rejects occurredAt %d, outside the times the store keeps exactly (1970 to 2299)",
     (occurredAt) => {
       expect(messageFor({ ...fullEvent(), occurredAt })).toBe(
-        "event field 'occurredAt' must be milliseconds since 1970, from 1970-01-01T00:00:00.000Z to 2299-12-31T23:59:59.999Z",
+        "event field 'occurredAt' must be milliseconds since 1970, from 1970-01-01T00:00:00.001Z to 2299-12-31T23:59:59.999Z",
       );
     },
   );
@@ -431,7 +431,7 @@ const eventArb: fc.Arbitrary<DataAccessEvent> = fc.record({
   eventId: fc.uuid(),
   kind: fc.constantFrom(...Object.values(EventKind)),
   // validate() takes milliseconds from 1970 to the end of 2299 (what the store keeps exactly).
-  occurredAt: fc.integer({ min: 0, max: Date.UTC(2299, 11, 31, 23, 59, 59, 999) }),
+  occurredAt: fc.integer({ min: 1, max: Date.UTC(2299, 11, 31, 23, 59, 59, 999) }),
   service: text,
   job: fc.record({ namespace: text, name: text }),
   runId: text,

@@ -176,7 +176,7 @@ describe("processor.processMessages", () => {
 
       expect(result.accepted).toBe(0);
       expect(result.rejected[0]?.reason).toBe(
-        "event COLLECT field 'occurredAt' must be milliseconds since 1970, a time the store keeps exactly (1970-01-01T00:00:00.000Z to 2299-12-31T23:59:59.999Z)",
+        "event COLLECT field 'occurredAt' must be milliseconds since 1970, a time the store keeps exactly (1970-01-01T00:00:00.001Z to 2299-12-31T23:59:59.999Z)",
       );
       expect(sink.batches[0]!.events).toEqual([]);
     },
