@@ -1,12 +1,20 @@
 // The CLI as a process against the embedded store: corrupt and truncated files, and times given
 // without an offset (UTC everywhere, whatever TZ says).
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { AVRO_SCHEMA_DIR, writeContainerFile, type DataAccessEvent } from "../../services/codec/index.ts";
+import {
+  AVRO_SCHEMA_DIR,
+  EVENT_BATCH_MEDIA_TYPE,
+  frameBatch,
+  writeContainerFile,
+  type DataAccessEvent,
+} from "../../services/codec/index.ts";
+import { arrayLengthBomb } from "../unit/codec/hostile.ts";
 import { DEFAULT_POLICY_PATH } from "../../services/rules/index.ts";
-import { HMAC_KEY, tempDir } from "./helpers.ts";
+import { core, HMAC_KEY, tempDir, waitFor } from "./helpers.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const BIN = join(ROOT, "bin/lineage-audit.mjs");
@@ -185,5 +193,43 @@ describe("times without an offset are UTC everywhere", () => {
     const days = cli(["affected", "--rule", RULE, "--from", "2019-01-31", "--to", "2019-02-01T00:00", "--fast", "--json"], env);
     expect(days.code, days.stderr).toBe(0);
     expect(JSON.parse(days.stdout)).toMatchObject({ window: { from: "2019-01-31", to: "2019-02-01" }, records: 1 });
+  });
+});
+
+describe("a real serve process", () => {
+  const rss = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) * 1024;
+
+  it("dead-letters the 166-byte bomb posted between two good messages, answers at once, and its memory does not grow", async () => {
+    const { codec } = core();
+    const child = spawn(process.execPath, [BIN, "serve", "--port", "0"], {
+      cwd: dir,
+      env: { PATH: process.env["PATH"] ?? "", HOME: dir, LINEAGE_AUDIT_DATA: join(dir, "serve-store") },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let log = "";
+    child.stderr?.on("data", (c: Buffer) => (log += c.toString()));
+    try {
+      await waitFor(async () => /POST (http:\/\/\S+)\/v1\/events/.test(log), 60_000, "serve to listen");
+      const url = /POST (http:\/\/\S+)\/v1\/events/.exec(log)![1]!;
+      const good = (id: string) => codec.encode({ ...record(5000), eventId: id });
+      const post = (messages: Uint8Array[]) =>
+        fetch(`${url}/v1/events`, { method: "POST", headers: { "content-type": EVENT_BATCH_MEDIA_TYPE }, body: frameBatch(messages) });
+      // Warm up, so that the measure is of the bomb and not of the first batch.
+      expect((await post([good("warm")])).status).toBe(200);
+      const before = rss(child.pid!);
+      const res = await post([good("serve-1"), arrayLengthBomb(codec), good("serve-2")]);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({
+        accepted: 2,
+        rejected: [
+          { index: 1, code: "SCHEMA", reason: "message field 'inputs' claims 268435456 items, over the limit of 100000 per message" },
+        ],
+      });
+      expect(rss(child.pid!) - before).toBeLessThan(128 * 1024 * 1024);
+      expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    } finally {
+      child.kill("SIGTERM");
+      await once(child, "exit");
+    }
   });
 });
