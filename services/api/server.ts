@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { timingSafeEqual } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { LineageAuditError } from "../errors/index.ts";
-import { EVENT_BATCH_MEDIA_TYPE, unframeBatch } from "../codec/index.ts";
+import { EVENT_BATCH_MEDIA_TYPE, defaultDecodeLimits, unframeBatch } from "../codec/index.ts";
 import type { Processor } from "../processor/index.ts";
 
 export interface IngestServerOptions {
@@ -12,7 +12,7 @@ export interface IngestServerOptions {
   port?: number;
   /** When set, POST /v1/events needs `Authorization: Bearer <token>`. */
   token?: string;
-  /** Largest request body accepted. @default 33554432 (32 MiB) */
+  /** Largest request body accepted; a message over the message limit inside it is dead-lettered alone. @default 33554432 (32 MiB) */
   maxBodyBytes?: number;
 }
 
@@ -30,7 +30,7 @@ export async function startIngestServer(
   processor: Pick<Processor, "processMessages">,
   options: IngestServerOptions = {},
 ): Promise<IngestServer> {
-  const maxBody = options.maxBodyBytes ?? 32 * 1024 * 1024;
+  const maxBody = options.maxBodyBytes ?? defaultDecodeLimits.maxBatchBytes;
   const expected = options.token ? Buffer.from(`Bearer ${options.token}`) : undefined;
 
   const server: Server = createServer((req, res) => {

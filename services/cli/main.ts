@@ -8,7 +8,7 @@ import { ingestFiles } from "../ingest/index.ts";
 import { startAnalystServer, startIngestServer } from "../api/index.ts";
 import { startKafkaProcessor, topicsOf } from "../kafka/index.ts";
 import { TaxonomyKind } from "../taxonomy/index.ts";
-import { PSEUDONYM_PATTERN } from "../codec/index.ts";
+import { PSEUDONYM_PATTERN, TIME_FORMATS, isWholeDay, parseTime } from "../codec/index.ts";
 import {
   checkExposure,
   DEFAULT_BIND_HOST,
@@ -96,12 +96,12 @@ function positiveInt(value: string | undefined, flag: string, fallback: number):
   return n;
 }
 
+/** A --from/--to flag as an ISO-8601 UTC instant, read by the one time parser (no offset = UTC). */
 function dateFlag(value: string | undefined, flag: string): string | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?Z?)?$/.test(value) || Number.isNaN(Date.parse(value))) {
-    throw new UsageError(`${flag} must be a date like 2019-01-31 or 2019-01-31T12:00:00Z, not '${value}'`);
-  }
-  return value;
+  const ms = parseTime(value);
+  if (ms === undefined) throw new UsageError(`${flag} must be a date or date-time: ${TIME_FORMATS}; not '${value}'`);
+  return new Date(ms).toISOString();
 }
 
 const out = (text: string) => process.stdout.write(`${text}\n`);
@@ -269,6 +269,12 @@ async function affected(argv: string[], config: AppConfig): Promise<number> {
     }
     if (values.fast) {
       // Whole days, from the daily aggregate views: the quick answer, exact and approximate.
+      for (const [flag, at] of [
+        ["--from", from],
+        ["--to", to],
+      ] as const)
+        if (at !== undefined && !isWholeDay(Date.parse(at)))
+          throw new UsageError(`--fast counts whole UTC days: ${flag} must be a date (e.g. 2019-01-31) or midnight UTC, not ${at}`);
       const fast = await fastAffectedCount(ctx.store, {
         ruleId: rule,
         ...(from ? { from } : {}),
@@ -486,8 +492,8 @@ async function replay(argv: string[], config: AppConfig): Promise<number> {
       policy,
       rulesText,
       taxonomy: ctx.taxonomy,
-      ...(from ? { from: Date.parse(from.length === 10 ? `${from}T00:00:00Z` : from) } : {}),
-      ...(to ? { to: Date.parse(to.length === 10 ? `${to}T00:00:00Z` : to) } : {}),
+      ...(from ? { from: Date.parse(from) } : {}),
+      ...(to ? { to: Date.parse(to) } : {}),
       onProgress: (done, all) => {
         progress ??= createProgress("replay", all, process.stderr, values.json === true);
         progress.update(done);

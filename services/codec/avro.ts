@@ -12,16 +12,16 @@ export function typeForSchema(schema: object): AvroType {
 }
 
 /**
- * Decodes an Avro object container file; records are resolved from the file's writer schema
- * into `readerType`. Emits `metadata` (the writer type) first.
+ * Writes records to an Avro object container file with `schema`; resolves once the file is closed.
+ * `blockSize` (bytes) and `codec` are avsc's.
  */
-export function createContainerDecoder(path: string, readerType: AvroType): NodeJS.ReadableStream {
-  return avro.createFileDecoder(path, { readerSchema: readerType });
-}
-
-/** Writes records to an Avro object container file with `schema`; resolves once the file is closed. */
-export async function writeContainerFile(path: string, schema: object, records: Iterable<object>): Promise<void> {
-  const encoder = new avro.streams.BlockEncoder(typeForSchema(schema));
+export async function writeContainerFile(
+  path: string,
+  schema: object,
+  records: Iterable<object>,
+  options: { codec?: "null" | "deflate"; blockSize?: number } = {},
+): Promise<void> {
+  const encoder = new avro.streams.BlockEncoder(typeForSchema(schema), options);
   const file = createWriteStream(path);
   encoder.pipe(file);
   for (const record of records) encoder.write(record);

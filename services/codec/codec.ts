@@ -2,7 +2,10 @@ import { SchemaError } from "../errors/index.ts";
 import { typeForSchema, type AvroResolver, type AvroType } from "./avro.ts";
 import { parsingCanonicalForm } from "./canonical.ts";
 import { fingerprintBytes, fingerprintHex, schemaFingerprint } from "./fingerprint.ts";
-import type { DataAccessEvent } from "./types.ts";
+import { PSEUDONYM_PATTERN, type DataAccessEvent } from "./types.ts";
+import { compileSchema, scanBounds, DecodeLimitError, type SchemaNode } from "./bounds.ts";
+import { defaultDecodeLimits, type DecodeLimits } from "./limits.ts";
+import { EVENT_TIME_RANGE } from "./time.ts";
 
 /** Avro single-object encoding marker (specification, "Single-object encoding"). */
 const MARKER_0 = 0xc3;
@@ -27,6 +30,7 @@ interface Writer {
   fingerprintHex: string;
   header: Uint8Array;
   resolver: AvroResolver;
+  bounds: SchemaNode;
 }
 
 export interface DecodedMessage {
@@ -39,8 +43,19 @@ export interface DecodedMessage {
 export interface EventCodec {
   /** Fingerprint (hex) of the schema `encode` writes with. */
   readonly writerFingerprint: string;
+  /** Version of that schema (what `schema_version` stores for events built in this process). */
+  readonly writerVersion: number;
+  /** The limits `decode` enforces before decoding anything. */
+  readonly limits: Readonly<DecodeLimits>;
   /** Validates `event` against the writer schema; throws a SchemaError naming the first bad field. */
   validate(event: unknown): asserts event is DataAccessEvent;
+  /**
+   * Whether a rejected event's payload may be kept in a dead letter: it is a DataAccessEvent by
+   * the schema and every subject id is a pseudonym. Anything else may hold raw identifiers.
+   */
+  holdsOnlyPseudonyms(event: unknown): boolean;
+  /** Single-object encoding, refused (SchemaError) when over `limits.maxMessageBytes`. */
+  encodeWithinLimits(event: DataAccessEvent): Uint8Array;
   /** Single-object encoding: `C3 01` + CRC-64-AVRO fingerprint (LE) + Avro binary body. */
   encode(event: DataAccessEvent): Uint8Array;
   /** Encodes the body only, framed by `C3 01 + fingerprint` of an older registered schema version. */
@@ -59,7 +74,8 @@ export interface EventCodec {
  * Builds the codec over the known writer schemas. The newest version is both the schema new
  * events are written with and the reader schema every message is resolved into.
  */
-export function createEventCodec(writers: readonly WriterSchema[]): EventCodec {
+export function createEventCodec(writers: readonly WriterSchema[], limits: Partial<DecodeLimits> = {}): EventCodec {
+  const bounds: DecodeLimits = { ...defaultDecodeLimits, ...limits };
   if (writers.length === 0) throw new SchemaError("no event schema registered");
   const sorted = [...writers].sort((a, b) => a.version - b.version);
   const current = sorted[sorted.length - 1] as WriterSchema;
@@ -81,6 +97,7 @@ export function createEventCodec(writers: readonly WriterSchema[]): EventCodec {
       fingerprintHex: fingerprintHex(fingerprint),
       header,
       resolver: readerType.createResolver(type),
+      bounds: compileSchema(w.schema),
     };
     byFingerprint.set(fingerprint, writer);
     byVersion.set(w.version, writer);
@@ -116,6 +133,8 @@ export function createEventCodec(writers: readonly WriterSchema[]): EventCodec {
 
   return {
     writerFingerprint: currentWriter.fingerprintHex,
+    writerVersion: currentWriter.version,
+    limits: bounds,
     readerType,
     versionOf(hex) {
       for (const w of byVersion.values()) if (w.fingerprintHex === hex) return w.version;
@@ -124,12 +143,26 @@ export function createEventCodec(writers: readonly WriterSchema[]): EventCodec {
     validate(event: unknown): asserts event is DataAccessEvent {
       validateWith(currentWriter.type, event);
       // avsc's long encoding is exact only within ±2^52; times are milliseconds since 1970.
+      // The store's DateTime64(3) column holds no time after 2299 (it would clamp it).
       const at = (event as DataAccessEvent).occurredAt;
-      if (!Number.isInteger(at) || at < 0 || at >= 2 ** 52) {
-        throw new SchemaError("event field 'occurredAt' must be milliseconds since 1970 (a whole number from 0 to 2^52)", {
+      if (!Number.isInteger(at) || at < EVENT_TIME_RANGE.min || at > EVENT_TIME_RANGE.max) {
+        throw new SchemaError(`event field 'occurredAt' must be milliseconds since 1970, from ${EVENT_TIME_RANGE.text}`, {
           context: { path: "occurredAt" },
         });
       }
+    },
+    holdsOnlyPseudonyms(event) {
+      if (!currentWriter.type.isValid(event)) return false;
+      return (event as DataAccessEvent).subjects.every((s) => PSEUDONYM_PATTERN.test(s));
+    },
+    encodeWithinLimits(event) {
+      const bytes = frame(currentWriter.header, currentWriter.type.toBuffer(event));
+      if (bytes.byteLength > bounds.maxMessageBytes)
+        throw new DecodeLimitError(
+          `event is ${bytes.byteLength} bytes encoded, over the ${bounds.maxMessageBytes}-byte message limit; split it into smaller events`,
+          { context: { bytes: bytes.byteLength, limit: "maxMessageBytes" } },
+        );
+      return bytes;
     },
     encode(event) {
       return frame(currentWriter.header, currentWriter.type.toBuffer(event));
@@ -150,6 +183,10 @@ export function createEventCodec(writers: readonly WriterSchema[]): EventCodec {
     },
     decode(bytes) {
       const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      if (buf.length > bounds.maxMessageBytes)
+        throw new DecodeLimitError(`message is ${buf.length} bytes, over the ${bounds.maxMessageBytes}-byte message limit`, {
+          context: { length: buf.length, limit: "maxMessageBytes" },
+        });
       let writer: Writer | undefined;
       let offset: number;
       if (buf.length >= HEADER_BYTES && buf[0] === MARKER_0 && buf[1] === MARKER_1) {
@@ -171,6 +208,20 @@ export function createEventCodec(writers: readonly WriterSchema[]): EventCodec {
           context: { length: buf.length },
         });
       }
+      const malformed = (detail: string) =>
+        new SchemaError(`message body does not decode with schema version ${writer.version}`, {
+          cause: new Error(detail),
+          context: { fingerprint: writer.fingerprintHex, length: buf.length },
+        });
+      // Every length is checked before avsc allocates by it.
+      let end: number;
+      try {
+        end = scanBounds(writer.bounds, buf, offset, buf.length, bounds);
+      } catch (error) {
+        if (error instanceof DecodeLimitError || !(error instanceof SchemaError)) throw error;
+        throw malformed(error.message);
+      }
+      if (end !== buf.length) throw malformed("trailing bytes after body");
       let event: DataAccessEvent;
       try {
         const decoded: { value: DataAccessEvent; offset: number } = readerType.decode(buf, offset, writer.resolver);

@@ -17,18 +17,18 @@ export function frameBatch(messages: readonly Uint8Array[]): Buffer {
   return out;
 }
 
-/** Splits a framed batch; a truncated frame is a SchemaError naming its position. */
-export function unframeBatch(body: Buffer, maxMessageBytes = 1 << 20): Buffer[] {
+/**
+ * Splits a framed batch; a truncated frame is a SchemaError naming its position. A frame over
+ * the message limit is returned like any other: the decoder refuses it alone (a dead letter),
+ * so the rest of its batch is still stored.
+ */
+export function unframeBatch(body: Buffer): Buffer[] {
   const out: Buffer[] = [];
   let pos = 0;
   while (pos < body.length) {
     if (pos + 4 > body.length)
       throw new SchemaError(`batch is truncated: frame ${out.length} has no complete length prefix`, { context: { frame: out.length } });
     const len = body.readUInt32BE(pos);
-    if (len > maxMessageBytes)
-      throw new SchemaError(`frame ${out.length} claims ${len} bytes, over the ${maxMessageBytes}-byte limit`, {
-        context: { frame: out.length },
-      });
     if (pos + 4 + len > body.length)
       throw new SchemaError(`batch is truncated: frame ${out.length} needs ${len} bytes`, { context: { frame: out.length } });
     out.push(body.subarray(pos + 4, pos + 4 + len));

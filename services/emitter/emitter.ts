@@ -5,7 +5,9 @@ import {
   loadEventSchemas,
   Masking,
   PSEUDONYM_PATTERN,
+  TIME_FORMATS,
   Transform,
+  parseTime,
   type DataAccessEvent,
   type EventCodec,
 } from "../codec/index.ts";
@@ -101,7 +103,12 @@ export function createEmitter(options: EmitterOptions, deps: { codec?: EventCode
       throwFailure();
       const event = toEvent(input);
       codec.validate(event);
-      buffer.push({ value: codec.encode(event), key: routingKey(event), eventId: event.eventId, traceparent: event.traceparent });
+      buffer.push({
+        value: codec.encodeWithinLimits(event),
+        key: routingKey(event),
+        eventId: event.eventId,
+        traceparent: event.traceparent,
+      });
       stats.emitted++;
       if (buffer.length >= maxBatch) {
         clearTimer();
@@ -194,14 +201,14 @@ export function routingKey(e: DataAccessEvent): string {
   return d ? `${d.namespace}/${d.name}` : `${e.service}/${e.job.name}`;
 }
 
-/** `Date`, epoch milliseconds, or an ISO-8601 string (as NDJSON files carry it). */
+/** `Date`, epoch milliseconds, or an ISO-8601 string (as NDJSON files carry it; no offset = UTC). */
 function toMillis(value: EmitInput["occurredAt"] | string): number {
   if (value === undefined) return Date.now();
   if (value instanceof Date) return value.getTime();
   if (typeof value === "string") {
-    const ms = Date.parse(value);
-    if (Number.isNaN(ms))
-      throw new SchemaError("event field 'occurredAt' must be epoch milliseconds or an ISO-8601 date-time", {
+    const ms = parseTime(value);
+    if (ms === undefined)
+      throw new SchemaError(`event field 'occurredAt' must be epoch milliseconds or an ISO-8601 date-time: ${TIME_FORMATS}`, {
         context: { path: "occurredAt" },
       });
     return ms;

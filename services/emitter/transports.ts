@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { TransportError } from "../errors/index.ts";
-import { EVENT_BATCH_MEDIA_TYPE, frameBatch } from "../codec/index.ts";
+import { EVENT_BATCH_MEDIA_TYPE, defaultDecodeLimits, frameBatch } from "../codec/index.ts";
 import type { OutboundMessage, SendResult, Transport } from "./types.ts";
 
 /** The part of the processor the in-process transport needs. */
@@ -57,6 +57,8 @@ export interface HttpTransportOptions {
   maxAttempts?: number;
   /** First retry delay, doubled each time, with jitter. @default 100 */
   backoffMs?: number;
+  /** Largest request body: a batch over it goes as several requests. @default 33554432 (32 MiB, the intake's limit) */
+  maxBodyBytes?: number;
 }
 
 /** POSTs framed batches to the auditor's `/v1/events`, retrying what can be retried. */
@@ -64,12 +66,13 @@ export function createHttpTransport(options: HttpTransportOptions): Transport {
   const endpoint = new URL("/v1/events", options.url).toString();
   const maxAttempts = options.maxAttempts ?? 5;
   const backoff = options.backoffMs ?? 100;
+  const maxBody = options.maxBodyBytes ?? defaultDecodeLimits.maxBatchBytes;
   // One request at a time, so batches arrive in the order they were emitted (lineage before
   // the uses that depend on it); the emitter keeps the next batches queued meanwhile.
   let previous: Promise<unknown> = Promise.resolve();
   return {
     send(messages) {
-      const next = previous.then(() => post(messages));
+      const next = previous.then(() => postInParts(messages));
       previous = next.catch(() => undefined);
       return next;
     },
@@ -77,6 +80,26 @@ export function createHttpTransport(options: HttpTransportOptions): Transport {
       await previous;
     },
   };
+
+  /** One request per part of the batch that fits the intake's body limit, in order. */
+  async function postInParts(messages: OutboundMessage[]): Promise<SendResult> {
+    const result: SendResult = { accepted: 0, rejected: [] };
+    let start = 0;
+    while (start < messages.length) {
+      let end = start;
+      let bytes = 0;
+      // A single message is never over the limit: emit() refuses one over the message limit.
+      while (end < messages.length && (end === start || bytes + 4 + (messages[end] as OutboundMessage).value.byteLength <= maxBody)) {
+        bytes += 4 + (messages[end] as OutboundMessage).value.byteLength;
+        end++;
+      }
+      const part = await post(messages.slice(start, end));
+      result.accepted += part.accepted;
+      for (const r of part.rejected) result.rejected.push({ ...r, index: r.index + start });
+      start = end;
+    }
+    return result;
+  }
 
   async function post(messages: OutboundMessage[]): Promise<SendResult> {
     const body = frameBatch(messages.map((m) => m.value));

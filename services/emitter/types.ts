@@ -12,7 +12,7 @@ export interface EmitInput {
   kind: EventKind;
   /** Stable id for retries; generated (UUID v4) when absent. */
   eventId?: string;
-  /** When it happened: `Date`, epoch milliseconds or ISO-8601 text. @default now */
+  /** When it happened: `Date`, epoch milliseconds or ISO-8601 text (without an offset: UTC). @default now */
   occurredAt?: number | Date | string;
   /** @default the emitter's `service` option */
   service?: string;
@@ -85,7 +85,10 @@ export interface EmitterStats {
 }
 
 export interface Emitter {
-  /** Validates, pseudonymises, encodes and queues one event. Throws a SchemaError naming a bad field. */
+  /**
+   * Validates, pseudonymises, encodes and queues one event. Throws a SchemaError naming a bad
+   * field, or a DecodeLimitError when the encoded event is over the auditor's message limit.
+   */
   emit(input: EmitInput): Promise<void>;
   /** Sends everything queued and waits until it is stored. */
   flush(): Promise<void>;

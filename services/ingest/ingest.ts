@@ -1,7 +1,7 @@
 import { createReadStream, openSync, readSync, closeSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { ConfigError, InputError, LineageAuditError, SchemaError } from "../errors/index.ts";
-import { createContainerDecoder, parsingCanonicalForm, schemaFingerprint, fingerprintHex, type EventCodec } from "../codec/index.ts";
+import { readContainerFile, type EventCodec } from "../codec/index.ts";
 import type { EmitInput } from "../emitter/index.ts";
 import type { InboundEvent, Processor, Rejection } from "../processor/index.ts";
 
@@ -58,8 +58,20 @@ export async function ingestFiles(paths: readonly string[], options: IngestOptio
   for (const path of paths) {
     currentFile = path;
     result.files++;
-    if (isAvroContainer(path)) await readContainer(path, options.codec, push);
-    else await readNdjson(path, options.buildEvent(), push);
+    const before = { records: result.records, accepted: result.accepted, rejected: result.rejected };
+    try {
+      if (isAvroContainer(path)) await readContainer(path, options.codec, push);
+      else await readNdjson(path, options.buildEvent(), push);
+    } catch (error) {
+      // The records before the break are stored (or dead-lettered) and said so.
+      await flush();
+      if (!(error instanceof InputError) || error.context["file"] !== path || error.context["records"] === undefined) throw error;
+      const records = result.records - before.records;
+      throw new InputError(
+        `${error.message}; the ${records} records before it were ingested (${result.accepted - before.accepted} stored, ${result.rejected - before.rejected} dead-lettered)`,
+        { cause: error.cause, context: { ...error.context, accepted: result.accepted - before.accepted } },
+      );
+    }
     await flush();
     options.onProgress?.(path, result.records);
   }
@@ -127,21 +139,7 @@ function redactable(parsed: unknown, line: string): Uint8Array | undefined {
 }
 
 async function readContainer(path: string, codec: EventCodec, push: (e: InboundEvent) => Promise<void>): Promise<void> {
-  const decoder = createContainerDecoder(path, codec.readerType);
-  let writer = { writerFingerprint: "", writerVersion: 0 };
-  decoder.on("metadata", (type: { schema(): object }) => {
-    const fingerprint = fingerprintHex(schemaFingerprint(parsingCanonicalForm(type.schema() as never)));
-    writer = { writerFingerprint: fingerprint, writerVersion: codec.versionOf(fingerprint) ?? 0 };
-  });
-  let index = 0;
-  try {
-    for await (const record of decoder) {
-      await push({ event: record, source: `${path}#${index++}`, meta: writer, raw: Buffer.from(JSON.stringify(record)) });
-    }
-  } catch (cause) {
-    throw new InputError(`${path}: not a readable Avro container file after record ${index} (${(cause as Error).message})`, {
-      cause,
-      context: { file: path, record: index },
-    });
+  for await (const { record, index, writer } of readContainerFile(path, codec)) {
+    await push({ event: record, source: `${path}#${index}`, meta: writer, raw: Buffer.from(JSON.stringify(record)) });
   }
 }

@@ -372,7 +372,8 @@ export async function startKafkaProcessor(
           const original = messages.find((m) => m.offset === offset);
           const redacted = r.redacted;
           return {
-            key: original?.key ?? null,
+            // A producer's key may carry an identifier as much as its value.
+            key: redacted ? null : (original?.key ?? null),
             value: redacted ? null : (original?.value ?? null),
             headers: {
               [DeadLetterHeader.topic]: batch.topic,

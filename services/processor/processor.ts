@@ -102,15 +102,27 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
   const auditor = createAuditor(config.policy, config.taxonomy, { ...config, onDemand: deps.lineage !== undefined });
   const codec: EventCodec = config.codec;
   const stats: ProcessorStats = { events: 0, violations: 0, deadLetters: 0, findings: 0 };
-  const currentMeta: EventMeta = { writerFingerprint: codec.writerFingerprint, writerVersion: 0 };
+  const currentMeta: EventMeta = { writerFingerprint: codec.writerFingerprint, writerVersion: codec.writerVersion };
 
-  function reject(out: AuditBatch, rejected: Rejection[], source: string, bytes: Uint8Array | undefined, error: unknown): void {
+  /**
+   * Dead-letters a message. Its bytes are kept only when it decoded into an event that the schema
+   * accepts and whose subjects are all pseudonyms (`event`); anything else may hold raw
+   * identifiers, so only its length and SHA-256 are kept.
+   */
+  function reject(
+    out: AuditBatch,
+    rejected: Rejection[],
+    source: string,
+    bytes: Uint8Array | undefined,
+    error: unknown,
+    event: unknown,
+  ): void {
     const known = error instanceof LineageAuditError;
     if (!known) {
       // A bug, not bad input: surface it rather than dead-letter it.
       throw error;
     }
-    const redacted = error instanceof RawIdentifierError || bytes === undefined;
+    const redacted = error instanceof RawIdentifierError || bytes === undefined || !codec.holdsOnlyPseudonyms(event);
     const payload = bytes ?? new Uint8Array();
     const sha = createHash("sha256").update(payload).digest("hex");
     const row: DeadLetterRow = {
@@ -185,7 +197,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       const poison = units[0] as Unit;
       const rows = emptyBatch();
       const refused: Rejection[] = [];
-      reject(rows, refused, poison.source, poison.bytes, error);
+      reject(rows, refused, poison.source, poison.bytes, error, undefined);
       poison.rows = rows;
       poison.refused = refused[0];
       try {
@@ -294,7 +306,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
           const row = out.facts[0];
           if (row) fact = { key: row.fact_key, value: codec.encode({ ...d.event, subjects: [] }) };
         } catch (error) {
-          reject(out, rejected, m.source, m.bytes, error);
+          reject(out, rejected, m.source, m.bytes, error, d !== undefined && !("error" in d) ? d.event : undefined);
         }
         return { ...unit(m.source, m.bytes, out, key), fact };
       });
@@ -321,7 +333,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
           auditor.handle(event, e.meta ?? currentMeta, out);
           key = event.eventId;
         } catch (error) {
-          reject(out, rejected, e.source, e.raw, error);
+          reject(out, rejected, e.source, e.raw, error, e.failure ? undefined : e.event);
         }
         return unit(e.source, e.raw, out, key);
       });

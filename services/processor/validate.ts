@@ -1,5 +1,5 @@
 import { InputError } from "../errors/index.ts";
-import { EventKind, PSEUDONYM_PATTERN, type DataAccessEvent } from "../codec/index.ts";
+import { EVENT_TIME_RANGE, EventKind, PSEUDONYM_PATTERN, type DataAccessEvent } from "../codec/index.ts";
 import { TaxonomyKind, type Taxonomy } from "../taxonomy/index.ts";
 import { parseTraceparent as parseW3C } from "../telemetry/index.ts";
 
@@ -28,12 +28,14 @@ export function validateEvent(e: DataAccessEvent, taxonomy: Taxonomy): void {
     }
   }
   if (e.eventId.length === 0 || e.eventId.length > 128) fail("eventId", "must be 1 to 128 characters");
-  if (!Number.isFinite(e.occurredAt) || e.occurredAt <= 0) fail("occurredAt", "must be milliseconds since 1970");
+  if (!Number.isInteger(e.occurredAt) || e.occurredAt < EVENT_TIME_RANGE.min || e.occurredAt > EVENT_TIME_RANGE.max)
+    fail("occurredAt", `must be milliseconds since 1970, a time the store keeps exactly (${EVENT_TIME_RANGE.text})`);
   if (e.service === "") fail("service", "must not be empty");
   if (e.job.name === "") fail("job.name", "must not be empty");
-  if (!taxonomy.has(TaxonomyKind.dataSubject, e.dataSubject)) fail("dataSubject", `is not a fideslang data subject ('${e.dataSubject}')`);
+  if (!taxonomy.has(TaxonomyKind.dataSubject, e.dataSubject))
+    fail("dataSubject", `is not a fideslang data subject${quoted(e.dataSubject)}`);
   e.purposes.forEach((p, i) => {
-    if (!taxonomy.has(TaxonomyKind.dataUse, p)) fail(`purposes[${i}]`, `is not a fideslang data use ('${p}')`);
+    if (!taxonomy.has(TaxonomyKind.dataUse, p)) fail(`purposes[${i}]`, `is not a fideslang data use${quoted(p)}`);
   });
   for (const [side, list] of [
     ["inputs", e.inputs],
@@ -43,7 +45,7 @@ export function validateEvent(e: DataAccessEvent, taxonomy: Taxonomy): void {
       d.fields.forEach((f, j) =>
         f.categories.forEach((c, k) => {
           if (!taxonomy.has(TaxonomyKind.dataCategory, c))
-            fail(`${side}[${i}].fields[${j}].categories[${k}]`, `is not a fideslang data category ('${c}')`);
+            fail(`${side}[${i}].fields[${j}].categories[${k}]`, `is not a fideslang data category${quoted(c)}`);
         }),
       ),
     );
@@ -72,6 +74,13 @@ export function validateEvent(e: DataAccessEvent, taxonomy: Taxonomy): void {
       if (e.inputs.length === 0) fail("inputs", "must name the dataset deleted from");
       break;
   }
+}
+
+// A value is quoted back only when it has the shape of a taxonomy key (lowercase words and dots):
+// whatever else a producer put there (an e-mail, a phone number) must not reach a dead letter.
+const KEY_SHAPE = /^[a-z][a-z_]*(\.[a-z][a-z_]*)*$/;
+function quoted(value: string): string {
+  return KEY_SHAPE.test(value) && value.length <= 100 ? ` ('${value}')` : "";
 }
 
 /** The trace and span ids of a W3C traceparent, or empty strings when absent or malformed. */

@@ -320,7 +320,7 @@ describe("lineage-audit CLI", () => {
     expectOneLineError(cli(["affected", "--rule", "nope"]), /no rule 'nope' in .*default\.yaml/, 2);
     expectOneLineError(
       cli(["affected", "--rule", "purpose-limitation", "--from", "last tuesday"]),
-      /--from must be a date like 2019-01-31/,
+      /--from must be a date or date-time: 2019-01-31, .* \(no offset = UTC\); not 'last tuesday'/,
       2,
     );
     expectOneLineError(

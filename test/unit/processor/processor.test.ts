@@ -38,7 +38,7 @@ function unknownFingerprint(e: DataAccessEvent): Uint8Array {
 }
 
 describe("processor.processMessages", () => {
-  it("stores good messages and dead-letters garbage bytes and unknown fingerprints, keeping the rest of the batch", async () => {
+  it("stores good messages and dead-letters garbage bytes and unknown fingerprints with only length and SHA-256 (they did not decode), keeping the rest of the batch", async () => {
     const { processor, sink } = setup();
     const c = collect("security.two_factor", { phone_number: [PHONE] }, [SECURITY], { subjects: [pseudo(1)] });
     const u = use([read("security.two_factor", "phone_number")], [ADS], { subjects: [pseudo(1)] });
@@ -77,20 +77,21 @@ describe("processor.processMessages", () => {
       source: "topic/0/2",
       error_code: "SCHEMA",
       reason: "message is not Avro single-object encoded (no C3 01 marker) nor Confluent framed",
-      payload_base64: b64(garbage),
+      payload_base64: "",
       payload_sha256: sha(garbage),
       payload_bytes: garbage.byteLength,
-      redacted: 0,
+      redacted: 1,
     });
     expect(g?.dead_letter_id).toMatch(/^[0-9a-f]{32}$/);
-    expect(f).toMatchObject({ source: "topic/0/3", error_code: "SCHEMA", payload_base64: b64(foreign), redacted: 0 });
+    expect(f).toMatchObject({ source: "topic/0/3", error_code: "SCHEMA", payload_base64: "", payload_sha256: sha(foreign), redacted: 1 });
     expect(f?.reason).toMatch(/^message was written with an unknown schema \(fingerprint [0-9a-f]{16}\)$/);
     expect(t).toMatchObject({
       source: "topic/0/4",
       error_code: "SCHEMA",
       reason: "message body does not decode with schema version 2",
-      payload_base64: b64(truncated),
-      redacted: 0,
+      payload_base64: "",
+      payload_bytes: truncated.byteLength,
+      redacted: 1,
     });
 
     expect(processor.stats).toEqual({ events: 2, violations: 2, deadLetters: 3, findings: 0 });
@@ -133,6 +134,66 @@ describe("processor.processMessages", () => {
     expect(dl.payload_base64).toBe("");
     expect(dl.redacted).toBe(1);
     expect(JSON.stringify(sink.batches)).not.toContain(email);
+  });
+
+  it("keeps only length and SHA-256 of a raw e-mail as subject plus one trailing byte (it never decoded)", async () => {
+    const { processor, sink } = setup();
+    const email = "alice@example.com";
+    const bytes = Buffer.concat([codec.encode(use([read("src", "phone")], [SECURITY], { subjects: [email] })), Buffer.from([0])]);
+    const result = await processor.processMessages([{ bytes, source: "m/1" }]);
+
+    expect(result.rejected).toEqual([
+      { source: "m/1", code: "SCHEMA", reason: "message body does not decode with schema version 2", redacted: true },
+    ]);
+    const dl = sink.batches[0]!.deadLetters[0]!;
+    expect(dl).toMatchObject({ payload_base64: "", payload_sha256: sha(bytes), payload_bytes: bytes.byteLength, redacted: 1 });
+    expect(JSON.stringify(sink.batches)).not.toContain(email);
+  });
+
+  it("keeps the payload of a message that decoded and holds only pseudonyms, rejected for an unknown purpose", async () => {
+    const { processor, sink } = setup();
+    const e = use([read("src", "phone")], ["marketing.ads"], { subjects: [pseudo(1)] });
+    const result = await processor.processMessages([msg(e, "m/1")]);
+
+    expect(result.rejected[0]).toMatchObject({ code: "INPUT", redacted: false });
+    expect(sink.batches[0]!.deadLetters[0]).toMatchObject({ payload_base64: b64(codec.encode(e)), redacted: 0 });
+  });
+
+  it("never quotes a value back in a reason unless it has the shape of a taxonomy key", async () => {
+    const { processor, sink } = setup();
+    const e = use([read("src", "phone")], ["+15555550123"], { subjects: [pseudo(1)], dataSubject: "bob@example.com" });
+    const result = await processor.processMessages([msg(e, "m/1")]);
+
+    expect(result.rejected[0]?.reason).toBe("event USE field 'dataSubject' is not a fideslang data subject");
+    expect(JSON.stringify(sink.batches)).not.toMatch(/example\.com|5555550123/);
+  });
+
+  it.each([2 ** 52 - 1, Date.UTC(2300, 0, 1), -1])(
+    "dead-letters occurredAt %d, which the store would clamp, instead of storing it",
+    async (occurredAt) => {
+      const { processor, sink } = setup();
+      const e = collect("src", { phone: [PHONE] }, [SECURITY], { subjects: [pseudo(1)], occurredAt });
+      const result = await processor.processMessages([msg(e, "m/1")]);
+
+      expect(result.accepted).toBe(0);
+      expect(result.rejected[0]?.reason).toBe(
+        "event COLLECT field 'occurredAt' must be milliseconds since 1970, a time the store keeps exactly (1970-01-01T00:00:00.001Z to 2299-12-31T23:59:59.999Z)",
+      );
+      expect(sink.batches[0]!.events).toEqual([]);
+    },
+  );
+
+  it("stores the schema version of the fingerprint for events that arrive decoded, as for messages", async () => {
+    const { processor, sink } = setup();
+    const e = collect("src", { phone: [PHONE] }, [SECURITY], { subjects: [pseudo(1)] });
+    await processor.processEvents([{ event: e, source: "f:1" }]);
+    await processor.processMessages([msg({ ...e, eventId: pseudo("other") }, "m/1")]);
+
+    const rows = sink.batches.flatMap((b) => b.events);
+    expect(rows.map((r) => [r.schema_fingerprint, r.schema_version])).toEqual([
+      [codec.writerFingerprint, 2],
+      [codec.writerFingerprint, 2],
+    ]);
   });
 
   it("produces identical rows, keyed by the same ids, when the same messages are processed twice", async () => {
