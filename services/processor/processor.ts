@@ -197,7 +197,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       const poison = units[0] as Unit;
       const rows = emptyBatch();
       const refused: Rejection[] = [];
-      reject(rows, refused, poison.source, poison.bytes, error, undefined);
+      reject(rows, refused, poison.source, poison.bytes, error, poison.event);
       poison.rows = rows;
       poison.refused = refused[0];
       try {
@@ -308,7 +308,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
         } catch (error) {
           reject(out, rejected, m.source, m.bytes, error, d !== undefined && !("error" in d) ? d.event : undefined);
         }
-        return { ...unit(m.source, m.bytes, out, key), fact };
+        return { ...unit(m.source, m.bytes, out, key), fact, event: key !== undefined && d && !("error" in d) ? d.event : undefined };
       });
       return finish(units, rejected, messages.length);
     },
@@ -335,7 +335,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
         } catch (error) {
           reject(out, rejected, e.source, e.raw, error, e.failure ? undefined : e.event);
         }
-        return unit(e.source, e.raw, out, key);
+        return { ...unit(e.source, e.raw, out, key), event: key !== undefined ? e.event : undefined };
       });
       return finish(units, rejected, events.length);
     },
@@ -412,6 +412,8 @@ interface Unit {
   refused?: Rejection | undefined;
   /** The message's own new lineage fact, shared only once stored. */
   fact?: NewFact | undefined;
+  /** The event, when it decoded and was handled: a dead letter keeps its bytes only if it holds only pseudonyms. */
+  event?: unknown;
 }
 
 /** Carried units then new ones; a unit made again (the same message retried) keeps the rows of both. */
