@@ -139,12 +139,13 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     rejected.push({ source, code: error.code, reason: error.message, redacted });
   }
 
-  // Writes go to the store one at a time, whichever intake (HTTP, Kafka, files) made them: rows
-  // that exist only once (the first time a fact, label or path is seen) ride along with the next
-  // write after a failure, and two writes in flight would each believe the other carried them.
-  let queue: Promise<void> = Promise.resolve();
-  // Units of a write that failed (or of a batch whose processing threw), written with the next one.
-  let carry: Unit[] = [];
+  // Rows that exist only once (the first time a fact, label or path is seen) must reach the store
+  // even when their write fails: a failed write's units are carried and written with the next
+  // write, whichever intake (HTTP, Kafka, files) makes it. A write takes what is carried when it
+  // starts and gives it back only if it fails itself, so writes in flight side by side never drop
+  // each other's carried rows.
+  const carry: Unit[] = [];
+  // Units of a batch whose processing threw, written with the next write.
   const stray: Unit[] = [];
   let sequence = 0;
 
@@ -158,24 +159,20 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     };
   }
 
-  function write(units: Unit[]): Promise<void> {
+  async function write(units: Unit[]): Promise<void> {
     if (config.alerts) {
       const violations = units.flatMap((u) => u.rows.violations);
       const outbox = violations.length > 0 ? config.alerts.plan(violations) : [];
       if (outbox.length > 0) units.push(unit("alert planning", undefined, { ...emptyBatch(), outbox }, `alerts#${sequence++}`));
     }
-    const run = queue.then(async () => {
-      const all = carry.length > 0 || stray.length > 0 ? mergeUnits([...carry, ...stray.splice(0)], units) : units;
-      try {
-        await writeUnits(all);
-        carry = [];
-      } catch (error) {
-        carry = all;
-        throw error;
-      }
-    });
-    queue = run.catch(() => undefined);
-    return run;
+    const taken = [...carry.splice(0), ...stray.splice(0)];
+    const all = taken.length > 0 ? mergeUnits(taken, units) : units;
+    try {
+      await writeUnits(all);
+    } catch (error) {
+      for (const u of all) carry.push(u);
+      throw error;
+    }
   }
 
   // The store refused rows for what they hold: halve until the unit (message) behind them is

@@ -247,9 +247,10 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     }
   }
 
-  // Ids are looked up and event rows written one batch at a time, so that a batch written
-  // concurrently (HTTP and Kafka feed one process) sees the ids the one before it wrote.
-  let idTurn: Promise<void> = Promise.resolve();
+  // Event ids being written by a batch still in flight (HTTP and Kafka feed one process): a batch
+  // that holds one of them waits for that batch's event rows, so it sees the content stored. Batches
+  // with no id in common (the usual case) write side by side.
+  const idsInFlight = new Map<string, Promise<void>>();
 
   return {
     client,
@@ -289,12 +290,18 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     analystQuery,
     queryReadOnly,
     async write(input: AuditBatch) {
+      const ids = new Set(input.events.map((e) => e.event_id));
+      const earlier = new Set<Promise<void>>();
+      for (const id of ids) {
+        const other = idsInFlight.get(id);
+        if (other) earlier.add(other);
+      }
       let release = () => {};
-      const previous = idTurn;
-      idTurn = new Promise<void>((resolve) => (release = resolve));
-      await previous;
+      const mine = new Promise<void>((resolve) => (release = resolve));
+      for (const id of ids) idsInFlight.set(id, mine);
       let batch = input;
       try {
+        await Promise.all(earlier);
         // One content per event id: another content under a known id is a finding, not a second event.
         if (input.events.length > 0) batch = guardEventIds(input, await storedDigests(input)).batch;
         // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
@@ -303,6 +310,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         await insert(Table.labels, batch.labels);
         await insert(Table.events, batch.events);
       } finally {
+        for (const id of ids) if (idsInFlight.get(id) === mine) idsInFlight.delete(id);
         release();
       }
       await insert(Table.paths, batch.paths);

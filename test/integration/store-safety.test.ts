@@ -198,6 +198,14 @@ describe("one event id, one content", () => {
     });
   });
 
+  it("keeps one content of an id written by two batches at the same time (two intakes feeding one process)", async () => {
+    const store = await open();
+    const processor = processorFor(store);
+    await feed(processor, [lineage()]);
+    await Promise.all([feed(processor, [first("dup-3")]), feed(processor, [second("dup-3")])]);
+    expect(await counts(store, "dup-3")).toMatchObject({ events: 1, subjects: 1, violation_subjects: 1, conflicts: 1 });
+  });
+
   it("migrates a store written before event ids were checked: the later content is taken out and recorded", async () => {
     const store = await open();
     const db = store.database;
