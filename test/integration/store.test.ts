@@ -70,7 +70,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "008_affected_daily_v1.sql",
       "009_event_ids_v1.sql",
       "010_lineage_published_v1.sql",
-      "013_lineage_fact_datasets_v1.sql",
+      "011_lineage_fact_datasets_v1.sql",
     ]);
   });
 
