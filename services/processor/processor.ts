@@ -268,14 +268,6 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     }
   }
 
-  function decodedOrNothing(decode: () => DataAccessEvent): DataAccessEvent[] {
-    try {
-      return [decode()];
-    } catch {
-      return []; // rejected, with its reason, when the batch is handled
-    }
-  }
-
   return {
     auditor,
     stats,
@@ -310,25 +302,26 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       return finish(units, rejected, messages.length);
     },
     async processEvents(events) {
-      if (deps.lineage) {
-        await prepare(
-          events.flatMap((e) =>
-            decodedOrNothing(() => {
-              const event = e.event;
-              codec.validate(event);
-              return event;
-            }),
-          ),
-        );
-      }
+      // Validated once: the lineage a batch needs is loaded (bounded graph) before any of it is handled.
+      const checked = events.map((e): { event: DataAccessEvent } | { error: unknown } => {
+        if (e.failure) return { error: e.failure };
+        try {
+          codec.validate(e.event);
+          return { event: e.event };
+        } catch (error) {
+          return { error };
+        }
+      });
+      if (deps.lineage) await prepare(checked.flatMap((c) => ("error" in c ? [] : [c.event])));
+      let index = 0;
       const { units, rejected } = collectUnits(events, (e, out, rejected) => {
         let key: string | undefined;
         try {
-          if (e.failure) throw e.failure;
-          const event = e.event;
-          codec.validate(event);
-          auditor.handle(event, e.meta ?? currentMeta, out);
-          key = event.eventId;
+          const c = checked[index++];
+          if (c === undefined) throw new Error("validated events out of step");
+          if ("error" in c) throw c.error;
+          auditor.handle(c.event, e.meta ?? currentMeta, out);
+          key = c.event.eventId;
         } catch (error) {
           reject(out, rejected, e.source, e.raw, error, e.failure ? undefined : e.event);
         }
