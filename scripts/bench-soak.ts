@@ -135,14 +135,30 @@ const mb = (bytes: number) => Math.round(bytes / 1048576);
 const samples: { t: number; rss: number; heap: number }[] = [];
 /** Live heap, not garbage waiting for a collection: the script runs with --expose-gc. */
 const collect = (globalThis as { gc?: () => void }).gc;
-function sample(t: number, done: number): void {
+/** What the embedded engine says it holds: tracked memory, its caches, and jemalloc's view. */
+async function engineMemory(): Promise<string> {
+  const rows = await store.query<{ name: string; value: number }>(
+    `SELECT metric AS name, toFloat64(value) AS value FROM system.metrics
+     WHERE metric IN ('MemoryTracking', 'MarkCacheBytes', 'PrimaryIndexCacheBytes', 'UncompressedCacheBytes', 'QueryConditionCacheBytes')
+     UNION ALL SELECT 'jemalloc.resident' AS name, toFloat64OrZero(extract(stats, 'resident: (\\d+)')) AS value FROM system.jemalloc_stats`,
+  );
+  return rows.map((r) => `${r.name}=${mb(Number(r.value))}MB`).join(" ");
+}
+async function sample(t: number, done: number): Promise<void> {
+  if (process.env.SOAK_SPACES)
+    console.log(
+      (await import("node:v8"))
+        .getHeapSpaceStatistics()
+        .map((x) => `${x.space_name}=${mb(x.space_size)}/${mb(x.space_used_size)}`)
+        .join(" "),
+    );
   collect?.();
   const m = process.memoryUsage();
   samples.push({ t, rss: m.rss, heap: m.heapUsed });
   const g = processor.auditor.graph.stats;
   console.log(
-    `t=${t.toFixed(0)}s events=${done} rate=${Math.round(done / Math.max(t, 1))}/s rss=${mb(m.rss)}MB heap=${mb(m.heapUsed)}MB ` +
-      `graph_facts=${g.facts} graph_labels=${g.labels} datasets_created=${datasets}`,
+    `t=${t.toFixed(0)}s events=${done} rate=${Math.round(done / Math.max(t, 1))}/s rss=${mb(m.rss)}MB heap=${mb(m.heapUsed)}MB heapTotal=${mb(m.heapTotal)}MB external=${mb(m.external)}MB ` +
+      `graph_facts=${g.facts} graph_labels=${g.labels} datasets_created=${datasets} engine: ${await engineMemory()}`,
   );
 }
 
@@ -152,7 +168,7 @@ console.log(
 const started = performance.now();
 let done = 0;
 let nextReport = every;
-sample(0, 0);
+await sample(0, 0);
 try {
   for (;;) {
     const elapsed = (performance.now() - started) / 1000;
@@ -168,12 +184,12 @@ try {
     done += due;
     const t = (performance.now() - started) / 1000;
     if (t >= nextReport) {
-      sample(t, done);
+      await sample(t, done);
       nextReport += every;
     }
   }
   const total = (performance.now() - started) / 1000;
-  sample(total, done);
+  await sample(total, done);
   const third = samples.filter((s) => s.t >= total / 3);
   const mid = third.filter((s) => s.t < (2 * total) / 3);
   const last = third.filter((s) => s.t >= (2 * total) / 3);

@@ -149,21 +149,39 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
   const stray: Unit[] = [];
   let sequence = 0;
 
-  function unit(source: string, bytes: Uint8Array | undefined, rows: AuditBatch, key?: string): Unit {
+  function unit(source: string, bytes: Uint8Array | undefined, rows: AuditBatch, key?: string, span?: Span): Unit {
+    const firstDeadLetter = span
+      ? span.end[DEAD_LETTERS]! > span.start[DEAD_LETTERS]!
+        ? rows.deadLetters[span.start[DEAD_LETTERS]!]
+        : undefined
+      : rows.deadLetters[0];
     return {
       // A message's own event id where it came from (the same message retried makes the same unit), else its dead letter's id.
-      key: key !== undefined ? `${key}@${source}` : (rows.deadLetters[0]?.dead_letter_id ?? `${source}#${sequence++}`),
+      key: key !== undefined ? `${key}@${source}` : (firstDeadLetter?.dead_letter_id ?? `${source}#${sequence++}`),
       source,
       bytes,
       rows,
+      span,
     };
   }
 
   async function write(units: Unit[]): Promise<void> {
     if (config.alerts) {
-      const violations = units.flatMap((u) => u.rows.violations);
+      const violations =
+        units.length === 1 || sharesOneBatch(units) ? tableOf(gather(units), "violations") : units.flatMap((u) => tableOf(u, "violations"));
       const outbox = violations.length > 0 ? config.alerts.plan(violations) : [];
-      if (outbox.length > 0) units.push(unit("alert planning", undefined, { ...emptyBatch(), outbox }, `alerts#${sequence++}`));
+      if (outbox.length > 0) {
+        // Into the batch the units share, after their rows, when they end it: the write stays one batch.
+        const shared = sharesOneBatch(units) ? units[0]?.rows : undefined;
+        const last = units.at(-1)?.span;
+        if (shared && last && TABLES.every((t, i) => last.end[i] === shared[t].length)) {
+          const start = marks(shared);
+          shared.outbox.push(...outbox);
+          units.push(unit("alert planning", undefined, shared, `alerts#${sequence++}`, { start, end: marks(shared) }));
+        } else {
+          units.push(unit("alert planning", undefined, { ...emptyBatch(), outbox }, `alerts#${sequence++}`));
+        }
+      }
     }
     const taken = [...carry.splice(0), ...stray.splice(0)];
     const all = taken.length > 0 ? mergeUnits(taken, units) : units;
@@ -182,7 +200,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     try {
       // Concatenated, not merged: two messages may share an event id with different contents, and
       // the store keeps the first (one event id, one content); a re-check's newer row comes later.
-      await deps.sink.write(concatBatches(units.map((u) => u.rows)));
+      await deps.sink.write(gather(units));
     } catch (error) {
       if (!(error instanceof StoreDataError)) throw error;
       if (units.length > 1) {
@@ -196,6 +214,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
       const refused: Rejection[] = [];
       reject(rows, refused, poison.source, poison.bytes, error, poison.event);
       poison.rows = rows;
+      poison.span = undefined;
       poison.refused = refused[0];
       try {
         await deps.sink.write(rows);
@@ -204,19 +223,31 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
         // The store refuses even the dead letter: the caller still hears of it (dead-letter
         // topic, HTTP answer), and nothing is left to stall every later write.
         poison.rows = emptyBatch();
+        poison.span = undefined;
       }
     }
   }
 
   /** Processes each input into a unit of its own (so the store can refuse one without the others). */
+  // The inputs' rows go into one batch; each unit knows its span there (no batch per message).
   function collectUnits<T>(
     inputs: readonly T[],
-    each: (input: T, out: AuditBatch, rejected: Rejection[]) => Unit,
+    each: (input: T, out: AuditBatch, rejected: Rejection[]) => Omit<Unit, "key" | "rows" | "span"> & { eventId: string | undefined },
   ): { units: Unit[]; rejected: Rejection[] } {
     const units: Unit[] = [];
     const rejected: Rejection[] = [];
+    const out = emptyBatch();
+    let start = marks(out);
     try {
-      for (const input of inputs) units.push(each(input, emptyBatch(), rejected));
+      for (const input of inputs) {
+        const made = each(input, out, rejected);
+        const end = marks(out);
+        const u = unit(made.source, made.bytes, out, made.eventId, { start, end });
+        u.fact = made.fact;
+        u.event = made.event;
+        units.push(u);
+        start = end;
+      }
     } catch (error) {
       // A bug stopped the batch: what the inputs before it did to the lineage graph is kept in
       // memory, so their rows must still reach the store.
@@ -235,9 +266,9 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     for (const u of units) {
       if (u.refused) rejected.push(u.refused);
       else if (u.fact) facts.push(u.fact);
-      violations += u.rows.violations.length;
-      findings += u.rows.findings.length;
-      deadLetters += u.rows.deadLetters.length;
+      violations += countOf(u, VIOLATIONS);
+      findings += countOf(u, FINDINGS);
+      deadLetters += countOf(u, DEAD_LETTERS);
     }
     const accepted = received - rejected.length;
     stats.events += accepted;
@@ -297,7 +328,13 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
         } catch (error) {
           reject(out, rejected, m.source, m.bytes, error, d !== undefined && !("error" in d) ? d.event : undefined);
         }
-        return { ...unit(m.source, m.bytes, out, key), fact, event: key !== undefined && d && !("error" in d) ? d.event : undefined };
+        return {
+          source: m.source,
+          bytes: m.bytes,
+          eventId: key,
+          fact,
+          event: key !== undefined && d && !("error" in d) ? d.event : undefined,
+        };
       });
       return finish(units, rejected, messages.length);
     },
@@ -325,7 +362,7 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
         } catch (error) {
           reject(out, rejected, e.source, e.raw, error, e.failure ? undefined : e.event);
         }
-        return { ...unit(e.source, e.raw, out, key), event: key !== undefined ? e.event : undefined };
+        return { source: e.source, bytes: e.raw, eventId: key, event: key !== undefined ? e.event : undefined };
       });
       return finish(units, rejected, events.length);
     },
@@ -382,13 +419,105 @@ export function mergeBatches(...batches: AuditBatch[]): AuditBatch {
 }
 
 /** The batches' rows in order, table by table. */
-function concatBatches(batches: readonly AuditBatch[]): AuditBatch {
-  if (batches.length === 1) return batches[0] as AuditBatch;
+/** The tables of a batch, in a fixed order (spans index by it). */
+const TABLES = [
+  "events",
+  "labels",
+  "edges",
+  "facts",
+  "violations",
+  "paths",
+  "outbox",
+  "findings",
+  "deadLetters",
+] as const satisfies readonly (keyof AuditBatch)[];
+// Every table of AuditBatch is in TABLES (a table added to one and not the other fails to compile).
+const everyTable: [Exclude<keyof AuditBatch, (typeof TABLES)[number]>] extends [never] ? true : false = true;
+void everyTable;
+const VIOLATIONS = TABLES.indexOf("violations");
+const FINDINGS = TABLES.indexOf("findings");
+const DEAD_LETTERS = TABLES.indexOf("deadLetters");
+
+/** Where a unit's rows sit in a batch it shares with the other units of its input batch: [start, end) per table. */
+interface Span {
+  start: readonly number[];
+  end: readonly number[];
+}
+
+function marks(b: AuditBatch): number[] {
+  // In TABLES order (emptyBatch's), written out: this runs for every message.
+  return [
+    b.events.length,
+    b.labels.length,
+    b.edges.length,
+    b.facts.length,
+    b.violations.length,
+    b.paths.length,
+    b.outbox.length,
+    b.findings.length,
+    b.deadLetters.length,
+  ];
+}
+
+function countOf(u: Unit, table: number): number {
+  return u.span
+    ? (u.span.end[table] as number) - (u.span.start[table] as number)
+    : (u.rows[TABLES[table] as keyof AuditBatch] as unknown[]).length;
+}
+
+function tableOf<K extends keyof AuditBatch>(u: Unit | AuditBatch, table: K): AuditBatch[K] {
+  if (!("key" in u)) return u[table];
+  if (!u.span) return u.rows[table];
+  const i = TABLES.indexOf(table);
+  return u.rows[table].slice(u.span.start[i], u.span.end[i]) as AuditBatch[K];
+}
+
+/** A unit's own rows as a batch of their own. */
+function rowsOf(u: Unit): AuditBatch {
+  if (!u.span) return u.rows;
   const out = emptyBatch();
-  for (const table of Object.keys(rowKeys) as (keyof AuditBatch)[]) {
-    const rows = out[table] as unknown[];
-    for (const batch of batches) for (const row of batch[table]) rows.push(row);
+  for (const t of TABLES) (out[t] as unknown[]) = tableOf(u, t);
+  return out;
+}
+
+function sharesOneBatch(units: readonly Unit[]): boolean {
+  const first = units[0];
+  return first !== undefined && units.every((u) => u.rows === first.rows && u.span !== undefined);
+}
+
+/**
+ * The units' rows in order, table by table: concatenated, not merged (two messages may share an
+ * event id with different contents, and the store keeps the first). Units that share one batch
+ * and follow each other there are read as one range; a whole batch is passed as it is.
+ */
+function gather(units: readonly Unit[]): AuditBatch {
+  const parts: { rows: AuditBatch; start: readonly number[] | undefined; end: readonly number[] | undefined }[] = [];
+  for (const u of units) {
+    const last = parts.at(-1);
+    if (u.span && last?.end && last.rows === u.rows && last.end.every((n, i) => n === u.span?.start[i])) {
+      last.end = u.span.end;
+      continue;
+    }
+    parts.push({ rows: u.rows, start: u.span?.start, end: u.span?.end });
   }
+  const only = parts[0];
+  if (parts.length === 0) return emptyBatch();
+  if (
+    parts.length === 1 &&
+    only &&
+    (!only.start || (only.start.every((n) => n === 0) && TABLES.every((t, i) => only.end?.[i] === only.rows[t].length)))
+  ) {
+    return only.rows;
+  }
+  const out = emptyBatch();
+  TABLES.forEach((t, i) => {
+    const rows = out[t] as unknown[];
+    for (const p of parts) {
+      const from = p.rows[t] as unknown[];
+      const end = p.end?.[i] ?? from.length;
+      for (let k = p.start?.[i] ?? 0; k < end; k++) rows.push(from[k]);
+    }
+  });
   return out;
 }
 
@@ -397,7 +526,10 @@ interface Unit {
   key: string;
   source: string;
   bytes: Uint8Array | undefined;
+  /** The batch holding the unit's rows: its own, or shared with the other units of its input batch (see span). */
   rows: AuditBatch;
+  /** Where the unit's rows sit in `rows` when it is shared; absent, all of `rows` is the unit's. */
+  span?: Span | undefined;
   /** Set when the store refused the unit's rows and a dead letter took their place. */
   refused?: Rejection | undefined;
   /** The message's own new lineage fact, shared only once stored. */
@@ -412,7 +544,8 @@ function mergeUnits(carried: Unit[], fresh: Unit[]): Unit[] {
   for (const u of [...carried, ...fresh]) {
     const before = byKey.get(u.key);
     if (before) {
-      u.rows = mergeBatches(before.rows, u.rows);
+      u.rows = mergeBatches(rowsOf(before), rowsOf(u));
+      u.span = undefined;
       u.fact ??= before.fact;
       byKey.delete(u.key);
     }

@@ -1,7 +1,13 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { createEventCodec, loadEventSchemas, type DataAccessEvent, type EventCodec } from "../../../services/codec/index.ts";
-import { createProcessor, type AuditBatch, type InboundMessage, type Processor } from "../../../services/processor/index.ts";
+import {
+  createProcessor,
+  type AuditBatch,
+  type OutboxRow,
+  type InboundMessage,
+  type Processor,
+} from "../../../services/processor/index.ts";
 import { StoreDataError, StoreError } from "../../../services/errors/index.ts";
 import {
   ADS,
@@ -317,6 +323,37 @@ describe("processor: writes from several intakes", () => {
     expect(stored("paths").length).toBeGreaterThan(0);
     const ids = new Set(stored("events").map((r) => (r as { event_id: string }).event_id));
     for (const e of [p.collect, p.copy, p.join, p.hash, u, other]) expect(ids.has(e.eventId)).toBe(true);
+  });
+});
+
+describe("processor: one write per batch", () => {
+  it("writes a batch that the store takes as one write of every message's rows, with the alerts it raises", async () => {
+    const { policy, taxonomy } = defaultPolicy();
+    const writes: AuditBatch[] = [];
+    const processor = createProcessor(
+      {
+        policy,
+        taxonomy,
+        codec,
+        alerts: {
+          plan: (violations) =>
+            violations.map((v) => ({ webhook_id: `w-${v.violation_id}`, subscription_id: "s" }) as unknown as OutboxRow),
+        },
+      },
+      { sink: { write: async (batch) => void writes.push(structuredClone(batch)) } },
+    );
+    const p = pipeline2019();
+    const uses = [1, 2, 3].map((n) => use([read("ads.matching_keys", "phone_sha256")], [ADS], { subjects: [pseudo(n)] }));
+    const events = [p.collect, p.copy, p.join, p.hash, ...uses];
+    const result = await processor.processMessages(events.map((e, i) => msg(e, `t/0/${i}`)));
+
+    expect(result.violations).toBe(6);
+    expect(writes).toHaveLength(1);
+    const [batch] = writes as [AuditBatch];
+    expect(batch.events.map((r) => r.event_id)).toEqual(events.map((e) => e.eventId));
+    expect(batch.facts).toHaveLength(4);
+    expect(batch.violations).toHaveLength(6);
+    expect(batch.outbox.map((r) => r.webhook_id).sort()).toEqual(batch.violations.map((v) => `w-${v.violation_id}`).sort());
   });
 });
 
