@@ -3,7 +3,7 @@
 // and heap as it goes. Goal: RSS flat and under 1 GB (docs/performance.md).
 //   npm run bench:soak -- --minutes 10 --rate 5000 --every 10
 import { randomUUID, createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -13,13 +13,17 @@ import { loadFideslangTaxonomy } from "../services/taxonomy/index.ts";
 import { DEFAULT_POLICY_PATH, loadPolicy } from "../services/rules/index.ts";
 import { createProcessor, defaultAuditorOptions } from "../services/processor/index.ts";
 import { openStore } from "../services/store/index.ts";
+import { boundHeapGrowth } from "../services/cli/heap.ts";
+
+// As `serve` does at start-up.
+boundHeapGrowth();
 
 const { values } = parseArgs({
   options: {
     minutes: { type: "string", default: "10" },
     rate: { type: "string", default: "5000" },
     every: { type: "string", default: "10" },
-    batch: { type: "string", default: "1000" },
+    batch: { type: "string", default: "10000" },
     capacity: { type: "string", default: String(defaultAuditorOptions.lineageCapacity) },
     /** For comparison: the graph holds every fact, as before issue 8. */
     unbounded: { type: "boolean", default: false },
@@ -144,6 +148,16 @@ async function engineMemory(): Promise<string> {
   );
   return rows.map((r) => `${r.name}=${mb(Number(r.value))}MB`).join(" ");
 }
+/** Linux: anonymous (heap, allocator) and file-backed (the engine's mapped code) parts of RSS. */
+function rssParts(): string {
+  try {
+    const status = readFileSync("/proc/self/status", "utf8");
+    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+    return `anon=${Math.round(kb("RssAnon") / 1024)}MB file=${Math.round(kb("RssFile") / 1024)}MB`;
+  } catch {
+    return "";
+  }
+}
 async function sample(t: number, done: number): Promise<void> {
   if (process.env.SOAK_SPACES)
     console.log(
@@ -152,12 +166,14 @@ async function sample(t: number, done: number): Promise<void> {
         .map((x) => `${x.space_name}=${mb(x.space_size)}/${mb(x.space_used_size)}`)
         .join(" "),
     );
+  // RSS as the process holds it; the heap live after a forced collection (garbage left out).
+  const rss = process.memoryUsage.rss();
   collect?.();
-  const m = process.memoryUsage();
+  const m = { ...process.memoryUsage(), rss };
   samples.push({ t, rss: m.rss, heap: m.heapUsed });
   const g = processor.auditor.graph.stats;
   console.log(
-    `t=${t.toFixed(0)}s events=${done} rate=${Math.round(done / Math.max(t, 1))}/s rss=${mb(m.rss)}MB heap=${mb(m.heapUsed)}MB heapTotal=${mb(m.heapTotal)}MB external=${mb(m.external)}MB ` +
+    `t=${t.toFixed(0)}s events=${done} rate=${Math.round(done / Math.max(t, 1))}/s rss=${mb(m.rss)}MB (${rssParts()}) heap=${mb(m.heapUsed)}MB heapTotal=${mb(m.heapTotal)}MB external=${mb(m.external)}MB ` +
       `graph_facts=${g.facts} graph_labels=${g.labels} datasets_created=${datasets} engine: ${await engineMemory()}`,
   );
 }

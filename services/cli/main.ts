@@ -28,6 +28,7 @@ import { replayRules } from "../replay/index.ts";
 import { buildReport, renderHtml, renderJson, renderMarkdown } from "../report/index.ts";
 import { createAlertPlanner, createDeliverer, loadAlertingConfig, parseSecret, signWebhook, PAYLOAD_VERSION } from "../alerting/index.ts";
 import { formatSummary } from "./format.ts";
+import { boundHeapGrowth } from "./heap.ts";
 
 const USAGE = `lineage-audit: an event-streaming data lineage auditor
 
@@ -399,6 +400,8 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
   const port = values.port === undefined ? config.port : portFlag(values.port as string);
   const host = (values.host as string | undefined) ?? DEFAULT_BIND_HOST;
   checkExposure(host, config);
+  // A long-running process: keep V8's heap near its live size (docs/performance.md, bench:soak).
+  boundHeapGrowth();
   const stopTelemetry = await startTelemetry(process.env);
   // Bad alert configuration is found before anything starts.
   const alerting = config.webhooksPath ? loadAlertingConfig(config.webhooksPath) : undefined;

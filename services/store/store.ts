@@ -109,8 +109,8 @@ export interface StoredUse {
 
 /** Facts per page when streaming every stored fact. */
 const FACT_PAGE = 10_000;
-/** How often, at most, the embedded engine's freed memory is returned to the OS (after a write). */
-const PURGE_INTERVAL_MS = 1_000;
+/** How often, at most, the embedded engine's freed memory is returned to the OS (after a write or a large read). */
+const PURGE_INTERVAL_MS = 500;
 /** Datasets per lookup query (they travel as one array parameter). */
 const DATASETS_PER_LOOKUP = 2_000;
 
@@ -256,11 +256,11 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   /**
    * The embedded engine's allocator keeps freed pages for seconds (jemalloc's dirty decay), which
    * under a steady stream of inserts is hundreds of MB of RSS the engine no longer uses: hand them
-   * back to the OS at most every PURGE_INTERVAL_MS, after a write.
+   * back to the OS at most every PURGE_INTERVAL_MS, after a write or a large read.
    */
   let lastPurge = performance.now();
   let purging: Promise<void> | undefined;
-  function purgeAfterWrite(): void {
+  function returnFreedMemory(): void {
     if (options.url || purging || performance.now() - lastPurge < PURGE_INTERVAL_MS) return;
     lastPurge = performance.now();
     purging = run("SYSTEM JEMALLOC PURGE")
@@ -321,21 +321,21 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         // One content per event id: another content under a known id is a finding, not a second event.
         if (input.events.length > 0) batch = guardEventIds(input, await storedDigests(input)).batch;
         // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
-        await insert(Table.facts, batch.facts);
-        await insert(Table.edges, batch.edges);
-        await insert(Table.labels, batch.labels);
+        await Promise.all([insert(Table.facts, batch.facts), insert(Table.edges, batch.edges), insert(Table.labels, batch.labels)]);
         await insert(Table.events, batch.events);
       } finally {
         for (const id of ids) if (idsInFlight.get(id) === mine) idsInFlight.delete(id);
         release();
       }
-      await insert(Table.paths, batch.paths);
-      await insert(Table.violations, batch.violations);
-      // The alerts these violations raise, stored before the batch counts as done (durable outbox).
-      await insert(Table.outbox, batch.outbox);
-      await insert(Table.findings, batch.findings);
-      await insert(Table.deadLetters, batch.deadLetters);
-      purgeAfterWrite();
+      await Promise.all([
+        insert(Table.paths, batch.paths),
+        insert(Table.violations, batch.violations),
+        // The alerts these violations raise, stored before the batch counts as done (durable outbox).
+        insert(Table.outbox, batch.outbox),
+        insert(Table.findings, batch.findings),
+        insert(Table.deadLetters, batch.deadLetters),
+      ]);
+      returnFreedMemory();
     },
     async unpublishedFacts(topic, limit) {
       const rows = await query<{ fact_key: string; fact: string }>(
@@ -393,6 +393,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
           out.push(JSON.parse(r.fact) as DataAccessEvent);
         }
       }
+      returnFreedMemory(); // a refill reads many facts at once
       return out;
     },
     async recentUses(limit) {
