@@ -1,6 +1,7 @@
 // npm run bench:soak: the processor as `serve` runs it (embedded store, bounded lineage graph)
 // fed a steady stream for a bounded time, with a churn of new datasets and fields, printing RSS
-// and heap as it goes. Goal: RSS flat and under 1 GB (docs/performance.md).
+// and heap as it goes. Goal: RSS flat and under 1 GB (docs/performance.md). By default 5% of uses
+// and shares break a rule (--violating); the rest use data for what it was collected for.
 //   npm run bench:soak -- --minutes 10 --rate 5000 --every 10
 import { randomUUID, createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -27,6 +28,8 @@ const { values } = parseArgs({
     capacity: { type: "string", default: String(defaultAuditorOptions.lineageCapacity) },
     /** For comparison: the graph holds every fact, as before issue 8. */
     unbounded: { type: "boolean", default: false },
+    /** Share of uses and shares that break a rule (the rest use data for what it was collected for). */
+    violating: { type: "string", default: "0.05" },
   },
 });
 const seconds = Number(values.minutes) * 60;
@@ -34,6 +37,8 @@ const rate = Number(values.rate);
 const every = Number(values.every);
 const batchSize = Number(values.batch);
 const capacity = Number(values.capacity);
+const violating = Number(values.violating);
+if (!(violating >= 0 && violating <= 1)) throw new Error("--violating must be a share between 0 and 1");
 for (const [name, v] of Object.entries({ minutes: seconds, rate, every, batch: batchSize, capacity })) {
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
 }
@@ -51,7 +56,6 @@ const processor = createProcessor(
 
 const CATEGORIES = ["user.contact.email", "user.contact.phone_number", "user.health.condition", "user.name", "user.device.ip_address"];
 const COLLECTED_FOR = ["essential.service", "essential.service.security", "essential.service.authentication", "marketing.advertising"];
-const USED_FOR = ["essential.service", "marketing.advertising.third_party.targeted", "analytics.reporting", "essential.service.security"];
 
 let seq = 0;
 let rnd = 42;
@@ -95,18 +99,23 @@ function event(kind: DataAccessEvent["kind"], fields: Partial<DataAccessEvent>):
 // a few long-lived hot datasets.
 let datasets = 0;
 const recentSources: number[] = [];
+/** What each dataset was collected for, and which have a copy (uses read only what exists). */
+const collectedFor: string[] = [];
+const copied = new Set<number>();
 function collectNew(): DataAccessEvent {
   const n = datasets++;
   recentSources.push(n);
   if (recentSources.length > 2_000) recentSources.shift();
   const fields = [0, 1, 2].map((k) => ({ name: `f${n}_${k}`, categories: [pick(CATEGORIES)] }));
+  collectedFor[n] = pick(COLLECTED_FOR);
   return event("COLLECT", {
     outputs: [{ namespace: "soak", name: `src.d${n}`, fields }],
-    purposes: [pick(COLLECTED_FOR)],
+    purposes: [collectedFor[n]],
     service: "collector",
   });
 }
 function copyOf(n: number): DataAccessEvent {
+  copied.add(n);
   return event("DERIVE", {
     inputs: [{ namespace: "soak", name: `src.d${n}`, fields: [] }],
     outputs: [{ namespace: "soak", name: `copy.d${n}`, fields: [] }],
@@ -119,12 +128,21 @@ function copyOf(n: number): DataAccessEvent {
   });
 }
 function useOf(n: number, kind: "USE" | "SHARE"): DataAccessEvent {
-  const name = random() < 0.5 ? `copy.d${n}` : `src.d${n}`;
+  const name = copied.has(n) && random() < 0.5 ? `copy.d${n}` : `src.d${n}`;
+  const collected = collectedFor[n] as string;
+  // A breach: advertising on data collected for something else (or analytics on advertising
+  // data), shared outside; otherwise the purpose it was collected for, shared inside.
+  const breach = random() < violating;
+  const purpose = !breach
+    ? collected
+    : collected.startsWith("marketing")
+      ? "analytics.reporting"
+      : "marketing.advertising.third_party.targeted";
   return event(kind, {
     inputs: [{ namespace: "soak", name, fields: [{ name: `f${n}_${Math.floor(random() * 2)}`, categories: [] }] }],
-    purposes: [pick(USED_FOR)],
+    purposes: [purpose],
     subjects: Array.from({ length: 1 + Math.floor(random() * 3) }, subject),
-    ...(kind === "SHARE" ? { recipient: { name: "partner", external: random() < 0.5 } } : {}),
+    ...(kind === "SHARE" ? { recipient: { name: "partner", external: breach } } : {}),
   });
 }
 function next(): DataAccessEvent {
@@ -174,12 +192,12 @@ async function sample(t: number, done: number): Promise<void> {
   const g = processor.auditor.graph.stats;
   console.log(
     `t=${t.toFixed(0)}s events=${done} rate=${Math.round(done / Math.max(t, 1))}/s rss=${mb(m.rss)}MB (${rssParts()}) heap=${mb(m.heapUsed)}MB heapTotal=${mb(m.heapTotal)}MB external=${mb(m.external)}MB ` +
-      `graph_facts=${g.facts} graph_labels=${g.labels} datasets_created=${datasets} engine: ${await engineMemory()}`,
+      `violations=${processor.stats.violations} findings=${processor.stats.findings} graph_facts=${g.facts} graph_labels=${g.labels} datasets_created=${datasets} engine: ${await engineMemory()}`,
   );
 }
 
 console.log(
-  `soak: ${seconds} s at ${rate} events/s, batches of ${batchSize}, lineage ${values.unbounded ? "unbounded" : `capacity ${capacity} facts`}, store ${store.location}`,
+  `soak: ${seconds} s at ${rate} events/s, ${Math.round(violating * 100)}% of uses breaking a rule, batches of up to ${batchSize}, lineage ${values.unbounded ? "unbounded" : `capacity ${capacity} facts`}, store ${store.location}`,
 );
 const started = performance.now();
 let done = 0;
