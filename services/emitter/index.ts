@@ -1,4 +1,4 @@
-export { createEmitter, createEventBuilder, defaultEmitterOptions, routingKey } from "./emitter.ts";
+export { createEmitter, createEventBuilder, defaultEmitterOptions, routingKey, uuidv7 } from "./emitter.ts";
 export { createPseudonymizer, MIN_KEY_BYTES } from "./pseudonymize.ts";
 export type { Pseudonymizer } from "./pseudonymize.ts";
 export { createInProcessTransport, createHttpTransport, createMemoryTransport } from "./transports.ts";

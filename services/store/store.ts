@@ -14,13 +14,13 @@ import {
   type AnalystResult,
   type AnalystSession,
 } from "./analyst-session.ts";
-import { guardEventIds } from "./identity.ts";
+import { guardEventIds, type EventIdRow } from "./identity.ts";
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../../schemas/clickhouse/", import.meta.url));
 
 export const Table = {
   events: "events_v1",
-  eventIds: "event_ids_v1",
+  eventIds: "event_ids_v2",
   subjects: "event_subjects_v1",
   edges: "lineage_edges_v1",
   facts: "lineage_facts_v1",
@@ -232,13 +232,12 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   async function storedDigests(batch: AuditBatch): Promise<Map<string, string>> {
     const ids = [...new Set(batch.events.map((e) => e.event_id))];
     try {
-      // One text parameter split by ClickHouse parses faster than an Array(String) literal. The
-      // table is sorted by the ids' hashes; a colliding id it returns is simply not asked about.
+      // One text parameter split by ClickHouse parses faster than an Array(String) literal.
       const joined = !ids.some((id) => id.includes("\n"));
       const list = joined ? "splitByChar('\\n', {ids:String})" : "{ids:Array(String)}";
       const rs = await client.query({
         query: `SELECT event_id, content_sha256 FROM ${quotedDatabase}.${Table.eventIds}
-                WHERE id_hash IN (SELECT sipHash64(arrayJoin(${list})))`,
+                WHERE event_id IN (SELECT arrayJoin(${list}))`,
         query_params: { ids: joined ? ids.join("\n") : ids },
         format: "JSONEachRow",
       });
@@ -319,9 +318,16 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       try {
         await Promise.all(earlier);
         // One content per event id: another content under a known id is a finding, not a second event.
-        if (input.events.length > 0) batch = guardEventIds(input, await storedDigests(input)).batch;
-        // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
-        await Promise.all([insert(Table.facts, batch.facts), insert(Table.edges, batch.edges), insert(Table.labels, batch.labels)]);
+        let newIds: EventIdRow[] = [];
+        if (input.events.length > 0) ({ batch, newIds } = guardEventIds(input, await storedDigests(input)));
+        // Ids, facts and edges first: if a crash interrupts the batch, the lineage is never behind
+        // the uses, and an id is never missing for a stored event (its content comes again).
+        await Promise.all([
+          insert(Table.eventIds, newIds),
+          insert(Table.facts, batch.facts),
+          insert(Table.edges, batch.edges),
+          insert(Table.labels, batch.labels),
+        ]);
         await insert(Table.events, batch.events);
       } finally {
         for (const id of ids) if (idsInFlight.get(id) === mine) idsInFlight.delete(id);

@@ -210,9 +210,10 @@ describe("one event id, one content", () => {
     const store = await open();
     const db = store.database;
     // The store as version 008 left it: no registry, and both contents written.
-    await store.client.command({ query: `DROP VIEW ${db}.event_ids_mv` });
     await store.client.command({ query: `DROP TABLE ${db}.${Table.eventIds}` });
-    await store.client.command({ query: `ALTER TABLE ${db}.schema_migrations DELETE WHERE version = 9 SETTINGS mutations_sync = 2` });
+    await store.client.command({
+      query: `ALTER TABLE ${db}.schema_migrations DELETE WHERE version IN (9, 12) SETTINGS mutations_sync = 2`,
+    });
     const raw = async (batch: AuditBatch) => {
       for (const [table, rows] of [
         [Table.facts, batch.facts],
@@ -231,7 +232,7 @@ describe("one event id, one content", () => {
     await feed(legacy, [second("old-1")]);
     expect(await counts(store, "old-1")).toMatchObject({ events: 2, subjects: 2, violation_subjects: 2 });
 
-    expect(await store.migrate()).toEqual(["009_event_ids_v1.sql"]);
+    expect(await store.migrate()).toEqual(["009_event_ids_v1.sql", "012_event_ids_by_id.sql"]);
     expect(await counts(store, "old-1")).toEqual({
       events: 1,
       occurred_at: "2019-06-01 10:00:00.000",

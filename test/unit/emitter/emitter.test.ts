@@ -7,6 +7,7 @@ import {
   createInProcessTransport,
   createPseudonymizer,
   MIN_KEY_BYTES,
+  uuidv7,
   type EmitInput,
   type EmitterOptions,
   type SendResult,
@@ -401,5 +402,16 @@ describe("emitter: in-process transport into a real processor", () => {
       { index: 1, code: "INPUT", reason: "event USE field 'purposes[0]' is not a fideslang data use ('marketing.ads')" },
     ]);
     expect(sink.batches[0]?.deadLetters.map((d) => d.source)).toEqual(["in-process#1"]);
+  });
+});
+
+describe("event ids the SDK makes", () => {
+  it("are UUIDv7: version 7, RFC variant, the time in the first 48 bits, so ids made later sort later", () => {
+    const at = Date.UTC(2026, 10, 29, 9, 30);
+    const ids = [uuidv7(at), uuidv7(at + 1), uuidv7(at + 1000), uuidv7(at + 86_400_000)];
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(parseInt(ids[0]!.replace("-", "").slice(0, 12), 16)).toBe(at);
+    expect([...ids].sort()).toEqual(ids);
+    expect(new Set(Array.from({ length: 1000 }, () => uuidv7(at))).size).toBe(1000);
   });
 });
