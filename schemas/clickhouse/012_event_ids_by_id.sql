@@ -1,9 +1,8 @@
 -- event_ids_v1 was sorted by a hash of the id, so a batch of new ids touched most of its granules
--- however the ids were made, and ClickHouse computed each event's content digest in a view.
--- event_ids_v2 is sorted by the id itself: ids that grow with time (UUIDv7, which the SDK now
--- makes, or a job's counter) look up and merge within a few granules. The store writes each new
--- id's row itself, with the digest the processor computed (services/store/identity.ts), before
--- the event row, so no view computes it again.
+-- however the ids were made. event_ids_v2 is sorted by the id itself: ids that grow with time
+-- (UUIDv7, which the SDK now makes, or a job's counter) look up and merge within a few granules.
+-- As before, ClickHouse fills it as event rows are written (event_ids_v2_mv, below), computing
+-- each event's content digest on its own threads rather than the processor's.
 CREATE TABLE IF NOT EXISTS event_ids_v2
 (
     event_id String,
@@ -37,3 +36,27 @@ WHERE event_id NOT IN (SELECT event_id FROM event_ids_v2)
 GROUP BY event_id;
 
 DROP TABLE IF EXISTS event_ids_v1;
+
+-- The same digest as migration 009 and eventContentDigest in services/store/identity.ts.
+CREATE MATERIALIZED VIEW IF NOT EXISTS event_ids_v2_mv TO event_ids_v2 AS
+SELECT event_id,
+    lower(hex(SHA256(concat(
+    concat(toString(length(kind)), ':', kind),
+    concat(toString(length(toString(toUnixTimestamp64Milli(occurred_at)))), ':', toString(toUnixTimestamp64Milli(occurred_at))),
+    concat(toString(length(service)), ':', service),
+    concat(toString(length(job_namespace)), ':', job_namespace),
+    concat(toString(length(job_name)), ':', job_name),
+    concat(toString(length(run_id)), ':', run_id),
+    concat(toString(length(input_fields)), '[', arrayStringConcat(arrayMap(v -> concat(toString(length(v)), ':', v), arraySort(input_fields))), ']'),
+    concat(toString(length(output_fields)), '[', arrayStringConcat(arrayMap(v -> concat(toString(length(v)), ':', v), arraySort(output_fields))), ']'),
+    concat(toString(length(purposes)), '[', arrayStringConcat(arrayMap(v -> concat(toString(length(v)), ':', v), arraySort(purposes))), ']'),
+    concat(toString(length(data_subject)), ':', data_subject),
+    concat(toString(length(subjects)), '[', arrayStringConcat(arrayMap(v -> concat(toString(length(v)), ':', v), arraySort(subjects))), ']'),
+    concat(toString(length(transform)), ':', transform),
+    concat(toString(length(masking)), ':', masking),
+    concat(toString(length(recipient)), ':', recipient),
+    concat(toString(length(toString(recipient_external))), ':', toString(recipient_external)),
+    concat(toString(length(traceparent)), ':', traceparent),
+    concat(toString(length(pseudonym_key_id)), ':', pseudonym_key_id))))) AS content_sha256,
+    kind, occurred_at
+FROM events_v1;

@@ -1,9 +1,9 @@
 // One event id, one content. events_v1 is laid out for time-range questions (its key includes
 // kind and time), so a second content under a known id would land on a new row and be counted
-// again. The store keeps each id's content digest in event_ids_v2 (keyed by the id alone); per
-// batch it looks the batch's ids up once, lets through only rows of the first content, and
-// writes the ids it did not know with their digests, before their event rows. Any other content
-// under a known id is recorded as an EVENT_ID_CONFLICT finding and not counted.
+// again. ClickHouse keeps each id's content digest in event_ids_v2 (keyed by the id alone,
+// filled from events_v1 by event_ids_v2_mv); per batch the store looks the batch's ids up once and
+// lets through only rows of the first content; any other content under the id is recorded as
+// an EVENT_ID_CONFLICT finding and not counted.
 import { createHash } from "node:crypto";
 import type { AuditBatch, EventRow, FindingRow } from "../processor/index.ts";
 
@@ -59,27 +59,19 @@ function inByteOrder(items: readonly string[]): readonly string[] {
     .map((b) => b.toString("utf8"));
 }
 
-/** A row of event_ids_v2: an id the store did not know, with the content it is first stored with. */
-export interface EventIdRow {
-  event_id: string;
-  content_sha256: string;
-  kind: string;
-  occurred_at: number;
-}
-
 export interface GuardedBatch {
   batch: AuditBatch;
   /** How many event rows were held back as conflicts. */
   conflicts: number;
-  /** The ids the store did not know, once each, with their first content's digest: written before the event rows. */
-  newIds: EventIdRow[];
 }
 
 /**
  * Keeps, for each event id, only the rows of its first content: the stored one when `stored`
  * knows the id, else the first in the batch. Rows another content produced (its event row,
  * edges, facts, violations, findings, and alerts first raised by those violations) are dropped,
- * and each such content becomes one EVENT_ID_CONFLICT finding.
+ * and each such content becomes one EVENT_ID_CONFLICT finding. Digests are computed only for ids
+ * the store knows or the batch repeats (replays and conflicts); a new id is registered by
+ * ClickHouse itself when its event row is written (event_ids_v2_mv).
  */
 export function guardEventIds(batch: AuditBatch, stored: ReadonlyMap<string, string>): GuardedBatch {
   const seen = new Set<string>();
@@ -88,15 +80,8 @@ export function guardEventIds(batch: AuditBatch, stored: ReadonlyMap<string, str
     if (seen.has(row.event_id)) repeated.add(row.event_id);
     else seen.add(row.event_id);
   }
-  const digests = batch.events.map(eventContentDigest);
-  const newIds: EventIdRow[] = [];
-  const registered = new Set<string>();
-  batch.events.forEach((row, i) => {
-    if (stored.has(row.event_id) || registered.has(row.event_id)) return;
-    registered.add(row.event_id);
-    newIds.push({ event_id: row.event_id, content_sha256: digests[i] as string, kind: row.kind, occurred_at: row.occurred_at });
-  });
-  if (repeated.size === 0 && !batch.events.some((row) => stored.has(row.event_id))) return { batch, conflicts: 0, newIds };
+  if (repeated.size === 0 && !batch.events.some((row) => stored.has(row.event_id))) return { batch, conflicts: 0 };
+  const digests = batch.events.map((row) => (repeated.has(row.event_id) || stored.has(row.event_id) ? eventContentDigest(row) : ""));
   /** id -> the content that counts, and its event row when this batch has it. */
   const winners = new Map<string, { digest: string; row?: EventRow }>();
   batch.events.forEach((row, i) => {
@@ -111,16 +96,12 @@ export function guardEventIds(batch: AuditBatch, stored: ReadonlyMap<string, str
     else winners.set(row.event_id, first === digest ? { digest, row } : { digest: first });
   });
   const losers: EventRow[] = [];
-  const loserDigests: string[] = [];
   const events: EventRow[] = [];
   batch.events.forEach((row, i) => {
     if (winners.get(row.event_id)?.digest === digests[i]) events.push(row);
-    else {
-      losers.push(row);
-      loserDigests.push(digests[i] as string);
-    }
+    else losers.push(row);
   });
-  if (losers.length === 0) return { batch, conflicts: 0, newIds };
+  if (losers.length === 0) return { batch, conflicts: 0 };
 
   const conflicted = new Set(losers.map((r) => r.event_id));
   /** A row derived from an event under a conflicted id counts only if it matches the winner's event row. */
@@ -145,8 +126,8 @@ export function guardEventIds(batch: AuditBatch, stored: ReadonlyMap<string, str
   const dropped = new Set(batch.violations.filter((v) => !kept.has(v.violation_id)).map((v) => v.violation_id));
   const recorded = new Set<string>();
   const conflictFindings: FindingRow[] = [];
-  losers.forEach((row, i) => {
-    const digest = loserDigests[i] as string;
+  losers.forEach((row) => {
+    const digest = eventContentDigest(row);
     const id = `${row.event_id}:${EventIdConflict.kind}:${digest.slice(0, 16)}`;
     if (recorded.has(id)) return;
     recorded.add(id);
@@ -181,7 +162,6 @@ export function guardEventIds(batch: AuditBatch, stored: ReadonlyMap<string, str
       ],
     },
     conflicts: losers.length,
-    newIds,
   };
 }
 

@@ -14,7 +14,7 @@ import {
   type AnalystResult,
   type AnalystSession,
 } from "./analyst-session.ts";
-import { guardEventIds, type EventIdRow } from "./identity.ts";
+import { guardEventIds } from "./identity.ts";
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../../schemas/clickhouse/", import.meta.url));
 
@@ -318,16 +318,9 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       try {
         await Promise.all(earlier);
         // One content per event id: another content under a known id is a finding, not a second event.
-        let newIds: EventIdRow[] = [];
-        if (input.events.length > 0) ({ batch, newIds } = guardEventIds(input, await storedDigests(input)));
-        // Ids, facts and edges first: if a crash interrupts the batch, the lineage is never behind
-        // the uses, and an id is never missing for a stored event (its content comes again).
-        await Promise.all([
-          insert(Table.eventIds, newIds),
-          insert(Table.facts, batch.facts),
-          insert(Table.edges, batch.edges),
-          insert(Table.labels, batch.labels),
-        ]);
+        if (input.events.length > 0) batch = guardEventIds(input, await storedDigests(input)).batch;
+        // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
+        await Promise.all([insert(Table.facts, batch.facts), insert(Table.edges, batch.edges), insert(Table.labels, batch.labels)]);
         await insert(Table.events, batch.events);
       } finally {
         for (const id of ids) if (idsInFlight.get(id) === mine) idsInFlight.delete(id);

@@ -210,6 +210,7 @@ describe("one event id, one content", () => {
     const store = await open();
     const db = store.database;
     // The store as version 008 left it: no registry, and both contents written.
+    await store.client.command({ query: `DROP VIEW ${db}.event_ids_v2_mv` });
     await store.client.command({ query: `DROP TABLE ${db}.${Table.eventIds}` });
     await store.client.command({
       query: `ALTER TABLE ${db}.schema_migrations DELETE WHERE version IN (9, 12) SETTINGS mutations_sync = 2`,

@@ -111,17 +111,4 @@ describe("one content per event id", () => {
     expect(guarded.batch.violations.map((v) => v.occurred_at)).toEqual([1]);
     expect(guarded.batch.findings).toHaveLength(1);
   });
-
-  it("names the ids the store does not know, once each, with their first content's digest, for the store to write", () => {
-    const known = row("a", 1, ["s1"]);
-    const first = row("b", 2, ["s2"]);
-    const again = row("b", 60, ["s3"]);
-    const other = row("c", 3, ["s4"]);
-    const guarded = guardEventIds(batchOf(known, first, again, other), new Map([["a", eventContentDigest(known)]]));
-    expect(guarded.newIds).toEqual([
-      { event_id: "b", content_sha256: eventContentDigest(first), kind: first.kind, occurred_at: 2 },
-      { event_id: "c", content_sha256: eventContentDigest(other), kind: other.kind, occurred_at: 3 },
-    ]);
-    expect(guarded.batch.events).toEqual([known, first, other]);
-  });
 });
