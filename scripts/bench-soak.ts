@@ -177,13 +177,6 @@ function rssParts(): string {
   }
 }
 async function sample(t: number, done: number): Promise<void> {
-  if (process.env.SOAK_SPACES)
-    console.log(
-      (await import("node:v8"))
-        .getHeapSpaceStatistics()
-        .map((x) => `${x.space_name}=${mb(x.space_size)}/${mb(x.space_used_size)}`)
-        .join(" "),
-    );
   // RSS as the process holds it; the heap live after a forced collection (garbage left out).
   const rss = process.memoryUsage.rss();
   collect?.();

@@ -167,8 +167,8 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
 
   async function write(units: Unit[]): Promise<void> {
     if (config.alerts) {
-      const violations =
-        units.length === 1 || sharesOneBatch(units) ? tableOf(gather(units), "violations") : units.flatMap((u) => tableOf(u, "violations"));
+      // The units' rows as the write will send them (the batch they share, uncopied, when they cover it).
+      const violations = gather(units).violations;
       const outbox = violations.length > 0 ? config.alerts.plan(violations) : [];
       if (outbox.length > 0) {
         // Into the batch the units share, after their rows, when they end it: the write stays one batch.
@@ -465,8 +465,7 @@ function countOf(u: Unit, table: number): number {
     : (u.rows[TABLES[table] as keyof AuditBatch] as unknown[]).length;
 }
 
-function tableOf<K extends keyof AuditBatch>(u: Unit | AuditBatch, table: K): AuditBatch[K] {
-  if (!("key" in u)) return u[table];
+function tableOf<K extends keyof AuditBatch>(u: Unit, table: K): AuditBatch[K] {
   if (!u.span) return u.rows[table];
   const i = TABLES.indexOf(table);
   return u.rows[table].slice(u.span.start[i], u.span.end[i]) as AuditBatch[K];
