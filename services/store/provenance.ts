@@ -1,0 +1,108 @@
+// Issue 9 on the store side: the processor's provenance recorder (keeps the history, recomputes
+// the per-subject model with the pure core and stores it as a new snapshot) and the exact count as
+// a query over the latest snapshot (docs/tables.md, "The issue-9 model").
+import { EventKind, type DataAccessEvent } from "../codec/index.ts";
+import { computeProvenance } from "../provenance/index.ts";
+import type { Policy } from "../rules/index.ts";
+import { Table, type Store } from "./store.ts";
+
+/** Half-open window of use times in milliseconds: `from` inclusive, `to` exclusive. */
+export interface ExactWindow {
+  from?: number;
+  to?: number;
+}
+
+export interface ExactCounts {
+  /** Distinct subjects exactly affected. */
+  users: number;
+  /** Distinct (subject, data category) pairs of forbidden data held where it was used. */
+  records: number;
+  /** Uses and shares with at least one exactly affected subject. */
+  violatingEvents: number;
+  first: number | null;
+  last: number | null;
+}
+
+/**
+ * The exact answer for one rule over a window of use times: a subject counts for a use when, at
+ * the use's time, it holds data with a label the rule forbids for that use in a field the use
+ * read, and the use names it (or names nobody and the subject is there by per-subject evidence).
+ */
+export async function exactAffected(store: Store, ruleId: string, window: ExactWindow = {}): Promise<ExactCounts> {
+  const db = store.database;
+  const [latest] = await store.query<{ version: string | number }>(`SELECT max(version) AS version FROM ${db}.${Table.provenanceVersions}`);
+  const version = Number(latest?.version ?? 0);
+  const [row] = await store.query<{ users: string; records: string; events: string; first: string | null; last: string | null }>(
+    `SELECT uniqExact(subject) AS users,
+            uniqExact(subject, category) AS records,
+            uniqExact(event_id) AS events,
+            if(count() = 0, NULL, min(at)) AS first,
+            if(count() = 0, NULL, max(at)) AS last
+     FROM (
+       SELECT r.event_id AS event_id, any(r.occurred_at) AS at, h.subject AS subject,
+              max(h.evidence) AS evidence, any(r.whole_table) AS whole,
+              groupUniqArrayIf(f.category, f.label_key != '') AS categories
+       FROM ${db}.${Table.useReads} AS r
+       INNER JOIN (SELECT * FROM ${db}.${Table.holdings} WHERE version = {version:UInt64}) AS h ON h.field = r.field
+       LEFT JOIN (
+         SELECT event_id, label_key, category FROM ${db}.${Table.useForbidden}
+         WHERE version = {version:UInt64} AND rule_id = {rule:String}
+       ) AS f ON f.event_id = r.event_id AND f.label_key = h.label_key
+       WHERE r.version = {version:UInt64}
+         AND r.occurred_at >= {from:Int64} AND r.occurred_at < {to:Int64}
+         AND h.valid_from <= r.occurred_at AND r.occurred_at < h.valid_to
+         AND (r.whole_table = 1 OR has(r.subjects, h.subject))
+       GROUP BY event_id, subject
+       HAVING length(categories) > 0 AND (whole = 0 OR evidence = 1)
+     )
+     ARRAY JOIN categories AS category`,
+    { version, rule: ruleId, from: window.from ?? Number.MIN_SAFE_INTEGER, to: window.to ?? Number.MAX_SAFE_INTEGER },
+  );
+  const time = (t: string | number | null | undefined) => (t === null || t === undefined ? null : Number(t));
+  return {
+    users: Number(row?.users ?? 0),
+    records: Number(row?.records ?? 0),
+    violatingEvents: Number(row?.events ?? 0),
+    first: time(row?.first),
+    last: time(row?.last),
+  };
+}
+
+/** Where the processor hands the events it accepted, for the per-subject model. */
+export interface ProvenanceRecorder {
+  record(events: readonly DataAccessEvent[]): Promise<void>;
+}
+
+const RECORDED: ReadonlySet<string> = new Set([EventKind.collect, EventKind.derive, EventKind.delete, EventKind.use, EventKind.share]);
+
+/**
+ * First slice (issue 9): keeps every accepted event in memory and, after each batch that brought
+ * a new one, recomputes the whole model and stores it as a new snapshot. Correct in any arrival
+ * order; neither bounded in memory nor incremental, and it starts empty after a restart.
+ */
+export function createProvenanceRecorder(policy: Policy, store: Store): ProvenanceRecorder {
+  const history = new Map<string, DataAccessEvent>();
+  let version = 0;
+  let writing: Promise<void> = Promise.resolve();
+  return {
+    async record(events) {
+      let changed = false;
+      for (const e of events) {
+        if (!RECORDED.has(e.kind) || history.has(e.eventId)) continue;
+        history.set(e.eventId, e);
+        changed = true;
+      }
+      if (!changed) return;
+      // Snapshots are written one at a time, each newer than the last (and than any stored one).
+      const previous = writing;
+      const mine = previous
+        .catch(() => {})
+        .then(async () => {
+          version = Math.max(version + 1, Date.now() * 1000);
+          await store.writeProvenance(version, computeProvenance([...history.values()], policy));
+        });
+      writing = mine;
+      await mine;
+    },
+  };
+}
