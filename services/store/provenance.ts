@@ -83,23 +83,31 @@ const RECORDED: ReadonlySet<string> = new Set([EventKind.collect, EventKind.deri
 export function createProvenanceRecorder(policy: Policy, store: Store): ProvenanceRecorder {
   const history = new Map<string, DataAccessEvent>();
   let version = 0;
+  /** The stored snapshot lacks some recorded event (a new one, or a write that failed). */
+  let dirty = false;
   let writing: Promise<void> = Promise.resolve();
   return {
     async record(events) {
-      let changed = false;
       for (const e of events) {
         if (!RECORDED.has(e.kind) || history.has(e.eventId)) continue;
         history.set(e.eventId, e);
-        changed = true;
+        dirty = true;
       }
-      if (!changed) return;
+      if (!dirty) return;
       // Snapshots are written one at a time, each newer than the last (and than any stored one).
-      const previous = writing;
-      const mine = previous
+      const mine = writing
         .catch(() => {})
         .then(async () => {
+          if (!dirty) return;
+          dirty = false;
           version = Math.max(version + 1, Date.now() * 1000);
-          await store.writeProvenance(version, computeProvenance([...history.values()], policy));
+          try {
+            await store.writeProvenance(version, computeProvenance([...history.values()], policy));
+          } catch (error) {
+            // The batch is retried or the next one comes: either writes the snapshot again.
+            dirty = true;
+            throw error;
+          }
         });
       writing = mine;
       await mine;
