@@ -70,6 +70,25 @@ describe("exact affected users in the store", () => {
     expect(fieldLevel.subjects).toBe(3);
   });
 
+  it("judges a January use by the holdings of January when the lineage arrives in March", async () => {
+    const batch = pipeline();
+    const jan = Date.UTC(2020, 0, 15);
+    const mar = Date.UTC(2020, 2, 1);
+    const subject = pseudo("january");
+    const january = use([read("security.keys", "phone")], [ADS], { subjects: [subject], occurredAt: jan });
+    await batch(january);
+    // Collected in March: not held in January.
+    await batch(collect("security.keys", { phone: [PHONE] }, [SECURITY], { subjects: [subject], occurredAt: mar }));
+    const window = { from: jan, to: jan + 1 };
+    expect((await exactAffected(store, RULE, window)).users).toBe(0);
+    expect(
+      (await affectedSummary(store, { ruleId: RULE, from: new Date(jan).toISOString(), to: new Date(jan + 1).toISOString() })).subjects,
+    ).toBe(1);
+    // Collected in December, but only heard of in March: held in January.
+    await batch(collect("security.keys", { phone: [PHONE] }, [SECURITY], { subjects: [subject], occurredAt: Date.UTC(2019, 11, 1) }));
+    expect((await exactAffected(store, RULE, window)).users).toBe(1);
+  });
+
   it("equals the reference's exact answer on random histories, in random batches and arrival orders", async () => {
     let run = 0;
     await fc.assert(
