@@ -355,17 +355,23 @@ export function computeProvenance(history: readonly DataAccessEvent[], policy: P
   const unique = [...new Map(history.map((e) => [e.eventId, e])).values()];
   const ordered = inTimeOrder(unique);
   const shape = shapeOf(ordered);
-  const groups: DataAccessEvent[][] = [];
-  for (const e of ordered) {
+  // Declarations (COLLECTs naming nobody) cover every subject any event names.
+  const subjects = [...new Set(ordered.flatMap((e) => e.subjects))].sort();
+  // Each subject's timeline needs only the lineage naming them or nobody (in time order, grouped
+  // by time): other events change nothing of theirs.
+  const concerning = new Map<string, DataAccessEvent[][]>(subjects.map((s) => [s, []]));
+  const push = (s: string, e: DataAccessEvent): void => {
+    const groups = concerning.get(s) as DataAccessEvent[][];
     const last = groups.at(-1);
     if (last && (last[0] as DataAccessEvent).occurredAt === e.occurredAt) last.push(e);
     else groups.push([e]);
+  };
+  for (const e of ordered) {
+    if (e.kind === EventKind.use || e.kind === EventKind.share) continue;
+    for (const s of e.subjects.length === 0 ? subjects : new Set(e.subjects)) push(s, e);
   }
-  const lineage = groups.map((g) => g.filter((e) => e.kind !== EventKind.use && e.kind !== EventKind.share)).filter((g) => g.length > 0);
-  // Declarations (COLLECTs naming nobody) cover every subject any event names.
-  const subjects = [...new Set(ordered.flatMap((e) => e.subjects))].sort();
   const seen = new Map<string, Label>();
-  const holdings = subjects.flatMap((s) => holdingsOf(s, lineage, shape, policy, seen));
+  const holdings = subjects.flatMap((s) => holdingsOf(s, concerning.get(s) ?? [], shape, policy, seen));
 
   // Labels that can ever be in a field: a use's rules are asked about these, per label.
   const labelsIn = new Map<string, Map<string, Label>>();
