@@ -21,4 +21,4 @@ export { ALLOWED_FORMATS, ALLOWED_SYSTEM_TABLES, ALLOWED_TABLE_FUNCTIONS } from 
 export { eventContentDigest, guardEventIds, EventIdConflict } from "./identity.ts";
 export type { GuardedBatch } from "./identity.ts";
 export { exactAffected, createProvenanceRecorder } from "./provenance.ts";
-export type { ExactCounts, ExactWindow, ProvenanceRecorder } from "./provenance.ts";
+export type { ExactAnswer, ExactCounts, ExactWindow, ProvenanceRecorder } from "./provenance.ts";

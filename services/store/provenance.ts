@@ -23,25 +23,47 @@ export interface ExactCounts {
   last: number | null;
 }
 
+export interface ExactAnswer {
+  ruleId: string;
+  exact: ExactCounts;
+  /** SHAREs to an external recipient with at least one exactly affected subject, whole-table exports included. */
+  sharedOutside: { shared: boolean; subjects: number; events: number };
+  /** Exactly affected subjects whose every exact violation rests only on declarations (collections naming nobody). */
+  onDeclarationOnly: number;
+}
+
 /**
  * The exact answer for one rule over a window of use times: a subject counts for a use when, at
  * the use's time, it holds data with a label the rule forbids for that use in a field the use
  * read, and the use names it (or names nobody and the subject is there by per-subject evidence).
  */
-export async function exactAffected(store: Store, ruleId: string, window: ExactWindow = {}): Promise<ExactCounts> {
+export async function exactAffected(store: Store, ruleId: string, window: ExactWindow = {}): Promise<ExactAnswer> {
   const db = store.database;
   const [latest] = await store.query<{ version: string | number }>(`SELECT max(version) AS version FROM ${db}.${Table.provenanceVersions}`);
   const version = Number(latest?.version ?? 0);
-  const [row] = await store.query<{ users: string; records: string; events: string; first: string | null; last: string | null }>(
+  const [row] = await store.query<{
+    users: string;
+    records: string;
+    events: string;
+    first: string | null;
+    last: string | null;
+    shared_subjects: string;
+    shared_events: string;
+    declaration_only: string;
+  }>(
     `SELECT uniqExact(subject) AS users,
-            uniqExact(subject, category) AS records,
+            length(groupUniqArrayArray(arrayMap(c -> (subject, c), categories))) AS records,
             uniqExact(event_id) AS events,
             if(count() = 0, NULL, min(at)) AS first,
-            if(count() = 0, NULL, max(at)) AS last
+            if(count() = 0, NULL, max(at)) AS last,
+            uniqExactIf(subject, external = 1) AS shared_subjects,
+            uniqExactIf(event_id, external = 1) AS shared_events,
+            length(arrayFilter(s -> NOT has(groupUniqArrayIf(subject, declared = 0), s), groupUniqArrayIf(subject, declared = 1))) AS declaration_only
      FROM (
        SELECT r.event_id AS event_id, any(r.occurred_at) AS at, h.subject AS subject,
-              max(h.evidence) AS evidence, any(r.whole_table) AS whole,
-              groupUniqArrayIf(f.category, f.label_key != '') AS categories
+              max(h.evidence) AS evidence, any(r.whole_table) AS whole, any(r.external) AS external,
+              groupUniqArrayIf(f.category, f.label_key != '') AS categories,
+              minIf(h.declaration, f.label_key != '') AS declared
        FROM ${db}.${Table.useReads} AS r
        INNER JOIN (SELECT * FROM ${db}.${Table.holdings} WHERE version = {version:UInt64}) AS h ON h.field = r.field
        LEFT JOIN (
@@ -54,17 +76,22 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
          AND (r.whole_table = 1 OR has(r.subjects, h.subject))
        GROUP BY event_id, subject
        HAVING length(categories) > 0 AND (whole = 0 OR evidence = 1)
-     )
-     ARRAY JOIN categories AS category`,
+     )`,
     { version, rule: ruleId, from: window.from ?? Number.MIN_SAFE_INTEGER, to: window.to ?? Number.MAX_SAFE_INTEGER },
   );
   const time = (t: string | number | null | undefined) => (t === null || t === undefined ? null : Number(t));
+  const sharedEvents = Number(row?.shared_events ?? 0);
   return {
-    users: Number(row?.users ?? 0),
-    records: Number(row?.records ?? 0),
-    violatingEvents: Number(row?.events ?? 0),
-    first: time(row?.first),
-    last: time(row?.last),
+    ruleId,
+    exact: {
+      users: Number(row?.users ?? 0),
+      records: Number(row?.records ?? 0),
+      violatingEvents: Number(row?.events ?? 0),
+      first: time(row?.first),
+      last: time(row?.last),
+    },
+    sharedOutside: { shared: sharedEvents > 0, subjects: Number(row?.shared_subjects ?? 0), events: sharedEvents },
+    onDeclarationOnly: Number(row?.declaration_only ?? 0),
   };
 }
 

@@ -1,17 +1,33 @@
-// The exact count of docs/tables.md ("The issue-9 model") computed in memory over the rows, as the
+// The exact answer of docs/tables.md ("The issue-9 model") computed in memory over the rows, as the
 // store's query computes it in SQL: the unit tests check the rows against the reference evaluator
 // through it, without an engine.
 import type { ProvenanceRows } from "../../../services/provenance/index.ts";
 import type { Counts, TimeWindow } from "../../reference/provenance.ts";
 
-export function exactFromRows(rows: ProvenanceRows, ruleId: string, window: TimeWindow = {}): Counts {
+export interface RowsAnswer {
+  exact: Counts;
+  sharedOutside: { shared: boolean; subjects: number; events: number };
+  onDeclarationOnly: number;
+}
+
+export function answerFromRows(rows: ProvenanceRows, ruleId: string, window: TimeWindow = {}): RowsAnswer {
   const users = new Set<string>();
   const records = new Set<string>();
   const times: number[] = [];
-  const uses = new Map<string, { at: number; whole: boolean; subjects: string[]; fields: Set<string> }>();
+  const sharedSubjects = new Set<string>();
+  let sharedEvents = 0;
+  const declared = new Set<string>();
+  const notDeclared = new Set<string>();
+  const uses = new Map<string, { at: number; whole: boolean; external: boolean; subjects: string[]; fields: Set<string> }>();
   for (const r of rows.reads) {
     if ((window.from !== undefined && r.occurred_at < window.from) || (window.to !== undefined && r.occurred_at >= window.to)) continue;
-    const u = uses.get(r.event_id) ?? { at: r.occurred_at, whole: r.whole_table === 1, subjects: r.subjects, fields: new Set() };
+    const u = uses.get(r.event_id) ?? {
+      at: r.occurred_at,
+      whole: r.whole_table === 1,
+      external: r.external === 1,
+      subjects: r.subjects,
+      fields: new Set<string>(),
+    };
     uses.set(r.event_id, u);
     u.fields.add(r.field);
   }
@@ -20,15 +36,17 @@ export function exactFromRows(rows: ProvenanceRows, ruleId: string, window: Time
       rows.forbidden.filter((f) => f.event_id === id && f.rule_id === ruleId).map((f) => [f.label_key, f.category]),
     );
     if (forbidden.size === 0) continue;
-    const per = new Map<string, { evidence: boolean; categories: Set<string> }>();
+    const per = new Map<string, { evidence: boolean; categories: Set<string>; declaredOnly: boolean }>();
     for (const h of rows.holdings) {
       if (!u.fields.has(h.field) || h.valid_from > u.at || u.at >= h.valid_to) continue;
       if (!u.whole && !u.subjects.includes(h.subject)) continue;
-      const p = per.get(h.subject) ?? { evidence: false, categories: new Set<string>() };
+      const p = per.get(h.subject) ?? { evidence: false, categories: new Set<string>(), declaredOnly: true };
       per.set(h.subject, p);
       p.evidence ||= h.evidence === 1;
       const category = forbidden.get(h.label_key);
-      if (category !== undefined) p.categories.add(category);
+      if (category === undefined) continue;
+      p.categories.add(category);
+      p.declaredOnly &&= h.declaration === 1;
     }
     let any = false;
     for (const [s, p] of per) {
@@ -36,14 +54,27 @@ export function exactFromRows(rows: ProvenanceRows, ruleId: string, window: Time
       any = true;
       users.add(s);
       for (const c of p.categories) records.add(`${s}|${c}`);
+      if (u.external) sharedSubjects.add(s);
+      (p.declaredOnly ? declared : notDeclared).add(s);
     }
-    if (any) times.push(u.at);
+    if (!any) continue;
+    times.push(u.at);
+    if (u.external) sharedEvents++;
   }
   return {
-    users: users.size,
-    records: records.size,
-    violatingEvents: times.length,
-    first: times.length > 0 ? Math.min(...times) : null,
-    last: times.length > 0 ? Math.max(...times) : null,
+    exact: {
+      users: users.size,
+      records: records.size,
+      violatingEvents: times.length,
+      first: times.length > 0 ? Math.min(...times) : null,
+      last: times.length > 0 ? Math.max(...times) : null,
+    },
+    sharedOutside: { shared: sharedEvents > 0, subjects: sharedSubjects.size, events: sharedEvents },
+    onDeclarationOnly: [...declared].filter((s) => !notDeclared.has(s)).length,
   };
+}
+
+/** The exact counts alone. */
+export function exactFromRows(rows: ProvenanceRows, ruleId: string, window: TimeWindow = {}): Counts {
+  return answerFromRows(rows, ruleId, window).exact;
 }
