@@ -6,6 +6,7 @@
 CREATE TABLE IF NOT EXISTS holdings_v1
 (
     version UInt64,
+    variant UInt8 COMMENT '0 real; 1 without deletions; 2 without deletions, every run carrying everyone (for the reasons)',
     subject String,
     field String COMMENT 'namespace/name#field (#* for the whole dataset)',
     label_key String COMMENT 'the lineage label; empty for the row saying the data is there at all',
@@ -16,7 +17,7 @@ CREATE TABLE IF NOT EXISTS holdings_v1
     valid_to Int64 COMMENT 'ms, exclusive'
 )
 ENGINE = MergeTree
-ORDER BY (version, field, subject, valid_from);
+ORDER BY (version, variant, field, subject, valid_from);
 
 CREATE TABLE IF NOT EXISTS use_reads_v1
 (

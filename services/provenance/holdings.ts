@@ -17,7 +17,15 @@ import { coveredByAny } from "../taxonomy/index.ts";
 export const OPEN_END = Number.MAX_SAFE_INTEGER;
 
 /** One subject's data in one field, with one label (or none: `label_key` ''), over [valid_from, valid_to). */
+/**
+ * Which history a holding row belongs to: the real one, or one relaxed to find why a subject named
+ * by a flagged use is not exactly affected (docs/rules.md, reasons 1 and 2, then 3 from the end).
+ */
+export const Variant = { real: 0, noDeletions: 1, noDeletionsEveryRun: 2 } as const;
+export type Variant = (typeof Variant)[keyof typeof Variant];
+
 export interface HoldingRow {
+  variant: Variant;
   subject: string;
   /** `namespace/name#field` (`#*` for the whole dataset). */
   field: string;
@@ -231,8 +239,8 @@ function add(held: Map<string, Held>, field: string, labels: Iterable<Label>, ev
 }
 
 /** The rows describing one state of a subject's holdings, keyed so that equal states compare equal. */
-function snapshot(held: Map<string, Held>): Map<string, Omit<HoldingRow, "subject" | "valid_from" | "valid_to">> {
-  const rows = new Map<string, Omit<HoldingRow, "subject" | "valid_from" | "valid_to">>();
+function snapshot(held: Map<string, Held>): Map<string, Omit<HoldingRow, "variant" | "subject" | "valid_from" | "valid_to">> {
+  const rows = new Map<string, Omit<HoldingRow, "variant" | "subject" | "valid_from" | "valid_to">>();
   for (const [field, h] of held) {
     const evidence = h.evidence ? 1 : 0;
     rows.set(`${field}\u0000\u0000${evidence}`, { field, label_key: "", category: "", declaration: 0, evidence });
@@ -252,15 +260,18 @@ function snapshot(held: Map<string, Held>): Map<string, Omit<HoldingRow, "subjec
 
 function holdingsOf(
   subject: string,
+  variant: Variant,
   groups: readonly DataAccessEvent[][],
   shape: Shape,
   policy: Policy,
   seen: Map<string, Label>,
+  /** Every event concerns this timeline: the field-level reading (every collection, every run). */
+  everyone = false,
 ): HoldingRow[] {
   const held = new Map<string, Held>();
   const active = new Map<string, { edge: Edge; named: boolean }>();
   const rows: HoldingRow[] = [];
-  let open = new Map<string, { row: Omit<HoldingRow, "subject" | "valid_from" | "valid_to">; from: number }>();
+  let open = new Map<string, { row: Omit<HoldingRow, "variant" | "subject" | "valid_from" | "valid_to">; from: number }>();
 
   // Standing pipelines carry whatever their inputs hold, until nothing changes.
   const propagate = (): void => {
@@ -283,15 +294,15 @@ function holdingsOf(
   const mark = (at: number): void => {
     const now = snapshot(held);
     for (const h of held.values()) for (const l of h.labels.values()) seen.set(l.key, l);
-    const next = new Map<string, { row: Omit<HoldingRow, "subject" | "valid_from" | "valid_to">; from: number }>();
+    const next = new Map<string, { row: Omit<HoldingRow, "variant" | "subject" | "valid_from" | "valid_to">; from: number }>();
     for (const [key, o] of open) {
       if (now.has(key)) next.set(key, o);
-      else if (o.from < at) rows.push({ subject, ...o.row, valid_from: o.from, valid_to: at });
+      else if (o.from < at) rows.push({ variant, subject, ...o.row, valid_from: o.from, valid_to: at });
     }
     for (const [key, row] of now) if (!next.has(key)) next.set(key, { row, from: at });
     open = next;
   };
-  const concerns = (e: DataAccessEvent): boolean => e.subjects.length === 0 || e.subjects.includes(subject);
+  const concerns = (e: DataAccessEvent): boolean => everyone || e.subjects.length === 0 || e.subjects.includes(subject);
 
   for (const group of groups) {
     const at = (group[0] as DataAccessEvent).occurredAt;
@@ -313,7 +324,7 @@ function holdingsOf(
             add(held, origin, labels, !declaration);
           }
         }
-      } else if (e.kind === EventKind.derive && concerns(e)) {
+      } else if (e.kind === EventKind.derive && (concerns(e) || variant === Variant.noDeletionsEveryRun)) {
         const named = e.subjects.includes(subject);
         for (const edge of shape.edges.get(e.eventId) ?? []) {
           active.set(edge.id, { edge, named: named || (active.get(edge.id)?.named ?? false) });
@@ -323,7 +334,7 @@ function holdingsOf(
     propagate();
     // Uses at `at` see this state; deletions at `at` take effect after them.
     mark(at);
-    const deletions = group.filter((e) => e.kind === EventKind.delete && concerns(e));
+    const deletions = variant === Variant.real ? group.filter((e) => e.kind === EventKind.delete && concerns(e)) : [];
     if (deletions.length === 0) continue;
     for (const e of deletions) {
       for (const d of e.inputs) {
@@ -338,7 +349,7 @@ function holdingsOf(
     propagate();
     mark(at + 1);
   }
-  for (const o of open.values()) rows.push({ subject, ...o.row, valid_from: o.from, valid_to: OPEN_END });
+  for (const o of open.values()) rows.push({ variant, subject, ...o.row, valid_from: o.from, valid_to: OPEN_END });
   return rows;
 }
 
@@ -358,24 +369,54 @@ export function computeProvenance(history: readonly DataAccessEvent[], policy: P
   // Declarations (COLLECTs naming nobody) cover every subject any event names.
   const subjects = [...new Set(ordered.flatMap((e) => e.subjects))].sort();
   // Each subject's timeline needs only the lineage naming them or nobody (in time order, grouped
-  // by time): other events change nothing of theirs.
-  const concerning = new Map<string, DataAccessEvent[][]>(subjects.map((s) => [s, []]));
-  const push = (s: string, e: DataAccessEvent): void => {
-    const groups = concerning.get(s) as DataAccessEvent[][];
-    const last = groups.at(-1);
-    if (last && (last[0] as DataAccessEvent).occurredAt === e.occurredAt) last.push(e);
-    else groups.push([e]);
+  // by time): other events change nothing of theirs. Relaxed to every run, every DERIVE too.
+  const byTime = (events: readonly DataAccessEvent[]): DataAccessEvent[][] => {
+    const groups: DataAccessEvent[][] = [];
+    for (const e of events) {
+      const last = groups.at(-1);
+      if (last && (last[0] as DataAccessEvent).occurredAt === e.occurredAt) last.push(e);
+      else groups.push([e]);
+    }
+    return groups;
   };
-  for (const e of ordered) {
-    if (e.kind === EventKind.use || e.kind === EventKind.share) continue;
-    for (const s of e.subjects.length === 0 ? subjects : new Set(e.subjects)) push(s, e);
-  }
+  const lineage = ordered.filter((e) => e.kind !== EventKind.use && e.kind !== EventKind.share);
+  const concerning = new Map<string, DataAccessEvent[]>(subjects.map((s) => [s, []]));
+  for (const e of lineage) for (const s of e.subjects.length === 0 ? subjects : new Set(e.subjects)) concerning.get(s)?.push(e);
+  // The subject's own lineage and every run naming others, in time order (both lists are).
+  const otherRuns = lineage.filter((e) => e.kind === EventKind.derive && e.subjects.length > 0);
+  const rank = new Map(ordered.map((e, i) => [e, i]));
+  const withRuns = (own: readonly DataAccessEvent[]): DataAccessEvent[] => {
+    const out: DataAccessEvent[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < own.length || j < otherRuns.length) {
+      const a = own[i];
+      const b = otherRuns[j];
+      if (b === undefined || (a !== undefined && (rank.get(a) ?? 0) <= (rank.get(b) ?? 0))) {
+        if (a === b) j++;
+        out.push(a as DataAccessEvent);
+        i++;
+      } else {
+        out.push(b);
+        j++;
+      }
+    }
+    return out;
+  };
   const seen = new Map<string, Label>();
-  const holdings = subjects.flatMap((s) => holdingsOf(s, concerning.get(s) ?? [], shape, policy, seen));
+  const holdings: HoldingRow[] = [];
+  for (const s of subjects) {
+    const own = byTime(concerning.get(s) ?? []);
+    holdings.push(...holdingsOf(s, Variant.real, own, shape, policy, seen));
+    holdings.push(...holdingsOf(s, Variant.noDeletions, own, shape, policy, seen));
+    holdings.push(...holdingsOf(s, Variant.noDeletionsEveryRun, byTime(withRuns(concerning.get(s) ?? [])), shape, policy, seen));
+  }
 
-  // Labels that can ever be in a field: a use's rules are asked about these, per label.
+  // Labels that can ever be in a field (every collection through every run, as the field-level
+  // check sees them): a use's rules are asked about these, per label.
+  const fieldLevel = holdingsOf("", Variant.noDeletionsEveryRun, byTime(lineage), shape, policy, seen, true);
   const labelsIn = new Map<string, Map<string, Label>>();
-  for (const h of holdings) {
+  for (const h of fieldLevel) {
     const label = seen.get(h.label_key);
     if (!label) continue;
     const m = labelsIn.get(h.field) ?? new Map<string, Label>();

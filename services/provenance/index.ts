@@ -1,2 +1,2 @@
-export { computeProvenance, OPEN_END } from "./holdings.ts";
+export { computeProvenance, OPEN_END, Variant } from "./holdings.ts";
 export type { HoldingRow, UseReadRow, ForbiddenRow, ProvenanceRows } from "./holdings.ts";

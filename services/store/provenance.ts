@@ -65,7 +65,7 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
               groupUniqArrayIf(f.category, f.label_key != '') AS categories,
               minIf(h.declaration, f.label_key != '') AS declared
        FROM ${db}.${Table.useReads} AS r
-       INNER JOIN (SELECT * FROM ${db}.${Table.holdings} WHERE version = {version:UInt64}) AS h ON h.field = r.field
+       INNER JOIN (SELECT * FROM ${db}.${Table.holdings} WHERE version = {version:UInt64} AND variant = 0) AS h ON h.field = r.field
        LEFT JOIN (
          SELECT event_id, label_key, category FROM ${db}.${Table.useForbidden}
          WHERE version = {version:UInt64} AND rule_id = {rule:String}
