@@ -8,7 +8,7 @@ import { Transform, type DataAccessEvent } from "../../services/codec/index.ts";
 import { createProcessor } from "../../services/processor/index.ts";
 import { affectedSummary, createProvenanceRecorder, exactAffected, openStore, type Store } from "../../services/store/index.ts";
 import { historyArb, withIds } from "../reference/histories.ts";
-import { evaluateProvenance, summarize } from "../reference/provenance.ts";
+import { evaluateProvenance, Reason, summarize } from "../reference/provenance.ts";
 import { ADS, collect, deriveFields, map, PHONE, pseudo, read, ref, SECURITY, use } from "../unit/helpers.ts";
 import { core, randomDatabase, tempDir } from "./helpers.ts";
 
@@ -64,7 +64,13 @@ describe("exact affected users in the store", () => {
         { occurredAt: day(2) },
       ),
     );
-    expect((await exactAffected(store, RULE)).exact).toEqual({ users: 1, records: 1, violatingEvents: 1, first: day(3), last: day(3) });
+    const answer = await exactAffected(store, RULE);
+    expect(answer.exact).toEqual({ users: 1, records: 1, violatingEvents: 1, first: day(3), last: day(3) });
+    expect(answer.fieldLevel.users).toBe(3);
+    expect(answer.possiblyNotExactly).toEqual({
+      users: 2,
+      reasons: { deletedBefore: 0, notCarried: 0, collectedAfter: 0, noProvenance: 2 },
+    });
     expect((await exactAffected(store, RULE, { to: day(3) })).exact).toEqual({
       users: 0,
       records: 0,
@@ -95,7 +101,42 @@ describe("exact affected users in the store", () => {
     expect((await exactAffected(store, RULE, window)).exact.users).toBe(1);
   });
 
-  it("equals the reference's exact answer on random histories, in random batches and arrival orders", async () => {
+  it("gives the reference's reasons on the worked examples: deleted before, not carried by a subject-named run", async () => {
+    const twoFactor = (subjects: string[], at: number) =>
+      collect("security.two_factor", { phone: [PHONE] }, [SECURITY], { subjects, occurredAt: at });
+    const copy = (at: number, subjects: string[] = []) =>
+      deriveFields([map(ref("profile.contact", "phone"), [ref("security.two_factor", "phone")], Transform.copy)], {
+        occurredAt: at,
+        subjects,
+      });
+    const match = (subjects: string[], at: number) => use([read("profile.contact", "phone")], [ADS], { subjects, occurredAt: at });
+    const erase = (subjects: string[], at: number, ...datasets: string[]): DataAccessEvent => ({
+      ...use(
+        datasets.map((d) => read(d, "phone")),
+        [],
+      ),
+      kind: "DELETE",
+      subjects,
+      occurredAt: at,
+    });
+    await expectStoreEqualsReference([
+      twoFactor([alice, bob], day(1)),
+      copy(day(1)),
+      erase([bob], day(2), "security.two_factor"),
+      erase([alice], day(2), "security.two_factor", "profile.contact"),
+      match([alice, bob], day(3)),
+    ]);
+    await expectStoreEqualsReference([
+      twoFactor([bob, carol], day(0)),
+      copy(day(1), [alice]),
+      twoFactor([alice], day(1) + 3_600_000),
+      match([alice, bob, carol], day(2)),
+      copy(day(3), [bob]),
+      match([alice, bob, carol], day(4)),
+    ]);
+  });
+
+  it("equals the reference's whole answer on random histories, in random batches and arrival orders", async () => {
     let run = 0;
     await fc.assert(
       fc.asyncProperty(
@@ -105,31 +146,47 @@ describe("exact affected users in the store", () => {
         async (generated, batches, reversed) => {
           // Ids of their own per run: the store keeps one content per event id.
           const history = withIds(generated, ++run);
-          const reference = evaluateProvenance(history, policy);
-          const batch = pipeline();
-          const arrival = reversed ? [...history].reverse() : history;
-          const size = Math.ceil(arrival.length / batches);
-          for (let i = 0; i < arrival.length; i += size) await batch(...arrival.slice(i, i + size));
-          const rules = [...new Set(reference.verdicts.map((v) => v.ruleId))];
-          for (const rule of rules) {
-            for (const window of [{}, { to: day(2) }, { from: day(2) }]) {
-              const answer = await exactAffected(store, rule, window);
-              const expected = summarize(reference, rule, window);
-              expect({ rule, window, answer }).toEqual({
-                rule,
-                window,
-                answer: {
-                  ruleId: rule,
-                  exact: expected.exact,
-                  sharedOutside: expected.sharedOutside.exact,
-                  onDeclarationOnly: expected.onDeclarationOnly,
-                },
-              });
-            }
-          }
+          await expectStoreEqualsReference(reversed ? [...history].reverse() : history, batches);
         },
       ),
       { numRuns: 15 },
     );
   });
 });
+
+/** Feeds the history through a new processor in `batches` batches and compares the store's answer with the reference's, per rule and window. */
+async function expectStoreEqualsReference(history: readonly DataAccessEvent[], batches = 1): Promise<void> {
+  const reference = evaluateProvenance(history, policy);
+  const batch = pipeline();
+  const size = Math.ceil(history.length / batches);
+  for (let i = 0; i < history.length; i += size) await batch(...history.slice(i, i + size));
+  const rules = [...new Set(reference.verdicts.map((v) => v.ruleId))];
+  const times = [...new Set(history.filter((e) => e.kind === "USE" || e.kind === "SHARE").map((e) => e.occurredAt))];
+  const windows = [{}, { to: day(2) }, { from: day(2) }, ...times.map((t) => ({ from: t, to: t + 1 }))];
+  for (const rule of rules) {
+    for (const window of windows) {
+      const answer = await exactAffected(store, rule, window);
+      const expected = summarize(reference, rule, window);
+      expect({ rule, window, answer }).toEqual({
+        rule,
+        window,
+        answer: {
+          ruleId: rule,
+          exact: expected.exact,
+          fieldLevel: expected.fieldLevel,
+          possiblyNotExactly: {
+            users: expected.possiblyNotExactly.users,
+            reasons: {
+              deletedBefore: expected.possiblyNotExactly.reasons[Reason.deletedBefore],
+              notCarried: expected.possiblyNotExactly.reasons[Reason.notCarried],
+              collectedAfter: expected.possiblyNotExactly.reasons[Reason.collectedAfter],
+              noProvenance: expected.possiblyNotExactly.reasons[Reason.noProvenance],
+            },
+          },
+          sharedOutside: expected.sharedOutside.exact,
+          onDeclarationOnly: expected.onDeclarationOnly,
+        },
+      });
+    }
+  }
+}
