@@ -71,7 +71,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "009_event_ids_v1.sql",
       "010_lineage_published_v1.sql",
       "011_lineage_fact_datasets_v1.sql",
-      "012_holdings_v1.sql",
+      "013_holdings_v1.sql",
     ]);
   });
 
