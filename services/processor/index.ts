@@ -9,6 +9,7 @@ export type {
   Rejection,
   ProcessorStats,
   LineageSource,
+  ProvenanceSink,
 } from "./processor.ts";
 export { createAuditor, defaultAuditorOptions, FindingKind } from "./audit.ts";
 export type { Auditor, AuditorOptions, EventMeta, LineageNeed, StoredWrite } from "./audit.ts";

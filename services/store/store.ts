@@ -6,6 +6,7 @@ import { createChdbConnection } from "chdb/connection";
 import { StoreError, StoreDataError, ConfigError } from "../errors/index.ts";
 import type { DataAccessEvent } from "../codec/index.ts";
 import type { AuditBatch, AuditSink } from "../processor/index.ts";
+import type { ProvenanceRows } from "../provenance/index.ts";
 import {
   defaultAnalystLimits,
   openAnalystSession,
@@ -35,6 +36,10 @@ export const Table = {
   outbox: "webhook_outbox_v1",
   deliveries: "webhook_deliveries_v1",
   endpoints: "webhook_endpoints_v1",
+  holdings: "holdings_v1",
+  useReads: "use_reads_v1",
+  useForbidden: "use_forbidden_v1",
+  provenanceVersions: "provenance_versions_v1",
 } as const;
 
 export interface StoreOptions {
@@ -98,6 +103,11 @@ export interface Store extends AuditSink {
   recentUses(limit: number): Promise<StoredUse[]>;
   /** Stored uses and shares after a cursor, in (occurred_at, event_id) order, rebuilt as events. */
   usesAfter(cursor: { at: number; eventId: string }, window: { from: number; to: number }, limit: number): Promise<DataAccessEvent[]>;
+  /**
+   * Stores one complete snapshot of the issue-9 model (holdings, reads, forbidden labels) as
+   * `version`, which must be higher than any before; readers see it once its version row is written.
+   */
+  writeProvenance(version: number, rows: ProvenanceRows): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -334,6 +344,17 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         insert(Table.findings, batch.findings),
         insert(Table.deadLetters, batch.deadLetters),
       ]);
+      returnFreedMemory();
+    },
+    async writeProvenance(version, rows) {
+      const tag = <T extends object>(list: readonly T[]) => list.map((r) => ({ version, ...r }));
+      await Promise.all([
+        insert(Table.holdings, tag(rows.holdings)),
+        insert(Table.useReads, tag(rows.reads)),
+        insert(Table.useForbidden, tag(rows.forbidden)),
+      ]);
+      // Last: the snapshot is complete before a reader can pick it.
+      await insert(Table.provenanceVersions, [{ version, holdings: rows.holdings.length, reads: rows.reads.length }]);
       returnFreedMemory();
     },
     async unpublishedFacts(topic, limit) {

@@ -72,6 +72,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "010_lineage_published_v1.sql",
       "011_lineage_fact_datasets_v1.sql",
       "012_event_ids_by_id.sql",
+      "013_holdings_v1.sql",
     ]);
   });
 

@@ -1,0 +1,448 @@
+// Per-subject, time-valid holdings (issue 9, docs/rules.md "Exact affected users"): which
+// subject's data, with which labels, is in which field, over which interval of time; and, per
+// USE/SHARE, the fields it read and, per rule, the labels it must not have seen. The store keeps
+// these rows and answers the exact count as a join (docs/tables.md, "The issue-9 model").
+//
+// Pure: no I/O. The processor sees events in arrival order, not time order, so the rows are a
+// function of the whole history, computed in time order here whatever order the events came in.
+// This first slice recomputes everything from the history it is given: simple and correct, not
+// fast (incremental recomputation and dense subject ordinals are later steps).
+
+import { EventKind, Masking, type DataAccessEvent, type Transform } from "../codec/index.ts";
+import { datasetId, fieldKey, labelKey, WHOLE_DATASET } from "../lineage/index.ts";
+import { createEvaluator, type Policy, type UseContext } from "../rules/index.ts";
+import { coveredByAny } from "../taxonomy/index.ts";
+
+/** Open end of a holding's validity (milliseconds); safe as a JavaScript number and an Int64. */
+export const OPEN_END = Number.MAX_SAFE_INTEGER;
+
+/** One subject's data in one field, with one label (or none: `label_key` ''), over [valid_from, valid_to). */
+/**
+ * Which history a holding row belongs to: the real one, or one relaxed to find why a subject named
+ * by a flagged use is not exactly affected (docs/rules.md, reasons 1 and 2, then 3 from the end).
+ */
+export const Variant = { real: 0, noDeletions: 1, noDeletionsEveryRun: 2 } as const;
+export type Variant = (typeof Variant)[keyof typeof Variant];
+
+export interface HoldingRow {
+  variant: Variant;
+  subject: string;
+  /** `namespace/name#field` (`#*` for the whole dataset). */
+  field: string;
+  /** The label (lineage labelKey); '' for the row that says the subject's data is there at all. */
+  label_key: string;
+  category: string;
+  /** 1 when the label rests only on collections naming nobody (declarations). */
+  declaration: 0 | 1;
+  /** 1 when the subject's presence in the field rests on per-subject evidence. */
+  evidence: 0 | 1;
+  valid_from: number;
+  valid_to: number;
+}
+
+/** One field a USE or SHARE read. */
+export interface UseReadRow {
+  event_id: string;
+  occurred_at: number;
+  kind: string;
+  external: 0 | 1;
+  /** The use names no subjects: every subject held there (by evidence) is a candidate. */
+  whole_table: 0 | 1;
+  subjects: string[];
+  field: string;
+}
+
+/** A label that, in a read field, breaks a rule for this use (asked per label with the use's context). */
+export interface ForbiddenRow {
+  event_id: string;
+  rule_id: string;
+  label_key: string;
+  category: string;
+}
+
+export interface ProvenanceRows {
+  holdings: HoldingRow[];
+  reads: UseReadRow[];
+  forbidden: ForbiddenRow[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The timeless shape of the lineage: the fields named and the edges each DERIVE runs, resolved as
+// services/lineage resolves them for the field-level check.
+
+interface Edge {
+  id: string;
+  /** Field key for a column-level edge; undefined when every field of the input dataset flows. */
+  from: string | undefined;
+  fromDataset: string;
+  to: string;
+  toDataset: string;
+  transform: Transform;
+  masking: Masking;
+}
+
+interface Shape {
+  fields: Map<string, Set<string>>;
+  /** Datasets some COLLECT or DERIVE wrote; others are of unknown provenance. */
+  described: Set<string>;
+  edges: Map<string, Edge[]>;
+}
+
+function shapeOf(history: readonly DataAccessEvent[]): Shape {
+  const fields = new Map<string, Set<string>>();
+  const touch = (dataset: string, field?: string): void => {
+    const set = fields.get(dataset) ?? new Set<string>();
+    fields.set(dataset, set);
+    if (field !== undefined) set.add(field);
+  };
+  const described = new Set<string>();
+  const edges = new Map<string, Edge[]>();
+  const edge = (
+    from: string | undefined,
+    fromDataset: string,
+    to: string,
+    toDataset: string,
+    transform: Transform,
+    masking: Masking,
+  ): Edge => ({
+    id: `${from ?? `${fromDataset}#**`}>${to}|${transform}|${masking}`,
+    from,
+    fromDataset,
+    to,
+    toDataset,
+    transform,
+    masking,
+  });
+  for (const e of history) {
+    if (e.kind === EventKind.collect) {
+      for (const o of e.outputs) {
+        if (o.fields.length === 0) touch(datasetId(o), WHOLE_DATASET);
+        for (const f of o.fields) touch(datasetId(o), f.name);
+      }
+    } else if (e.kind === EventKind.derive) {
+      const out: Edge[] = [];
+      const mapped = new Set<string>();
+      for (const m of e.fieldLineage) {
+        const toDataset = datasetId(m.output);
+        const to = fieldKey(toDataset, m.output.field);
+        touch(toDataset, m.output.field);
+        mapped.add(to);
+        for (const i of m.inputs) {
+          touch(datasetId(i), i.field);
+          out.push(edge(fieldKey(datasetId(i), i.field), datasetId(i), to, toDataset, m.transform, e.masking));
+        }
+      }
+      // An output without column-level lineage takes every field of every input.
+      const mappedDatasets = new Set(e.fieldLineage.map((m) => datasetId(m.output)));
+      for (const o of e.outputs) {
+        const toDataset = datasetId(o);
+        if (o.fields.length === 0 && mappedDatasets.has(toDataset)) continue;
+        for (const name of o.fields.length > 0 ? o.fields.map((f) => f.name) : [WHOLE_DATASET]) {
+          const to = fieldKey(toDataset, name);
+          touch(toDataset, name);
+          if (mapped.has(to)) continue;
+          for (const i of e.inputs) {
+            touch(datasetId(i));
+            out.push(edge(undefined, datasetId(i), to, toDataset, e.transform, e.masking));
+          }
+        }
+      }
+      edges.set(e.eventId, out);
+    } else continue;
+    for (const d of [...e.outputs.map(datasetId), ...e.fieldLineage.map((m) => datasetId(m.output))]) {
+      described.add(d);
+      touch(d);
+    }
+  }
+  return { fields, described, edges };
+}
+
+/** The field keys a use reads, as the field-level check resolves them. */
+function readFields(e: DataAccessEvent, shape: Shape): string[] {
+  const out = new Set<string>();
+  for (const d of e.inputs) {
+    const dataset = datasetId(d);
+    if (!shape.described.has(dataset)) continue;
+    const known = shape.fields.get(dataset) ?? new Set<string>();
+    const named = d.fields.map((f) => f.name);
+    const whole = named.length === 0 || named.includes(WHOLE_DATASET);
+    const selected = whole ? [...known] : named.filter((f) => known.has(f));
+    // A field the lineage never named: read the whole dataset, conservatively.
+    const names = !whole && selected.length < named.length ? [...known] : [...selected, WHOLE_DATASET];
+    for (const f of names) out.add(fieldKey(dataset, f));
+  }
+  return [...out];
+}
+
+// ---------------------------------------------------------------------------------------------
+// One subject's holdings over time.
+
+interface Label {
+  key: string;
+  category: string;
+  collectedFor: string[];
+  dataSubject: string;
+  origin: string;
+  declaration: boolean;
+}
+
+interface Held {
+  labels: Map<string, Label>;
+  evidence: boolean;
+}
+
+const PHASE: Record<string, number> = { COLLECT: 0, DERIVE: 0, USE: 1, SHARE: 1, DELETE: 2 };
+
+function inTimeOrder(history: readonly DataAccessEvent[]): DataAccessEvent[] {
+  return history
+    .map((e, i) => ({ e, i }))
+    .sort((a, b) => a.e.occurredAt - b.e.occurredAt || (PHASE[a.e.kind] ?? 0) - (PHASE[b.e.kind] ?? 0) || a.i - b.i)
+    .map((x) => x.e);
+}
+
+const datasetOfField = (key: string): string => key.slice(0, key.lastIndexOf("#"));
+
+function passes(label: Label, edge: Edge, policy: Policy): Label | undefined {
+  if (edge.masking === Masking.none) return label;
+  const entry = policy.declassify.find(
+    (d) =>
+      d.transforms.includes(edge.transform) &&
+      d.masking.includes(edge.masking as Exclude<Masking, "NONE">) &&
+      coveredByAny(d.categories, label.category),
+  );
+  if (!entry) return label;
+  if ("drop" in entry.action) return undefined;
+  const category = entry.action.reclassifyTo;
+  return { ...label, category, key: labelKey(label.origin, category, label.collectedFor, label.dataSubject) };
+}
+
+/** Adds labels (and evidence) to a field's holding; true when anything changed. */
+function add(held: Map<string, Held>, field: string, labels: Iterable<Label>, evidence: boolean): boolean {
+  let h = held.get(field);
+  let changed = false;
+  if (!h) {
+    held.set(field, (h = { labels: new Map(), evidence: false }));
+    changed = true;
+  }
+  if (evidence && !h.evidence) {
+    h.evidence = true;
+    changed = true;
+  }
+  for (const l of labels) {
+    const old = h.labels.get(l.key);
+    if (!old || (old.declaration && !l.declaration)) {
+      h.labels.set(l.key, old ? { ...old, declaration: false } : l);
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+/** The rows describing one state of a subject's holdings, keyed so that equal states compare equal. */
+function snapshot(held: Map<string, Held>): Map<string, Omit<HoldingRow, "variant" | "subject" | "valid_from" | "valid_to">> {
+  const rows = new Map<string, Omit<HoldingRow, "variant" | "subject" | "valid_from" | "valid_to">>();
+  for (const [field, h] of held) {
+    const evidence = h.evidence ? 1 : 0;
+    rows.set(`${field}\u0000\u0000${evidence}`, { field, label_key: "", category: "", declaration: 0, evidence });
+    for (const l of h.labels.values()) {
+      const declaration = l.declaration ? 1 : 0;
+      rows.set(`${field}\u0000${l.key}\u0000${evidence}${declaration}`, {
+        field,
+        label_key: l.key,
+        category: l.category,
+        declaration,
+        evidence,
+      });
+    }
+  }
+  return rows;
+}
+
+function holdingsOf(
+  subject: string,
+  variant: Variant,
+  groups: readonly DataAccessEvent[][],
+  shape: Shape,
+  policy: Policy,
+  seen: Map<string, Label>,
+  /** Every event concerns this timeline: the field-level reading (every collection, every run). */
+  everyone = false,
+): HoldingRow[] {
+  const held = new Map<string, Held>();
+  const active = new Map<string, { edge: Edge; named: boolean }>();
+  const rows: HoldingRow[] = [];
+  let open = new Map<string, { row: Omit<HoldingRow, "variant" | "subject" | "valid_from" | "valid_to">; from: number }>();
+
+  // Standing pipelines carry whatever their inputs hold, until nothing changes.
+  const propagate = (): void => {
+    for (let changed = true; changed;) {
+      changed = false;
+      for (const { edge, named } of active.values()) {
+        const sources = edge.from
+          ? [edge.from, fieldKey(edge.fromDataset, WHOLE_DATASET)]
+          : [...held.keys()].filter((k) => datasetOfField(k) === edge.fromDataset);
+        for (const s of sources) {
+          const h = held.get(s);
+          if (!h) continue;
+          const labels = [...h.labels.values()].flatMap((l) => passes(l, edge, policy) ?? []);
+          if (add(held, edge.to, labels, named || h.evidence)) changed = true;
+        }
+      }
+    }
+  };
+  // The state from `at` on: close what ended, open what began (empty intervals are dropped).
+  const mark = (at: number): void => {
+    const now = snapshot(held);
+    for (const h of held.values()) for (const l of h.labels.values()) seen.set(l.key, l);
+    const next = new Map<string, { row: Omit<HoldingRow, "variant" | "subject" | "valid_from" | "valid_to">; from: number }>();
+    for (const [key, o] of open) {
+      if (now.has(key)) next.set(key, o);
+      else if (o.from < at) rows.push({ variant, subject, ...o.row, valid_from: o.from, valid_to: at });
+    }
+    for (const [key, row] of now) if (!next.has(key)) next.set(key, { row, from: at });
+    open = next;
+  };
+  const concerns = (e: DataAccessEvent): boolean => everyone || e.subjects.length === 0 || e.subjects.includes(subject);
+
+  for (const group of groups) {
+    const at = (group[0] as DataAccessEvent).occurredAt;
+    for (const e of group) {
+      if (e.kind === EventKind.collect && concerns(e)) {
+        const declaration = e.subjects.length === 0;
+        const collectedFor = [...new Set(e.purposes)].sort();
+        for (const o of e.outputs) {
+          for (const f of o.fields.length > 0 ? o.fields : [{ name: WHOLE_DATASET, categories: [] as string[] }]) {
+            const origin = fieldKey(datasetId(o), f.name);
+            const labels = [...new Set(f.categories)].map((category) => ({
+              key: labelKey(origin, category, collectedFor, e.dataSubject),
+              category,
+              collectedFor,
+              dataSubject: e.dataSubject,
+              origin,
+              declaration,
+            }));
+            add(held, origin, labels, !declaration);
+          }
+        }
+      } else if (e.kind === EventKind.derive && (concerns(e) || variant === Variant.noDeletionsEveryRun)) {
+        const named = e.subjects.includes(subject);
+        for (const edge of shape.edges.get(e.eventId) ?? []) {
+          active.set(edge.id, { edge, named: named || (active.get(edge.id)?.named ?? false) });
+        }
+      }
+    }
+    propagate();
+    // Uses at `at` see this state; deletions at `at` take effect after them.
+    mark(at);
+    const deletions = variant === Variant.real ? group.filter((e) => e.kind === EventKind.delete && concerns(e)) : [];
+    if (deletions.length === 0) continue;
+    for (const e of deletions) {
+      for (const d of e.inputs) {
+        const dataset = datasetId(d);
+        const targets = d.fields.length > 0 ? new Set(d.fields.map((f) => fieldKey(dataset, f.name))) : undefined;
+        const hit = (field: string, ofDataset: string): boolean => (targets ? targets.has(field) : ofDataset === dataset);
+        for (const k of [...held.keys()]) if (hit(k, datasetOfField(k))) held.delete(k);
+        // The pipelines into a deleted field stop carrying the subject until a run carries them again.
+        for (const [id, a] of [...active]) if (hit(a.edge.to, a.edge.toDataset)) active.delete(id);
+      }
+    }
+    propagate();
+    mark(at + 1);
+  }
+  for (const o of open.values()) rows.push({ variant, subject, ...o.row, valid_from: o.from, valid_to: OPEN_END });
+  return rows;
+}
+
+function useContext(e: DataAccessEvent): UseContext {
+  return { kind: e.kind as "USE" | "SHARE", purposes: e.purposes, dataSubject: e.dataSubject, service: e.service, recipient: e.recipient };
+}
+
+/**
+ * The rows of the issue-9 model for a whole history, in any order: every subject's holdings with
+ * their validity, every use's read fields, and the labels each use must not see per rule. Events
+ * are assumed valid (validateEvent) and distinct by event id (a repeated id is taken once).
+ */
+export function computeProvenance(history: readonly DataAccessEvent[], policy: Policy): ProvenanceRows {
+  const unique = [...new Map(history.map((e) => [e.eventId, e])).values()];
+  const ordered = inTimeOrder(unique);
+  const shape = shapeOf(ordered);
+  // Declarations (COLLECTs naming nobody) cover every subject any event names.
+  const subjects = [...new Set(ordered.flatMap((e) => e.subjects))].sort();
+  // Each subject's timeline needs only the lineage naming them or nobody (in time order, grouped
+  // by time): other events change nothing of theirs. Relaxed to every run, every DERIVE too.
+  const byTime = (events: readonly DataAccessEvent[]): DataAccessEvent[][] => {
+    const groups: DataAccessEvent[][] = [];
+    for (const e of events) {
+      const last = groups.at(-1);
+      if (last && (last[0] as DataAccessEvent).occurredAt === e.occurredAt) last.push(e);
+      else groups.push([e]);
+    }
+    return groups;
+  };
+  const lineage = ordered.filter((e) => e.kind !== EventKind.use && e.kind !== EventKind.share);
+  const concerning = new Map<string, DataAccessEvent[]>(subjects.map((s) => [s, []]));
+  for (const e of lineage) for (const s of e.subjects.length === 0 ? subjects : new Set(e.subjects)) concerning.get(s)?.push(e);
+  // The subject's own lineage and every run naming others, in time order (both lists are).
+  const otherRuns = lineage.filter((e) => e.kind === EventKind.derive && e.subjects.length > 0);
+  const rank = new Map(ordered.map((e, i) => [e, i]));
+  const withRuns = (own: readonly DataAccessEvent[]): DataAccessEvent[] => {
+    const out: DataAccessEvent[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < own.length || j < otherRuns.length) {
+      const a = own[i];
+      const b = otherRuns[j];
+      if (b === undefined || (a !== undefined && (rank.get(a) ?? 0) <= (rank.get(b) ?? 0))) {
+        if (a === b) j++;
+        out.push(a as DataAccessEvent);
+        i++;
+      } else {
+        out.push(b);
+        j++;
+      }
+    }
+    return out;
+  };
+  const seen = new Map<string, Label>();
+  const holdings: HoldingRow[] = [];
+  for (const s of subjects) {
+    const own = byTime(concerning.get(s) ?? []);
+    holdings.push(...holdingsOf(s, Variant.real, own, shape, policy, seen));
+    holdings.push(...holdingsOf(s, Variant.noDeletions, own, shape, policy, seen));
+    holdings.push(...holdingsOf(s, Variant.noDeletionsEveryRun, byTime(withRuns(concerning.get(s) ?? [])), shape, policy, seen));
+  }
+
+  // Labels that can ever be in a field (every collection through every run, as the field-level
+  // check sees them): a use's rules are asked about these, per label.
+  const fieldLevel = holdingsOf("", Variant.noDeletionsEveryRun, byTime(lineage), shape, policy, seen, true);
+  const labelsIn = new Map<string, Map<string, Label>>();
+  for (const h of fieldLevel) {
+    const label = seen.get(h.label_key);
+    if (!label) continue;
+    const m = labelsIn.get(h.field) ?? new Map<string, Label>();
+    labelsIn.set(h.field, m);
+    m.set(label.key, label);
+  }
+  const evaluator = createEvaluator(policy);
+  const reads: UseReadRow[] = [];
+  const forbidden: ForbiddenRow[] = [];
+  for (const e of ordered) {
+    if (e.kind !== EventKind.use && e.kind !== EventKind.share) continue;
+    const fields = readFields(e, shape);
+    const common = {
+      event_id: e.eventId,
+      occurred_at: e.occurredAt,
+      kind: e.kind,
+      external: e.kind === EventKind.share && e.recipient?.external === true ? 1 : 0,
+      whole_table: e.subjects.length === 0 ? 1 : 0,
+      subjects: [...new Set(e.subjects)].sort(),
+    } as const;
+    for (const field of fields) reads.push({ ...common, field });
+    const candidates = new Map<string, Label>();
+    for (const f of fields) for (const [k, l] of labelsIn.get(f) ?? []) candidates.set(k, l);
+    for (const v of evaluator.evaluate([...candidates.values()], useContext(e))) {
+      for (const l of v.labels) forbidden.push({ event_id: e.eventId, rule_id: v.ruleId, label_key: l.key, category: l.category });
+    }
+  }
+  return { holdings, reads, forbidden };
+}

@@ -1,0 +1,2 @@
+export { computeProvenance, OPEN_END, Variant } from "./holdings.ts";
+export type { HoldingRow, UseReadRow, ForbiddenRow, ProvenanceRows } from "./holdings.ts";
