@@ -4,6 +4,7 @@ import type { Policy } from "../rules/index.ts";
 import type { Taxonomy } from "../taxonomy/index.ts";
 import { createAuditor, emptyBatch, type AuditBatch } from "../processor/index.ts";
 import type { Store } from "../store/index.ts";
+import { createLineageTimeline } from "./timeline.ts";
 
 export interface ReplayOptions {
   /** The rules to evaluate, and the text they came from (it names the replay). */
@@ -37,9 +38,11 @@ export interface ReplayResult {
 
 /**
  * Evaluates rules over the stored history with the stored lineage, without re-reading Kafka:
- * "had this rule existed since January, whom would it have flagged". Violations are written
- * marked `retroactive = 1` with the same ids a live evaluation would give, so running it twice,
- * or alongside the live rule, adds nothing. Progress is saved after every page.
+ * "had this rule existed since January, whom would it have flagged". Time-valid: each use is
+ * judged by the lineage that had occurred (not arrived) by its time, facts of the same
+ * millisecond included. Violations are written marked `retroactive = 1` with the same ids a live
+ * evaluation would give, so running it twice, or alongside the live rule, adds nothing. Progress
+ * is saved after every page; a resumed run first applies the lineage up to its cursor.
  */
 export async function replayRules(store: Store, options: ReplayOptions): Promise<ReplayResult> {
   const db = store.database;
@@ -61,9 +64,13 @@ export async function replayRules(store: Store, options: ReplayOptions): Promise
   const total = Number(count?.n ?? 0);
 
   const auditor = createAuditor(options.policy, options.taxonomy, { recheckWindow: 0, maxPending: 0 });
-  for await (const fact of store.lineageFacts()) auditor.restore(fact);
+  // Time-valid: each use is judged by the lineage that had occurred by its time (occurred, not
+  // arrived), so the facts are applied in occurred order as the uses advance, never all at once.
+  const lineage = createLineageTimeline(store.lineageFactsInTimeOrder(), (fact) => auditor.restore(fact));
 
   let cursor = saved ? { at: Number(saved.at), eventId: saved.id } : { at: from, eventId: "" };
+  // A resumed run starts from the lineage as it was at its cursor.
+  if (saved) await lineage.advanceTo(cursor.at);
   let doneEvents = saved ? Number(saved.events) : 0;
   let doneViolations = saved ? Number(saved.violations) : 0;
   let events = 0;
@@ -76,6 +83,7 @@ export async function replayRules(store: Store, options: ReplayOptions): Promise
     const out: AuditBatch = emptyBatch();
     const scratch = emptyBatch();
     for (const e of page) {
+      await lineage.advanceTo(e.occurredAt);
       try {
         auditor.handle(e, meta, scratch);
       } catch (error) {

@@ -90,6 +90,12 @@ export interface Store extends AuditSink {
    */
   lineageFacts(): AsyncIterable<DataAccessEvent>;
   /**
+   * Each stored lineage fact once, at the earliest time it occurred (a fact stored again by
+   * another processor or after a restart keeps its first occurrence), in that order: what a
+   * time-valid replay applies as its uses advance. Fetched a page at a time.
+   */
+  lineageFactsInTimeOrder(): AsyncIterable<DataAccessEvent>;
+  /**
    * The stored facts naming any of `datasets` (as input or output) or producing any of
    * `upstream`: what a bounded lineage graph fetches before a batch (one level; the caller
    * walks the closure).
@@ -387,6 +393,23 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         const last = rows.at(-1);
         if (!last || rows.length < FACT_PAGE) return;
         cursor = { at: last.at, eventId: last.event_id, key: last.fact_key };
+      }
+    },
+    async *lineageFactsInTimeOrder() {
+      let cursor = { at: "0", key: "" };
+      for (;;) {
+        const rows = await query<{ fact: string; at: string; fact_key: string }>(
+          `SELECT fact_key, fact, toString(toUnixTimestamp64Milli(first)) AS at
+           FROM (SELECT fact_key, min(occurred_at) AS first, argMin(fact, occurred_at) AS fact
+                 FROM ${quotedDatabase}.${Table.facts} GROUP BY fact_key)
+           WHERE (first, fact_key) > (fromUnixTimestamp64Milli({at:Int64}, 'UTC'), {key:String})
+           ORDER BY first, fact_key LIMIT {limit:UInt32}`,
+          { at: cursor.at, key: cursor.key, limit: FACT_PAGE },
+        );
+        for (const r of rows) yield { ...(JSON.parse(r.fact) as DataAccessEvent), occurredAt: Number(r.at) };
+        const last = rows.at(-1);
+        if (!last || rows.length < FACT_PAGE) return;
+        cursor = { at: last.at, key: last.fact_key };
       }
     },
     async lineageFactsOf(need) {
