@@ -1,6 +1,7 @@
 -- Issue 9, exact affected users (docs/tables.md, "The issue-9 model"): per-subject holdings with
 -- validity intervals, the fields each use read, and per rule the labels each use must not see.
--- Written by the processor's provenance recorder as one complete snapshot per `version`; readers
+-- Written by refreshProvenance (services/store/provenance.ts) from the stored events, as one
+-- complete snapshot per `version` (a partition each, so an old snapshot is dropped whole); readers
 -- take the highest version in provenance_versions_v1, written after the snapshot's rows. Times
 -- are milliseconds since the epoch (UTC); an open interval ends at 9007199254740991.
 CREATE TABLE IF NOT EXISTS holdings_v1
@@ -17,6 +18,7 @@ CREATE TABLE IF NOT EXISTS holdings_v1
     valid_to Int64 COMMENT 'ms, exclusive'
 )
 ENGINE = MergeTree
+PARTITION BY version
 ORDER BY (version, variant, field, subject, valid_from);
 
 CREATE TABLE IF NOT EXISTS use_reads_v1
@@ -31,6 +33,7 @@ CREATE TABLE IF NOT EXISTS use_reads_v1
     field String
 )
 ENGINE = MergeTree
+PARTITION BY version
 ORDER BY (version, occurred_at, event_id, field);
 
 CREATE TABLE IF NOT EXISTS use_forbidden_v1
@@ -42,6 +45,7 @@ CREATE TABLE IF NOT EXISTS use_forbidden_v1
     category LowCardinality(String)
 )
 ENGINE = MergeTree
+PARTITION BY version
 ORDER BY (version, rule_id, event_id, label_key);
 
 CREATE TABLE IF NOT EXISTS provenance_versions_v1
@@ -49,6 +53,11 @@ CREATE TABLE IF NOT EXISTS provenance_versions_v1
     version UInt64,
     holdings UInt64,
     reads UInt64,
+    subjects UInt64 COMMENT 'subjects whose holdings were computed',
+    source_events UInt64 COMMENT 'rows of events_v1 when the snapshot was computed (with source_ingested: is it stale?)',
+    source_ingested String COMMENT 'max(ingested_at) of events_v1 then',
+    policy String COMMENT 'digest of the policy whose rules chose the forbidden labels',
+    elapsed_ms UInt64,
     written_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree

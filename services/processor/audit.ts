@@ -484,6 +484,8 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       if (e.kind === EventKind.collect) {
         row.categories = uniqueSorted(e.outputs.flatMap((d) => d.fields.flatMap((f) => f.categories)));
         row.collected_for = uniqueSorted(e.purposes);
+        // Per output field (aligned with output_fields): the exact model rebuilds collections from these.
+        row.output_categories = e.outputs.flatMap((d) => (d.fields.length === 0 ? [[]] : d.fields.map((f) => f.categories)));
       } else {
         for (const m of e.fieldLineage) {
           for (const input of m.inputs) {

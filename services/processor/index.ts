@@ -9,7 +9,6 @@ export type {
   Rejection,
   ProcessorStats,
   LineageSource,
-  ProvenanceSink,
 } from "./processor.ts";
 export { createAuditor, defaultAuditorOptions, FindingKind } from "./audit.ts";
 export type { Auditor, AuditorOptions, EventMeta, LineageNeed, StoredWrite } from "./audit.ts";

@@ -21,14 +21,6 @@ export interface LineageSource {
   lineageFactsOf(need: LineageNeed): Promise<DataAccessEvent[]>;
 }
 
-/**
- * Where accepted events go for the exact, per-subject model (issue 9), after their batch is
- * stored: the store's provenance recorder. Absent, nothing is recorded (the default, for now).
- */
-export interface ProvenanceSink {
-  record(events: readonly DataAccessEvent[]): Promise<void>;
-}
-
 /** One message as it arrived: its bytes and where from (topic/partition/offset, file:line, http). */
 export interface InboundMessage {
   bytes: Uint8Array;
@@ -106,10 +98,7 @@ export interface ProcessorConfig extends AuditorOptions {
   alerts?: { plan(violations: readonly ViolationRow[]): OutboxRow[] };
 }
 
-export function createProcessor(
-  config: ProcessorConfig,
-  deps: { sink: AuditSink; lineage?: LineageSource; provenance?: ProvenanceSink },
-): Processor {
+export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink; lineage?: LineageSource }): Processor {
   const auditor = createAuditor(config.policy, config.taxonomy, { ...config, onDemand: deps.lineage !== undefined });
   const codec: EventCodec = config.codec;
   const stats: ProcessorStats = { events: 0, violations: 0, deadLetters: 0, findings: 0 };
@@ -270,9 +259,6 @@ export function createProcessor(
 
   async function finish(units: Unit[], rejected: Rejection[], received: number): Promise<ProcessResult> {
     await write(units);
-    if (deps.provenance) {
-      await deps.provenance.record(units.flatMap((u) => (u.refused || u.event === undefined ? [] : [u.event as DataAccessEvent])));
-    }
     const facts: NewFact[] = [];
     let violations = 0;
     let findings = 0;

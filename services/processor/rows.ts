@@ -16,6 +16,8 @@ export interface EventRow {
   schema_version: number;
   input_fields?: string[];
   output_fields?: string[];
+  /** COLLECT: the categories of each output field, aligned with output_fields. */
+  output_categories?: string[][];
   categories?: string[];
   purposes?: string[];
   collected_for?: string[];

@@ -357,19 +357,56 @@ function useContext(e: DataAccessEvent): UseContext {
   return { kind: e.kind as "USE" | "SHARE", purposes: e.purposes, dataSubject: e.dataSubject, service: e.service, recipient: e.recipient };
 }
 
+/** What `computeProvenance` computes beyond the answers' needs, and where its holdings go. */
+export interface ProvenanceOptions {
+  /**
+   * Every holding of every subject in every field (for one subject's evidence chain). By default
+   * only what the exact answer and its reasons read: holdings in fields some use read, of the
+   * subjects uses name (every subject when a use names nobody), relaxed variants only for named ones.
+   */
+  everything?: boolean;
+}
+
+/** The model of a history: reads and forbidden labels at once, holdings subject by subject (they can be many). */
+export interface ProvenanceModel {
+  reads: UseReadRow[];
+  forbidden: ForbiddenRow[];
+  /** Subjects whose holdings `holdings()` computes. */
+  subjects: number;
+  /** Each subject's holding rows in turn (subjects with none are skipped). */
+  holdings(): Generator<HoldingRow[]>;
+}
+
+/** `provenanceModel` with every holding in one array: for tests and small histories. */
+export function computeProvenance(history: readonly DataAccessEvent[], policy: Policy, options: ProvenanceOptions = {}): ProvenanceRows {
+  const model = provenanceModel(history, policy, options);
+  const holdings: HoldingRow[] = [];
+  for (const rows of model.holdings()) for (const r of rows) holdings.push(r);
+  return { holdings, reads: model.reads, forbidden: model.forbidden };
+}
+
 /**
  * The rows of the issue-9 model for a whole history, in any order: every subject's holdings with
  * their validity, every use's read fields, and the labels each use must not see per rule. Events
  * are assumed valid (validateEvent) and distinct by event id (a repeated id is taken once).
  */
-export function computeProvenance(history: readonly DataAccessEvent[], policy: Policy): ProvenanceRows {
+export function provenanceModel(history: readonly DataAccessEvent[], policy: Policy, options: ProvenanceOptions = {}): ProvenanceModel {
   const unique = [...new Map(history.map((e) => [e.eventId, e])).values()];
   const ordered = inTimeOrder(unique);
   const shape = shapeOf(ordered);
+  const uses = ordered.filter((e) => e.kind === EventKind.use || e.kind === EventKind.share);
+  const lineage = ordered.filter((e) => e.kind !== EventKind.use && e.kind !== EventKind.share);
+  const rank = new Map(ordered.map((e, i) => [e, i]));
+
+  // Whose holdings, where: a use reads fields; the answers need the subjects it names there (and
+  // every subject's, for a use naming nobody), in the real history; relaxed ones for named subjects.
+  const readsOf = new Map(uses.map((e) => [e, readFields(e, shape)]));
+  const readSet = new Set([...readsOf.values()].flat());
+  const named = new Set(uses.flatMap((e) => e.subjects));
+  const wholeTable = uses.some((e) => e.subjects.length === 0);
   // Declarations (COLLECTs naming nobody) cover every subject any event names.
   const subjects = [...new Set(ordered.flatMap((e) => e.subjects))].sort();
-  // Each subject's timeline needs only the lineage naming them or nobody (in time order, grouped
-  // by time): other events change nothing of theirs. Relaxed to every run, every DERIVE too.
+
   const byTime = (events: readonly DataAccessEvent[]): DataAccessEvent[][] => {
     const groups: DataAccessEvent[][] = [];
     for (const e of events) {
@@ -379,42 +416,70 @@ export function computeProvenance(history: readonly DataAccessEvent[], policy: P
     }
     return groups;
   };
-  const lineage = ordered.filter((e) => e.kind !== EventKind.use && e.kind !== EventKind.share);
-  const concerning = new Map<string, DataAccessEvent[]>(subjects.map((s) => [s, []]));
-  for (const e of lineage) for (const s of e.subjects.length === 0 ? subjects : new Set(e.subjects)) concerning.get(s)?.push(e);
-  // The subject's own lineage and every run naming others, in time order (both lists are).
-  const otherRuns = lineage.filter((e) => e.kind === EventKind.derive && e.subjects.length > 0);
-  const rank = new Map(ordered.map((e, i) => [e, i]));
-  const withRuns = (own: readonly DataAccessEvent[]): DataAccessEvent[] => {
-    const out: DataAccessEvent[] = [];
-    let i = 0;
-    let j = 0;
-    while (i < own.length || j < otherRuns.length) {
-      const a = own[i];
-      const b = otherRuns[j];
-      if (b === undefined || (a !== undefined && (rank.get(a) ?? 0) <= (rank.get(b) ?? 0))) {
-        if (a === b) j++;
-        out.push(a as DataAccessEvent);
-        i++;
-      } else {
-        out.push(b);
-        j++;
+  // Each subject's timeline needs only the lineage naming them or nobody. Of the runs naming
+  // nobody (a batch job runs every day), only some can change anything: an edge's first run (it
+  // starts a standing pipeline) and, after a deletion concerning the subject, each edge's next run
+  // (the only way a deleted field is fed again). A run of a pipeline already carrying the subject
+  // changes nothing, so the others are left out: the same intervals, far fewer steps.
+  const own = new Map<string, DataAccessEvent[]>();
+  const everyone: DataAccessEvent[] = [];
+  const runsOfEdge = new Map<string, DataAccessEvent[]>();
+  const firstRuns = new Set<DataAccessEvent>();
+  const everyoneDeletions: number[] = [];
+  for (const e of lineage) {
+    if (e.subjects.length > 0) {
+      for (const s of new Set(e.subjects)) {
+        const list = own.get(s);
+        if (list) list.push(e);
+        else own.set(s, [e]);
       }
+    } else if (e.kind === EventKind.derive) {
+      for (const edge of shape.edges.get(e.eventId) ?? []) {
+        const runs = runsOfEdge.get(edge.id);
+        if (runs) {
+          if (runs.at(-1) !== e) runs.push(e);
+        } else {
+          runsOfEdge.set(edge.id, [e]);
+          firstRuns.add(e);
+        }
+      }
+    } else {
+      everyone.push(e);
+      if (e.kind === EventKind.delete) everyoneDeletions.push(e.occurredAt);
     }
-    return out;
-  };
-  const seen = new Map<string, Label>();
-  const holdings: HoldingRow[] = [];
-  for (const s of subjects) {
-    const own = byTime(concerning.get(s) ?? []);
-    holdings.push(...holdingsOf(s, Variant.real, own, shape, policy, seen));
-    holdings.push(...holdingsOf(s, Variant.noDeletions, own, shape, policy, seen));
-    holdings.push(...holdingsOf(s, Variant.noDeletionsEveryRun, byTime(withRuns(concerning.get(s) ?? [])), shape, policy, seen));
   }
+  const inOrder = (events: Iterable<DataAccessEvent>): DataAccessEvent[] =>
+    [...new Set(events)].sort((a, b) => (rank.get(a) ?? 0) - (rank.get(b) ?? 0));
+  /** The first run of each edge after time t (runs at t come before the deletion at t). */
+  const runsAfter = (t: number, into: Set<DataAccessEvent>): void => {
+    for (const runs of runsOfEdge.values()) {
+      let lo = 0;
+      let hi = runs.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if ((runs[mid] as DataAccessEvent).occurredAt <= t) lo = mid + 1;
+        else hi = mid;
+      }
+      const next = runs[lo];
+      if (next) into.add(next);
+    }
+  };
+  const afterEveryoneDeletions = new Set<DataAccessEvent>();
+  for (const t of everyoneDeletions) runsAfter(t, afterEveryoneDeletions);
+  const timelineOf = (s: string): DataAccessEvent[] => {
+    const mine = own.get(s) ?? [];
+    const runs = new Set([...firstRuns, ...afterEveryoneDeletions]);
+    for (const e of mine) if (e.kind === EventKind.delete) runsAfter(e.occurredAt, runs);
+    return inOrder([...mine, ...everyone, ...runs]);
+  };
+  // Relaxed to every run carrying everyone: the runs naming others too (no deletions there).
+  const otherRuns = lineage.filter((e) => e.kind === EventKind.derive && e.subjects.length > 0);
 
+  const seen = new Map<string, Label>();
   // Labels that can ever be in a field (every collection through every run, as the field-level
-  // check sees them): a use's rules are asked about these, per label.
-  const fieldLevel = holdingsOf("", Variant.noDeletionsEveryRun, byTime(lineage), shape, policy, seen, true);
+  // check sees them): a use's rules are asked about these, per label. Without deletions nothing
+  // is ever taken away, so the end state is the union over time: one step over all the lineage.
+  const fieldLevel = lineage.length === 0 ? [] : holdingsOf("", Variant.noDeletionsEveryRun, [lineage], shape, policy, seen, true);
   const labelsIn = new Map<string, Map<string, Label>>();
   for (const h of fieldLevel) {
     const label = seen.get(h.label_key);
@@ -426,9 +491,8 @@ export function computeProvenance(history: readonly DataAccessEvent[], policy: P
   const evaluator = createEvaluator(policy);
   const reads: UseReadRow[] = [];
   const forbidden: ForbiddenRow[] = [];
-  for (const e of ordered) {
-    if (e.kind !== EventKind.use && e.kind !== EventKind.share) continue;
-    const fields = readFields(e, shape);
+  for (const e of uses) {
+    const fields = readsOf.get(e) ?? [];
     const common = {
       event_id: e.eventId,
       occurred_at: e.occurredAt,
@@ -444,5 +508,19 @@ export function computeProvenance(history: readonly DataAccessEvent[], policy: P
       for (const l of v.labels) forbidden.push({ event_id: e.eventId, rule_id: v.ruleId, label_key: l.key, category: l.category });
     }
   }
-  return { holdings, reads, forbidden };
+  const computed = subjects.filter((s) => options.everything || wholeTable || named.has(s));
+  function* holdings(): Generator<HoldingRow[]> {
+    for (const s of computed) {
+      const isNamed = named.has(s);
+      const timeline = timelineOf(s);
+      const rows = holdingsOf(s, Variant.real, byTime(timeline), shape, policy, seen);
+      if (options.everything || isNamed) {
+        rows.push(...holdingsOf(s, Variant.noDeletions, byTime(timeline), shape, policy, seen));
+        rows.push(...holdingsOf(s, Variant.noDeletionsEveryRun, byTime(inOrder([...timeline, ...otherRuns])), shape, policy, seen));
+      }
+      const kept = options.everything ? rows : rows.filter((r) => readSet.has(r.field));
+      if (kept.length > 0) yield kept;
+    }
+  }
+  return { reads, forbidden, subjects: computed.length, holdings };
 }

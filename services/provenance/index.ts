@@ -1,2 +1,3 @@
-export { computeProvenance, OPEN_END, Variant } from "./holdings.ts";
+export { computeProvenance, provenanceModel, OPEN_END, Variant } from "./holdings.ts";
+export type { ProvenanceOptions, ProvenanceModel } from "./holdings.ts";
 export type { HoldingRow, UseReadRow, ForbiddenRow, ProvenanceRows } from "./holdings.ts";

@@ -1,10 +1,11 @@
-// Issue 9 on the store side: the processor's provenance recorder (keeps the history, recomputes
-// the per-subject model with the pure core and stores it as a new snapshot) and the exact count as
-// a query over the latest snapshot (docs/tables.md, "The issue-9 model").
-import { EventKind, type DataAccessEvent } from "../codec/index.ts";
-import { computeProvenance, OPEN_END } from "../provenance/index.ts";
+// Issue 9 on the store side: the per-subject model computed from the stored events by the pure
+// core (services/provenance) and kept as a snapshot (refreshProvenance), and the exact count as a
+// query over the latest snapshot (docs/tables.md, "The issue-9 model").
+import { createHash } from "node:crypto";
+import { EventKind, type DataAccessEvent, type Masking, type Transform } from "../codec/index.ts";
+import { OPEN_END, provenanceModel, type HoldingRow } from "../provenance/index.ts";
 import type { Policy } from "../rules/index.ts";
-import { Table, type Store } from "./store.ts";
+import { eventFromRow, Table, type StoredUseRow, type Store } from "./store.ts";
 
 /** Half-open window of use times in milliseconds: `from` inclusive, `to` exclusive. */
 export interface ExactWindow {
@@ -53,22 +54,42 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
   const db = store.database;
   const [latest] = await store.query<{ version: string | number }>(`SELECT max(version) AS version FROM ${db}.${Table.provenanceVersions}`);
   const version = Number(latest?.version ?? 0);
-  // (use, subject) pairs exactly affected in the window, with what the answer needs of each.
+  // (use, subject) pairs exactly affected in the window, with what the answer needs of each. Only
+  // reads of uses with a forbidden label for the rule; a use naming subjects is joined with their
+  // holdings on (field, subject), a whole-table one with every holding of the field.
+  const candidates = `
+       SELECT r.event_id AS event_id, r.occurred_at AS at, r.whole_table AS whole, r.external AS external,
+              h.subject AS subject, h.label_key AS label_key, h.evidence AS evidence, h.declaration AS declaration
+       FROM (SELECT event_id, occurred_at, whole_table, external, field, subject
+             FROM ${db}.${Table.useReads} ARRAY JOIN subjects AS subject
+             WHERE version = {version:UInt64} AND whole_table = 0
+               AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64}
+               AND event_id IN (SELECT event_id FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64} AND rule_id = {rule:String})) AS r
+       INNER JOIN (SELECT subject, field, label_key, evidence, declaration, valid_from, valid_to FROM ${db}.${Table.holdings}
+                   WHERE version = {version:UInt64} AND variant = 0) AS h
+               ON h.field = r.field AND h.subject = r.subject
+       WHERE h.valid_from <= r.occurred_at AND r.occurred_at < h.valid_to
+       UNION ALL
+       SELECT r.event_id AS event_id, r.occurred_at AS at, r.whole_table AS whole, r.external AS external,
+              h.subject AS subject, h.label_key AS label_key, h.evidence AS evidence, h.declaration AS declaration
+       FROM (SELECT event_id, occurred_at, whole_table, external, field FROM ${db}.${Table.useReads}
+             WHERE version = {version:UInt64} AND whole_table = 1
+               AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64}
+               AND event_id IN (SELECT event_id FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64} AND rule_id = {rule:String})) AS r
+       INNER JOIN (SELECT subject, field, label_key, evidence, declaration, valid_from, valid_to FROM ${db}.${Table.holdings}
+                   WHERE version = {version:UInt64} AND variant = 0) AS h
+               ON h.field = r.field
+       WHERE h.valid_from <= r.occurred_at AND r.occurred_at < h.valid_to`;
   const exactPairs = `
-       SELECT r.event_id AS event_id, any(r.occurred_at) AS at, h.subject AS subject,
-              max(h.evidence) AS evidence, any(r.whole_table) AS whole, any(r.external) AS external,
+       SELECT c.event_id AS event_id, any(c.at) AS at, c.subject AS subject,
+              max(c.evidence) AS evidence, any(c.whole) AS whole, any(c.external) AS external,
               groupUniqArrayIf(f.category, f.label_key != '') AS categories,
-              minIf(h.declaration, f.label_key != '') AS declared
-       FROM ${db}.${Table.useReads} AS r
-       INNER JOIN (SELECT * FROM ${db}.${Table.holdings} WHERE version = {version:UInt64} AND variant = 0) AS h ON h.field = r.field
+              minIf(c.declaration, f.label_key != '') AS declared
+       FROM (${candidates}) AS c
        LEFT JOIN (
          SELECT event_id, label_key, category FROM ${db}.${Table.useForbidden}
          WHERE version = {version:UInt64} AND rule_id = {rule:String}
-       ) AS f ON f.event_id = r.event_id AND f.label_key = h.label_key
-       WHERE r.version = {version:UInt64}
-         AND r.occurred_at >= {from:Int64} AND r.occurred_at < {to:Int64}
-         AND h.valid_from <= r.occurred_at AND r.occurred_at < h.valid_to
-         AND (r.whole_table = 1 OR has(r.subjects, h.subject))
+       ) AS f ON f.event_id = c.event_id AND f.label_key = c.label_key
        GROUP BY event_id, subject
        HAVING length(categories) > 0 AND (whole = 0 OR evidence = 1)`;
   const [row] = await store.query<{
@@ -119,13 +140,13 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
        -- Per (use, named subject): 0 held a forbidden label at the use's time (exact); 1 would
        -- have without deletions; 2 would have if every run carried everyone; 3 does at the end.
        codes AS (
-         SELECT r.event_id AS event_id, h.subject AS subject,
+         SELECT r.event_id AS event_id, r.subject AS subject,
                 min(multiIf(h.valid_from <= r.occurred_at AND r.occurred_at < h.valid_to, h.variant,
                             h.variant = 2 AND h.valid_to = {open:Int64}, 3, 4)) AS code
-         FROM reads AS r
-         INNER JOIN (SELECT * FROM ${db}.${Table.holdings} WHERE version = {version:UInt64}) AS h ON h.field = r.field
+         FROM (SELECT event_id, occurred_at, field, subject FROM reads ARRAY JOIN subjects AS subject) AS r
+         INNER JOIN (SELECT subject, field, label_key, variant, valid_from, valid_to FROM ${db}.${Table.holdings}
+                     WHERE version = {version:UInt64}) AS h ON h.field = r.field AND h.subject = r.subject
          INNER JOIN forbidden AS f ON f.event_id = r.event_id AND f.label_key = h.label_key
-         WHERE has(r.subjects, h.subject)
          GROUP BY event_id, subject
        ),
        per_subject AS (
@@ -181,49 +202,236 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
   };
 }
 
-/** Where the processor hands the events it accepted, for the per-subject model. */
-export interface ProvenanceRecorder {
-  record(events: readonly DataAccessEvent[]): Promise<void>;
+/** What a refresh did. */
+export interface RefreshResult {
+  version: number;
+  /** The latest snapshot was already computed from the events stored now, with this policy: nothing done. */
+  fresh: boolean;
+  /** Lineage events (COLLECT, DERIVE, DELETE) and flagged uses read. */
+  events: number;
+  subjects: number;
+  holdings: number;
+  elapsedMs: number;
 }
 
-const RECORDED: ReadonlySet<string> = new Set([EventKind.collect, EventKind.derive, EventKind.delete, EventKind.use, EventKind.share]);
+export interface RefreshOptions {
+  /** Progress while reading and computing: a phase and how far. */
+  onProgress?: (phase: "read" | "compute", done: number, total: number) => void;
+  /** Recompute even when the snapshot looks fresh. */
+  force?: boolean;
+}
+
+/** Rows read per page from events_v1. */
+const PAGE = 100_000;
+/** Holdings written per insert. */
+const HOLDINGS_PER_INSERT = 200_000;
 
 /**
- * First slice (issue 9): keeps every accepted event in memory and, after each batch that brought
- * a new one, recomputes the whole model and stores it as a new snapshot. Correct in any arrival
- * order; neither bounded in memory nor incremental, and it starts empty after a restart.
+ * Brings the per-subject model up to date with the stored events: when any event was stored
+ * since the latest snapshot (or the policy changed), recomputes it from events_v1 and
+ * lineage_edges_v1 with the pure core and stores it as a new snapshot. Computed from what is
+ * stored, not from one processor's stream, it is complete whatever instance or restart stored an
+ * event, and time-valid whatever order events arrived in.
+ *
+ * Reads every COLLECT, DERIVE and DELETE, and the USEs and SHAREs the field-level check flagged
+ * (an exactly affected use is always one of those). A whole recomputation: its time grows with the
+ * stored lineage (docs/performance.md has the figures; incremental refresh is the next step).
  */
-export function createProvenanceRecorder(policy: Policy, store: Store): ProvenanceRecorder {
-  const history = new Map<string, DataAccessEvent>();
-  let version = 0;
-  /** The stored snapshot lacks some recorded event (a new one, or a write that failed). */
-  let dirty = false;
-  let writing: Promise<void> = Promise.resolve();
-  return {
-    async record(events) {
-      for (const e of events) {
-        if (!RECORDED.has(e.kind) || history.has(e.eventId)) continue;
-        history.set(e.eventId, e);
-        dirty = true;
-      }
-      if (!dirty) return;
-      // Snapshots are written one at a time, each newer than the last (and than any stored one).
-      const mine = writing
-        .catch(() => {})
-        .then(async () => {
-          if (!dirty) return;
-          dirty = false;
-          version = Math.max(version + 1, Date.now() * 1000);
-          try {
-            await store.writeProvenance(version, computeProvenance([...history.values()], policy));
-          } catch (error) {
-            // The batch is retried or the next one comes: either writes the snapshot again.
-            dirty = true;
-            throw error;
-          }
-        });
-      writing = mine;
-      await mine;
-    },
+export async function refreshProvenance(store: Store, policy: Policy, options: RefreshOptions = {}): Promise<RefreshResult> {
+  const started = performance.now();
+  const db = store.database;
+  const digest = createHash("sha256").update(JSON.stringify(policy)).digest("hex").slice(0, 32);
+  const [source] = await store.query<{ n: string; at: string }>(
+    `SELECT count() AS n, toString(max(ingested_at)) AS at FROM ${db}.${Table.events}`,
+  );
+  const sourceEvents = Number(source?.n ?? 0);
+  const sourceIngested = source?.at ?? "";
+  const [latest] = await store.query<{ v: string; source_events: string; source_ingested: string; policy: string }>(
+    `SELECT toString(version) AS v, source_events, source_ingested, policy FROM ${db}.${Table.provenanceVersions} ORDER BY version DESC LIMIT 1`,
+  );
+  if (
+    !options.force &&
+    latest &&
+    Number(latest.source_events) === sourceEvents &&
+    latest.source_ingested === sourceIngested &&
+    latest.policy === digest
+  ) {
+    return { version: Number(latest.v), fresh: true, events: 0, subjects: 0, holdings: 0, elapsedMs: performance.now() - started };
+  }
+
+  const history = await storedHistory(store, (done, total) => options.onProgress?.("read", done, total));
+  const version = Math.max(Number(latest?.v ?? 0) + 1, Date.now() * 1000);
+  const model = provenanceModel(history, policy);
+  let pending: HoldingRow[] = [];
+  let holdings = 0;
+  let done = 0;
+  const flush = async (): Promise<void> => {
+    holdings += pending.length;
+    await store.writeProvenance(version, { holdings: pending });
+    pending = [];
+    options.onProgress?.("compute", done, model.subjects);
   };
+  // Subject by subject, written every so many rows: the event loop turns between inserts.
+  for (const rows of model.holdings()) {
+    done++;
+    for (const r of rows) pending.push(r);
+    if (pending.length >= HOLDINGS_PER_INSERT) await flush();
+  }
+  await flush();
+  await store.writeProvenance(version, { reads: model.reads, forbidden: model.forbidden });
+  const subjects = model.subjects;
+  const elapsedMs = performance.now() - started;
+  await store.commitProvenance(version, {
+    holdings,
+    reads: model.reads.length,
+    subjects,
+    source_events: sourceEvents,
+    source_ingested: sourceIngested,
+    policy: digest,
+    elapsed_ms: Math.round(elapsedMs),
+  });
+  return { version, fresh: false, events: history.length, subjects, holdings, elapsedMs };
+}
+
+interface StoredLineageRow extends StoredUseRow {
+  output_fields: string[];
+  output_categories: string[][];
+  categories: string[];
+  transform: string;
+  masking: string;
+}
+
+/** The events the model needs, rebuilt from events_v1 (and DERIVE field lineage from lineage_edges_v1). */
+async function storedHistory(store: Store, onProgress: (done: number, total: number) => void): Promise<DataAccessEvent[]> {
+  const db = store.database;
+  const [count] = await store.query<{ n: string }>(
+    `SELECT count() AS n FROM ${db}.${Table.events} WHERE kind IN ('COLLECT', 'DERIVE', 'DELETE')`,
+  );
+  const total = Number(count?.n ?? 0);
+  const columns = `event_id, kind, toString(toUnixTimestamp64Milli(occurred_at)) AS at, service, job_namespace, job_name, run_id,
+                   input_fields, output_fields, output_categories, categories, purposes, data_subject, subjects, transform, masking,
+                   recipient, recipient_external, traceparent, pseudonym_key_id`;
+  const history: DataAccessEvent[] = [];
+  const datasets = new Map<string, { namespace: string; name: string; fields: { name: string; categories: string[] }[] }>();
+  /** Dataset values shared between events: a million sign-ups write the same two fields. */
+  const dataset = (id: string, fields: { name: string; categories: string[] }[]) => {
+    const key = `${id}|${fields.map((f) => `${f.name}:${f.categories.join(",")}`).join(";")}`;
+    let d = datasets.get(key);
+    if (!d) {
+      const slash = id.indexOf("/");
+      d = { namespace: id.slice(0, slash), name: id.slice(slash + 1), fields };
+      datasets.set(key, d);
+    }
+    return d;
+  };
+  const grouped = (keys: readonly string[], categoriesOf: (i: number) => string[]) => {
+    const byDataset = new Map<string, { name: string; categories: string[] }[]>();
+    keys.forEach((k, i) => {
+      const hash = k.lastIndexOf("#");
+      const id = k.slice(0, hash);
+      const name = k.slice(hash + 1);
+      const list = byDataset.get(id) ?? [];
+      byDataset.set(id, list);
+      if (name !== "*") list.push({ name, categories: categoriesOf(i) });
+    });
+    return [...byDataset].map(([id, fields]) => dataset(id, fields));
+  };
+  const derives = new Map<string, DataAccessEvent>();
+  // Keyset pages in the table's own order (kind, occurred_at, event_id).
+  let cursor = { kind: "", at: "0", id: "" };
+  for (;;) {
+    const rows = await store.query<StoredLineageRow>(
+      `SELECT ${columns} FROM ${db}.${Table.events} FINAL
+       WHERE kind IN ('COLLECT', 'DERIVE', 'DELETE')
+         AND (kind, occurred_at, event_id) > ({kind:String}, fromUnixTimestamp64Milli({at:Int64}, 'UTC'), {id:String})
+       ORDER BY kind, occurred_at, event_id LIMIT {limit:UInt32}`,
+      { ...cursor, limit: PAGE },
+    );
+    for (const r of rows) {
+      const base = eventFromRow(r);
+      if (r.kind === EventKind.collect) {
+        // Rows stored before output_categories existed: each field gets the event's categories.
+        const perField = r.output_categories.length === r.output_fields.length ? r.output_categories : undefined;
+        history.push({ ...base, inputs: [], outputs: grouped(r.output_fields, (i) => perField?.[i] ?? r.categories) });
+      } else if (r.kind === EventKind.derive) {
+        const e: DataAccessEvent = {
+          ...base,
+          outputs: grouped(r.output_fields, () => []),
+          transform: (r.transform || "OTHER") as Transform,
+          masking: (r.masking || "NONE") as Masking,
+        };
+        derives.set(e.eventId, e);
+        history.push(e);
+      } else {
+        history.push(base);
+      }
+    }
+    onProgress(history.length, total);
+    const last = rows.at(-1);
+    if (!last || rows.length < PAGE) break;
+    cursor = { kind: last.kind, at: last.at, id: last.event_id };
+  }
+  // Column-level lineage of the DERIVEs (edges from '*' are dataset-level: the event's inputs to an unmapped output).
+  if (derives.size > 0) {
+    let edgeCursor = "";
+    for (;;) {
+      const edges = await store.query<{ event_id: string; from: string; to: string; transform: string }>(
+        `SELECT event_id, concat(from_dataset, '#', from_field) AS from, concat(to_dataset, '#', to_field) AS to, any(transform) AS transform
+         FROM ${db}.${Table.edges} WHERE from_field != '*' AND event_id > {after:String}
+         GROUP BY event_id, from, to ORDER BY event_id, to, from LIMIT {limit:UInt32}`,
+        { after: edgeCursor, limit: PAGE },
+      );
+      for (const g of groupBy(edges, (x) => x.event_id)) {
+        const e = derives.get(g[0]?.event_id ?? "");
+        if (!e) continue;
+        const lineage = new Map<string, DataAccessEvent["fieldLineage"][number]>();
+        for (const x of g) {
+          const m = lineage.get(x.to) ?? { output: fieldRef(x.to), inputs: [], transform: x.transform as Transform };
+          lineage.set(x.to, m);
+          m.inputs.push(fieldRef(x.from));
+        }
+        e.fieldLineage = [...lineage.values()];
+      }
+      if (edges.length < PAGE) break;
+      // A page may end inside an event: take that event again whole from the next page on.
+      const lastEvent = edges.at(-1)?.event_id ?? "";
+      const firstOfLast = edges.findIndex((x) => x.event_id === lastEvent);
+      if (firstOfLast === 0) throw new Error(`more than ${PAGE} lineage edges for DERIVE ${lastEvent}`);
+      edgeCursor = edges[firstOfLast - 1]?.event_id ?? "";
+    }
+  }
+  // Uses and shares the field-level check flagged, for any rule.
+  let useCursor = "";
+  for (;;) {
+    const rows = await store.query<StoredUseRow>(
+      `SELECT ${columns} FROM ${db}.${Table.events} FINAL
+       WHERE kind IN ('USE', 'SHARE') AND event_id > {after:String}
+         AND event_id IN (SELECT event_id FROM ${db}.${Table.violations})
+       ORDER BY event_id LIMIT {limit:UInt32}`,
+      { after: useCursor, limit: PAGE },
+    );
+    for (const r of rows) history.push(eventFromRow(r));
+    if (rows.length < PAGE) break;
+    useCursor = rows.at(-1)?.event_id ?? "";
+  }
+  return history;
+}
+
+function fieldRef(key: string): { namespace: string; name: string; field: string } {
+  const hash = key.lastIndexOf("#");
+  const id = key.slice(0, hash);
+  const slash = id.indexOf("/");
+  return { namespace: id.slice(0, slash), name: id.slice(slash + 1), field: key.slice(hash + 1) };
+}
+
+function* groupBy<T>(list: readonly T[], key: (x: T) => string): Generator<T[]> {
+  let group: T[] = [];
+  for (const x of list) {
+    if (group.length > 0 && key(group[0] as T) !== key(x)) {
+      yield group;
+      group = [];
+    }
+    group.push(x);
+  }
+  if (group.length > 0) yield group;
 }

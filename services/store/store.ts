@@ -7,6 +7,17 @@ import { StoreError, StoreDataError, ConfigError } from "../errors/index.ts";
 import type { DataAccessEvent } from "../codec/index.ts";
 import type { AuditBatch, AuditSink } from "../processor/index.ts";
 import type { ProvenanceRows } from "../provenance/index.ts";
+
+/** What a provenance snapshot was computed from (provenance_versions_v1). */
+export interface ProvenanceVersionInfo {
+  holdings: number;
+  reads: number;
+  subjects: number;
+  source_events: number;
+  source_ingested: string;
+  policy: string;
+  elapsed_ms: number;
+}
 import {
   defaultAnalystLimits,
   openAnalystSession,
@@ -110,10 +121,12 @@ export interface Store extends AuditSink {
   /** Stored uses and shares after a cursor, in (occurred_at, event_id) order, rebuilt as events. */
   usesAfter(cursor: { at: number; eventId: string }, window: { from: number; to: number }, limit: number): Promise<DataAccessEvent[]>;
   /**
-   * Stores one complete snapshot of the issue-9 model (holdings, reads, forbidden labels) as
-   * `version`, which must be higher than any before; readers see it once its version row is written.
+   * Writes rows of a snapshot of the issue-9 model (holdings, reads, forbidden labels) tagged with
+   * `version`, higher than any before; readers see none of them until `commitProvenance(version)`.
    */
-  writeProvenance(version: number, rows: ProvenanceRows): Promise<void>;
+  writeProvenance(version: number, rows: Partial<ProvenanceRows>): Promise<void>;
+  /** Makes snapshot `version` the one readers take (its row is written last) and drops those older than the one it replaces. */
+  commitProvenance(version: number, info: ProvenanceVersionInfo): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -353,15 +366,28 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       returnFreedMemory();
     },
     async writeProvenance(version, rows) {
-      const tag = <T extends object>(list: readonly T[]) => list.map((r) => ({ version, ...r }));
+      const tag = <T extends object>(list: readonly T[] | undefined) => (list ?? []).map((r) => ({ version, ...r }));
       await Promise.all([
         insert(Table.holdings, tag(rows.holdings)),
         insert(Table.useReads, tag(rows.reads)),
         insert(Table.useForbidden, tag(rows.forbidden)),
       ]);
-      // Last: the snapshot is complete before a reader can pick it.
-      await insert(Table.provenanceVersions, [{ version, holdings: rows.holdings.length, reads: rows.reads.length }]);
       returnFreedMemory();
+    },
+    async commitProvenance(version, info) {
+      await insert(Table.provenanceVersions, [{ version, ...info }]);
+      // Keep the snapshot just replaced (a reader may be in it); drop the older ones whole.
+      const old = await query<{ v: string }>(
+        `SELECT toString(version) AS v FROM ${quotedDatabase}.${Table.provenanceVersions} WHERE version < {version:UInt64} ORDER BY version DESC`,
+        { version },
+      );
+      for (const { v } of old.slice(1)) {
+        if (!/^\d+$/.test(v)) continue; // a version is a number; never text into a statement
+        for (const table of [Table.holdings, Table.useReads, Table.useForbidden]) {
+          await run(`ALTER TABLE ${quotedDatabase}.${table} DROP PARTITION ID '${v}'`);
+        }
+        await run(`ALTER TABLE ${quotedDatabase}.${Table.provenanceVersions} DELETE WHERE version = ${v}`);
+      }
     },
     async unpublishedFacts(topic, limit) {
       const rows = await query<{ fact_key: string; fact: string }>(
@@ -532,7 +558,7 @@ export function insertError(cause: unknown, what: string, context: Record<string
 }
 
 /** The columns of a stored use or share that evaluating it again needs. */
-interface StoredUseRow {
+export interface StoredUseRow {
   event_id: string;
   kind: string;
   at: string;
@@ -552,7 +578,7 @@ interface StoredUseRow {
 }
 
 /** A use or share as stored, rebuilt enough to be evaluated again (dataset ids are what matter). */
-function eventFromRow(r: StoredUseRow): DataAccessEvent {
+export function eventFromRow(r: StoredUseRow): DataAccessEvent {
   const inputs = new Map<string, { namespace: string; name: string; fields: { name: string; categories: string[] }[] }>();
   for (const f of r.input_fields) {
     const hash = f.lastIndexOf("#");

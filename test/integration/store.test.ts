@@ -73,6 +73,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "011_lineage_fact_datasets_v1.sql",
       "012_event_ids_by_id.sql",
       "013_holdings_v1.sql",
+      "014_events_output_categories.sql",
     ]);
   });
 
