@@ -1,4 +1,4 @@
-import type { AffectedSummary } from "../store/index.ts";
+import type { AffectedAnswer } from "../store/index.ts";
 
 const n = (v: number) => v.toLocaleString("en-US");
 
@@ -10,16 +10,75 @@ export function pathDiagram(pathText: string, indent = "  "): string {
     .join("\n");
 }
 
-/** Human answer to "how many users, which data, since when, through which systems, shared outside?". */
-export function formatSummary(s: AffectedSummary, truth?: { users: number; records: number; events: number }): string {
-  const check = (found: number, planted: number | undefined) =>
-    planted === undefined ? "" : found === planted ? `   (planted: ${n(planted)} ✓)` : `   (planted: ${n(planted)} ✗ MISMATCH)`;
+/** What the demo planted, to print beside each number (✓ or MISMATCH). */
+export interface Planted {
+  exact: { users: number; records: number; events: number };
+  fieldLevel: { users: number; records: number; events: number };
+}
+
+/** A time in milliseconds as the store prints times (`2019-01-01 14:00:00.000`, UTC). */
+export function storedTime(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString().replace("T", " ").replace("Z", "");
+}
+
+/** The reasons a subject named by a flagged use was not exactly affected, those that occur, as text. */
+export function reasonsText(r: AffectedAnswer["exact"]["possiblyNotExactly"]["reasons"]): string {
+  return (
+    [
+      [r.deletedBefore, "deleted before the use"],
+      [r.notCarried, "not carried by a subject-named derivation"],
+      [r.collectedAfter, "collected after the use"],
+      [r.noProvenance, "no provenance for that subject"],
+    ] as const
+  )
+    .filter(([count]) => count > 0)
+    .map(([count, why]) => `${n(count)} ${why}`)
+    .join(", ");
+}
+
+/**
+ * Human answer to "how many users, which data, since when, through which systems, shared
+ * outside?": the exact, per-person numbers, with the field-level ones beside them as "possibly
+ * affected" wherever they differ, and the reasons they differ.
+ */
+export function formatSummary(a: AffectedAnswer, planted?: Planted): string {
+  const s = a;
+  const x = a.exact;
+  const check = (found: number, want: number | undefined) =>
+    want === undefined ? "" : found === want ? `   (planted: ${n(want)} ✓)` : `   (planted: ${n(want)} ✗ MISMATCH)`;
+  const beside = (exact: number, field: number, what: string, want?: number) =>
+    exact === field ? "" : `; possibly affected (field level): ${n(field)} ${what}${check(field, want)}`;
+  const notExactly = x.possiblyNotExactly;
   const rows: [string, string][] = [
-    ["Users affected", `${n(s.subjects)}${check(s.subjects, truth?.users)}`],
-    ["Records affected", `${n(s.records)}   (user × data category)${check(s.records, truth?.records)}`],
-    ["Violating uses", `${n(s.violationEvents)}${check(s.violationEvents, truth?.events)}`],
-    ["First violation", s.firstViolation ? `${s.firstViolation} UTC` : "none"],
-    ["Last violation", s.lastViolation ? `${s.lastViolation} UTC` : "none"],
+    [
+      "Users affected",
+      `${n(x.exact.users)}   (exact: their own data, with a label the rule forbids, was in the field used)${check(x.exact.users, planted?.exact.users)}`,
+    ],
+  ];
+  if (x.fieldLevel.users !== x.exact.users || planted) {
+    rows.push([
+      "Possibly affected",
+      `${n(x.fieldLevel.users)}   (field level: every user the flagged uses name)${check(x.fieldLevel.users, planted?.fieldLevel.users)}`,
+    ]);
+  }
+  if (notExactly.users > 0) rows.push(["  not exactly, as", `${reasonsText(notExactly.reasons)}`]);
+  if (x.onDeclarationOnly > 0) {
+    rows.push([
+      "  on declarations",
+      `${n(x.onDeclarationOnly)} of the exact users rest only on a COLLECT naming nobody, not on evidence per person`,
+    ]);
+  }
+  rows.push(
+    [
+      "Records affected",
+      `${n(x.exact.records)}   (user × data category)${check(x.exact.records, planted?.exact.records)}${beside(x.exact.records, x.fieldLevel.records, "records", planted?.fieldLevel.records)}`,
+    ],
+    [
+      "Violating uses",
+      `${n(x.exact.violatingEvents)}${check(x.exact.violatingEvents, planted?.exact.events)}${beside(x.exact.violatingEvents, x.fieldLevel.violatingEvents, "flagged uses", planted?.fieldLevel.events)}`,
+    ],
+    ["First violation", timeBeside(x.exact.first, x.fieldLevel.first)],
+    ["Last violation", timeBeside(x.exact.last, x.fieldLevel.last)],
     ["Data categories", s.categories.join(", ") || "-"],
     ["Collected for", s.collectedFor.join(", ") || "-"],
     ["Used for", s.purposes.join(", ") || "-"],
@@ -28,11 +87,13 @@ export function formatSummary(s: AffectedSummary, truth?: { users: number; recor
     ["Collected at", s.origins.join(", ") || "-"],
     [
       "Shared outside?",
-      s.externalShares.carryingViolatedData === 0
-        ? `No: ${n(s.externalShares.checked)} external shares checked, none carried this data`
-        : `YES: ${n(s.externalShares.carryingViolatedData)} external shares carried this data (${n(s.externalShares.subjects)} subjects), first ${s.externalShares.evidence[0]?.occurredAt ?? "?"} to ${s.externalShares.evidence[0]?.recipient ?? "?"}`,
+      x.sharedOutside.shared
+        ? `YES: ${n(x.sharedOutside.events)} external shares carried it for ${n(x.sharedOutside.subjects)} users (exact; whole-table exports included)`
+        : s.externalShares.carryingViolatedData === 0
+          ? `No: ${n(s.externalShares.checked)} external shares checked, none carried this data`
+          : `No user's own data: ${n(s.externalShares.carryingViolatedData)} external shares carried fields holding this data (field level), none of an affected user`,
     ],
-  ];
+  );
   const width = Math.max(...rows.map(([k]) => k.length));
   const lines = [
     `Rule ${s.ruleId}${s.severity ? ` (${s.severity}, ${s.mode})` : ""}${s.window.from || s.window.to ? `, ${s.window.from ?? "start"} to ${s.window.to ?? "now"}` : ""}`,
@@ -47,4 +108,9 @@ export function formatSummary(s: AffectedSummary, truth?: { users: number; recor
     lines.push(pathDiagram(top.path));
   }
   return lines.join("\n");
+}
+
+function timeBeside(exact: number | null, field: number | null): string {
+  const text = (t: number | null) => (t === null ? "none" : `${storedTime(t)} UTC`);
+  return exact === field ? text(exact) : `${text(exact)}   (field level: ${text(field)})`;
 }

@@ -3,7 +3,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, LineageAuditError, StoreError } from "../errors/index.ts";
 import { createEventBuilder, createPseudonymizer } from "../emitter/index.ts";
 import { defaultScenarioOptions, runDemo, SCENARIO_RULE, expectedEvents } from "../demo/index.ts";
-import { affectedSummary, fastAffectedCount, openStore, subjectHistory } from "../store/index.ts";
+import { affectedAnswer, fastAffectedCount, openStore, subjectHistory, subjectViolations } from "../store/index.ts";
 import { ingestFiles } from "../ingest/index.ts";
 import { startAnalystServer, startIngestServer } from "../api/index.ts";
 import { startKafkaProcessor, topicsOf } from "../kafka/index.ts";
@@ -27,7 +27,7 @@ import { loadPolicy } from "../rules/index.ts";
 import { replayRules } from "../replay/index.ts";
 import { buildReport, renderHtml, renderJson, renderMarkdown } from "../report/index.ts";
 import { createAlertPlanner, createDeliverer, loadAlertingConfig, parseSecret, signWebhook, PAYLOAD_VERSION } from "../alerting/index.ts";
-import { formatSummary } from "./format.ts";
+import { formatSummary, storedTime } from "./format.ts";
 import { boundHeapGrowth } from "./heap.ts";
 
 const USAGE = `lineage-audit: an event-streaming data lineage auditor
@@ -142,9 +142,17 @@ async function demo(argv: string[], config: AppConfig): Promise<number> {
       process.stderr.write(`store: ${ctx.store.location} (database ${database}); rules: ${ctx.policy.source}\n`);
     }
     const progress = createProgress("events", total, process.stderr, values.json === true);
-    const result = await runDemo({ ...ctx, hmacKey: hmacKeyOrEphemeral(config) }, { users, eventsPerUser }, (done) =>
-      progress.update(done),
+    const model = refreshProgress(values.json === true);
+    const result = await runDemo(
+      { ...ctx, hmacKey: hmacKeyOrEphemeral(config) },
+      { users, eventsPerUser },
+      (done) => progress.update(done),
+      (phase, done, all) => {
+        progress.finish();
+        model.onProgress(phase, done, all);
+      },
     );
+    model.finish();
     progress.finish();
     const agrees = Object.values(result.agrees).every(Boolean);
     if (values.json) {
@@ -169,17 +177,28 @@ async function demo(argv: string[], config: AppConfig): Promise<number> {
       if (rule) out(`${rule.description}`);
       out(
         formatSummary(result.summary, {
-          users: result.groundTruth.affectedUsers,
-          records: result.groundTruth.affectedRecords,
-          events: result.groundTruth.violatingEvents,
+          exact: {
+            users: result.groundTruth.exact.users,
+            records: result.groundTruth.exact.records,
+            events: result.groundTruth.exact.violatingEvents,
+          },
+          fieldLevel: {
+            users: result.groundTruth.affectedUsers,
+            records: result.groundTruth.affectedRecords,
+            events: result.groundTruth.violatingEvents,
+          },
         }),
+      );
+      const x = result.summary.exact;
+      out(
+        `Exactly affected: ${x.exact.users.toLocaleString("en-US")} users; the field-level reading names ${x.fieldLevel.users.toLocaleString("en-US")}, ${(x.fieldLevel.users - x.exact.users).toLocaleString("en-US")} more (${x.exact.users > 0 ? (x.fieldLevel.users / x.exact.users).toFixed(2) : "∞"}×).`,
       );
       out("");
       out(
-        `The misuse stopped after the fix of ${defaultScenarioOptions.fixDate}: last violation ${result.summary.lastViolation ?? "none"} UTC.`,
+        `The misuse stopped after the fix of ${defaultScenarioOptions.fixDate}: last exact violation ${storedTime(x.exact.last) ?? "none"} UTC.`,
       );
       out(
-        `Processed ${result.events.toLocaleString("en-US")} events in ${(result.elapsedMs / 1000).toFixed(1)} s (${result.eventsPerSecond.toLocaleString("en-US")} events/s).`,
+        `Processed ${result.events.toLocaleString("en-US")} events in ${(result.elapsedMs / 1000).toFixed(1)} s (${result.eventsPerSecond.toLocaleString("en-US")} events/s); the exact per-person model took ${(result.summary.provenance.refreshedMs / 1000).toFixed(1)} s more.`,
       );
       out(
         `Ask more: lineage-audit affected --rule ${SCENARIO_RULE} --category user.contact.phone_number   (with LINEAGE_AUDIT_DATABASE=demo)`,
@@ -241,6 +260,30 @@ function lazyPseudonymizer(config: AppConfig): (raw: string) => string {
   };
 }
 
+/**
+ * Progress of bringing the exact model up to date (docs/tables.md): on stderr, a bar per phase
+ * once it takes a while; nothing when it is already fresh.
+ */
+function refreshProgress(quiet: boolean): { onProgress: (phase: "read" | "compute", done: number, total: number) => void; finish(): void } {
+  const bars = new Map<string, ReturnType<typeof createProgress>>();
+  const started = Date.now();
+  return {
+    onProgress(phase, done, total) {
+      if (Date.now() - started < 1000) return; // a quick refresh shows nothing
+      let bar = bars.get(phase);
+      if (!bar) {
+        for (const other of bars.values()) other.finish();
+        bar = createProgress(phase === "read" ? "exact model: reading events" : "exact model: subjects", total, process.stderr, quiet);
+        bars.set(phase, bar);
+      }
+      bar.update(done);
+    },
+    finish() {
+      for (const bar of bars.values()) bar.finish();
+    },
+  };
+}
+
 async function affected(argv: string[], config: AppConfig): Promise<number> {
   const { values } = args(
     argv,
@@ -289,13 +332,15 @@ async function affected(argv: string[], config: AppConfig): Promise<number> {
       );
       return 0;
     }
-    const summary = await affectedSummary(ctx.store, {
-      ruleId: rule,
-      ...(from ? { from } : {}),
-      ...(to ? { to } : {}),
-      ...(category ? { category } : {}),
-    });
-    out(values.json ? JSON.stringify(summary, null, 2) : formatSummary(summary));
+    const progress = refreshProgress(values.json === true);
+    const answer = await affectedAnswer(
+      ctx.store,
+      ctx.policy,
+      { ruleId: rule, ...(from ? { from } : {}), ...(to ? { to } : {}), ...(category ? { category } : {}) },
+      progress,
+    );
+    progress.finish();
+    out(values.json ? JSON.stringify(answer, null, 2) : formatSummary(answer));
     return 0;
   } finally {
     await ctx.close();
@@ -547,11 +592,15 @@ async function report(argv: string[], config: AppConfig): Promise<number> {
     if (!found) throw new UsageError(`no rule '${rule}' in ${ctx.policy.source} (rules: ${known.map((r) => r.id).join(", ")})`);
     const description =
       "description" in found ? found.description : "Data used outside the purposes it was collected for (purpose limitation).";
+    const progress = refreshProgress(false);
     const data = await buildReport(
       ctx.store,
+      ctx.policy,
       { ruleId: rule, ...(from ? { from } : {}), ...(to ? { to } : {}) },
       { ...found, description },
+      progress,
     );
+    progress.finish();
     const text = format === "json" ? renderJson(data) : format === "html" ? renderHtml(data) : renderMarkdown(data);
     const file = values.output as string | undefined;
     if (file) {
@@ -574,12 +623,13 @@ async function subject(argv: string[], config: AppConfig): Promise<number> {
   // The raw identifier is pseudonymised exactly as the emitters do; it is never stored or printed.
   const id = values.pseudonymous ? raw : createPseudonymizer(requireHmacKey(config))(raw);
   if (values.pseudonymous && !PSEUDONYM_PATTERN.test(id)) throw new UsageError("--pseudonymous takes a 32-hex-digit pseudonym");
-  const store = await openStore(config.store);
+  const ctx = await openAuditor(config);
   try {
-    await store.migrate();
+    const store = ctx.store;
     const history = await subjectHistory(store, id);
+    const violations = history.length === 0 ? [] : await subjectViolations(store, ctx.policy, id);
     if (values.json) {
-      out(JSON.stringify({ subject: id, events: history }, null, 2));
+      out(JSON.stringify({ subject: id, events: history, violations }, null, 2));
     } else if (history.length === 0) {
       out(`nothing stored concerns subject ${id}`);
     } else {
@@ -594,10 +644,26 @@ async function subject(argv: string[], config: AppConfig): Promise<number> {
           `  ${h.occurredAt}  ${h.kind.padEnd(7)} ${h.service} (${h.job})  ${h.fields.join(", ") || h.datasets.join(", ")}  ${what}${h.recipient ? ` to ${h.recipient}` : ""}${flag}`,
         );
       }
+      if (violations.length > 0) out("\nViolations, and the evidence for this person:");
+      for (const v of violations) {
+        const verdict = v.exact ? "EXACTLY AFFECTED" : `possibly affected only (${v.reason ?? "?"})`;
+        out(
+          `  ${storedTime(v.occurredAt)}  ${v.kind} ${v.eventId}${v.wholeTable ? " (names nobody: whole table)" : ""}  rule ${v.ruleId}: ${verdict}`,
+        );
+        for (const e of v.evidence) {
+          out(
+            e.collected
+              ? `      collected ${storedTime(Date.parse(e.collected.occurredAt))}  ${e.origin} [${e.category}; for ${e.collectedFor.join(", ")}] by ${e.collected.service} (${e.collected.job}), event ${e.collected.eventId}`
+              : `      declared at ${e.origin} [${e.category}; for ${e.collectedFor.join(", ")}] by a collection naming nobody (no per-person evidence)`,
+          );
+          for (const h of e.hops)
+            out(`      ⇒ ${h.transform ?? h.kind} → ${h.dataset}#${h.field} by ${h.service} (${h.job}), from ${storedTime(h.occurredAt)}`);
+        }
+      }
     }
     return 0;
   } finally {
-    await store.close();
+    await ctx.close();
   }
 }
 

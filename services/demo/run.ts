@@ -1,15 +1,22 @@
 import { createEmitter, createInProcessTransport } from "../emitter/index.ts";
-import { affectedSummary, storedTimeToIso, type AffectedSummary } from "../store/index.ts";
+import { affectedAnswer, storedTimeToIso, type AffectedAnswer } from "../store/index.ts";
 import type { Processor } from "../processor/index.ts";
 import type { Store } from "../store/index.ts";
 import type { EventCodec } from "../codec/index.ts";
+import type { Policy } from "../rules/index.ts";
 import { emptyGroundTruth, expectedEvents, generateScenario, SCENARIO_RULE, type GroundTruth, type ScenarioOptions } from "./scenario.ts";
 
 export interface DemoResult {
-  summary: AffectedSummary;
+  summary: AffectedAnswer;
   groundTruth: GroundTruth;
-  /** Whether every planted number equals what the auditor found in the store. */
+  /** Whether every planted number, exact and field-level, equals what the auditor found in the store. */
   agrees: {
+    exactUsers: boolean;
+    exactRecords: boolean;
+    exactViolatingEvents: boolean;
+    exactFirstViolation: boolean;
+    exactLastViolation: boolean;
+    exactSharedOutside: boolean;
     affectedUsers: boolean;
     affectedRecords: boolean;
     violatingEvents: boolean;
@@ -24,9 +31,10 @@ export interface DemoResult {
 
 /** Streams the 2019 scenario through the emitter and processor into the store, then asks the store. */
 export async function runDemo(
-  deps: { processor: Processor; store: Store; codec: EventCodec; hmacKey: string },
+  deps: { processor: Processor; store: Store; codec: EventCodec; hmacKey: string; policy: Policy },
   options: ScenarioOptions,
   onProgress: (done: number, total: number) => void = () => {},
+  onModelProgress?: (phase: "read" | "compute", done: number, total: number) => void,
 ): Promise<DemoResult> {
   const truth = emptyGroundTruth();
   const total = expectedEvents(options);
@@ -49,18 +57,35 @@ export async function runDemo(
   await emitter.close();
   onProgress(n, n);
   const elapsedMs = performance.now() - started;
-  const summary = await affectedSummary(deps.store, { ruleId: SCENARIO_RULE });
+  const summary = await affectedAnswer(
+    deps.store,
+    deps.policy,
+    { ruleId: SCENARIO_RULE },
+    onModelProgress ? { onProgress: onModelProgress } : {},
+  );
   const iso = (s: string | null) => (s === null ? null : new Date(storedTimeToIso(s)).toISOString());
+  const isoMs = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+  const x = summary.exact;
+  const planted = truth.exact;
   return {
     summary,
     groundTruth: truth,
     agrees: {
-      affectedUsers: summary.subjects === truth.affectedUsers,
-      affectedRecords: summary.records === truth.affectedRecords,
-      violatingEvents: summary.violationEvents === truth.violatingEvents,
+      exactUsers: x.exact.users === planted.users,
+      exactRecords: x.exact.records === planted.records,
+      exactViolatingEvents: x.exact.violatingEvents === planted.violatingEvents,
+      exactFirstViolation: isoMs(x.exact.first) === planted.firstViolation,
+      exactLastViolation: isoMs(x.exact.last) === planted.lastViolation,
+      exactSharedOutside:
+        x.sharedOutside.shared === planted.sharedOutside.shared &&
+        x.sharedOutside.subjects === planted.sharedOutside.subjects &&
+        x.sharedOutside.events === planted.sharedOutside.events,
+      affectedUsers: summary.subjects === truth.affectedUsers && x.fieldLevel.users === truth.affectedUsers,
+      affectedRecords: summary.records === truth.affectedRecords && x.fieldLevel.records === truth.affectedRecords,
+      violatingEvents: summary.violationEvents === truth.violatingEvents && x.fieldLevel.violatingEvents === truth.violatingEvents,
       externalShares: summary.externalShares.carryingViolatedData === truth.externalSharesOfViolatedData,
-      firstViolation: iso(summary.firstViolation) === truth.firstViolation,
-      lastViolation: iso(summary.lastViolation) === truth.lastViolation,
+      firstViolation: iso(summary.firstViolation) === truth.firstViolation && isoMs(x.fieldLevel.first) === truth.firstViolation,
+      lastViolation: iso(summary.lastViolation) === truth.lastViolation && isoMs(x.fieldLevel.last) === truth.lastViolation,
     },
     events: n,
     elapsedMs,

@@ -373,7 +373,7 @@ export interface ProvenanceModel {
   forbidden: ForbiddenRow[];
   /** Subjects whose holdings `holdings()` computes. */
   subjects: number;
-  /** Each subject's holding rows in turn (subjects with none are skipped). */
+  /** Each subject's holding rows in turn (empty for a subject holding nothing where uses read). */
   holdings(): Generator<HoldingRow[]>;
 }
 
@@ -519,7 +519,7 @@ export function provenanceModel(history: readonly DataAccessEvent[], policy: Pol
         rows.push(...holdingsOf(s, Variant.noDeletionsEveryRun, byTime(inOrder([...timeline, ...otherRuns])), shape, policy, seen));
       }
       const kept = options.everything ? rows : rows.filter((r) => readSet.has(r.field));
-      if (kept.length > 0) yield kept;
+      yield kept;
     }
   }
   return { reads, forbidden, subjects: computed.length, holdings };

@@ -5,27 +5,63 @@ const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replac
 
 function facts(r: IncidentReport): [string, string][] {
   const s = r.summary;
-  const shared =
-    s.externalShares.carryingViolatedData === 0
+  const x = s.exact;
+  const time = (t: number | null) => (t === null ? "none" : `${new Date(t).toISOString().replace("T", " ").replace("Z", "")} UTC`);
+  const shared = x.sharedOutside.shared
+    ? `Yes: ${n(x.sharedOutside.events)} shares with external recipients carried the data of ${n(x.sharedOutside.subjects)} affected data subjects (exact; whole-table exports included).`
+    : s.externalShares.carryingViolatedData === 0
       ? `No. ${n(s.externalShares.checked)} shares with external recipients were checked; none carried data with the labels of these violations.`
-      : `Yes: ${n(s.externalShares.carryingViolatedData)} external shares carried this data, concerning ${n(s.externalShares.subjects)} subjects (first: ${s.externalShares.evidence[0]?.occurredAt ?? "?"} to ${s.externalShares.evidence[0]?.recipient ?? "?"}, event ${s.externalShares.evidence[0]?.eventId ?? "?"}).`;
-  return [
+      : `No affected data subject's own data: ${n(s.externalShares.carryingViolatedData)} external shares read fields holding data of these labels, but none held an affected person's data at the time.`;
+  const rows: [string, string][] = [
     [
       "Nature of the violation",
       `${r.rule.description || r.rule.id} (rule ${r.rule.id}, ${r.rule.severity}, ${r.rule.mode}): ${s.categories.join(", ")} collected for ${s.collectedFor.join(", ")} was used for ${s.purposes.join(", ")}.`,
     ],
     ["Categories of personal data", s.categories.join(", ") || "none"],
     ["Categories of data subjects", r.subjectTypes.join(", ") || "none"],
-    ["Number of data subjects (exact)", n(s.subjects)],
-    ["Number of personal data records (exact; subject × data category)", n(s.records)],
-    ["Violating uses", n(s.violationEvents)],
-    ["First occurrence", s.firstViolation ? `${s.firstViolation} UTC` : "none"],
-    ["Last occurrence", s.lastViolation ? `${s.lastViolation} UTC` : "none"],
+    ["Number of data subjects (exact, per person)", n(x.exact.users)],
+  ];
+  if (x.fieldLevel.users !== x.exact.users) {
+    const why = [
+      [x.possiblyNotExactly.reasons.deletedBefore, "deleted before the use"],
+      [x.possiblyNotExactly.reasons.notCarried, "not carried by a subject-named derivation"],
+      [x.possiblyNotExactly.reasons.collectedAfter, "collected after the use"],
+      [x.possiblyNotExactly.reasons.noProvenance, "no provenance for that subject"],
+    ] as const;
+    rows.push([
+      "Possibly affected (field level)",
+      `${n(x.fieldLevel.users)} data subjects were named by the flagged uses; ${n(x.possiblyNotExactly.users)} of them not exactly: ${why
+        .filter(([c]) => c > 0)
+        .map(([c, w]) => `${n(c)} ${w}`)
+        .join(", ")}.`,
+    ]);
+  }
+  if (x.onDeclarationOnly > 0) {
+    rows.push([
+      "Resting on declarations only",
+      `${n(x.onDeclarationOnly)} of the exact data subjects: a collection naming nobody, not evidence per person.`,
+    ]);
+  }
+  rows.push(
+    [
+      "Number of personal data records (exact; subject × data category)",
+      `${n(x.exact.records)}${x.fieldLevel.records !== x.exact.records ? ` (field level: ${n(x.fieldLevel.records)})` : ""}`,
+    ],
+    [
+      "Violating uses",
+      `${n(x.exact.violatingEvents)}${x.fieldLevel.violatingEvents !== x.exact.violatingEvents ? ` (flagged at field level: ${n(x.fieldLevel.violatingEvents)})` : ""}`,
+    ],
+    [
+      "First occurrence",
+      `${time(x.exact.first)}${x.fieldLevel.first !== x.exact.first ? ` (field level: ${time(x.fieldLevel.first)})` : ""}`,
+    ],
+    ["Last occurrence", `${time(x.exact.last)}${x.fieldLevel.last !== x.exact.last ? ` (field level: ${time(x.fieldLevel.last)})` : ""}`],
     ["Services involved", s.services.join(", ") || "none"],
     ["Jobs involved", s.jobs.join(", ") || "none"],
     ["Where the data was collected", s.origins.join(", ") || "none"],
     ["Shared with an external recipient?", shared],
-  ];
+  );
+  return rows;
 }
 
 export function renderJson(r: IncidentReport): string {
@@ -42,7 +78,7 @@ export function renderMarkdown(r: IncidentReport): string {
     for (let i = 1; i < r.path.length; i++) lines.push(`  h${i - 1} --> h${i}`);
     lines.push("```", "");
   }
-  lines.push("## Affected subjects over time", "", "| week | newly affected | total |", "|---|---:|---:|");
+  lines.push("## Affected subjects over time (exact)", "", "| week | newly affected | total |", "|---|---:|---:|");
   for (const w of r.timeline) lines.push(`| ${w.week} | ${n(w.newSubjects)} | ${n(w.totalSubjects)} |`);
   lines.push("", `Investigate: \`lineage-audit affected --rule ${r.rule.id}\``, "");
   return lines.join("\n");
@@ -102,7 +138,7 @@ ${rows}
 </table>
 <h2>Lineage path</h2>
 ${pathSvg(r)}
-<h2>Affected subjects over time (cumulative, by week)</h2>
+<h2>Affected subjects over time (exact, cumulative, by week)</h2>
 ${chartSvg(r)}
 <p>Investigate: <code>lineage-audit affected --rule ${esc(r.rule.id)}</code></p>
 </body></html>

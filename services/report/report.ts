@@ -1,14 +1,15 @@
-import { affectedSummary, type AffectedQuery, type AffectedSummary, type Store } from "../store/index.ts";
+import { affectedAnswer, exactWeekly, type AffectedAnswer, type AffectedQuery, type RefreshOptions, type Store } from "../store/index.ts";
 import { Table } from "../store/index.ts";
-import type { Rule } from "../rules/index.ts";
+import type { Policy, Rule } from "../rules/index.ts";
 
 /** An incident report shaped like a GDPR Art. 33 notification, built from the store. */
 export interface IncidentReport {
   generatedAt: string;
   rule: { id: string; description: string; severity: string; mode: string };
-  summary: AffectedSummary;
+  /** The exact, per-person numbers (`summary.exact`) beside the field-level ones. */
+  summary: AffectedAnswer;
   subjectTypes: string[];
-  /** Distinct subjects first affected per week, and the running total. */
+  /** Distinct subjects first exactly affected per week, and the running total. */
   timeline: { week: string; newSubjects: number; totalSubjects: number }[];
   /** The most frequent lineage path, hop by hop. */
   path: { kind: string; label: string }[];
@@ -16,23 +17,19 @@ export interface IncidentReport {
 
 export async function buildReport(
   store: Store,
+  policy: Policy,
   q: AffectedQuery,
   rule: Pick<Rule, "id" | "description" | "severity" | "mode"> | undefined,
+  options: RefreshOptions = {},
 ): Promise<IncidentReport> {
-  const summary = await affectedSummary(store, q);
+  const summary = await affectedAnswer(store, policy, q, options);
   const db = store.database;
   const params = { rule: q.ruleId, from: q.from ?? "1970-01-01", to: q.to ?? "2299-12-31" };
   const window = `rule_id = {rule:String} AND occurred_at >= parseDateTime64BestEffort({from:String}, 3, 'UTC') AND occurred_at < parseDateTime64BestEffort({to:String}, 3, 'UTC')`;
-  const weeks = await store.query<{ week: string; n: string }>(
-    `SELECT toString(toMonday(first_seen)) AS week, count() AS n
-     FROM (SELECT subject_id, min(occurred_at) AS first_seen FROM ${db}.${Table.violationSubjects} WHERE ${window} GROUP BY subject_id)
-     GROUP BY week ORDER BY week`,
-    params,
-  );
-  let total = 0;
-  const timeline = weeks.map((w) => {
-    total += Number(w.n);
-    return { week: w.week, newSubjects: Number(w.n), totalSubjects: total };
+  const timeline = await exactWeekly(store, q.ruleId, {
+    ...(q.from ? { from: Date.parse(q.from) } : {}),
+    ...(q.to ? { to: Date.parse(q.to) } : {}),
+    ...(q.category ? { category: q.category } : {}),
   });
   const [types] = await store.query<{ t: string[] }>(
     `SELECT groupUniqArray(data_subject) AS t FROM ${db}.${Table.violations} WHERE ${window}`,

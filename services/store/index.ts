@@ -20,5 +20,14 @@ export type { AnalystLimits, AnalystQuery, AnalystResult } from "./analyst-sessi
 export { ALLOWED_FORMATS, ALLOWED_SYSTEM_TABLES, ALLOWED_TABLE_FUNCTIONS } from "./analyst-policy.ts";
 export { eventContentDigest, guardEventIds, EventIdConflict } from "./identity.ts";
 export type { GuardedBatch } from "./identity.ts";
-export { exactAffected, refreshProvenance } from "./provenance.ts";
-export type { ExactAnswer, ExactCounts, ExactWindow, RefreshOptions, RefreshResult } from "./provenance.ts";
+export { affectedAnswer, exactAffected, exactWeekly, refreshProvenance, subjectViolations } from "./provenance.ts";
+export type {
+  AffectedAnswer,
+  EvidenceLink,
+  SubjectViolation,
+  ExactAnswer,
+  ExactCounts,
+  ExactWindow,
+  RefreshOptions,
+  RefreshResult,
+} from "./provenance.ts";

@@ -6,11 +6,14 @@ import { EventKind, type DataAccessEvent, type Masking, type Transform } from ".
 import { OPEN_END, provenanceModel, type HoldingRow } from "../provenance/index.ts";
 import type { Policy } from "../rules/index.ts";
 import { eventFromRow, Table, type StoredUseRow, type Store } from "./store.ts";
+import { affectedSummary, type AffectedQuery, type AffectedSummary } from "./queries.ts";
 
 /** Half-open window of use times in milliseconds: `from` inclusive, `to` exclusive. */
 export interface ExactWindow {
   from?: number;
   to?: number;
+  /** Only data of this category (or below it): a fideslang data category key. */
+  category?: string;
 }
 
 export interface ExactCounts {
@@ -50,10 +53,17 @@ export interface ExactAnswer {
  * the use's time, it holds data with a label the rule forbids for that use in a field the use
  * read, and the use names it (or names nobody and the subject is there by per-subject evidence).
  */
-export async function exactAffected(store: Store, ruleId: string, window: ExactWindow = {}): Promise<ExactAnswer> {
-  const db = store.database;
-  const [latest] = await store.query<{ version: string | number }>(`SELECT max(version) AS version FROM ${db}.${Table.provenanceVersions}`);
-  const version = Number(latest?.version ?? 0);
+/** The snapshot readers take: the highest committed version (0 when none yet). */
+async function latestVersion(store: Store): Promise<number> {
+  const [latest] = await store.query<{ version: string | number }>(
+    `SELECT max(version) AS version FROM ${store.database}.${Table.provenanceVersions}`,
+  );
+  return Number(latest?.version ?? 0);
+}
+
+/** The SQL of the exactly affected (use, subject) pairs of a rule in a window, and its parameters. */
+function exactPairsOf(db: string, version: number, ruleId: string, window: ExactWindow) {
+  const inCategory = `({category:String} = '' OR category = {category:String} OR startsWith(category, concat({category:String}, '.')))`;
   // (use, subject) pairs exactly affected in the window, with what the answer needs of each. Only
   // reads of uses with a forbidden label for the rule; a use naming subjects is joined with their
   // holdings on (field, subject), a whole-table one with every holding of the field.
@@ -64,7 +74,7 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
              FROM ${db}.${Table.useReads} ARRAY JOIN subjects AS subject
              WHERE version = {version:UInt64} AND whole_table = 0
                AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64}
-               AND event_id IN (SELECT event_id FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64} AND rule_id = {rule:String})) AS r
+               AND event_id IN (SELECT event_id FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64} AND rule_id = {rule:String} AND ${inCategory})) AS r
        INNER JOIN (SELECT subject, field, label_key, evidence, declaration, valid_from, valid_to FROM ${db}.${Table.holdings}
                    WHERE version = {version:UInt64} AND variant = 0) AS h
                ON h.field = r.field AND h.subject = r.subject
@@ -75,7 +85,7 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
        FROM (SELECT event_id, occurred_at, whole_table, external, field FROM ${db}.${Table.useReads}
              WHERE version = {version:UInt64} AND whole_table = 1
                AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64}
-               AND event_id IN (SELECT event_id FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64} AND rule_id = {rule:String})) AS r
+               AND event_id IN (SELECT event_id FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64} AND rule_id = {rule:String} AND ${inCategory})) AS r
        INNER JOIN (SELECT subject, field, label_key, evidence, declaration, valid_from, valid_to FROM ${db}.${Table.holdings}
                    WHERE version = {version:UInt64} AND variant = 0) AS h
                ON h.field = r.field
@@ -88,10 +98,44 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
        FROM (${candidates}) AS c
        LEFT JOIN (
          SELECT event_id, label_key, category FROM ${db}.${Table.useForbidden}
-         WHERE version = {version:UInt64} AND rule_id = {rule:String}
+         WHERE version = {version:UInt64} AND rule_id = {rule:String} AND ${inCategory}
        ) AS f ON f.event_id = c.event_id AND f.label_key = c.label_key
        GROUP BY event_id, subject
        HAVING length(categories) > 0 AND (whole = 0 OR evidence = 1)`;
+  const params = {
+    version,
+    rule: ruleId,
+    category: window.category ?? "",
+    from: window.from ?? Number.MIN_SAFE_INTEGER,
+    to: window.to ?? Number.MAX_SAFE_INTEGER,
+  };
+  return { exactPairs, inCategory, params };
+}
+
+/** Users first exactly affected per week (Monday, UTC), with the running total: the report's chart. */
+export async function exactWeekly(
+  store: Store,
+  ruleId: string,
+  window: ExactWindow = {},
+): Promise<{ week: string; newSubjects: number; totalSubjects: number }[]> {
+  const { exactPairs, params } = exactPairsOf(store.database, await latestVersion(store), ruleId, window);
+  const weeks = await store.query<{ week: string; n: string }>(
+    `SELECT toString(toMonday(fromUnixTimestamp64Milli(first, 'UTC'))) AS week, count() AS n
+     FROM (SELECT subject, min(at) AS first FROM (${exactPairs}) GROUP BY subject)
+     GROUP BY week ORDER BY week`,
+    params,
+  );
+  let total = 0;
+  return weeks.map((w) => {
+    total += Number(w.n);
+    return { week: w.week, newSubjects: Number(w.n), totalSubjects: total };
+  });
+}
+
+export async function exactAffected(store: Store, ruleId: string, window: ExactWindow = {}): Promise<ExactAnswer> {
+  const db = store.database;
+  const version = await latestVersion(store);
+  const { exactPairs, inCategory, params } = exactPairsOf(db, version, ruleId, window);
   const [row] = await store.query<{
     users: string;
     records: string;
@@ -113,7 +157,7 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
      FROM (
        ${exactPairs}
      )`,
-    { version, rule: ruleId, from: window.from ?? Number.MIN_SAFE_INTEGER, to: window.to ?? Number.MAX_SAFE_INTEGER },
+    params,
   );
   const [field] = await store.query<{
     users: string;
@@ -128,7 +172,7 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
   }>(
     `WITH
        forbidden AS (
-         SELECT event_id, label_key, category FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64} AND rule_id = {rule:String}
+         SELECT event_id, label_key, category FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64} AND rule_id = {rule:String} AND ${inCategory}
        ),
        reads AS (
          SELECT * FROM ${db}.${Table.useReads}
@@ -165,7 +209,7 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
             countIf(code = 4) AS no_provenance
      FROM per_subject
      WHERE code > 0 AND subject NOT IN (SELECT subject FROM (${exactPairs}))`,
-    { version, rule: ruleId, from: window.from ?? Number.MIN_SAFE_INTEGER, to: window.to ?? Number.MAX_SAFE_INTEGER, open: OPEN_END },
+    { ...params, open: OPEN_END },
   );
   const time = (t: string | number | null | undefined) => (t === null || t === undefined ? null : Number(t));
   const sharedEvents = Number(row?.shared_events ?? 0);
@@ -200,6 +244,35 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
     sharedOutside: { shared: sharedEvents > 0, subjects: Number(row?.shared_subjects ?? 0), events: sharedEvents },
     onDeclarationOnly: Number(row?.declaration_only ?? 0),
   };
+}
+
+/** The field-level summary with the exact, per-subject answer beside it: what `affected`, `report` and the demo show. */
+export type AffectedAnswer = AffectedSummary & { exact: ExactAnswer; provenance: { version: number; refreshedMs: number } };
+
+/**
+ * The answer to "how many users, which data, since when, through which systems, shared outside"
+ * for one rule: the model brought up to date with the stored events, then its exact count, beside
+ * the field-level summary (its paths, services and data are the context of both).
+ */
+export async function affectedAnswer(
+  store: Store,
+  policy: Policy,
+  q: AffectedQuery,
+  options: RefreshOptions = {},
+): Promise<AffectedAnswer> {
+  const refreshed = await refreshProvenance(store, policy, options);
+  const ms = (iso: string | undefined) => (iso === undefined ? undefined : Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(iso) ? iso : `${iso}Z`));
+  const from = ms(q.from);
+  const to = ms(q.to);
+  const [summary, exact] = await Promise.all([
+    affectedSummary(store, q),
+    exactAffected(store, q.ruleId, {
+      ...(from !== undefined ? { from } : {}),
+      ...(to !== undefined ? { to } : {}),
+      ...(q.category ? { category: q.category } : {}),
+    }),
+  ]);
+  return { ...summary, exact, provenance: { version: refreshed.version, refreshedMs: Math.round(refreshed.elapsedMs) } };
 }
 
 /** What a refresh did. */
@@ -434,4 +507,157 @@ function* groupBy<T>(list: readonly T[], key: (x: T) => string): Generator<T[]> 
     group.push(x);
   }
   if (group.length > 0) yield group;
+}
+
+/** One collection of a person's data that a violation reached, and how it got there. */
+export interface EvidenceLink {
+  category: string;
+  collectedFor: string[];
+  /** Where it was collected, `namespace/name#field`. */
+  origin: string;
+  /** The COLLECT naming this person there, at or before the use; null when only a collection naming nobody declared it. */
+  collected: { eventId: string; occurredAt: string; service: string; job: string; purposes: string[] } | null;
+  /** The hops from the collection to the field used (the violation's stored lineage path for this origin and category). */
+  hops: { kind: string; dataset: string; field: string; service: string; job: string; occurredAt: number; transform?: string }[];
+}
+
+/** A flagged use or share concerning one person, and whether (and by what evidence) it affected them exactly. */
+export interface SubjectViolation {
+  ruleId: string;
+  eventId: string;
+  kind: string;
+  occurredAt: number;
+  /** The use named nobody (a whole-table export): it concerns the person through their holdings only. */
+  wholeTable: boolean;
+  exact: boolean;
+  /** When not exact: why the person is only possibly affected. */
+  reason:
+    | "deleted before the use"
+    | "not carried by a subject-named derivation"
+    | "collected after the use"
+    | "no provenance for that subject"
+    | null;
+  evidence: EvidenceLink[];
+}
+
+const REASON_TEXT = [
+  null,
+  "deleted before the use",
+  "not carried by a subject-named derivation",
+  "collected after the use",
+  "no provenance for that subject",
+] as const;
+
+/**
+ * For one pseudonymous subject, every flagged use that named them or, naming nobody, reached
+ * their data; per use whether they were exactly affected, and the evidence chain for that one
+ * person: collected where, when, by whom, for what; each hop; the use.
+ */
+export async function subjectViolations(store: Store, policy: Policy, subjectId: string): Promise<SubjectViolation[]> {
+  await refreshProvenance(store, policy);
+  const db = store.database;
+  const version = await latestVersion(store);
+  const rows = await store.query<{
+    event_id: string;
+    rule_id: string;
+    at: string;
+    kind: string;
+    whole: number;
+    variant: number;
+    valid_from: string;
+    valid_to: string;
+    label_key: string;
+    evidence: number;
+  }>(
+    `SELECT r.event_id AS event_id, f.rule_id AS rule_id, toString(r.occurred_at) AS at, r.kind AS kind, r.whole_table AS whole,
+            h.variant AS variant, toString(h.valid_from) AS valid_from, toString(h.valid_to) AS valid_to, h.label_key AS label_key, h.evidence AS evidence
+     FROM (SELECT * FROM ${db}.${Table.useReads} WHERE version = {version:UInt64} AND (whole_table = 1 OR has(subjects, {subject:String}))) AS r
+     INNER JOIN (SELECT * FROM ${db}.${Table.holdings} WHERE version = {version:UInt64} AND subject = {subject:String}) AS h ON h.field = r.field
+     INNER JOIN (SELECT * FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64}) AS f
+             ON f.event_id = r.event_id AND f.label_key = h.label_key`,
+    { version, subject: subjectId },
+  );
+  // Flagged uses naming the person, at field level: each is listed, exact or not.
+  const named = await store.query<{ event_id: string; rule_id: string; at: string; kind: string; path_id: string }>(
+    `SELECT v.event_id AS event_id, v.rule_id AS rule_id, toString(toUnixTimestamp64Milli(v.occurred_at)) AS at, v.kind AS kind, any(v.path_id) AS path_id
+     FROM ${db}.${Table.violations} AS v
+     WHERE v.event_id IN (SELECT event_id FROM ${db}.${Table.violationSubjects} WHERE subject_id = {subject:String})
+     GROUP BY event_id, rule_id, at, kind`,
+    { subject: subjectId },
+  );
+  type Acc = { ruleId: string; eventId: string; kind: string; at: number; whole: boolean; code: number; labels: Set<string> };
+  const byUse = new Map<string, Acc>();
+  const acc = (eventId: string, ruleId: string, at: number, kind: string, whole: boolean): Acc => {
+    const key = `${eventId}\u0000${ruleId}`;
+    let a = byUse.get(key);
+    if (!a) byUse.set(key, (a = { ruleId, eventId, kind, at, whole, code: 4, labels: new Set() }));
+    return a;
+  };
+  for (const n of named) acc(n.event_id, n.rule_id, Number(n.at), n.kind, false);
+  for (const r of rows) {
+    const at = Number(r.at);
+    const held = Number(r.valid_from) <= at && at < Number(r.valid_to);
+    if (r.whole === 1 && !(r.variant === 0 && held && r.evidence === 1)) continue; // a whole-table use concerns only whom it reached
+    const a = acc(r.event_id, r.rule_id, at, r.kind, r.whole === 1);
+    const code = held ? r.variant : r.variant === 2 && Number(r.valid_to) === OPEN_END ? 3 : 4;
+    a.code = Math.min(a.code, code);
+    if (r.variant === 0 && held) a.labels.add(r.label_key);
+  }
+  if (byUse.size === 0) return [];
+  // The person's collections (for when, by whom, for what) and the stored paths (for the hops).
+  const collections = await store.query<{
+    event_id: string;
+    at: string;
+    service: string;
+    job: string;
+    purposes: string[];
+    output_fields: string[];
+  }>(
+    `SELECT event_id, toString(toUnixTimestamp64Milli(occurred_at)) AS at, service, concat(job_namespace, '/', job_name) AS job, purposes, output_fields
+     FROM ${db}.${Table.events} FINAL
+     WHERE kind = 'COLLECT' AND event_id IN (SELECT event_id FROM ${db}.${Table.subjects} WHERE subject_id = {subject:String})
+     ORDER BY occurred_at`,
+    { subject: subjectId },
+  );
+  const paths = await store.query<{ event_id: string; rule_id: string; lineage_path: string }>(
+    `SELECT v.event_id AS event_id, v.rule_id AS rule_id, any(p.lineage_path) AS lineage_path
+     FROM (SELECT event_id, rule_id, path_id FROM ${db}.${Table.violations} WHERE event_id IN {events:Array(String)}) AS v
+     INNER JOIN ${db}.${Table.paths} AS p ON p.path_id = v.path_id
+     GROUP BY event_id, rule_id`,
+    { events: [...new Set([...byUse.values()].map((a) => a.eventId))] },
+  );
+  const pathOf = new Map(paths.map((p) => [`${p.event_id}\u0000${p.rule_id}`, JSON.parse(p.lineage_path) as StoredPath]));
+  const out: SubjectViolation[] = [];
+  for (const [key, a] of byUse) {
+    const evidence: EvidenceLink[] = [...a.labels].sort().map((label) => {
+      const [origin = "", category = "", collectedFor = ""] = label.split("|");
+      const purposes = collectedFor === "" ? [] : collectedFor.split(",");
+      const c = collections.filter((x) => Number(x.at) <= a.at && x.output_fields.includes(origin)).at(-1);
+      const path = pathOf.get(key)?.paths.find((p) => p.origin === origin && p.category === category);
+      return {
+        category,
+        collectedFor: purposes,
+        origin,
+        collected: c
+          ? { eventId: c.event_id, occurredAt: new Date(Number(c.at)).toISOString(), service: c.service, job: c.job, purposes: c.purposes }
+          : null,
+        hops: (path?.hops ?? []).filter((h) => h.kind !== "COLLECT"),
+      };
+    });
+    out.push({
+      ruleId: a.ruleId,
+      eventId: a.eventId,
+      kind: a.kind,
+      occurredAt: a.at,
+      wholeTable: a.whole,
+      exact: a.code === 0,
+      reason: REASON_TEXT[a.code] ?? null,
+      evidence,
+    });
+  }
+  return out.sort((x, y) => x.occurredAt - y.occurredAt || x.eventId.localeCompare(y.eventId) || x.ruleId.localeCompare(y.ruleId));
+}
+
+interface StoredPath {
+  paths: { category: string; collectedFor: string[]; origin: string; hops: EvidenceLink["hops"] }[];
 }
