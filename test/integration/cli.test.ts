@@ -58,9 +58,10 @@ const misuse = (id: string, subject: string) => ({
 });
 
 describe("lineage-audit CLI", () => {
-  it("runs the demo and prints answers that agree with the planted ground truth (--json)", () => {
+  it("runs the demo and prints answers that agree with the planted ground truth, exact and field level (--json)", () => {
     const r = cli(["demo", "--users", "3000", "--json"]);
     expect(r.code, r.stderr).toBe(0);
+    type Counts = { users: number; records: number; violatingEvents: number };
     const out = JSON.parse(r.stdout) as {
       answers: {
         subjects: number;
@@ -68,61 +69,101 @@ describe("lineage-audit CLI", () => {
         violationEvents: number;
         externalShares: { carryingViolatedData: number };
         lastViolation: string;
+        exact: { exact: Counts; fieldLevel: Counts; sharedOutside: { shared: boolean; subjects: number; events: number } };
       };
-      groundTruth: { affectedUsers: number; affectedRecords: number; violatingEvents: number; events: number };
+      groundTruth: {
+        affectedUsers: number;
+        affectedRecords: number;
+        violatingEvents: number;
+        externalSharesOfViolatedData: number;
+        events: number;
+        exact: Counts & { sharedOutside: { shared: boolean; subjects: number; events: number } };
+      };
       agrees: Record<string, boolean>;
       events: number;
     };
-    expect(out.answers.subjects).toBe(out.groundTruth.affectedUsers);
-    expect(out.answers.subjects).toBeGreaterThan(100);
-    expect(out.answers.records).toBe(out.groundTruth.affectedRecords);
-    expect(out.answers.violationEvents).toBe(out.groundTruth.violatingEvents);
-    expect(out.answers.externalShares.carryingViolatedData).toBe(0);
-    expect(out.answers.lastViolation < "2019-09-17").toBe(true);
-    expect(Object.values(out.agrees).every(Boolean)).toBe(true);
-    expect(out.events).toBe(out.groundTruth.events);
+    const { answers, groundTruth: truth } = out;
+    expect(answers.exact.exact).toMatchObject({
+      users: truth.exact.users,
+      records: truth.exact.records,
+      violatingEvents: truth.exact.violatingEvents,
+    });
+    expect(answers.exact.fieldLevel).toMatchObject({
+      users: truth.affectedUsers,
+      records: truth.affectedRecords,
+      violatingEvents: truth.violatingEvents,
+    });
+    // The matched fields mix sign-up and two-factor contact points: fewer people exactly than at field level.
+    expect(answers.exact.exact.users).toBeGreaterThan(100);
+    expect(answers.exact.exact.users).toBeLessThan(answers.exact.fieldLevel.users);
+    expect(answers.subjects).toBe(truth.affectedUsers);
+    expect(answers.exact.sharedOutside).toEqual(truth.exact.sharedOutside);
+    expect(answers.exact.sharedOutside.shared).toBe(true);
+    expect(answers.externalShares.carryingViolatedData).toBe(truth.externalSharesOfViolatedData);
+    expect(answers.lastViolation < "2019-09-17").toBe(true);
+    expect(out.agrees).toEqual(Object.fromEntries(Object.keys(out.agrees).map((k) => [k, true])));
+    expect(out.events).toBe(truth.events);
   });
 
   it("prints the human answer with a lineage path diagram and a progress bar on stderr", () => {
     const r = cli(["demo", "--users", "2000"]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/Users affected\s+[\d,]+ {3}\(planted: [\d,]+ ✓\)/);
-    expect(r.stdout).toMatch(/Shared outside\?\s+No: \d+ external shares checked/);
+    expect(r.stdout).toMatch(/Users affected\s+[\d,]+ {3}\(exact[^)]*\) {3}\(planted: [\d,]+ ✓\)/);
+    expect(r.stdout).toMatch(/Possibly affected\s+[\d,]+ {3}\(field level[^)]*\) {3}\(planted: [\d,]+ ✓\)/);
+    expect(r.stdout).toMatch(/Shared outside\?\s+YES: \d+ external shares carried it for [\d,]+ users \(exact/);
+    expect(r.stdout).toMatch(/^Exactly affected: [\d,]+ users; the field-level reading names [\d,]+, [\d,]+ more/m);
     expect(r.stdout).toMatch(/^ {4}COLLECT warehouse\/security\.two_factor#/m);
-    expect(r.stdout).toMatch(/^ {2}⇒ USE warehouse\/ads\.matching_keys#/m);
+    expect(r.stdout).toMatch(/^ {2}⇒ (USE|SHARE) warehouse\/ads\.matching_keys#/m);
     expect(r.stderr).toMatch(/events █+/);
   });
 
   it("writes an incident report whose numbers equal the planted ground truth, as Markdown, JSON and HTML", () => {
     const demo = cli(["demo", "--users", "2500", "--json"]);
     expect(demo.code, demo.stderr).toBe(0);
-    const truth = (JSON.parse(demo.stdout) as { groundTruth: { affectedUsers: number; affectedRecords: number; violatingEvents: number } })
-      .groundTruth;
+    const truth = (
+      JSON.parse(demo.stdout) as {
+        groundTruth: {
+          affectedUsers: number;
+          affectedRecords: number;
+          violatingEvents: number;
+          exact: { users: number; records: number; violatingEvents: number };
+        };
+      }
+    ).groundTruth;
     const env = { LINEAGE_AUDIT_DATABASE: "demo" };
     const json = cli(["report", "--rule", "security-contact-not-for-marketing", "--format", "json"], env);
     expect(json.code, json.stderr).toBe(0);
     const report = JSON.parse(json.stdout) as {
-      summary: { subjects: number; records: number; violationEvents: number };
+      summary: {
+        subjects: number;
+        exact: { exact: { users: number; records: number; violatingEvents: number }; fieldLevel: { users: number } };
+      };
       timeline: { totalSubjects: number }[];
       path: unknown[];
     };
-    expect(report.summary).toMatchObject({
-      subjects: truth.affectedUsers,
-      records: truth.affectedRecords,
-      violationEvents: truth.violatingEvents,
+    expect(report.summary.exact.exact).toMatchObject({
+      users: truth.exact.users,
+      records: truth.exact.records,
+      violatingEvents: truth.exact.violatingEvents,
     });
-    expect(report.timeline.at(-1)?.totalSubjects).toBe(truth.affectedUsers);
+    expect(report.summary.exact.fieldLevel.users).toBe(truth.affectedUsers);
+    expect(report.timeline.at(-1)?.totalSubjects).toBe(truth.exact.users);
     expect(report.path).toHaveLength(5);
     const fmt = (v: number) => v.toLocaleString("en-US");
     const md = cli(["report", "--rule", "security-contact-not-for-marketing"], env);
-    expect(md.stdout).toContain(`| Number of data subjects (exact) | ${fmt(truth.affectedUsers)} |`);
-    expect(md.stdout).toContain(`| Number of personal data records (exact; subject × data category) | ${fmt(truth.affectedRecords)} |`);
+    expect(md.stdout).toContain(`| Number of data subjects (exact, per person) | ${fmt(truth.exact.users)} |`);
+    expect(md.stdout).toContain(
+      `| Possibly affected (field level) | ${fmt(truth.affectedUsers)} data subjects were named by the flagged uses;`,
+    );
+    expect(md.stdout).toContain(
+      `| Number of personal data records (exact; subject × data category) | ${fmt(truth.exact.records)} (field level: ${fmt(truth.affectedRecords)}) |`,
+    );
     expect(md.stdout).toContain("```mermaid\nflowchart TD");
     const file = join(dir, "report.html");
     const html = cli(["report", "--rule", "security-contact-not-for-marketing", "--format", "html", "-o", file], env);
     expect(html.code, html.stderr).toBe(0);
     const page = readFileSync(file, "utf8");
-    expect(page).toContain(`<tr><th>Number of data subjects (exact)</th><td>${fmt(truth.affectedUsers)}</td></tr>`);
+    expect(page).toContain(`<tr><th>Number of data subjects (exact, per person)</th><td>${fmt(truth.exact.users)}</td></tr>`);
     expect(page).toMatch(/<svg id="lineage"[\s\S]*<svg id="chart"/);
     expect(page).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/);
     expectOneLineError(
