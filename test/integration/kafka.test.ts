@@ -66,7 +66,7 @@ describe("Kafka end to end", () => {
     expect(summary.subjects).toBe(truth.affectedUsers);
     expect(summary.records).toBe(truth.affectedRecords);
     expect(summary.violationEvents).toBe(truth.violatingEvents);
-    expect(summary.externalShares.carryingViolatedData).toBe(0);
+    expect(summary.externalShares.carryingViolatedData).toBe(truth.externalSharesOfViolatedData);
   });
 
   it("sends each kind of bad message to the dead-letter topic with its bytes, source and reason, and goes on", async () => {

@@ -2,7 +2,15 @@
 // writes, the affected-users answer, read-only queries, lineage restored after a restart.
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openStore, affectedSummary, fastAffectedCount, Table, type Store } from "../../services/store/index.ts";
+import {
+  openStore,
+  affectedSummary,
+  exactAffected,
+  fastAffectedCount,
+  refreshProvenance,
+  Table,
+  type Store,
+} from "../../services/store/index.ts";
 import { createProcessor } from "../../services/processor/index.ts";
 import { createEmitter, createInProcessTransport, createMemoryTransport } from "../../services/emitter/index.ts";
 import { emptyGroundTruth, generateScenario, SCENARIO_RULE } from "../../services/demo/index.ts";
@@ -88,8 +96,20 @@ describe("store on the real ClickHouse engine (chDB)", () => {
     expect(summary.subjects).toBe(truth.affectedUsers);
     expect(summary.records).toBe(truth.affectedRecords);
     expect(summary.violationEvents).toBe(truth.violatingEvents);
-    expect(summary.externalShares.carryingViolatedData).toBe(0);
+    expect(summary.externalShares.carryingViolatedData).toBe(truth.externalSharesOfViolatedData);
     expect(summary.externalShares.checked).toBeGreaterThan(0);
+    // The exact, per-person reading of the same store equals the generator's per-subject truth.
+    await refreshProvenance(store, policy);
+    const exact = await exactAffected(store, SCENARIO_RULE);
+    expect(exact.exact).toEqual({
+      users: truth.exact.users,
+      records: truth.exact.records,
+      violatingEvents: truth.exact.violatingEvents,
+      first: truth.exact.firstViolation === null ? null : Date.parse(truth.exact.firstViolation),
+      last: truth.exact.lastViolation === null ? null : Date.parse(truth.exact.lastViolation),
+    });
+    expect(exact.sharedOutside).toEqual(truth.exact.sharedOutside);
+    expect(exact.fieldLevel.users).toBe(truth.affectedUsers);
     expect(Number(first?.events)).toBe(truth.events);
     expect(Number(first?.event_ids)).toBe(truth.events);
 
