@@ -23,7 +23,12 @@ export const EventVerdict = {
   unknownProvenance: "unknown_provenance",
   none: "",
 } as const;
-export const FindingKind = { unknownProvenance: "UNKNOWN_PROVENANCE", provenanceResolved: "PROVENANCE_RESOLVED" } as const;
+export const FindingKind = {
+  unknownProvenance: "UNKNOWN_PROVENANCE",
+  provenanceResolved: "PROVENANCE_RESOLVED",
+  /** Art. 17: an erasure request left copies of the erased data in derived fields (found by the exact model). */
+  erasureIncomplete: "ERASURE_INCOMPLETE",
+} as const;
 
 export interface AuditorOptions {
   /** Uses of unknown datasets kept in memory, waiting for late lineage. @default 10000 */

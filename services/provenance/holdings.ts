@@ -60,10 +60,21 @@ export interface ForbiddenRow {
   category: string;
 }
 
+/** Art. 17: right after a DELETE naming a subject, that subject's erased data still held elsewhere by derivation. */
+export interface ErasureFinding {
+  deleteEventId: string;
+  occurredAt: number;
+  subject: string;
+  /** `namespace/name#field` keys, sorted, still holding data of an erased origin (not the origin itself). */
+  fields: string[];
+}
+
 export interface ProvenanceRows {
   holdings: HoldingRow[];
   reads: UseReadRow[];
   forbidden: ForbiddenRow[];
+  /** Filled as holdings are computed (complete once every subject's holdings have been taken). */
+  erasures: ErasureFinding[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,6 +278,8 @@ function holdingsOf(
   seen: Map<string, Label>,
   /** Every event concerns this timeline: the field-level reading (every collection, every run). */
   everyone = false,
+  /** Where Art. 17 findings go (real history only): erasures whose copies survive. */
+  erasures?: ErasureFinding[],
 ): HoldingRow[] {
   const held = new Map<string, Held>();
   const active = new Map<string, { edge: Edge; named: boolean }>();
@@ -336,18 +349,36 @@ function holdingsOf(
     mark(at);
     const deletions = variant === Variant.real ? group.filter((e) => e.kind === EventKind.delete && concerns(e)) : [];
     if (deletions.length === 0) continue;
+    const erased: { e: DataAccessEvent; origins: Set<string>; deleted: Set<string> }[] = [];
     for (const e of deletions) {
+      const deleted = new Set<string>();
       for (const d of e.inputs) {
         const dataset = datasetId(d);
         const targets = d.fields.length > 0 ? new Set(d.fields.map((f) => fieldKey(dataset, f.name))) : undefined;
         const hit = (field: string, ofDataset: string): boolean => (targets ? targets.has(field) : ofDataset === dataset);
-        for (const k of [...held.keys()]) if (hit(k, datasetOfField(k))) held.delete(k);
+        for (const k of held.keys()) if (hit(k, datasetOfField(k))) deleted.add(k);
+        for (const k of targets ?? []) deleted.add(k);
         // The pipelines into a deleted field stop carrying the subject until a run carries them again.
         for (const [id, a] of [...active]) if (hit(a.edge.to, a.edge.toDataset)) active.delete(id);
       }
+      // An erasure request (a DELETE naming the subject, not a purge naming nobody): which origins it erased.
+      if (erasures && e.subjects.includes(subject)) {
+        const origins = new Set<string>();
+        for (const k of deleted) for (const l of held.get(k)?.labels.values() ?? []) origins.add(l.origin);
+        if (origins.size > 0) erased.push({ e, origins, deleted });
+      }
+      for (const k of deleted) held.delete(k);
     }
     propagate();
     mark(at + 1);
+    // Art. 17, judged once everything at the deletion's time has happened: the erased data's copies still held elsewhere.
+    for (const x of erased) {
+      const fields = [...held]
+        .filter(([field, h]) => !x.deleted.has(field) && [...h.labels.values()].some((l) => x.origins.has(l.origin) && l.origin !== field))
+        .map(([field]) => field)
+        .sort();
+      if (fields.length > 0) erasures?.push({ deleteEventId: x.e.eventId, occurredAt: x.e.occurredAt, subject, fields });
+    }
   }
   for (const o of open.values()) rows.push({ variant, subject, ...o.row, valid_from: o.from, valid_to: OPEN_END });
   return rows;
@@ -373,6 +404,8 @@ export interface ProvenanceModel {
   forbidden: ForbiddenRow[];
   /** Subjects whose holdings `holdings()` computes. */
   subjects: number;
+  /** Art. 17 findings, filled as `holdings()` goes (complete when it is done). */
+  erasures: ErasureFinding[];
   /** Each subject's holding rows in turn (empty for a subject holding nothing where uses read). */
   holdings(): Generator<HoldingRow[]>;
 }
@@ -382,7 +415,7 @@ export function computeProvenance(history: readonly DataAccessEvent[], policy: P
   const model = provenanceModel(history, policy, options);
   const holdings: HoldingRow[] = [];
   for (const rows of model.holdings()) for (const r of rows) holdings.push(r);
-  return { holdings, reads: model.reads, forbidden: model.forbidden };
+  return { holdings, reads: model.reads, forbidden: model.forbidden, erasures: model.erasures };
 }
 
 /**
@@ -508,12 +541,15 @@ export function provenanceModel(history: readonly DataAccessEvent[], policy: Pol
       for (const l of v.labels) forbidden.push({ event_id: e.eventId, rule_id: v.ruleId, label_key: l.key, category: l.category });
     }
   }
-  const computed = subjects.filter((s) => options.everything || wholeTable || named.has(s));
+  // Subjects an erasure request names are computed too, for the Art. 17 findings.
+  const erasing = new Set(lineage.flatMap((e) => (e.kind === EventKind.delete ? e.subjects : [])));
+  const computed = subjects.filter((s) => options.everything || wholeTable || named.has(s) || erasing.has(s));
+  const erasures: ErasureFinding[] = [];
   function* holdings(): Generator<HoldingRow[]> {
     for (const s of computed) {
       const isNamed = named.has(s);
       const timeline = timelineOf(s);
-      const rows = holdingsOf(s, Variant.real, byTime(timeline), shape, policy, seen);
+      const rows = holdingsOf(s, Variant.real, byTime(timeline), shape, policy, seen, false, erasing.has(s) ? erasures : undefined);
       if (options.everything || isNamed) {
         rows.push(...holdingsOf(s, Variant.noDeletions, byTime(timeline), shape, policy, seen));
         rows.push(...holdingsOf(s, Variant.noDeletionsEveryRun, byTime(inOrder([...timeline, ...otherRuns])), shape, policy, seen));
@@ -522,5 +558,5 @@ export function provenanceModel(history: readonly DataAccessEvent[], policy: Pol
       yield kept;
     }
   }
-  return { reads, forbidden, subjects: computed.length, holdings };
+  return { reads, forbidden, subjects: computed.length, erasures, holdings };
 }

@@ -5,8 +5,10 @@ import { createHash } from "node:crypto";
 import { EventKind, type DataAccessEvent, type Masking, type Transform } from "../codec/index.ts";
 import { OPEN_END, provenanceModel, type HoldingRow } from "../provenance/index.ts";
 import type { Policy } from "../rules/index.ts";
+import { emptyBatch, FindingKind } from "../processor/index.ts";
 import { eventFromRow, Table, type StoredUseRow, type Store } from "./store.ts";
 import { affectedSummary, type AffectedQuery, type AffectedSummary } from "./queries.ts";
+import { materializeExactCounts } from "./exact-counts.ts";
 
 /** Half-open window of use times in milliseconds: `from` inclusive, `to` exclusive. */
 export interface ExactWindow {
@@ -54,7 +56,7 @@ export interface ExactAnswer {
  * read, and the use names it (or names nobody and the subject is there by per-subject evidence).
  */
 /** The snapshot readers take: the highest committed version (0 when none yet). */
-async function latestVersion(store: Store): Promise<number> {
+export async function latestVersion(store: Store): Promise<number> {
   const [latest] = await store.query<{ version: string | number }>(
     `SELECT max(version) AS version FROM ${store.database}.${Table.provenanceVersions}`,
   );
@@ -62,7 +64,7 @@ async function latestVersion(store: Store): Promise<number> {
 }
 
 /** The SQL of the exactly affected (use, subject) pairs of a rule in a window, and its parameters. */
-function exactPairsOf(db: string, version: number, ruleId: string, window: ExactWindow) {
+export function exactPairsOf(db: string, version: number, ruleId: string, window: ExactWindow) {
   const inCategory = `({category:String} = '' OR category = {category:String} OR startsWith(category, concat({category:String}, '.')))`;
   // (use, subject) pairs exactly affected in the window, with what the answer needs of each. Only
   // reads of uses with a forbidden label for the rule; a use naming subjects is joined with their
@@ -352,8 +354,31 @@ export async function refreshProvenance(store: Store, policy: Policy, options: R
   }
   await flush();
   await store.writeProvenance(version, { reads: model.reads, forbidden: model.forbidden });
+  // Art. 17: erasure requests whose copies survive elsewhere, as findings (the same id each refresh).
+  if (model.erasures.length > 0) {
+    const deletes = new Map(history.filter((e) => e.kind === EventKind.delete).map((e) => [e.eventId, e]));
+    await store.write({
+      ...emptyBatch(),
+      findings: model.erasures.map((f) => {
+        const e = deletes.get(f.deleteEventId);
+        return {
+          finding_id: `${f.deleteEventId}:${FindingKind.erasureIncomplete}:${f.subject}`,
+          kind: FindingKind.erasureIncomplete,
+          event_id: f.deleteEventId,
+          occurred_at: f.occurredAt,
+          service: e?.service ?? "",
+          job_name: e?.job.name ?? "",
+          datasets: f.fields,
+          severity: "high",
+          detail: `subject ${f.subject} asked for erasure; copies of the erased data are still held in ${f.fields.join(", ")} (GDPR Art. 17)`,
+          subject_count: 1,
+        };
+      }),
+    });
+  }
   const subjects = model.subjects;
   const elapsedMs = performance.now() - started;
+  await materializeExactCounts(store, version);
   await store.commitProvenance(version, {
     holdings,
     reads: model.reads.length,

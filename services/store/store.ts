@@ -51,6 +51,10 @@ export const Table = {
   useReads: "use_reads_v1",
   useForbidden: "use_forbidden_v1",
   provenanceVersions: "provenance_versions_v1",
+  subjectOrdinals: "subject_ordinals_v1",
+  exactUses: "exact_uses_v1",
+  exactRollups: "exact_rollups_v1",
+  exactVersions: "exact_versions_v1",
 } as const;
 
 export interface StoreOptions {
@@ -383,7 +387,15 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       );
       for (const { v } of old.slice(1)) {
         if (!/^\d+$/.test(v)) continue; // a version is a number; never text into a statement
-        for (const table of [Table.holdings, Table.useReads, Table.useForbidden]) {
+        for (const table of [
+          Table.holdings,
+          Table.useReads,
+          Table.useForbidden,
+          Table.subjectOrdinals,
+          Table.exactUses,
+          Table.exactRollups,
+          Table.exactVersions,
+        ]) {
           await run(`ALTER TABLE ${quotedDatabase}.${table} DROP PARTITION ID '${v}'`);
         }
         await run(`ALTER TABLE ${quotedDatabase}.${Table.provenanceVersions} DELETE WHERE version = ${v}`);

@@ -147,6 +147,39 @@ describe("exact affected users in the store", () => {
     ]);
   });
 
+  it("reports an erasure whose copies survive as an Art. 17 finding, and an erasure everywhere as none", async () => {
+    await freshStore();
+    const batch = pipeline();
+    const erase = (subjects: string[], at: number, ...datasets: string[]): DataAccessEvent => ({
+      ...use(
+        datasets.map((d) => read(d, "phone")),
+        [],
+      ),
+      kind: "DELETE",
+      subjects,
+      occurredAt: at,
+    });
+    await batch(
+      collect("security.two_factor", { phone: [PHONE] }, [SECURITY], { subjects: [alice, bob], occurredAt: day(1) }),
+      deriveFields([map(ref("profile.contact", "phone"), [ref("security.two_factor", "phone")], Transform.copy)], { occurredAt: day(1) }),
+      erase([bob], day(2), "security.two_factor"),
+      erase([alice], day(2), "security.two_factor", "profile.contact"),
+    );
+    await refreshProvenance(store, policy);
+    const findings = await store.query<{ finding_id: string; event_id: string; datasets: string[]; detail: string }>(
+      `SELECT finding_id, event_id, datasets, detail FROM ${store.database}.findings_v1 FINAL WHERE kind = 'ERASURE_INCOMPLETE'`,
+    );
+    expect(findings).toHaveLength(1);
+    expect(findings[0]?.datasets).toEqual(["wh/profile.contact#phone"]);
+    expect(findings[0]?.detail).toContain(`subject ${bob} asked for erasure`);
+    // A second refresh (forced) writes the same finding again, not a second one.
+    await refreshProvenance(store, policy, { force: true });
+    const again = await store.query<{ n: string }>(
+      `SELECT count() AS n FROM ${store.database}.findings_v1 FINAL WHERE kind = 'ERASURE_INCOMPLETE'`,
+    );
+    expect(Number(again[0]?.n)).toBe(1);
+  });
+
   it("equals the reference's whole answer on random histories, in random batches and arrival orders", async () => {
     let run = 0;
     await fc.assert(

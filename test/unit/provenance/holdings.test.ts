@@ -52,6 +52,11 @@ const adsUse = (subjects: string[], at: number) =>
 function expectSameAsReference(history: readonly DataAccessEvent[]): void {
   const reference = evaluateProvenance(history, policy);
   const rows = computeProvenance(history, policy);
+  // Art. 17: the same erasures whose copies survive, with the same fields.
+  const byKey = (f: { deleteEventId: string; subject: string }) => `${f.deleteEventId}|${f.subject}`;
+  const sorted = <T extends { deleteEventId: string; subject: string }>(list: readonly T[]) =>
+    [...list].sort((a, b) => byKey(a).localeCompare(byKey(b)));
+  expect(sorted(rows.erasures)).toEqual(sorted(reference.art17));
   const rules = [...new Set([...reference.verdicts.map((v) => v.ruleId), ...rows.forbidden.map((f) => f.rule_id)])];
   const times = [...new Set(history.filter((e) => e.kind === EventKind.use || e.kind === EventKind.share).map((e) => e.occurredAt))];
   const windows: TimeWindow[] = [{}, ...times.flatMap((t) => [{ to: t }, { from: t }, { from: t, to: t + 1 }])];
