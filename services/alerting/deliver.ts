@@ -1,10 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { storedTimeToIso, Table, type Store } from "../store/index.ts";
+import { exactAffected, refreshProvenance, storedTimeToIso, Table, type Store } from "../store/index.ts";
+import type { Policy } from "../rules/index.ts";
 import type { OutboxRow } from "../processor/index.ts";
 import type { Subscription } from "./subscriptions.ts";
 import { signWebhook } from "./signing.ts";
 
-export const PAYLOAD_VERSION = 1;
+/** 2: `soFar` counts users exactly, per person, with the field-level counts beside it as `possiblyAffected`. */
+export const PAYLOAD_VERSION = 2;
 const MAX_PAYLOAD_BYTES = 20_000;
 
 /** An outbox row as read back: times as ClickHouse text, plus the delivery progress. */
@@ -26,6 +28,12 @@ export interface DelivererOptions {
   maxAttempts?: number;
   /** Rule descriptions for the payload. */
   ruleDescriptions?: Record<string, string>;
+  /**
+   * The policy the exact model is computed with. Given, `soFar` is exact per person (the model is
+   * brought up to date from the stored events once per round of deliveries: docs/tables.md);
+   * without it, `soFar` is the field-level count and says so (`exact: false`).
+   */
+  policy?: Policy;
   /**
    * How much of a receiver's answer is read (within the request's timeout); the rest is dropped
    * with the connection, so a receiver cannot fill memory. @default 65536
@@ -88,6 +96,27 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
     });
   }
 
+  /**
+   * The alert's counts so far: exact per person from the model when there is a policy, with the
+   * field-level ones beside them as "possibly affected"; else the field-level ones, marked as such.
+   */
+  async function soFar(e: OutboxEntry, fieldLevel: { subjects: number; records: number; violatingEvents: number }) {
+    if (!options.policy) return { ...fieldLevel, exact: false };
+    const x = await exactAffected(store, e.rule_id, {
+      from: Date.parse(storedTimeToIso(e.window_start)),
+      to: Date.parse(storedTimeToIso(e.window_end)),
+      scope: { jobNamespace: e.job_namespace, jobName: e.job_name, runId: e.run_id },
+    });
+    return {
+      subjects: x.exact.users,
+      records: x.exact.records,
+      violatingEvents: x.exact.violatingEvents,
+      exact: true,
+      possiblyAffected: fieldLevel,
+      sharedOutside: x.sharedOutside,
+    };
+  }
+
   async function payloadFor(e: OutboxEntry): Promise<string> {
     const scope = `rule_id = {rule:String} AND job_namespace = {ns:String} AND job_name = {job:String} AND run_id = {run:String}
       AND occurred_at >= parseDateTime64BestEffort({from:String}, 3, 'UTC') AND occurred_at < parseDateTime64BestEffort({to:String}, 3, 'UTC')`;
@@ -132,7 +161,11 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
       collectedFor: v?.collected_for ?? [],
       dataCategories: v?.categories ?? [],
       lineagePath: { ...lineage, paths: lineage.paths.slice(0, 2) },
-      soFar: { subjects: Number(counts?.subjects ?? 0), records: Number(counts?.records ?? 0), violatingEvents: Number(v?.events ?? 0) },
+      soFar: await soFar(e, {
+        subjects: Number(counts?.subjects ?? 0),
+        records: Number(counts?.records ?? 0),
+        violatingEvents: Number(v?.events ?? 0),
+      }),
       window: { start: storedTimeToIso(e.window_start), end: storedTimeToIso(e.window_end) },
       firstViolation: v?.first ? storedTimeToIso(v.first) : null,
       lastViolation: v?.last ? storedTimeToIso(v.last) : null,
@@ -233,6 +266,8 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
        ORDER BY created_at LIMIT 100`,
     );
     if (due.length === 0) return 0;
+    // The exact counts of this round's alerts: the model up to date with what is stored (nothing done when it is).
+    if (options.policy) await refreshProvenance(store, options.policy);
     const disabled = await disabledEndpoints();
     let attempts = 0;
     const now = Date.now();

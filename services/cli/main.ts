@@ -456,6 +456,7 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
   if (alerting) {
     const deliverer = createDeliverer(ctx.store, alerting.subscriptions, {
       ruleDescriptions: Object.fromEntries(ctx.policy.rules.map((r) => [r.id, r.description])),
+      policy: ctx.policy,
     });
     deliverer.start();
     closers.unshift(() => deliverer.close());
@@ -700,7 +701,14 @@ async function webhooks(argv: string[], _config: AppConfig): Promise<number> {
     collectedFor: ["essential.service.security"],
     dataCategories: ["user.contact.phone_number"],
     lineagePath: null,
-    soFar: { subjects: 0, records: 0, violatingEvents: 0 },
+    soFar: {
+      subjects: 0,
+      records: 0,
+      violatingEvents: 0,
+      exact: true,
+      possiblyAffected: { subjects: 0, records: 0, violatingEvents: 0 },
+      sharedOutside: { shared: false, subjects: 0, events: 0 },
+    },
     window: { start: new Date().toISOString(), end: new Date().toISOString() },
     firstViolation: null,
     lastViolation: null,

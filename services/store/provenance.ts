@@ -16,6 +16,8 @@ export interface ExactWindow {
   to?: number;
   /** Only data of this category (or below it): a fideslang data category key. */
   category?: string;
+  /** Only the uses of one run of one job (an alert's scope). */
+  scope?: { jobNamespace: string; jobName: string; runId: string };
 }
 
 export interface ExactCounts {
@@ -66,6 +68,8 @@ export async function latestVersion(store: Store): Promise<number> {
 /** The SQL of the exactly affected (use, subject) pairs of a rule in a window, and its parameters. */
 export function exactPairsOf(db: string, version: number, ruleId: string, window: ExactWindow) {
   const inCategory = `({category:String} = '' OR category = {category:String} OR startsWith(category, concat({category:String}, '.')))`;
+  const inScope = `({scoped:UInt8} = 0 OR event_id IN (SELECT event_id FROM ${db}.${Table.violations} WHERE rule_id = {rule:String}
+                     AND job_namespace = {ns:String} AND job_name = {job:String} AND run_id = {run:String}))`;
   // (use, subject) pairs exactly affected in the window, with what the answer needs of each. Only
   // reads of uses with a forbidden label for the rule; a use naming subjects is joined with their
   // holdings on (field, subject), a whole-table one with every holding of the field.
@@ -75,7 +79,7 @@ export function exactPairsOf(db: string, version: number, ruleId: string, window
        FROM (SELECT event_id, occurred_at, whole_table, external, field, subject
              FROM ${db}.${Table.useReads} ARRAY JOIN subjects AS subject
              WHERE version = {version:UInt64} AND whole_table = 0
-               AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64}
+               AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64} AND ${inScope}
                AND event_id IN (SELECT event_id FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64} AND rule_id = {rule:String} AND ${inCategory})) AS r
        INNER JOIN (SELECT subject, field, label_key, evidence, declaration, valid_from, valid_to FROM ${db}.${Table.holdings}
                    WHERE version = {version:UInt64} AND variant = 0) AS h
@@ -86,7 +90,7 @@ export function exactPairsOf(db: string, version: number, ruleId: string, window
               h.subject AS subject, h.label_key AS label_key, h.evidence AS evidence, h.declaration AS declaration
        FROM (SELECT event_id, occurred_at, whole_table, external, field FROM ${db}.${Table.useReads}
              WHERE version = {version:UInt64} AND whole_table = 1
-               AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64}
+               AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64} AND ${inScope}
                AND event_id IN (SELECT event_id FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64} AND rule_id = {rule:String} AND ${inCategory})) AS r
        INNER JOIN (SELECT subject, field, label_key, evidence, declaration, valid_from, valid_to FROM ${db}.${Table.holdings}
                    WHERE version = {version:UInt64} AND variant = 0) AS h
@@ -108,10 +112,14 @@ export function exactPairsOf(db: string, version: number, ruleId: string, window
     version,
     rule: ruleId,
     category: window.category ?? "",
+    scoped: window.scope ? 1 : 0,
+    ns: window.scope?.jobNamespace ?? "",
+    job: window.scope?.jobName ?? "",
+    run: window.scope?.runId ?? "",
     from: window.from ?? Number.MIN_SAFE_INTEGER,
     to: window.to ?? Number.MAX_SAFE_INTEGER,
   };
-  return { exactPairs, inCategory, params };
+  return { exactPairs, inCategory, inScope, params };
 }
 
 /** Users first exactly affected per week (Monday, UTC), with the running total: the report's chart. */
@@ -137,7 +145,7 @@ export async function exactWeekly(
 export async function exactAffected(store: Store, ruleId: string, window: ExactWindow = {}): Promise<ExactAnswer> {
   const db = store.database;
   const version = await latestVersion(store);
-  const { exactPairs, inCategory, params } = exactPairsOf(db, version, ruleId, window);
+  const { exactPairs, inCategory, inScope, params } = exactPairsOf(db, version, ruleId, window);
   const [row] = await store.query<{
     users: string;
     records: string;
@@ -178,7 +186,7 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
        ),
        reads AS (
          SELECT * FROM ${db}.${Table.useReads}
-         WHERE version = {version:UInt64} AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64}
+         WHERE version = {version:UInt64} AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64} AND ${inScope}
            AND event_id IN (SELECT event_id FROM forbidden)
        ),
        flagged AS (SELECT event_id, any(occurred_at) AS at, any(subjects) AS subjects FROM reads GROUP BY event_id),

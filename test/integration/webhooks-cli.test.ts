@@ -51,7 +51,7 @@ describe("webhooks from the command line", () => {
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/^delivered a signed sample to http:\/\/127\.0\.0\.1:\d+\/alerts: 204 \(webhook-id msg_test_\w+\)\n$/);
     expect(r.received).toHaveLength(1);
-    expect(new Webhook(secret).verify(r.received[0]!.body, r.received[0]!.headers)).toMatchObject({ test: true, version: 1 });
+    expect(new Webhook(secret).verify(r.received[0]!.body, r.received[0]!.headers)).toMatchObject({ test: true, version: 2 });
     r.close();
     const bad = await cli(["webhooks", "test", r.url, "--secret", "whsec_c2hvcnQ="]);
     expect(bad.status).toBe(1);

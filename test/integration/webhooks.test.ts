@@ -134,7 +134,7 @@ describe("alert webhooks", () => {
     const verified = new Webhook(key).verify(msg!.body, msg!.headers) as Record<string, unknown>;
     expect(verified).toMatchObject({
       type: "lineage_audit.violation",
-      version: 1,
+      version: 2,
       rule: { id: RULE, severity: "critical", mode: "enforce", description: "no security contacts for ads" },
       service: "partner-audiences",
       job: { namespace: "ads", name: "partner-audiences.match" },
@@ -142,7 +142,7 @@ describe("alert webhooks", () => {
       purposeUsed: ["marketing.advertising.third_party.targeted"],
       collectedFor: ["essential.service.security"],
       dataCategories: ["user.contact.phone_number"],
-      soFar: { subjects: 2, records: 2, violatingEvents: 2 },
+      soFar: { subjects: 2, records: 2, violatingEvents: 2, exact: false },
       traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
     });
     expect((verified["investigate"] as string).startsWith(`lineage-audit affected --rule ${RULE} --from 2019-04-01`)).toBe(true);
@@ -152,6 +152,34 @@ describe("alert webhooks", () => {
     expect(Buffer.byteLength(msg!.body)).toBeLessThan(20_000);
     r.close();
     await store.close();
+  });
+
+  it("counts soFar exactly per person, with the field-level count beside it as possibly affected", async () => {
+    const r = await receiver(ok);
+    const key = secret();
+    const sub = subscription(r.url, key);
+    const { store, processor } = await setup([sub]);
+    const at = Date.parse("2019-04-01T10:00:00Z");
+    await feed(processor, [
+      event("COLLECT", "c", [hex(1)], at),
+      // hex(2) is named by the match but enrols only afterwards; hex(3) was never collected.
+      event("USE", "run-1", [hex(1), hex(2), hex(3)], at + 1000),
+      event("COLLECT", "c", [hex(2)], at + 5000),
+    ]);
+    const deliverer = createDeliverer(store, [sub], { backoffMs: 10, policy });
+    await deliverer.runOnce();
+    expect(r.received).toHaveLength(1);
+    const body = new Webhook(key).verify(r.received[0]!.body, r.received[0]!.headers) as { version: number; soFar: unknown };
+    expect(body.version).toBe(2);
+    expect(body.soFar).toEqual({
+      subjects: 1,
+      records: 1,
+      violatingEvents: 1,
+      exact: true,
+      possiblyAffected: { subjects: 3, records: 3, violatingEvents: 1 },
+      sharedOutside: { shared: false, subjects: 0, events: 0 },
+    });
+    r.close();
   });
 
   it("retries a receiver that is down, then fails, then is slow, and delivers once with the same webhook-id", async () => {
