@@ -143,15 +143,18 @@ async function demo(argv: string[], config: AppConfig): Promise<number> {
     }
     const progress = createProgress("events", total, process.stderr, values.json === true);
     const model = refreshProgress(values.json === true);
+    let streamed = false;
     const result = await runDemo(
       { ...ctx, hmacKey: hmacKeyOrEphemeral(config) },
       { users, eventsPerUser },
       (done) => progress.update(done),
       (phase, done, all) => {
-        progress.finish();
+        if (!streamed) progress.finish(); // the events are all in: the model's own progress follows
+        streamed = true;
         model.onProgress(phase, done, all);
       },
     );
+    if (!streamed) progress.finish();
     model.finish();
     progress.finish();
     const agrees = Object.values(result.agrees).every(Boolean);

@@ -280,14 +280,21 @@ function holdingsOf(
   everyone = false,
   /** Where Art. 17 findings go (real history only): erasures whose copies survive. */
   erasures?: ErasureFinding[],
+  /** The time of each group, when not its events' own (a template run: see `templated`). */
+  times?: readonly number[],
 ): HoldingRow[] {
   const held = new Map<string, Held>();
   const active = new Map<string, { edge: Edge; named: boolean }>();
   const rows: HoldingRow[] = [];
   let open = new Map<string, { row: Omit<HoldingRow, "variant" | "subject" | "valid_from" | "valid_to">; from: number }>();
 
+  // What changed since the last propagation and the last mark: steps that change nothing are skipped.
+  let stale = false;
+  let dirty = false;
   // Standing pipelines carry whatever their inputs hold, until nothing changes.
   const propagate = (): void => {
+    if (!stale) return;
+    stale = false;
     for (let changed = true; changed;) {
       changed = false;
       for (const { edge, named } of active.values()) {
@@ -298,13 +305,15 @@ function holdingsOf(
           const h = held.get(s);
           if (!h) continue;
           const labels = [...h.labels.values()].flatMap((l) => passes(l, edge, policy) ?? []);
-          if (add(held, edge.to, labels, named || h.evidence)) changed = true;
+          if (add(held, edge.to, labels, named || h.evidence)) changed = dirty = true;
         }
       }
     }
   };
   // The state from `at` on: close what ended, open what began (empty intervals are dropped).
   const mark = (at: number): void => {
+    if (!dirty) return;
+    dirty = false;
     const now = snapshot(held);
     for (const h of held.values()) for (const l of h.labels.values()) seen.set(l.key, l);
     const next = new Map<string, { row: Omit<HoldingRow, "variant" | "subject" | "valid_from" | "valid_to">; from: number }>();
@@ -317,8 +326,8 @@ function holdingsOf(
   };
   const concerns = (e: DataAccessEvent): boolean => everyone || e.subjects.length === 0 || e.subjects.includes(subject);
 
-  for (const group of groups) {
-    const at = (group[0] as DataAccessEvent).occurredAt;
+  for (const [index, group] of groups.entries()) {
+    const at = times ? (times[index] as number) : (group[0] as DataAccessEvent).occurredAt;
     for (const e of group) {
       if (e.kind === EventKind.collect && concerns(e)) {
         const declaration = e.subjects.length === 0;
@@ -334,13 +343,16 @@ function holdingsOf(
               origin,
               declaration,
             }));
-            add(held, origin, labels, !declaration);
+            if (add(held, origin, labels, !declaration)) stale = dirty = true;
           }
         }
       } else if (e.kind === EventKind.derive && (concerns(e) || variant === Variant.noDeletionsEveryRun)) {
         const named = e.subjects.includes(subject);
         for (const edge of shape.edges.get(e.eventId) ?? []) {
-          active.set(edge.id, { edge, named: named || (active.get(edge.id)?.named ?? false) });
+          const was = active.get(edge.id);
+          if (was && (was.named || !named)) continue;
+          active.set(edge.id, { edge, named });
+          stale = true;
         }
       }
     }
@@ -359,7 +371,9 @@ function holdingsOf(
         for (const k of held.keys()) if (hit(k, datasetOfField(k))) deleted.add(k);
         for (const k of targets ?? []) deleted.add(k);
         // The pipelines into a deleted field stop carrying the subject until a run carries them again.
-        for (const [id, a] of [...active]) if (hit(a.edge.to, a.edge.toDataset)) active.delete(id);
+        for (const [id, a] of [...active]) {
+          if (hit(a.edge.to, a.edge.toDataset) && active.delete(id)) stale = true;
+        }
       }
       // An erasure request (a DELETE naming the subject, not a purge naming nobody): which origins it erased.
       if (erasures && e.subjects.includes(subject)) {
@@ -367,7 +381,7 @@ function holdingsOf(
         for (const k of deleted) for (const l of held.get(k)?.labels.values() ?? []) origins.add(l.origin);
         if (origins.size > 0) erased.push({ e, origins, deleted });
       }
-      for (const k of deleted) held.delete(k);
+      for (const k of deleted) if (held.delete(k)) stale = dirty = true;
     }
     propagate();
     mark(at + 1);
@@ -442,7 +456,13 @@ export function provenanceModel(history: readonly DataAccessEvent[], policy: Pol
 
   const byTime = (events: readonly DataAccessEvent[]): DataAccessEvent[][] => {
     const groups: DataAccessEvent[][] = [];
-    for (const e of events) {
+    // Runs before the subject's first collection, declaration or deletion start pipelines that
+    // carry nothing yet: one step for them all gives the same intervals (none begin there).
+    let lead = 0;
+    while (lead < events.length && (events[lead] as DataAccessEvent).kind === EventKind.derive) lead++;
+    if (lead > 1 && lead < events.length) groups.push(events.slice(0, lead));
+    else lead = 0;
+    for (const e of events.slice(lead)) {
       const last = groups.at(-1);
       if (last && (last[0] as DataAccessEvent).occurredAt === e.occurredAt) last.push(e);
       else groups.push([e]);
@@ -499,11 +519,31 @@ export function provenanceModel(history: readonly DataAccessEvent[], policy: Pol
   };
   const afterEveryoneDeletions = new Set<DataAccessEvent>();
   for (const t of everyoneDeletions) runsAfter(t, afterEveryoneDeletions);
+  const common = inOrder([...firstRuns, ...afterEveryoneDeletions, ...everyone]);
   const timelineOf = (s: string): DataAccessEvent[] => {
     const mine = own.get(s) ?? [];
-    const runs = new Set([...firstRuns, ...afterEveryoneDeletions]);
-    for (const e of mine) if (e.kind === EventKind.delete) runsAfter(e.occurredAt, runs);
-    return inOrder([...mine, ...everyone, ...runs]);
+    if (mine.some((e) => e.kind === EventKind.delete)) {
+      const runs = new Set([...firstRuns, ...afterEveryoneDeletions]);
+      for (const e of mine) if (e.kind === EventKind.delete) runsAfter(e.occurredAt, runs);
+      return inOrder([...mine, ...everyone, ...runs]);
+    }
+    // Both lists are in time order already: merge them.
+    const out: DataAccessEvent[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < mine.length || j < common.length) {
+      const a = mine[i];
+      const b = common[j];
+      if (b === undefined || (a !== undefined && (rank.get(a) ?? 0) <= (rank.get(b) ?? 0))) {
+        if (a === b) j++;
+        out.push(a as DataAccessEvent);
+        i++;
+      } else {
+        out.push(b);
+        j++;
+      }
+    }
+    return out;
   };
   // Relaxed to every run carrying everyone: the runs naming others too (no deletions there).
   const otherRuns = lineage.filter((e) => e.kind === EventKind.derive && e.subjects.length > 0);
@@ -545,14 +585,84 @@ export function provenanceModel(history: readonly DataAccessEvent[], policy: Pol
   const erasing = new Set(lineage.flatMap((e) => (e.kind === EventKind.delete ? e.subjects : [])));
   const computed = subjects.filter((s) => options.everything || wholeTable || named.has(s) || erasing.has(s));
   const erasures: ErasureFinding[] = [];
+  // Subjects whose timelines have the same steps in the same order (the same kinds of collection,
+  // the same runs and deletions, grouped alike) hold the same rows between the same steps: only
+  // the times differ. One run per distinct timeline, on step numbers instead of times, gives a
+  // template; each subject's rows are the template with its own times put back.
+  const tokens = [new Map<DataAccessEvent, string>(), new Map<DataAccessEvent, string>()];
+  const tokenOf = (e: DataAccessEvent, subject: string): string => {
+    const namedHere = e.subjects.includes(subject) ? 1 : 0;
+    const cache = tokens[namedHere] as Map<DataAccessEvent, string>;
+    let t = cache.get(e);
+    if (t === undefined) {
+      const what =
+        e.kind === EventKind.derive
+          ? (shape.edges.get(e.eventId) ?? []).map((x) => x.id).join(";")
+          : `${[...e.inputs, ...e.outputs].map(objectId).join(";")}|${[...new Set(e.purposes)].sort().join(",")}|${e.dataSubject}`;
+      const key = `${e.kind}|${e.subjects.length === 0 ? 0 : 1}|${namedHere}|${what}`;
+      t = internedTokens.get(key);
+      if (t === undefined) internedTokens.set(key, (t = String(internedTokens.size)));
+      cache.set(e, t);
+    }
+    return t;
+  };
+  const internedTokens = new Map<string, string>();
+  // Datasets by identity (a store's reader shares one value between events): equal content under
+  // two identities only makes two templates, never a wrong one. Their content is in the key too.
+  const objects = new Map<object, string>();
+  function objectId(o: object): string {
+    let id = objects.get(o);
+    if (id === undefined) objects.set(o, (id = `${objects.size}=${JSON.stringify(o)}`));
+    return id;
+  }
+  interface Template {
+    rows: HoldingRow[];
+    /** Art. 17 findings by the position of their DELETE in the groups. */
+    erasures: { group: number; index: number; fields: string[] }[];
+  }
+  const templates = new Map<string, Template>();
+  const templated = (subject: string, variant: Variant, groups: DataAccessEvent[][], erasing: boolean): HoldingRow[] => {
+    const key = `${variant}${erasing ? "e" : ""}:${groups.map((g) => g.map((e) => tokenOf(e, subject)).join(",")).join("/")}`;
+    let template = templates.get(key);
+    if (!template) {
+      const found: ErasureFinding[] = [];
+      const steps = groups.map((_, i) => 2 * i);
+      const rows = holdingsOf(subject, variant, groups, shape, policy, seen, false, erasing ? found : undefined, steps);
+      const where = new Map<string, { group: number; index: number }>();
+      groups.forEach((g, group) => g.forEach((e, index) => where.set(e.eventId, { group, index })));
+      template = {
+        rows,
+        erasures: found.map((f) => ({ ...(where.get(f.deleteEventId) as { group: number; index: number }), fields: f.fields })),
+      };
+      templates.set(key, template);
+    }
+    const time = (step: number): number =>
+      step === OPEN_END ? OPEN_END : (groups[step >> 1]?.[0] as DataAccessEvent).occurredAt + (step & 1);
+    const out: HoldingRow[] = [];
+    for (const r of template.rows) {
+      const from = time(r.valid_from);
+      const to = time(r.valid_to);
+      if (from < to) out.push({ ...r, subject, valid_from: from, valid_to: to });
+    }
+    for (const x of template.erasures) {
+      const e = groups[x.group]?.[x.index] as DataAccessEvent;
+      erasures.push({ deleteEventId: e.eventId, occurredAt: e.occurredAt, subject, fields: x.fields });
+    }
+    return out;
+  };
+
   function* holdings(): Generator<HoldingRow[]> {
     for (const s of computed) {
       const isNamed = named.has(s);
       const timeline = timelineOf(s);
-      const rows = holdingsOf(s, Variant.real, byTime(timeline), shape, policy, seen, false, erasing.has(s) ? erasures : undefined);
+      const groups = byTime(timeline);
+      const rows = templated(s, Variant.real, groups, erasing.has(s));
       if (options.everything || isNamed) {
-        rows.push(...holdingsOf(s, Variant.noDeletions, byTime(timeline), shape, policy, seen));
-        rows.push(...holdingsOf(s, Variant.noDeletionsEveryRun, byTime(inOrder([...timeline, ...otherRuns])), shape, policy, seen));
+        const relaxed = templated(s, Variant.noDeletions, groups, false);
+        rows.push(...relaxed);
+        // With no run naming anyone else, carrying everyone changes nothing: the same rows.
+        if (otherRuns.length === 0) for (const r of relaxed) rows.push({ ...r, variant: Variant.noDeletionsEveryRun });
+        else rows.push(...templated(s, Variant.noDeletionsEveryRun, byTime(inOrder([...timeline, ...otherRuns])), false));
       }
       const kept = options.everything ? rows : rows.filter((r) => readSet.has(r.field));
       yield kept;

@@ -193,7 +193,7 @@ describe("exact affected users in the store", () => {
           await expectStoreEqualsReference(reversed ? [...history].reverse() : history, batches);
         },
       ),
-      { numRuns: 15 },
+      { numRuns: 10 },
     );
   });
 });
