@@ -304,8 +304,9 @@ export interface RefreshOptions {
   force?: boolean;
 }
 
-/** Rows read per page from events_v1. */
+/** Rows read per query from events_v1 (about: whole days at a time). */
 const PAGE = 100_000;
+const DAY_MS = 86_400_000;
 /** Holdings written per insert. */
 const HOLDINGS_PER_INSERT = 200_000;
 
@@ -443,17 +444,35 @@ async function storedHistory(store: Store, onProgress: (done: number, total: num
     return [...byDataset].map(([id, fields]) => dataset(id, fields));
   };
   const derives = new Map<string, DataAccessEvent>();
-  // Keyset pages in the table's own order (kind, occurred_at, event_id).
-  let cursor = { kind: "", at: "0", id: "" };
-  for (;;) {
+  // A window of whole days at a time, about PAGE rows each (from a count per day): each query then
+  // reads only its partitions and primary-key ranges. No FINAL: a row stored twice before a merge
+  // is the same event under the same id, kept once here.
+  const days = await store.query<{ day: string; n: string }>(
+    `SELECT toString(toUnixTimestamp(toStartOfDay(occurred_at, 'UTC')) * 1000) AS day, count() AS n FROM ${db}.${Table.events}
+     WHERE kind IN ('COLLECT', 'DERIVE', 'DELETE') GROUP BY day ORDER BY day`,
+  );
+  const windows: { from: number; to: number }[] = [];
+  let open: { from: number; to: number; n: number } | undefined;
+  for (const d of days) {
+    const day = Number(d.day);
+    if (open && open.n + Number(d.n) > PAGE) {
+      windows.push(open);
+      open = undefined;
+    }
+    open = open ? { ...open, to: day + DAY_MS, n: open.n + Number(d.n) } : { from: day, to: day + DAY_MS, n: Number(d.n) };
+  }
+  if (open) windows.push(open);
+  const seenIds = new Set<string>();
+  for (const w of windows) {
     const rows = await store.query<StoredLineageRow>(
-      `SELECT ${columns} FROM ${db}.${Table.events} FINAL
+      `SELECT ${columns} FROM ${db}.${Table.events}
        WHERE kind IN ('COLLECT', 'DERIVE', 'DELETE')
-         AND (kind, occurred_at, event_id) > ({kind:String}, fromUnixTimestamp64Milli({at:Int64}, 'UTC'), {id:String})
-       ORDER BY kind, occurred_at, event_id LIMIT {limit:UInt32}`,
-      { ...cursor, limit: PAGE },
+         AND occurred_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`,
+      { from: w.from, to: w.to },
     );
     for (const r of rows) {
+      if (seenIds.has(r.event_id)) continue;
+      seenIds.add(r.event_id);
       const base = eventFromRow(r);
       if (r.kind === EventKind.collect) {
         // Rows stored before output_categories existed: each field gets the event's categories.
@@ -473,9 +492,6 @@ async function storedHistory(store: Store, onProgress: (done: number, total: num
       }
     }
     onProgress(history.length, total);
-    const last = rows.at(-1);
-    if (!last || rows.length < PAGE) break;
-    cursor = { kind: last.kind, at: last.at, id: last.event_id };
   }
   // Column-level lineage of the DERIVEs (edges from '*' are dataset-level: the event's inputs to an unmapped output).
   if (derives.size > 0) {
