@@ -193,8 +193,10 @@ async function demo(argv: string[], config: AppConfig): Promise<number> {
         }),
       );
       const x = result.summary.exact;
+      const both = x.fieldLevel.users - x.possiblyNotExactly.users;
+      const n = (v: number) => v.toLocaleString("en-US");
       out(
-        `Exactly affected: ${x.exact.users.toLocaleString("en-US")} users; the field-level reading names ${x.fieldLevel.users.toLocaleString("en-US")}, ${(x.fieldLevel.users - x.exact.users).toLocaleString("en-US")} more (${x.exact.users > 0 ? (x.fieldLevel.users / x.exact.users).toFixed(2) : "∞"}×).`,
+        `Exactly affected: ${n(x.exact.users)} users. The field-level reading names ${n(x.fieldLevel.users)}: ${n(x.possiblyNotExactly.users)} of them were not exactly affected, and ${n(x.exact.users - both)} exactly affected users were named by no use (whole-table exports).`,
       );
       out("");
       out(
