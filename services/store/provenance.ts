@@ -58,7 +58,7 @@ export interface ExactAnswer {
  * read, and the use names it (or names nobody and the subject is there by per-subject evidence).
  */
 /** The snapshot readers take: the highest committed version (0 when none yet). */
-export async function latestVersion(store: Store): Promise<number> {
+async function latestVersion(store: Store): Promise<number> {
   const [latest] = await store.query<{ version: string | number }>(
     `SELECT max(version) AS version FROM ${store.database}.${Table.provenanceVersions}`,
   );

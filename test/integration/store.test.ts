@@ -82,6 +82,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "012_event_ids_by_id.sql",
       "013_holdings_v1.sql",
       "014_events_output_categories.sql",
+      "015_exact_bitmaps.sql",
     ]);
   });
 

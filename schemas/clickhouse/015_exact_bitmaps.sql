@@ -1,0 +1,64 @@
+-- Issue 9, speed: the exact per-subject count (docs/tables.md, "The issue-9 model") as bitmaps of
+-- dense subject ordinals, so a count over a window merges a few bitmaps instead of joining the
+-- holdings. Written by materializeExactCounts (services/store/exact-counts.ts) from the snapshot
+-- `version` before it is committed; PARTITION BY version like the snapshot, so an old one is
+-- dropped whole with it. Times are milliseconds since the epoch (UTC).
+
+-- Dense ordinals (1, 2, ...) of the snapshot's subjects (those with holdings in the real history),
+-- in subject order.
+CREATE TABLE IF NOT EXISTS subject_ordinals_v1
+(
+    version UInt64,
+    subject String,
+    ordinal UInt32
+)
+ENGINE = MergeTree
+PARTITION BY version
+ORDER BY (version, subject);
+
+-- One row per (rule, use or share, data category): the ordinals of the subjects it affected
+-- exactly with a forbidden label of that category (the (use, subject) pairs of exactAffected).
+CREATE TABLE IF NOT EXISTS exact_uses_v1
+(
+    version UInt64,
+    rule_id LowCardinality(String),
+    occurred_at Int64 COMMENT 'ms',
+    category LowCardinality(String),
+    event_id String,
+    external UInt8 COMMENT '1 for a SHARE to an external recipient',
+    subjects AggregateFunction(groupBitmap, UInt32)
+)
+ENGINE = MergeTree
+PARTITION BY version
+ORDER BY (version, rule_id, occurred_at, category, event_id);
+
+-- The same, OR-ed over aligned blocks of `days` whole UTC days (1 and 32): the block starting at
+-- `start` (a multiple of `days` days since the epoch) holds every use in [start, start + days).
+-- A window merges whole blocks from here and its partial days from exact_uses_v1.
+CREATE TABLE IF NOT EXISTS exact_rollups_v1
+(
+    version UInt64,
+    rule_id LowCardinality(String),
+    days UInt16,
+    start Int64 COMMENT 'ms, 00:00 UTC',
+    category LowCardinality(String),
+    first Int64 COMMENT 'ms of the first use in the block with an exactly affected subject',
+    last Int64 COMMENT 'ms of the last one',
+    subjects AggregateFunction(groupBitmap, UInt32)
+)
+ENGINE = MergeTree
+PARTITION BY version
+ORDER BY (version, rule_id, days, start, category);
+
+-- One row per snapshot whose bitmaps are complete, written after them.
+CREATE TABLE IF NOT EXISTS exact_versions_v1
+(
+    version UInt64,
+    subjects UInt64 COMMENT 'ordinals given',
+    uses UInt64 COMMENT 'rows of exact_uses_v1',
+    elapsed_ms UInt64,
+    written_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+PARTITION BY version
+ORDER BY version;
