@@ -30,7 +30,10 @@ CREATE TABLE IF NOT EXISTS exact_uses_v1
 )
 ENGINE = MergeTree
 PARTITION BY version
-ORDER BY (version, rule_id, occurred_at, category, event_id);
+ORDER BY (version, rule_id, occurred_at, category, event_id)
+-- A granule is read and its bitmaps deserialized whole: at the default 8,192 rows, a window's
+-- partial day would decode thousands of uses' bitmaps for the few it needs.
+SETTINGS index_granularity = 128;
 
 -- The same, OR-ed over aligned blocks of `days` whole UTC days (1 and 32): the block starting at
 -- `start` (a multiple of `days` days since the epoch) holds every use in [start, start + days).
@@ -48,7 +51,8 @@ CREATE TABLE IF NOT EXISTS exact_rollups_v1
 )
 ENGINE = MergeTree
 PARTITION BY version
-ORDER BY (version, rule_id, days, start, category);
+ORDER BY (version, rule_id, days, start, category)
+SETTINGS index_granularity = 4;
 
 -- One row per snapshot whose bitmaps are complete, written after them.
 CREATE TABLE IF NOT EXISTS exact_versions_v1

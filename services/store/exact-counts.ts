@@ -152,39 +152,35 @@ export function windowPieces(from: number, to: number): WindowPieces {
  */
 export async function exactCount(store: Store, ruleId: string, window: ExactWindow = {}): Promise<ExactCount> {
   const db = store.database;
-  const [latest] = await store.query<{ version: string; ready: string }>(
-    `SELECT toString(v) AS version, (SELECT count() FROM ${db}.${Table.exactVersions} WHERE version = v) AS ready
-     FROM (SELECT max(version) AS v FROM ${db}.${Table.provenanceVersions})`,
-  );
-  const version = Number(latest?.version ?? 0);
-  if (version > 0 && Number(latest?.ready ?? 0) === 0) await materializeExactCounts(store, version);
   const pieces = windowPieces(window.from ?? Number.MIN_SAFE_INTEGER, window.to ?? Number.MAX_SAFE_INTEGER);
-  const params: Record<string, unknown> = { version, rule: ruleId, category: window.category ?? "" };
+  const params: Record<string, unknown> = { rule: ruleId, category: window.category ?? "" };
   const range = (column: string, from: number, to: number) => {
     const n = Object.keys(params).length;
     params[`p${n}`] = from;
     params[`p${n + 1}`] = to;
     return `(${column} >= {p${n}:Int64} AND ${column} < {p${n + 1}:Int64})`;
   };
-  const parts: string[] = [];
-  if (pieces.blocks.length > 0) {
-    const which = pieces.blocks.map((b) => `(days = ${b.days} AND ${range("start", b.from, b.to)})`).join(" OR ");
-    parts.push(`SELECT category, first, last, subjects FROM ${db}.${Table.exactRollups}
-                WHERE version = {version:UInt64} AND rule_id = {rule:String} AND ${IN_CATEGORY} AND (${which})`);
-  }
-  if (pieces.uses.length > 0) {
-    const which = pieces.uses.map((u) => range("occurred_at", u.from, u.to)).join(" OR ");
-    parts.push(`SELECT category, occurred_at AS first, occurred_at AS last, subjects FROM ${db}.${Table.exactUses}
-                WHERE version = {version:UInt64} AND rule_id = {rule:String} AND ${IN_CATEGORY} AND (${which})`);
-  }
-  if (parts.length === 0) return { users: 0, records: 0, first: null, last: null };
-  const [row] = await store.query<{ users: string; records: string; first: string | null; last: string | null }>(
-    `SELECT groupBitmapMerge(s) AS users, sum(bitmapCardinality(s)) AS records,
+  const blocks = pieces.blocks.map((b) => `(days = ${b.days} AND ${range("start", b.from, b.to)})`).join(" OR ") || "0";
+  const uses = pieces.uses.map((u) => range("occurred_at", u.from, u.to)).join(" OR ") || "0";
+  // One round trip: the latest snapshot, whether its bitmaps are there, and the count.
+  const sql = `WITH (SELECT max(version) FROM ${db}.${Table.provenanceVersions}) AS v
+     SELECT toString(v) AS version, (SELECT count() FROM ${db}.${Table.exactVersions} WHERE version = v) AS ready,
+            groupBitmapMerge(s) AS users, sum(bitmapCardinality(s)) AS records,
             if(count() = 0, NULL, toString(min(f))) AS first, if(count() = 0, NULL, toString(max(l))) AS last
      FROM (SELECT category, groupBitmapMergeState(subjects) AS s, min(first) AS f, max(last) AS l
-           FROM (${parts.join(" UNION ALL ")}) GROUP BY category)`,
-    params,
-  );
+           FROM (SELECT category, first, last, subjects FROM ${db}.${Table.exactRollups}
+                 WHERE version = v AND rule_id = {rule:String} AND ${IN_CATEGORY} AND (${blocks})
+                 UNION ALL
+                 SELECT category, occurred_at AS first, occurred_at AS last, subjects FROM ${db}.${Table.exactUses}
+                 WHERE version = v AND rule_id = {rule:String} AND ${IN_CATEGORY} AND (${uses}))
+           GROUP BY category)`;
+  type Row = { version: string; ready: string; users: string; records: string; first: string | null; last: string | null };
+  let [row] = await store.query<Row>(sql, params);
+  const version = Number(row?.version ?? 0);
+  if (version > 0 && Number(row?.ready ?? 0) === 0) {
+    await materializeExactCounts(store, version);
+    [row] = await store.query<Row>(sql, params);
+  }
   const time = (t: string | null | undefined) => (t === null || t === undefined ? null : Number(t));
   return { users: Number(row?.users ?? 0), records: Number(row?.records ?? 0), first: time(row?.first), last: time(row?.last) };
 }
