@@ -544,6 +544,29 @@ function inWindow(t: number, w: TimeWindow): boolean {
   return (w.from === undefined || t >= w.from) && (w.to === undefined || t < w.to);
 }
 
+/**
+ * The reference's answer for one rule and window in the store's shape (`exactAffected` without
+ * its rule id): what the store's answer and the rows' in-memory answer are compared with.
+ */
+export function expectedAnswer(result: ProvenanceResult, ruleId: string, window: TimeWindow = {}) {
+  const expected = summarize(result, ruleId, window);
+  return {
+    exact: expected.exact,
+    fieldLevel: expected.fieldLevel,
+    possiblyNotExactly: {
+      users: expected.possiblyNotExactly.users,
+      reasons: {
+        deletedBefore: expected.possiblyNotExactly.reasons[Reason.deletedBefore],
+        notCarried: expected.possiblyNotExactly.reasons[Reason.notCarried],
+        collectedAfter: expected.possiblyNotExactly.reasons[Reason.collectedAfter],
+        noProvenance: expected.possiblyNotExactly.reasons[Reason.noProvenance],
+      },
+    },
+    sharedOutside: expected.sharedOutside.exact,
+    onDeclarationOnly: expected.onDeclarationOnly,
+  };
+}
+
 /** The per-rule answer over a window of use times: users, records, first and last, shared outside. */
 export function summarize(result: ProvenanceResult, ruleId: string, window: TimeWindow = {}): RuleSummary {
   const vs = result.verdicts.filter((v) => v.ruleId === ruleId && inWindow(v.occurredAt, window));
