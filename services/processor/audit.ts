@@ -28,6 +28,8 @@ export const FindingKind = {
   provenanceResolved: "PROVENANCE_RESOLVED",
   /** Art. 17: an erasure request left copies of the erased data in derived fields (found by the exact model). */
   erasureIncomplete: "ERASURE_INCOMPLETE",
+  /** A DELETE or DERIVE names fields no COLLECT or DERIVE wrote (found by the exact model). */
+  unknownTarget: "UNKNOWN_TARGET",
 } as const;
 
 export interface AuditorOptions {

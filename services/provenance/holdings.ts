@@ -60,6 +60,15 @@ export interface ForbiddenRow {
   category: string;
 }
 
+/** A DELETE or DERIVE naming fields the lineage never described: nothing held there is ended or carried. */
+export interface UnknownTarget {
+  eventId: string;
+  kind: "DELETE" | "DERIVE";
+  occurredAt: number;
+  /** `namespace/name#field` (`#*` for a whole dataset), sorted. */
+  fields: string[];
+}
+
 /** Art. 17: right after a DELETE naming a subject, that subject's erased data still held elsewhere by derivation. */
 export interface ErasureFinding {
   deleteEventId: string;
@@ -420,6 +429,8 @@ export interface ProvenanceModel {
   subjects: number;
   /** Art. 17 findings, filled as `holdings()` goes (complete when it is done). */
   erasures: ErasureFinding[];
+  /** DELETEs and DERIVEs naming fields that no COLLECT or DERIVE wrote: stored, and said. */
+  unknownTargets: UnknownTarget[];
   /** Each subject's holding rows in turn (empty for a subject holding nothing where uses read). */
   holdings(): Generator<HoldingRow[]>;
 }
@@ -668,5 +679,26 @@ export function provenanceModel(history: readonly DataAccessEvent[], policy: Pol
       yield kept;
     }
   }
-  return { reads, forbidden, subjects: computed.length, erasures, holdings };
+  // Bad input is stored and said, never an error: a DELETE of fields no COLLECT or DERIVE wrote
+  // ends nothing; a DERIVE from datasets nothing wrote carries nothing.
+  const known = (dataset: string, field: string): boolean =>
+    shape.described.has(dataset) && (field === WHOLE_DATASET || (shape.fields.get(dataset)?.has(field) ?? false));
+  const unknownTargets: UnknownTarget[] = [];
+  for (const e of lineage) {
+    if (e.kind === EventKind.delete) {
+      const fields = e.inputs.flatMap((d) =>
+        (d.fields.length > 0 ? d.fields.map((f) => f.name) : [WHOLE_DATASET])
+          .filter((f) => !known(datasetId(d), f))
+          .map((f) => fieldKey(datasetId(d), f)),
+      );
+      if (fields.length > 0)
+        unknownTargets.push({ eventId: e.eventId, kind: "DELETE", occurredAt: e.occurredAt, fields: [...new Set(fields)].sort() });
+    } else if (e.kind === EventKind.derive) {
+      const inputs = [...e.inputs.map(datasetId), ...e.fieldLineage.flatMap((m) => m.inputs.map(datasetId))];
+      const fields = inputs.filter((d) => !shape.described.has(d)).map((d) => fieldKey(d, WHOLE_DATASET));
+      if (fields.length > 0)
+        unknownTargets.push({ eventId: e.eventId, kind: "DERIVE", occurredAt: e.occurredAt, fields: [...new Set(fields)].sort() });
+    }
+  }
+  return { reads, forbidden, subjects: computed.length, erasures, unknownTargets, holdings };
 }

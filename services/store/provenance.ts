@@ -363,28 +363,53 @@ export async function refreshProvenance(store: Store, policy: Policy, options: R
   }
   await flush();
   await store.writeProvenance(version, { reads: model.reads, forbidden: model.forbidden });
-  // Art. 17: erasure requests whose copies survive elsewhere, as findings (the same id each refresh).
-  if (model.erasures.length > 0) {
-    const deletes = new Map(history.filter((e) => e.kind === EventKind.delete).map((e) => [e.eventId, e]));
-    await store.write({
-      ...emptyBatch(),
-      findings: model.erasures.map((f) => {
-        const e = deletes.get(f.deleteEventId);
-        return {
-          finding_id: `${f.deleteEventId}:${FindingKind.erasureIncomplete}:${f.subject}`,
-          kind: FindingKind.erasureIncomplete,
-          event_id: f.deleteEventId,
-          occurred_at: f.occurredAt,
-          service: e?.service ?? "",
-          job_name: e?.job.name ?? "",
-          datasets: f.fields,
-          severity: "high",
-          detail: `subject ${f.subject} asked for erasure; copies of the erased data are still held in ${f.fields.join(", ")} (GDPR Art. 17)`,
-          subject_count: 1,
-        };
-      }),
-    });
-  }
+  // Findings the model makes (the same ids each refresh, so written again, not twice): Art. 17
+  // erasure requests whose copies survive elsewhere; DELETEs and DERIVEs naming unknown fields.
+  const lineageEvents = new Map(
+    history.filter((e) => e.kind === EventKind.delete || e.kind === EventKind.derive).map((e) => [e.eventId, e]),
+  );
+  const finding = (eventId: string, at: number, kind: string, key: string, fields: string[], severity: string, detail: string) => {
+    const e = lineageEvents.get(eventId);
+    return {
+      finding_id: `${eventId}:${kind}${key ? `:${key}` : ""}`,
+      kind,
+      event_id: eventId,
+      occurred_at: at,
+      service: e?.service ?? "",
+      job_name: e?.job.name ?? "",
+      datasets: fields,
+      severity,
+      detail,
+      subject_count: key ? 1 : (e?.subjects.length ?? 0),
+    };
+  };
+  const findings = [
+    ...model.erasures.map((f) =>
+      finding(
+        f.deleteEventId,
+        f.occurredAt,
+        FindingKind.erasureIncomplete,
+        f.subject,
+        f.fields,
+        "high",
+        `subject ${f.subject} asked for erasure; copies of the erased data are still held in ${f.fields.join(", ")} (GDPR Art. 17)`,
+      ),
+    ),
+    ...model.unknownTargets.map((u) =>
+      finding(
+        u.eventId,
+        u.occurredAt,
+        FindingKind.unknownTarget,
+        "",
+        u.fields,
+        "low",
+        u.kind === "DELETE"
+          ? `DELETE names ${u.fields.join(", ")}, which no COLLECT or DERIVE wrote: it ends no holding there (check the dataset and field names)`
+          : `DERIVE reads ${u.fields.join(", ")}, which no COLLECT or DERIVE wrote: it carries nothing from there (emit the lineage that writes it)`,
+      ),
+    ),
+  ];
+  if (findings.length > 0) await store.write({ ...emptyBatch(), findings });
   const subjects = model.subjects;
   const elapsedMs = performance.now() - started;
   await materializeExactCounts(store, version);

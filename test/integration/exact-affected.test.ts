@@ -173,6 +173,29 @@ describe("exact affected users in the store", () => {
     expect(Number(again[0]?.n)).toBe(1);
   });
 
+  it("stores a DELETE and a DERIVE naming unknown fields, says so in a finding, and counts on", async () => {
+    await freshStore();
+    const batch = pipeline();
+    await batch(
+      collect("security.two_factor", { phone: [PHONE] }, [SECURITY], { subjects: [alice], occurredAt: day(1) }),
+      erase([alice], day(2), "security.no_such_table"),
+      deriveFields([map(ref("profile.contact", "phone"), [ref("legacy.unknown", "phone")], Transform.copy)], { occurredAt: day(2) }),
+      use([read("security.two_factor", "phone")], [ADS], { subjects: [alice, erin], occurredAt: day(3) }),
+    );
+    await refreshProvenance(store, policy);
+    const findings = await store.query<{ kind: string; datasets: string[]; detail: string }>(
+      `SELECT kind, datasets, detail FROM ${store.database}.findings_v1 FINAL WHERE kind = 'UNKNOWN_TARGET' ORDER BY detail`,
+    );
+    expect(findings.map((f) => [f.datasets, f.detail.split(",")[0]])).toEqual([
+      [["wh/security.no_such_table#phone"], "DELETE names wh/security.no_such_table#phone"],
+      [["wh/legacy.unknown#*"], "DERIVE reads wh/legacy.unknown#*"],
+    ]);
+    // The bad DELETE ended nothing: alice is still exactly affected; erin, never collected, has no provenance.
+    const answer = await exactAffected(store, RULE);
+    expect(answer.exact.users).toBe(1);
+    expect(answer.possiblyNotExactly.reasons.noProvenance).toBe(1);
+  });
+
   it("equals the reference's whole answer on random histories, in random batches and arrival orders", async () => {
     let run = 0;
     await fc.assert(
