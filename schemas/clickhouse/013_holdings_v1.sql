@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS provenance_versions_v1
     reads UInt64,
     subjects UInt64 COMMENT 'subjects whose holdings were computed',
     source_events UInt64 COMMENT 'rows of events_v1 when the snapshot was computed (with source_ingested: is it stale?)',
-    source_ingested String COMMENT 'max(ingested_at) of events_v1 then',
+    source_ingested String COMMENT 'max(ingested_at) of events_v1 then, and the number of violation rows',
     policy String COMMENT 'digest of the policy whose rules chose the forbidden labels',
     elapsed_ms UInt64,
     written_at DateTime64(3, 'UTC') DEFAULT now64(3)

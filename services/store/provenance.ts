@@ -325,11 +325,13 @@ export async function refreshProvenance(store: Store, policy: Policy, options: R
   const started = performance.now();
   const db = store.database;
   const digest = createHash("sha256").update(JSON.stringify(policy)).digest("hex").slice(0, 32);
-  const [source] = await store.query<{ n: string; at: string }>(
-    `SELECT count() AS n, toString(max(ingested_at)) AS at FROM ${db}.${Table.events}`,
+  // What the snapshot is computed from: the stored events, and the violations that say which uses
+  // were flagged (a replay adds violations without adding events).
+  const [source] = await store.query<{ n: string; at: string; violations: string }>(
+    `SELECT count() AS n, toString(max(ingested_at)) AS at, (SELECT count() FROM ${db}.${Table.violations}) AS violations FROM ${db}.${Table.events}`,
   );
   const sourceEvents = Number(source?.n ?? 0);
-  const sourceIngested = source?.at ?? "";
+  const sourceIngested = `${source?.at ?? ""} ${source?.violations ?? 0}`;
   const [latest] = await store.query<{ v: string; source_events: string; source_ingested: string; policy: string }>(
     `SELECT toString(version) AS v, source_events, source_ingested, policy FROM ${db}.${Table.provenanceVersions} ORDER BY version DESC LIMIT 1`,
   );
