@@ -35,24 +35,27 @@ ORDER BY (version, rule_id, occurred_at, category, event_id)
 -- partial day would decode thousands of uses' bitmaps for the few it needs.
 SETTINGS index_granularity = 128;
 
--- The same, OR-ed over aligned blocks of `days` whole UTC days (1 and 32): the block starting at
--- `start` (a multiple of `days` days since the epoch) holds every use in [start, start + days).
--- A window merges whole blocks from here and its partial days from exact_uses_v1.
+-- The same, OR-ed over aligned blocks of `hours` (1, 24 and 768: an hour, a day, 32 days): the
+-- block starting at `start` (a multiple of its length since the epoch) holds every use in [start,
+-- start + length). A window merges the largest blocks it covers whole, then smaller ones towards
+-- its edges, and the uses of its partial hours from exact_uses_v1.
 CREATE TABLE IF NOT EXISTS exact_rollups_v1
 (
     version UInt64,
     rule_id LowCardinality(String),
-    days UInt16,
-    start Int64 COMMENT 'ms, 00:00 UTC',
+    hours UInt16 COMMENT 'length of the block',
+    start Int64 COMMENT 'ms, UTC',
     category LowCardinality(String),
     first Int64 COMMENT 'ms of the first use in the block with an exactly affected subject',
     last Int64 COMMENT 'ms of the last one',
-    subjects AggregateFunction(groupBitmap, UInt32)
+    -- Bitmaps of this size do not compress: LZ4 would only add a pass over them.
+    subjects AggregateFunction(groupBitmap, UInt32) CODEC(NONE)
 )
 ENGINE = MergeTree
 PARTITION BY version
-ORDER BY (version, rule_id, days, start, category)
-SETTINGS index_granularity = 4;
+ORDER BY (version, rule_id, hours, start, category)
+-- Granules of at most 4 rows or 1 MiB: a 32-day bitmap (megabytes) is read alone.
+SETTINGS index_granularity = 4, index_granularity_bytes = 1048576;
 
 -- One row per snapshot whose bitmaps are complete, written after them.
 CREATE TABLE IF NOT EXISTS exact_versions_v1

@@ -1,15 +1,15 @@
 // Issue 9, speed: the exact per-subject count from bitmaps of dense subject ordinals
 // (schemas/clickhouse/015_exact_bitmaps.sql). materializeExactCounts turns a snapshot's exactly
 // affected (use, subject) pairs into one bitmap per (rule, use, category) and rolls them up over
-// aligned blocks of whole days; exactCount answers a window by OR-ing the blocks it covers whole
-// and the uses of its partial days. It equals exactAffected's users, records, first and last.
+// aligned blocks of 32 days, days and hours; exactCount answers a window by OR-ing the blocks it
+// covers whole and the uses of its partial hours. It equals exactAffected's users, records, first and last.
 import { StoreError } from "../errors/index.ts";
 import { exactPairsOf, type ExactWindow } from "./provenance.ts";
 import { Table, type Store } from "./store.ts";
 
-export const DAY_MS = 86_400_000;
-/** Rollup levels in days, largest first; each divides the one before it. */
-export const ROLLUP_DAYS = [32, 1] as const;
+export const HOUR_MS = 3_600_000;
+/** Rollup levels in hours (32 days, a day, an hour), largest first; each divides the one before it. */
+export const ROLLUP_HOURS = [768, 24, 1] as const;
 
 const IN_CATEGORY = `({category:String} = '' OR category = {category:String} OR startsWith(category, concat({category:String}, '.')))`;
 
@@ -91,42 +91,42 @@ export async function materializeExactCounts(
  */
 export async function rollUpExactCounts(store: Store, version: number): Promise<void> {
   const db = store.database;
-  const levels = [...ROLLUP_DAYS].reverse();
-  for (const [i, days] of levels.entries()) {
+  const levels = [...ROLLUP_HOURS].reverse();
+  for (const [i, hours] of levels.entries()) {
     const below = levels[i - 1];
     const source =
       below === undefined
         ? `SELECT rule_id, occurred_at AS at, occurred_at AS first, occurred_at AS last, category, subjects
            FROM ${db}.${Table.exactUses} WHERE version = {version:UInt64}`
         : `SELECT rule_id, start AS at, first, last, category, subjects
-           FROM ${db}.${Table.exactRollups} WHERE version = {version:UInt64} AND days = {below:UInt16}`;
+           FROM ${db}.${Table.exactRollups} WHERE version = {version:UInt64} AND hours = {below:UInt16}`;
     await command(
       store,
-      `INSERT INTO ${db}.${Table.exactRollups} (version, rule_id, days, start, category, first, last, subjects)
-       SELECT {version:UInt64}, rule_id, {days:UInt16}, at - positiveModulo(at, {span:Int64}) AS block, category,
+      `INSERT INTO ${db}.${Table.exactRollups} (version, rule_id, hours, start, category, first, last, subjects)
+       SELECT {version:UInt64}, rule_id, {hours:UInt16}, at - positiveModulo(at, {span:Int64}) AS block, category,
               min(first), max(last), groupBitmapMergeState(subjects)
        FROM (${source})
        GROUP BY rule_id, block, category`,
-      { version, days, below: below ?? 0, span: days * DAY_MS },
+      { version, hours, below: below ?? 0, span: hours * HOUR_MS },
     );
   }
 }
 
-/** What a window reads: whole blocks per rollup level, and the partial days' uses. */
+/** What a window reads: whole blocks per rollup level, and the partial hours' uses. */
 export interface WindowPieces {
-  blocks: { days: number; from: number; to: number }[];
+  blocks: { hours: number; from: number; to: number }[];
   uses: { from: number; to: number }[];
 }
 
 /**
  * Splits [from, to) into aligned blocks, largest first: per level, the blocks lying wholly in
- * what is left; what is left at the end (at most the two partial days) is read use by use.
+ * what is left; what is left at the end (at most the two partial hours) is read use by use.
  */
 export function windowPieces(from: number, to: number): WindowPieces {
   const blocks: WindowPieces["blocks"] = [];
   let left: { from: number; to: number }[] = from < to ? [{ from, to }] : [];
-  for (const days of ROLLUP_DAYS) {
-    const span = days * DAY_MS;
+  for (const hours of ROLLUP_HOURS) {
+    const span = hours * HOUR_MS;
     const next: typeof left = [];
     for (const r of left) {
       const lo = Math.ceil(r.from / span) * span;
@@ -135,7 +135,7 @@ export function windowPieces(from: number, to: number): WindowPieces {
         next.push(r);
         continue;
       }
-      blocks.push({ days, from: lo, to: hi });
+      blocks.push({ hours, from: lo, to: hi });
       if (r.from < lo) next.push({ from: r.from, to: lo });
       if (hi < r.to) next.push({ from: hi, to: r.to });
     }
@@ -147,7 +147,7 @@ export function windowPieces(from: number, to: number): WindowPieces {
 /**
  * The exact count of a rule over a window of use times, from the bitmaps of the latest snapshot:
  * users, records, first and last, equal to exactAffected's. Reads no holdings: at most one
- * bitmap per category and block the window covers whole, plus the uses of its partial days. A
+ * bitmap per category and block the window covers whole, plus the uses of its partial hours. A
  * snapshot committed before the bitmap tables existed gets them filled first.
  */
 export async function exactCount(store: Store, ruleId: string, window: ExactWindow = {}): Promise<ExactCount> {
@@ -160,7 +160,7 @@ export async function exactCount(store: Store, ruleId: string, window: ExactWind
     params[`p${n + 1}`] = to;
     return `(${column} >= {p${n}:Int64} AND ${column} < {p${n + 1}:Int64})`;
   };
-  const blocks = pieces.blocks.map((b) => `(days = ${b.days} AND ${range("start", b.from, b.to)})`).join(" OR ") || "0";
+  const blocks = pieces.blocks.map((b) => `(hours = ${b.hours} AND ${range("start", b.from, b.to)})`).join(" OR ") || "0";
   const uses = pieces.uses.map((u) => range("occurred_at", u.from, u.to)).join(" OR ") || "0";
   // One round trip: the latest snapshot, whether its bitmaps are there, and the count.
   const sql = `WITH (SELECT max(version) FROM ${db}.${Table.provenanceVersions}) AS v

@@ -23,6 +23,7 @@ import { core, randomDatabase, tempDir } from "./helpers.ts";
 const RULE = "security-contact-not-for-marketing";
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
+const MINUTE = 60_000;
 const day = (n: number) => Date.UTC(2019, 0, 1) + n * DAY;
 const [alice, bob, carol, dave, erin] = ["alice", "bob", "carol", "dave", "erin"].map((n) => pseudo(n)) as [
   string,
@@ -92,28 +93,36 @@ function plantedArb(days: number): fc.Arbitrary<DataAccessEvent[]> {
 }
 
 describe("exact count from bitmaps of subject ordinals", () => {
-  it("splits a window into whole 32-day blocks, whole days and its partial days", () => {
-    expect(windowPieces(day(0) + HOUR, day(70) + 2 * HOUR)).toEqual({
+  it("splits a window into whole 32-day blocks, days and hours, and the uses of its partial hours", () => {
+    const from = day(0) + HOUR + 5;
+    const to = day(70) + 2 * HOUR + 7;
+    const block = 32 * DAY;
+    expect(windowPieces(from, to)).toEqual({
       blocks: [
-        {
-          days: 32,
-          from: Math.ceil((day(0) + HOUR) / (32 * DAY)) * 32 * DAY,
-          to: Math.floor((day(70) + 2 * HOUR) / (32 * DAY)) * 32 * DAY,
-        },
-        { days: 1, from: day(1), to: Math.ceil((day(0) + HOUR) / (32 * DAY)) * 32 * DAY },
-        { days: 1, from: Math.floor((day(70) + 2 * HOUR) / (32 * DAY)) * 32 * DAY, to: day(70) },
+        { hours: 768, from: Math.ceil(from / block) * block, to: Math.floor(to / block) * block },
+        { hours: 24, from: day(1), to: Math.ceil(from / block) * block },
+        { hours: 24, from: Math.floor(to / block) * block, to: day(70) },
+        { hours: 1, from: day(0) + 2 * HOUR, to: day(1) },
+        { hours: 1, from: day(70), to: day(70) + 2 * HOUR },
       ],
       uses: [
-        { from: day(0) + HOUR, to: day(1) },
-        { from: day(70), to: day(70) + 2 * HOUR },
+        { from, to: day(0) + 2 * HOUR },
+        { from: day(70) + 2 * HOUR, to },
       ],
     });
-    expect(windowPieces(day(3) + HOUR, day(3) + 2 * HOUR)).toEqual({ blocks: [], uses: [{ from: day(3) + HOUR, to: day(3) + 2 * HOUR }] });
+    expect(windowPieces(day(3) + HOUR, day(3) + 2 * HOUR)).toEqual({
+      blocks: [{ hours: 1, from: day(3) + HOUR, to: day(3) + 2 * HOUR }],
+      uses: [],
+    });
+    expect(windowPieces(day(3) + 1, day(3) + 2)).toEqual({ blocks: [], uses: [{ from: day(3) + 1, to: day(3) + 2 }] });
     expect(windowPieces(day(3), day(3))).toEqual({ blocks: [], uses: [] });
     // Before the epoch too: blocks stay aligned.
-    expect(windowPieces(-2 * DAY - HOUR, -DAY)).toEqual({
-      blocks: [{ days: 1, from: -2 * DAY, to: -DAY }],
-      uses: [{ from: -2 * DAY - HOUR, to: -2 * DAY }],
+    expect(windowPieces(-2 * DAY - HOUR - 1, -DAY)).toEqual({
+      blocks: [
+        { hours: 24, from: -2 * DAY, to: -DAY },
+        { hours: 1, from: -2 * DAY - HOUR, to: -2 * DAY },
+      ],
+      uses: [{ from: -2 * DAY - HOUR - 1, to: -2 * DAY - HOUR }],
     });
   });
 
@@ -221,7 +230,7 @@ describe("exact count from bitmaps of subject ordinals", () => {
     await expectBitmapsEqualJoins([RULE], windows);
   });
 
-  it("equals the joins on random histories, in random batches and arrival orders, for windows cutting days", async () => {
+  it("equals the joins on random histories, in random batches and arrival orders, for windows cutting hours", async () => {
     let run = 0;
     let nonEmpty = 0;
     await fc.assert(
@@ -233,10 +242,13 @@ describe("exact count from bitmaps of subject ordinals", () => {
         fc.integer({ min: 1, max: 3 }),
         fc.boolean(),
         fc.array(
-          fc.tuple(fc.integer({ min: -2 * 24, max: 42 * 24 }), fc.integer({ min: 0, max: 42 * 24 })).map(([start, hours]) => ({
-            from: HISTORY_START + start * HOUR,
-            to: HISTORY_START + (start + hours) * HOUR,
-          })),
+          // In minutes: the uses fall on whole hours, so a window's partial hours may hold some.
+          fc
+            .tuple(fc.integer({ min: -2 * 24 * 60, max: 42 * 24 * 60 }), fc.integer({ min: 0, max: 42 * 24 * 60 }))
+            .map(([start, minutes]) => ({
+              from: HISTORY_START + start * MINUTE,
+              to: HISTORY_START + (start + minutes) * MINUTE,
+            })),
           { minLength: 2, maxLength: 3 },
         ),
         async (generated, batches, reversed, cuts) => {
@@ -251,10 +263,15 @@ describe("exact count from bitmaps of subject ordinals", () => {
             { to: HISTORY_START + 2 * HISTORY_DAY },
             { from: HISTORY_START + HISTORY_DAY + 1 },
             ...cuts,
-            // Each cutting the day of a use: before it, after it, or around it across a 32-day block.
+            // Each cutting the hour of a use: before it, after it, or around it across a 32-day block.
             ...times
               .slice(0, 2)
-              .flatMap((t) => [{ from: t, to: t + 1 }, { to: t + 1 }, { from: t }, { from: t - 33 * HISTORY_DAY - HOUR, to: t + HOUR }]),
+              .flatMap((t) => [
+                { from: t, to: t + 1 },
+                { to: t + 1 },
+                { from: t },
+                { from: t - 33 * HISTORY_DAY - HOUR - MINUTE, to: t + HOUR + MINUTE },
+              ]),
           ];
           windows.push(
             { category: "user.contact" },
