@@ -35,7 +35,7 @@ ORDER BY (version, rule_id, occurred_at, category, event_id)
 -- partial day would decode thousands of uses' bitmaps for the few it needs.
 SETTINGS index_granularity = 128;
 
--- The same, OR-ed over aligned blocks of `hours` (1, 24 and 768: an hour, a day, 32 days): the
+-- The same, OR-ed over aligned blocks of `hours` (1, 24, 192, 768: an hour, a day, 8 and 32 days): the
 -- block starting at `start` (a multiple of its length since the epoch) holds every use in [start,
 -- start + length). A window merges the largest blocks it covers whole, then smaller ones towards
 -- its edges, and the uses of its partial hours from exact_uses_v1.

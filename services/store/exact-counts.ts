@@ -1,15 +1,19 @@
 // Issue 9, speed: the exact per-subject count from bitmaps of dense subject ordinals
 // (schemas/clickhouse/015_exact_bitmaps.sql). materializeExactCounts turns a snapshot's exactly
 // affected (use, subject) pairs into one bitmap per (rule, use, category) and rolls them up over
-// aligned blocks of 32 days, days and hours; exactCount answers a window by OR-ing the blocks it
+// aligned blocks of 32 days, 8 days, days and hours; exactCount answers a window by OR-ing the blocks it
 // covers whole and the uses of its partial hours. It equals exactAffected's users, records, first and last.
 import { StoreError } from "../errors/index.ts";
 import { exactPairsOf, type ExactWindow } from "./provenance.ts";
 import { Table, type Store } from "./store.ts";
 
 export const HOUR_MS = 3_600_000;
-/** Rollup levels in hours (32 days, a day, an hour), largest first; each divides the one before it. */
-export const ROLLUP_HOURS = [768, 24, 1] as const;
+/**
+ * Rollup levels in hours (32 days, 8 days, a day, an hour), largest first; each divides the one
+ * before it. The 8-day level halves what a 3-month window merges at 100M pairs: a day's bitmap is
+ * sparse (a third of a MB there), but 28 of them cost more to OR than three dense 8-day ones.
+ */
+export const ROLLUP_HOURS = [768, 192, 24, 1] as const;
 
 const IN_CATEGORY = `({category:String} = '' OR category = {category:String} OR startsWith(category, concat({category:String}, '.')))`;
 

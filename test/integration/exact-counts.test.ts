@@ -93,15 +93,17 @@ function plantedArb(days: number): fc.Arbitrary<DataAccessEvent[]> {
 }
 
 describe("exact count from bitmaps of subject ordinals", () => {
-  it("splits a window into whole 32-day blocks, days and hours, and the uses of its partial hours", () => {
+  it("splits a window into whole blocks of 32 days, 8 days, days and hours, and the uses of its partial hours", () => {
+    // 2019-01-01 is day 17,897 since the epoch: day(23) starts a 32-day block, day(7) and day(63) 8-day ones.
     const from = day(0) + HOUR + 5;
     const to = day(70) + 2 * HOUR + 7;
-    const block = 32 * DAY;
     expect(windowPieces(from, to)).toEqual({
       blocks: [
-        { hours: 768, from: Math.ceil(from / block) * block, to: Math.floor(to / block) * block },
-        { hours: 24, from: day(1), to: Math.ceil(from / block) * block },
-        { hours: 24, from: Math.floor(to / block) * block, to: day(70) },
+        { hours: 768, from: day(23), to: day(55) },
+        { hours: 192, from: day(7), to: day(23) },
+        { hours: 192, from: day(55), to: day(63) },
+        { hours: 24, from: day(1), to: day(7) },
+        { hours: 24, from: day(63), to: day(70) },
         { hours: 1, from: day(0) + 2 * HOUR, to: day(1) },
         { hours: 1, from: day(70), to: day(70) + 2 * HOUR },
       ],
