@@ -70,44 +70,58 @@ export function exactPairsOf(db: string, version: number, ruleId: string, window
   const inCategory = `({category:String} = '' OR category = {category:String} OR startsWith(category, concat({category:String}, '.')))`;
   const inScope = `({scoped:UInt8} = 0 OR event_id IN (SELECT event_id FROM ${db}.${Table.violations} WHERE rule_id = {rule:String}
                      AND job_namespace = {ns:String} AND job_name = {job:String} AND run_id = {run:String}))`;
-  // (use, subject) pairs exactly affected in the window, with what the answer needs of each. Only
-  // reads of uses with a forbidden label for the rule; a use naming subjects is joined with their
-  // holdings on (field, subject), a whole-table one with every holding of the field.
+  // (use, subject) pairs exactly affected in the window, with what the answer needs of each. The
+  // reads of uses with a forbidden label for the rule are joined first with those labels, then with
+  // the holdings of exactly those labels: a use naming subjects on (field, subject, label), a
+  // whole-table one on (field, label). Joins with the holdings table on its right side, filtered to
+  // forbidden labels' rows of the real history, keep the hash tables and the rows between small.
+  const forbidden = `(SELECT event_id, label_key, category FROM ${db}.${Table.useForbidden}
+                      WHERE version = {version:UInt64} AND rule_id = {rule:String} AND ${inCategory})`;
+  const readsOf = (whole: 0 | 1) => `(SELECT event_id, occurred_at, external, field${whole ? "" : ", subjects"} FROM ${db}.${Table.useReads}
+             WHERE version = {version:UInt64} AND whole_table = ${whole}
+               AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64} AND ${inScope}
+               AND event_id IN (SELECT event_id FROM ${forbidden}))`;
+  const heldLabels = `(SELECT subject, field, label_key, evidence, declaration, valid_from, valid_to FROM ${db}.${Table.holdings}
+                       WHERE version = {version:UInt64} AND variant = 0 AND label_key != '')`;
+  const valid = `h.valid_from <= r.occurred_at AND r.occurred_at < h.valid_to`;
+  const wholeCandidates = (columns: string, extra: string) => `
+       SELECT ${columns}
+       FROM (SELECT r.event_id AS event_id, r.occurred_at AS occurred_at, r.external AS external, r.field AS field,
+                    f.label_key AS label_key, f.category AS category
+             FROM ${readsOf(1)} AS r INNER JOIN ${forbidden} AS f ON f.event_id = r.event_id) AS r
+       INNER JOIN ${heldLabels} AS h ON h.field = r.field AND h.label_key = r.label_key
+       WHERE ${valid}${extra}`;
   const candidates = `
-       SELECT r.event_id AS event_id, r.occurred_at AS at, r.whole_table AS whole, r.external AS external,
-              h.subject AS subject, h.label_key AS label_key, h.evidence AS evidence, h.declaration AS declaration
-       FROM (SELECT event_id, occurred_at, whole_table, external, field, subject
-             FROM ${db}.${Table.useReads} ARRAY JOIN subjects AS subject
-             WHERE version = {version:UInt64} AND whole_table = 0
-               AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64} AND ${inScope}
-               AND event_id IN (SELECT event_id FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64} AND rule_id = {rule:String} AND ${inCategory})) AS r
-       INNER JOIN (SELECT subject, field, label_key, evidence, declaration, valid_from, valid_to FROM ${db}.${Table.holdings}
-                   WHERE version = {version:UInt64} AND variant = 0) AS h
-               ON h.field = r.field AND h.subject = r.subject
-       WHERE h.valid_from <= r.occurred_at AND r.occurred_at < h.valid_to
+       SELECT r.event_id AS event_id, r.occurred_at AS at, 0 AS whole, r.external AS external, h.subject AS subject,
+              r.category AS category, h.evidence AS evidence, h.declaration AS declaration
+       FROM (SELECT r.event_id AS event_id, r.occurred_at AS occurred_at, r.external AS external, r.field AS field, r.subject AS subject,
+                    f.label_key AS label_key, f.category AS category
+             FROM (SELECT event_id, occurred_at, external, field, subject FROM ${readsOf(0)} ARRAY JOIN subjects AS subject) AS r
+             INNER JOIN ${forbidden} AS f ON f.event_id = r.event_id) AS r
+       INNER JOIN ${heldLabels} AS h ON h.field = r.field AND h.subject = r.subject AND h.label_key = r.label_key
+       WHERE ${valid}
        UNION ALL
-       SELECT r.event_id AS event_id, r.occurred_at AS at, r.whole_table AS whole, r.external AS external,
-              h.subject AS subject, h.label_key AS label_key, h.evidence AS evidence, h.declaration AS declaration
-       FROM (SELECT event_id, occurred_at, whole_table, external, field FROM ${db}.${Table.useReads}
-             WHERE version = {version:UInt64} AND whole_table = 1
-               AND occurred_at >= {from:Int64} AND occurred_at < {to:Int64} AND ${inScope}
-               AND event_id IN (SELECT event_id FROM ${db}.${Table.useForbidden} WHERE version = {version:UInt64} AND rule_id = {rule:String} AND ${inCategory})) AS r
-       INNER JOIN (SELECT subject, field, label_key, evidence, declaration, valid_from, valid_to FROM ${db}.${Table.holdings}
-                   WHERE version = {version:UInt64} AND variant = 0) AS h
+       ${wholeCandidates(
+         "r.event_id AS event_id, r.occurred_at AS at, 1 AS whole, r.external AS external, h.subject AS subject, r.category AS category, h.evidence AS evidence, h.declaration AS declaration",
+         "",
+       )}`;
+  // A whole-table use reaches a subject held there by per-subject evidence. A forbidden label's row
+  // carries its field's evidence; where it has none (the label rests on a declaration), evidence
+  // in another field the use read counts too: looked up only for those few subjects.
+  const evidenceElsewhere = `
+       SELECT r.event_id AS event_id, h.subject AS subject
+       FROM (SELECT event_id, occurred_at, field FROM ${readsOf(1)}) AS r
+       INNER JOIN (SELECT subject, field, valid_from, valid_to FROM ${db}.${Table.holdings}
+                   WHERE version = {version:UInt64} AND variant = 0 AND label_key = '' AND evidence = 1
+                     AND subject IN (SELECT subject FROM (${wholeCandidates("h.subject AS subject", " AND h.evidence = 0")}))) AS h
                ON h.field = r.field
-       WHERE h.valid_from <= r.occurred_at AND r.occurred_at < h.valid_to`;
+       WHERE ${valid}`;
   const exactPairs = `
-       SELECT c.event_id AS event_id, any(c.at) AS at, c.subject AS subject,
-              max(c.evidence) AS evidence, any(c.whole) AS whole, any(c.external) AS external,
-              groupUniqArrayIf(f.category, f.label_key != '') AS categories,
-              minIf(c.declaration, f.label_key != '') AS declared
-       FROM (${candidates}) AS c
-       LEFT JOIN (
-         SELECT event_id, label_key, category FROM ${db}.${Table.useForbidden}
-         WHERE version = {version:UInt64} AND rule_id = {rule:String} AND ${inCategory}
-       ) AS f ON f.event_id = c.event_id AND f.label_key = c.label_key
+       SELECT event_id, any(at) AS at, subject, max(evidence) AS evidence, any(whole) AS whole, any(external) AS external,
+              groupUniqArray(category) AS categories, min(declaration) AS declared
+       FROM (${candidates})
        GROUP BY event_id, subject
-       HAVING length(categories) > 0 AND (whole = 0 OR evidence = 1)`;
+       HAVING whole = 0 OR evidence = 1 OR (event_id, subject) IN (${evidenceElsewhere})`;
   const params = {
     version,
     rule: ruleId,
@@ -157,13 +171,14 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
     declaration_only: string;
   }>(
     `SELECT uniqExact(subject) AS users,
-            length(groupUniqArrayArray(arrayMap(c -> (subject, c), categories))) AS records,
+            uniqExactArray(arrayMap(c -> (subject, c), categories)) AS records,
             uniqExact(event_id) AS events,
             if(count() = 0, NULL, min(at)) AS first,
             if(count() = 0, NULL, max(at)) AS last,
             uniqExactIf(subject, external = 1) AS shared_subjects,
             uniqExactIf(event_id, external = 1) AS shared_events,
-            length(arrayFilter(s -> NOT has(groupUniqArrayIf(subject, declared = 0), s), groupUniqArrayIf(subject, declared = 1))) AS declaration_only
+            -- every pair is declared (1) or not (0): the subjects with only declared pairs
+            uniqExact(subject) - uniqExactIf(subject, declared = 0) AS declaration_only
      FROM (
        ${exactPairs}
      )`,
@@ -197,10 +212,12 @@ export async function exactAffected(store: Store, ruleId: string, window: ExactW
          SELECT r.event_id AS event_id, r.subject AS subject,
                 min(multiIf(h.valid_from <= r.occurred_at AND r.occurred_at < h.valid_to, h.variant,
                             h.variant = 2 AND h.valid_to = {open:Int64}, 3, 4)) AS code
-         FROM (SELECT event_id, occurred_at, field, subject FROM reads ARRAY JOIN subjects AS subject) AS r
+         FROM (SELECT r.event_id AS event_id, r.occurred_at AS occurred_at, r.field AS field, r.subject AS subject, f.label_key AS label_key
+               FROM (SELECT event_id, occurred_at, field, subject FROM reads ARRAY JOIN subjects AS subject) AS r
+               INNER JOIN forbidden AS f ON f.event_id = r.event_id) AS r
          INNER JOIN (SELECT subject, field, label_key, variant, valid_from, valid_to FROM ${db}.${Table.holdings}
-                     WHERE version = {version:UInt64}) AS h ON h.field = r.field AND h.subject = r.subject
-         INNER JOIN forbidden AS f ON f.event_id = r.event_id AND f.label_key = h.label_key
+                     WHERE version = {version:UInt64} AND label_key != '') AS h
+                 ON h.field = r.field AND h.subject = r.subject AND h.label_key = r.label_key
          GROUP BY event_id, subject
        ),
        per_subject AS (
