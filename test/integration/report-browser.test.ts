@@ -18,7 +18,7 @@ describe("HTML incident report in a browser", () => {
     if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (as .ci/run does)`);
     const env = { PATH: process.env["PATH"] ?? "", HOME: dir, LINEAGE_AUDIT_DATA: join(dir, "store") };
     const demo = JSON.parse(execFileSync(process.execPath, [BIN, "demo", "--users", "2000", "--json"], { env, encoding: "utf8" })) as {
-      groundTruth: { affectedUsers: number };
+      groundTruth: { affectedUsers: number; exact: { users: number } };
     };
     const file = join(dir, "report.html");
     execFileSync(process.execPath, [BIN, "report", "--rule", "security-contact-not-for-marketing", "--format", "html", "-o", file], {
@@ -41,7 +41,11 @@ describe("HTML incident report in a browser", () => {
       await page.goto(pathToFileURL(file).toString());
       expect(await page.title()).toBe("Incident report: security-contact-not-for-marketing");
       const subjects = await page.locator("#facts tr", { hasText: "Number of data subjects" }).locator("td").textContent();
-      expect(subjects).toBe(demo.groundTruth.affectedUsers.toLocaleString("en-US"));
+      expect(subjects).toBe(demo.groundTruth.exact.users.toLocaleString("en-US"));
+      const possibly = await page.locator("#facts tr", { hasText: "Possibly affected" }).locator("td").textContent();
+      expect(possibly).toMatch(
+        new RegExp(`^${demo.groundTruth.affectedUsers.toLocaleString("en-US")} data subjects were named by the flagged uses`),
+      );
       for (const id of ["#lineage", "#chart"]) {
         const box = await page.locator(id).boundingBox();
         expect(box?.width, id).toBeGreaterThan(300);
