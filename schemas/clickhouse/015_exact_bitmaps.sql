@@ -35,10 +35,11 @@ ORDER BY (version, rule_id, occurred_at, category, event_id)
 -- partial day would decode thousands of uses' bitmaps for the few it needs.
 SETTINGS index_granularity = 128;
 
--- The same, OR-ed over aligned blocks of `hours` (1, 24, 192, 768: an hour, a day, 8 and 32 days): the
--- block starting at `start` (a multiple of its length since the epoch) holds every use in [start,
--- start + length). A window merges the largest blocks it covers whole, then smaller ones towards
--- its edges, and the uses of its partial hours from exact_uses_v1.
+-- The same, OR-ed over aligned blocks of `hours` (1, 24, 192, 768, 3072: an hour, a day, 8, 32 and
+-- 128 days, the levels in services/store/exact-counts.ts): the block starting at `start` (a
+-- multiple of its length since the epoch) holds every use in [start, start + length). A window
+-- merges the largest blocks it covers whole, then smaller ones towards its edges, and the uses of
+-- its partial hours from exact_uses_v1.
 CREATE TABLE IF NOT EXISTS exact_rollups_v1
 (
     version UInt64,

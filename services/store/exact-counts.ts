@@ -1,7 +1,7 @@
 // Issue 9, speed: the exact per-subject count from bitmaps of dense subject ordinals
 // (schemas/clickhouse/015_exact_bitmaps.sql). materializeExactCounts turns a snapshot's exactly
 // affected (use, subject) pairs into one bitmap per (rule, use, category) and rolls them up over
-// aligned blocks of 32 days, 8 days, days and hours; exactCount answers a window by OR-ing the blocks it
+// aligned blocks of 128, 32 and 8 days, days and hours; exactCount answers a window by OR-ing the blocks it
 // covers whole and the uses of its partial hours. It equals exactAffected's users, records, first and last.
 import { StoreError } from "../errors/index.ts";
 import { exactPairsOf, type ExactWindow } from "./provenance.ts";
@@ -9,11 +9,12 @@ import { Table, type Store } from "./store.ts";
 
 export const HOUR_MS = 3_600_000;
 /**
- * Rollup levels in hours (32 days, 8 days, a day, an hour), largest first; each divides the one
- * before it. The 8-day level halves what a 3-month window merges at 100M pairs: a day's bitmap is
- * sparse (a third of a MB there), but 28 of them cost more to OR than three dense 8-day ones.
+ * Rollup levels in hours (128 days, 32 days, 8 days, a day, an hour), largest first; each divides
+ * the one before it. At 100M pairs over 20M subjects a bitmap of 8 days or more is dense (2.5 MB
+ * per category), a day's a third of that: the 8-day level halves what a 3-month window merges (28
+ * daily bitmaps cost more to OR than three 8-day ones), the 128-day one what 300 days do.
  */
-export const ROLLUP_HOURS = [768, 192, 24, 1] as const;
+export const ROLLUP_HOURS = [3072, 768, 192, 24, 1] as const;
 
 const IN_CATEGORY = `({category:String} = '' OR category = {category:String} OR startsWith(category, concat({category:String}, '.')))`;
 

@@ -93,8 +93,8 @@ function plantedArb(days: number): fc.Arbitrary<DataAccessEvent[]> {
 }
 
 describe("exact count from bitmaps of subject ordinals", () => {
-  it("splits a window into whole blocks of 32 days, 8 days, days and hours, and the uses of its partial hours", () => {
-    // 2019-01-01 is day 17,897 since the epoch: day(23) starts a 32-day block, day(7) and day(63) 8-day ones.
+  it("splits a window into whole blocks of 128, 32 and 8 days, days and hours, and the uses of its partial hours", () => {
+    // 2019-01-01 is day 17,897 since the epoch: day(23) starts a 128-day block, day(55) a 32-day one, day(7) and day(63) 8-day ones.
     const from = day(0) + HOUR + 5;
     const to = day(70) + 2 * HOUR + 7;
     expect(windowPieces(from, to)).toEqual({
@@ -116,6 +116,10 @@ describe("exact count from bitmaps of subject ordinals", () => {
       blocks: [{ hours: 1, from: day(3) + HOUR, to: day(3) + 2 * HOUR }],
       uses: [],
     });
+    expect(windowPieces(day(23) - HOUR, day(23 + 128 + 32) + HOUR).blocks.slice(0, 2)).toEqual([
+      { hours: 3072, from: day(23), to: day(151) },
+      { hours: 768, from: day(151), to: day(183) },
+    ]);
     expect(windowPieces(day(3) + 1, day(3) + 2)).toEqual({ blocks: [], uses: [{ from: day(3) + 1, to: day(3) + 2 }] });
     expect(windowPieces(day(3), day(3))).toEqual({ blocks: [], uses: [] });
     // Before the epoch too: blocks stay aligned.
