@@ -111,7 +111,9 @@ describe("lineage-audit CLI", () => {
     expect(r.stdout).toMatch(/Users affected\s+[\d,]+ {3}\(exact[^)]*\) {3}\(planted: [\d,]+ ✓\)/);
     expect(r.stdout).toMatch(/Possibly affected\s+[\d,]+ {3}\(field level[^)]*\) {3}\(planted: [\d,]+ ✓\)/);
     expect(r.stdout).toMatch(/Shared outside\?\s+YES: \d+ external shares carried it for [\d,]+ users \(exact/);
-    expect(r.stdout).toMatch(/^Exactly affected: [\d,]+ users\. The field-level reading names [\d,]+: [\d,]+ of them were not exactly affected/m);
+    expect(r.stdout).toMatch(
+      /^Exactly affected: [\d,]+ users\. The field-level reading names [\d,]+: [\d,]+ of them were not exactly affected/m,
+    );
     expect(r.stdout).toMatch(/^ {4}COLLECT warehouse\/security\.two_factor#/m);
     expect(r.stdout).toMatch(/^ {2}⇒ (USE|SHARE) warehouse\/ads\.matching_keys#/m);
     expect(r.stderr).toMatch(/events █+/);
