@@ -5,8 +5,8 @@
 //
 // Pure: no I/O. The processor sees events in arrival order, not time order, so the rows are a
 // function of the whole history, computed in time order here whatever order the events came in.
-// This first slice recomputes everything from the history it is given: simple and correct, not
-// fast (incremental recomputation and dense subject ordinals are later steps).
+// It recomputes everything from the history it is given (an incremental refresh is a later step);
+// subjects with alike timelines share one computed template.
 
 import { EventKind, Masking, type DataAccessEvent, type Transform } from "../codec/index.ts";
 import { datasetId, fieldKey, labelKey, WHOLE_DATASET } from "../lineage/index.ts";
@@ -411,16 +411,6 @@ function useContext(e: DataAccessEvent): UseContext {
   return { kind: e.kind as "USE" | "SHARE", purposes: e.purposes, dataSubject: e.dataSubject, service: e.service, recipient: e.recipient };
 }
 
-/** What `computeProvenance` computes beyond the answers' needs, and where its holdings go. */
-export interface ProvenanceOptions {
-  /**
-   * Every holding of every subject in every field (for one subject's evidence chain). By default
-   * only what the exact answer and its reasons read: holdings in fields some use read, of the
-   * subjects uses name (every subject when a use names nobody), relaxed variants only for named ones.
-   */
-  everything?: boolean;
-}
-
 /** The model of a history: reads and forbidden labels at once, holdings subject by subject (they can be many). */
 export interface ProvenanceModel {
   reads: UseReadRow[];
@@ -436,8 +426,8 @@ export interface ProvenanceModel {
 }
 
 /** `provenanceModel` with every holding in one array: for tests and small histories. */
-export function computeProvenance(history: readonly DataAccessEvent[], policy: Policy, options: ProvenanceOptions = {}): ProvenanceRows {
-  const model = provenanceModel(history, policy, options);
+export function computeProvenance(history: readonly DataAccessEvent[], policy: Policy): ProvenanceRows {
+  const model = provenanceModel(history, policy);
   const holdings: HoldingRow[] = [];
   for (const rows of model.holdings()) for (const r of rows) holdings.push(r);
   return { holdings, reads: model.reads, forbidden: model.forbidden, erasures: model.erasures };
@@ -448,7 +438,12 @@ export function computeProvenance(history: readonly DataAccessEvent[], policy: P
  * their validity, every use's read fields, and the labels each use must not see per rule. Events
  * are assumed valid (validateEvent) and distinct by event id (a repeated id is taken once).
  */
-export function provenanceModel(history: readonly DataAccessEvent[], policy: Policy, options: ProvenanceOptions = {}): ProvenanceModel {
+/**
+ * Computes only what the exact answer and its reasons read: holdings in fields some use read, of
+ * the subjects uses name (every subject when a use names nobody) and those erasure requests name,
+ * the relaxed variants only for named ones.
+ */
+export function provenanceModel(history: readonly DataAccessEvent[], policy: Policy): ProvenanceModel {
   const unique = [...new Map(history.map((e) => [e.eventId, e])).values()];
   const ordered = inTimeOrder(unique);
   const shape = shapeOf(ordered);
@@ -594,7 +589,7 @@ export function provenanceModel(history: readonly DataAccessEvent[], policy: Pol
   }
   // Subjects an erasure request names are computed too, for the Art. 17 findings.
   const erasing = new Set(lineage.flatMap((e) => (e.kind === EventKind.delete ? e.subjects : [])));
-  const computed = subjects.filter((s) => options.everything || wholeTable || named.has(s) || erasing.has(s));
+  const computed = subjects.filter((s) => wholeTable || named.has(s) || erasing.has(s));
   const erasures: ErasureFinding[] = [];
   // Subjects whose timelines have the same steps in the same order (the same kinds of collection,
   // the same runs and deletions, grouped alike) hold the same rows between the same steps: only
@@ -668,14 +663,14 @@ export function provenanceModel(history: readonly DataAccessEvent[], policy: Pol
       const timeline = timelineOf(s);
       const groups = byTime(timeline);
       const rows = templated(s, Variant.real, groups, erasing.has(s));
-      if (options.everything || isNamed) {
+      if (isNamed) {
         const relaxed = templated(s, Variant.noDeletions, groups, false);
         rows.push(...relaxed);
         // With no run naming anyone else, carrying everyone changes nothing: the same rows.
         if (otherRuns.length === 0) for (const r of relaxed) rows.push({ ...r, variant: Variant.noDeletionsEveryRun });
         else rows.push(...templated(s, Variant.noDeletionsEveryRun, byTime(inOrder([...timeline, ...otherRuns])), false));
       }
-      const kept = options.everything ? rows : rows.filter((r) => readSet.has(r.field));
+      const kept = rows.filter((r) => readSet.has(r.field));
       yield kept;
     }
   }
