@@ -114,3 +114,32 @@ function timeBeside(exact: number | null, field: number | null): string {
   const text = (t: number | null) => (t === null ? "none" : `${storedTime(t)} UTC`);
   return exact === field ? text(exact) : `${text(exact)}   (field level: ${text(field)})`;
 }
+
+/** What `replay --dry-run` prints: the compiled statements, then what they would write. */
+export function formatDryRun(
+  rulesFile: string,
+  r: {
+    replayId: string;
+    events: number;
+    violations: number;
+    shapes: number;
+    epochs: number;
+    byRule: Record<string, number>;
+    sql: { verdicts: string; violations: string };
+  },
+): string {
+  const n = (x: number) => x.toLocaleString("en-US");
+  const rules = Object.entries(r.byRule).sort(([a], [b]) => a.localeCompare(b));
+  return [
+    `-- replay ${r.replayId} of ${rulesFile}, dry run: nothing was written`,
+    `-- 1. the verdict of each use shape at each lineage epoch (the compiled rules are the ARRAY JOIN expression):`,
+    `${r.sql.verdicts};`,
+    ``,
+    `-- 2. per chunk of days ({from} to {to}), the violations written (the verdicts joined back onto the uses):`,
+    `${r.sql.violations};`,
+    ``,
+    `-- would evaluate ${n(r.events)} stored uses and shares (${n(r.shapes)} shapes, ${n(r.epochs)} shape epochs)`,
+    `-- would write ${n(r.violations)} violations, marked retroactive${rules.length > 0 ? ":" : ""}`,
+    ...rules.map(([rule, count]) => `--   ${rule}: ${n(count)}`),
+  ].join("\n");
+}

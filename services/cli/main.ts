@@ -7,7 +7,7 @@ import { affectedAnswer, fastAffectedCount, openStore, subjectHistory, subjectVi
 import { ingestFiles } from "../ingest/index.ts";
 import { startAnalystServer, startIngestServer } from "../api/index.ts";
 import { startKafkaProcessor, topicsOf } from "../kafka/index.ts";
-import { TaxonomyKind } from "../taxonomy/index.ts";
+import { loadFideslangTaxonomy, TaxonomyKind } from "../taxonomy/index.ts";
 import { PSEUDONYM_PATTERN, TIME_FORMATS, isWholeDay, parseTime } from "../codec/index.ts";
 import {
   checkExposure,
@@ -23,11 +23,11 @@ import { startTelemetry } from "./telemetry.ts";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
-import { loadPolicy } from "../rules/index.ts";
-import { replayRules } from "../replay/index.ts";
+import { compilePolicy, loadPolicy } from "../rules/index.ts";
+import { replayRules, replayRulesSql } from "../replay/index.ts";
 import { buildReport, renderHtml, renderJson, renderMarkdown } from "../report/index.ts";
 import { createAlertPlanner, createDeliverer, loadAlertingConfig, parseSecret, signWebhook, PAYLOAD_VERSION } from "../alerting/index.ts";
-import { formatSummary, storedTime } from "./format.ts";
+import { formatDryRun, formatSummary, storedTime } from "./format.ts";
 import { boundHeapGrowth } from "./heap.ts";
 
 const USAGE = `lineage-audit: an event-streaming data lineage auditor
@@ -44,8 +44,9 @@ Usage:
   lineage-audit sql "SELECT ..." [--json]
       Run a read-only query against the store: only reads of its database, under fixed limits
       (docs/sql.md, "What analysts may run"); anything else is refused with one line.
-  lineage-audit replay --rules FILE [--from DATE] [--to DATE] [--json]
+  lineage-audit replay --rules FILE [--from DATE] [--to DATE] [--dry-run] [--engine sql|stream] [--json]
       Evaluate new or changed rules over the stored history (retroactive findings; resumable).
+      In ClickHouse by default; --dry-run prints the compiled SQL and what it would write.
   lineage-audit report --rule ID [--from DATE] [--to DATE] [--format md|json|html] [-o FILE]
       An incident report shaped like a GDPR Art. 33 notification, with the lineage path and a chart.
   lineage-audit subject ID [--json] [--pseudonymous]
@@ -524,38 +525,56 @@ function portFlag(value: string): number {
 async function replay(argv: string[], config: AppConfig): Promise<number> {
   const { values } = args(
     argv,
-    { rules: { type: "string" }, from: { type: "string" }, to: { type: "string" }, json: { type: "boolean" } },
+    {
+      rules: { type: "string" },
+      from: { type: "string" },
+      to: { type: "string" },
+      json: { type: "boolean" },
+      engine: { type: "string" },
+      "dry-run": { type: "boolean" },
+    },
     false,
   );
   if (values.help) return (out(USAGE), 0);
   const rulesFile = values.rules as string | undefined;
   if (!rulesFile) throw new UsageError("replay needs --rules FILE (the new or changed rules to evaluate over the stored history)");
+  const engine = (values.engine as string | undefined) ?? "sql";
+  if (engine !== "sql" && engine !== "stream") throw new UsageError(`--engine must be sql or stream, not '${engine}'`);
+  const dryRun = values["dry-run"] === true;
+  if (dryRun && engine !== "sql") throw new UsageError("--dry-run prints the compiled SQL: it needs --engine sql");
   const from = dateFlag(values.from as string | undefined, "--from");
   const to = dateFlag(values.to as string | undefined, "--to");
-  const ctx = await openAuditor(config);
+  // The rules are read and compiled before the store is opened: a file the compiler cannot
+  // express fails here, with its line, and nothing is written.
+  const taxonomy = loadFideslangTaxonomy();
+  const policy = loadPolicy(rulesFile, taxonomy);
+  if (engine === "sql") compilePolicy(policy);
+  const rulesText = readFileSync(rulesFile, "utf8");
+  const store = await openStore(config.store);
   let stop = false;
   const onSignal = () => {
     stop = true;
   };
   process.once("SIGINT", onSignal);
   try {
-    const policy = loadPolicy(rulesFile, ctx.taxonomy);
-    const rulesText = readFileSync(rulesFile, "utf8");
+    await store.migrate();
     let progress: ReturnType<typeof createProgress> | undefined;
-    const result = await replayRules(ctx.store, {
+    const common = {
       policy,
       rulesText,
-      taxonomy: ctx.taxonomy,
       ...(from ? { from: Date.parse(from) } : {}),
       ...(to ? { to: Date.parse(to) } : {}),
-      onProgress: (done, all) => {
-        progress ??= createProgress("replay", all, process.stderr, values.json === true);
+      onProgress: (done: number, all: number) => {
+        progress ??= createProgress(dryRun ? "dry run" : "replay", all, process.stderr, values.json === true);
         progress.update(done);
       },
       shouldStop: () => stop,
-    });
+    };
+    const sqlResult = engine === "sql" ? await replayRulesSql(store, { ...common, dryRun }) : undefined;
+    const result = sqlResult ?? (await replayRules(store, { ...common, taxonomy }));
     progress?.finish();
     if (values.json) out(JSON.stringify(result));
+    else if (dryRun && sqlResult) out(formatDryRun(rulesFile, sqlResult));
     else if (result.alreadyDone) out(`replay ${result.replayId} of ${rulesFile} already finished for this window; nothing to do`);
     else if (!result.done)
       out(
@@ -565,10 +584,10 @@ async function replay(argv: string[], config: AppConfig): Promise<number> {
       out(
         `replayed ${rulesFile} over ${result.events.toLocaleString("en-US")} stored uses and shares${result.resumed ? " (resumed)" : ""}: ${result.violations.toLocaleString("en-US")} violations written, marked retroactive`,
       );
-    return result.done ? 0 : 130;
+    return result.done || dryRun ? 0 : 130;
   } finally {
     process.off("SIGINT", onSignal);
-    await ctx.close();
+    await store.close();
   }
 }
 

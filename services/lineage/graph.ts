@@ -45,7 +45,20 @@ export interface LineageGraph {
  * DERIVE reading from it still reaches everything downstream, because propagation follows the
  * stored edges to a fixpoint. Pure: no I/O, no clock.
  */
-export function createLineageGraph(declassify: readonly Declassification[]): LineageGraph {
+/**
+ * Told of every change to what the graph holds, as it happens: a time-valid replay records when
+ * each label reached each field (docs/tables.md, "Replay in SQL").
+ */
+export interface LineageObserver {
+  /** A COLLECT or DERIVE wrote the dataset for the first time. */
+  described?(dataset: string): void;
+  /** The lineage named the field for the first time. */
+  field?(dataset: string, field: string): void;
+  /** A label reached the field for the first time (by `label.path`). */
+  label?(dataset: string, field: string, label: Label): void;
+}
+
+export function createLineageGraph(declassify: readonly Declassification[], observer: LineageObserver = {}): LineageGraph {
   let labels = new Map<string, Map<string, Label>>(); // field key -> label key -> label
   let datasetFields = new Map<string, Set<string>>();
   let fieldEdges = new Map<string, Edge[]>(); // field key -> edges
@@ -63,7 +76,10 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
       fields = new Set();
       datasetFields.set(dataset, fields);
     }
-    fields.add(field);
+    if (!fields.has(field)) {
+      fields.add(field);
+      observer.field?.(dataset, field);
+    }
     return fieldKey(dataset, field);
   }
 
@@ -80,6 +96,7 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
       if (onField.has(l.key)) continue;
       onField.set(l.key, l);
       labelCount++;
+      observer.label?.(dataset, key.slice(dataset.length + 1), l);
       changed.add(dataset);
       const outgoing = [...(fieldEdges.get(key) ?? []), ...(datasetEdges.get(dataset) ?? [])];
       // A whole-dataset label is on every field of the dataset: it leaves by their edges too.
@@ -232,6 +249,7 @@ export function createLineageGraph(declassify: readonly Declassification[]): Lin
       // Outputs are now described, even when they hold no personal data (no labels).
       // Only this fact's outputs: a scan of every described dataset per fact grows with the graph.
       for (const d of [...event.outputs.map(datasetId), ...event.fieldLineage.map((m) => datasetId(m.output))]) {
+        if (!described.has(d)) observer.described?.(d);
         described.add(d);
         if (!datasetFields.has(d)) datasetFields.set(d, new Set());
       }

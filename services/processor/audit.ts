@@ -386,13 +386,15 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
   }
 
   /**
-   * Lineage changed what some datasets carry: check the recent uses of them again. A use whose
+   * Lineage that occurred at `occurredAt` changed what some datasets carry: check the recent uses
+   * of them that occurred then or later again (facts loaded from the store pass no time). A use whose
    * labels grew is written again, event row and violations, even when it violated the same rules
    * already: the violation keeps its id and gets the complete categories, labels and path.
    */
-  function recheck(changed: readonly string[], out: AuditBatch): void {
+  function recheck(changed: readonly string[], out: AuditBatch, occurredAt = -Infinity): void {
     const hits = new Set<RecentUse>();
-    for (const d of changed) for (const r of recentByDataset.get(d) ?? []) hits.add(r);
+    // Time-valid: lineage that occurred after a use cannot have carried anything to it, whenever it arrived.
+    for (const d of changed) for (const r of recentByDataset.get(d) ?? []) if (r.event.occurredAt >= occurredAt) hits.add(r);
     for (const r of [...hits].sort((a, b) => a.seq - b.seq)) {
       const ev = evaluate(r.event);
       if (ev.unknown.length > 0) continue;
@@ -522,7 +524,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       }
     }
     if (result.applied && pendingCount > 0 && out) resolvePending(out);
-    if (result.changedDatasets.length > 0 && out) recheck(result.changedDatasets, out);
+    if (result.changedDatasets.length > 0 && out) recheck(result.changedDatasets, out, e.occurredAt);
   }
 
   return {
@@ -672,8 +674,11 @@ function uniqueSorted(values: readonly string[]): string[] {
   return [...new Set(values)].sort();
 }
 
+/** What a violation's path says of the use or share. */
+export type PathUse = Pick<DataAccessEvent, "kind" | "inputs" | "service" | "job" | "recipient">;
+
 /** The lineage paths of a verdict's labels (collection, each derivation, then the use), as JSON and as one line of text. */
-function describePaths(v: Verdict<Label>, e: DataAccessEvent, maxPaths: number) {
+export function describePaths(v: Pick<Verdict<Label>, "labels" | "purposes">, e: PathUse, maxPaths: number) {
   const use = {
     kind: e.kind,
     datasets: e.inputs.map((d) => (d.fields.length > 0 ? d.fields.map((f) => fieldKey(datasetId(d), f.name)) : [datasetId(d)])).flat(),

@@ -10,8 +10,8 @@ export type {
   ProcessorStats,
   LineageSource,
 } from "./processor.ts";
-export { createAuditor, defaultAuditorOptions, FindingKind } from "./audit.ts";
-export type { Auditor, AuditorOptions, EventMeta, LineageNeed, StoredWrite } from "./audit.ts";
+export { createAuditor, defaultAuditorOptions, describePaths, FindingKind } from "./audit.ts";
+export type { Auditor, AuditorOptions, EventMeta, LineageNeed, PathUse, StoredWrite } from "./audit.ts";
 export { validateEvent, parseTraceparent, RawIdentifierError } from "./validate.ts";
 export { emptyBatch } from "./rows.ts";
 export type * from "./rows.ts";

@@ -4,6 +4,7 @@ import { RecipientScope, type Policy, type Rule, type RuleMode, type Severity } 
 
 /** What the evaluator needs to know of a label: the data's category, its collection purposes and subject type. */
 export interface LabelLike {
+  id?: string;
   category: string;
   collectedFor: readonly string[];
   dataSubject: string;
@@ -93,13 +94,20 @@ export function createEvaluator(policy: Policy): Evaluator {
           if (!permitted(label, purpose)) add(pl, "purpose-limitation", label, purpose);
         }
       }
-      for (const v of found.values()) v.reason = describe(v, use);
+      for (const v of found.values()) {
+        // In a stable order, whatever order the lineage handed the labels over in: by label id,
+        // and the purposes as the use declared them.
+        v.labels.sort((a, b) => ((a.id ?? "") < (b.id ?? "") ? -1 : (a.id ?? "") > (b.id ?? "") ? 1 : 0));
+        v.purposes = [...new Set(use.purposes)].filter((p) => v.purposes.includes(p));
+        v.reason = describeVerdict(v, use);
+      }
       return [...found.values()];
     },
   };
 }
 
-function describe(v: Verdict<LabelLike>, use: UseContext): string {
+/** The verdict's reason: one sentence naming categories and purposes only. */
+export function describeVerdict(v: Pick<Verdict<LabelLike>, "labels" | "purposes">, use: Pick<UseContext, "kind" | "recipient">): string {
   const categories = [...new Set(v.labels.map((l) => l.category))].sort().join(", ");
   const collected = [...new Set(v.labels.flatMap((l) => l.collectedFor))].sort().join(", ");
   const verb = use.kind === "SHARE" ? `shared${use.recipient?.external ? " externally" : ""} for` : "used for";

@@ -55,6 +55,13 @@ class PolicyReader {
     });
   }
 
+  /** Line and column where the node at `path` starts. */
+  position(path: Path): { line: number; column: number } {
+    const node = this.doc.getIn(path, true) as Node | undefined;
+    const { line, col } = this.lines.linePos(node?.range?.[0] ?? 0);
+    return { line, column: col };
+  }
+
   value(path: Path): unknown {
     const node = path.length === 0 ? this.doc.contents : this.doc.getIn(path, true);
     if (node === undefined || node === null) return undefined;
@@ -152,12 +159,15 @@ class PolicyReader {
     }
 
     const ids = new Map<string, Path>([[purposeLimitation.id, ["purposeLimitation", "id"]]]);
+    const locations: Record<string, { line: number; column: number }> = {};
+    if (this.value(["purposeLimitation"]) !== undefined) locations[purposeLimitation.id] = this.position(["purposeLimitation"]);
     const claimId = (path: Path): string => {
       const id = this.string(path);
       if (!/^[a-z0-9][a-z0-9._-]*$/i.test(id)) this.fail(path, "must be letters, digits, '.', '_' or '-'");
       const earlier = ids.get(id);
       if (earlier) this.fail(path, `duplicate id '${id}' (also at ${formatPath(earlier)})`);
       ids.set(id, path);
+      locations[id] = this.position(path.slice(0, -1));
       return id;
     };
 
@@ -246,7 +256,7 @@ class PolicyReader {
       this.keysOf(["unknownProvenance"], ["severity"]);
       unknownProvenance = { severity: this.oneOf(["unknownProvenance", "severity"], SEVERITIES, Severity.medium) };
     }
-    return { source: this.file, purposeLimitation, compatible, rules, declassify, unknownProvenance };
+    return { source: this.file, purposeLimitation, compatible, rules, declassify, unknownProvenance, locations };
   }
 }
 

@@ -73,4 +73,6 @@ export interface Policy {
   declassify: Declassification[];
   /** Severity of the finding made when a dataset of unknown provenance is used. */
   unknownProvenance: { severity: Severity };
+  /** Where each rule, compatibility and declassification (by id) starts in the file, for messages about it. */
+  locations?: Readonly<Record<string, { line: number; column: number }>>;
 }

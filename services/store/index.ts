@@ -7,6 +7,7 @@ export {
   MIGRATIONS_DIR,
   DATA_ERROR_CODES,
   insertError,
+  eventFromRow,
 } from "./store.ts";
 export type { Store, StoreOptions, StoredUse } from "./store.ts";
 export { affectedSummary } from "./queries.ts";
