@@ -6,18 +6,16 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createEventCodec, loadEventSchemas } from "../services/codec/index.ts";
-import { loadFideslangTaxonomy } from "../services/taxonomy/index.ts";
-import { DEFAULT_POLICY_PATH, loadPolicy } from "../services/rules/index.ts";
-import { createProcessor } from "../services/processor/index.ts";
 import { exactCount, fastAffectedCount, openStore, rollUpExactCounts, ROLLUP_HOURS, Table, windowPieces } from "../services/store/index.ts";
-import { replayRules } from "../services/replay/index.ts";
+import { benchReplay } from "./bench-replay.ts";
 import { createProgress } from "../services/cli/progress.ts";
 
 const { values } = parseArgs({
   options: {
     rows: { type: "string", default: "100000000" },
-    replay: { type: "string", default: "1000000" },
+    // Replay (issue 10): the largest number of stored uses replayed in SQL, and the number both replays run over.
+    replay: { type: "string", default: "100000000" },
+    "replay-stream": { type: "string", default: "10000000" },
     // The exact per-subject count (issue 9): (use, subject) pairs, subjects, holdings rows, subjects per use, days.
     "exact-pairs": { type: "string", default: "100000000" },
     "exact-subjects": { type: "string", default: "20000000" },
@@ -28,6 +26,7 @@ const { values } = parseArgs({
 });
 const rows = Number(values.rows);
 const replayRows = Number(values.replay);
+const replayStreamRows = Number(values["replay-stream"]);
 const exactPairs = Number(values["exact-pairs"]);
 const exactSubjects = Number(values["exact-subjects"]);
 const exactHoldings = Number(values["exact-holdings"]);
@@ -231,53 +230,12 @@ const [exactSizes] =
       )
     : [];
 
-// 3. Replay: M stored uses of 2FA phone numbers for advertising, one COLLECT as their lineage.
-const taxonomy = loadFideslangTaxonomy();
-const policy = loadPolicy(DEFAULT_POLICY_PATH, taxonomy);
-const codec = createEventCodec(loadEventSchemas());
-const processor = createProcessor({ policy, taxonomy, codec }, { sink: store });
-await processor.processEvents([
-  {
-    source: "bench",
-    event: {
-      eventId: "bench-collect",
-      kind: "COLLECT",
-      occurredAt: Date.parse("2019-01-01T00:00:00Z"),
-      service: "auth-service",
-      job: { namespace: "web", name: "2fa-enrolment" },
-      runId: "r",
-      inputs: [],
-      outputs: [
-        {
-          namespace: "warehouse",
-          name: "security.two_factor",
-          fields: [{ name: "phone_number", categories: ["user.contact.phone_number"] }],
-        },
-      ],
-      transform: "OTHER",
-      fieldLineage: [],
-      masking: "NONE",
-      purposes: ["essential.service.security"],
-      dataSubject: "customer",
-      subjects: [],
-      recipient: null,
-      traceparent: null,
-      pseudonymKeyId: "default",
-      attributes: {},
-    },
-  },
-]);
-await store.client.command({
-  query: `INSERT INTO ${db}.${Table.events} (event_id, kind, occurred_at, service, job_namespace, job_name, run_id, input_fields, purposes, data_subject, subjects, verdict, schema_fingerprint, schema_version)
-    SELECT concat('u', toString(number)), 'USE', toDateTime64('2019-01-02 00:00:00', 3, 'UTC') + toIntervalSecond(number % (290 * 86400)),
-           'partner-audiences', 'ads', 'partner-audiences.match', 'r', ['warehouse/security.two_factor#phone_number'],
-           ['marketing.advertising.third_party.targeted'], 'customer', [lower(concat(hex(reinterpretAsFixedString(cityHash64(number))), hex(reinterpretAsFixedString(cityHash64(number, 1)))))], 'ok', 'bench', 2
-    FROM numbers(${replayRows})`,
-});
-const replayStarted = performance.now();
-const replayResult =
-  replayRows > 0 ? await replayRules(store, { policy, rulesText: `bench ${Date.now()}`, taxonomy, pageSize: 50_000 }) : undefined;
-const replaySeconds = (performance.now() - replayStarted) / 1000;
+// 3. Replay (issue 10): the rules replayed in ClickHouse over 10M and 100M stored uses, and the
+// stream replay over the same 10M, in a database of their own (scripts/bench-replay.ts).
+const replayBench =
+  replayRows > 0
+    ? await benchReplay(dir, { stream: replayStreamRows, sql: [replayStreamRows, replayRows].filter((n) => n > 0) })
+    : undefined;
 
 await store.close();
 rmSync(dir, { recursive: true, force: true });
@@ -319,8 +277,30 @@ if (exactPairs > 0 && exactSizes) {
     );
   }
 }
-if (replayResult)
+if (replayBench) {
   console.log(
-    `replay of the default rules over ${fmt(replayResult.events)} stored uses: ${replaySeconds.toFixed(1)} s, ${fmt(replayResult.events / replaySeconds)} rows/s, ${fmt(replayResult.violations)} violations written`,
+    `\nreplay of the default rules (issue 10), store generated in ${replayBench.generatedSeconds.map((x) => `${x.toFixed(0)} s`).join(" + ")}`,
   );
+  console.log(`engine                        stored uses   seconds       uses/s   violations   shapes   epochs   stages (s)`);
+  for (const r of replayBench.sql) {
+    console.log(
+      `${"SQL (replayRulesSql)".padEnd(28)} ${fmt(r.uses).padStart(12)} ${r.seconds.toFixed(1).padStart(9)} ${fmt(r.uses / r.seconds).padStart(12)} ${fmt(r.result.violations).padStart(12)} ${fmt(r.result.shapes).padStart(8)} ${fmt(r.result.epochs).padStart(8)}   ${Object.entries(
+        r.stages,
+      )
+        .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+        .join(", ")}`,
+    );
+  }
+  const s = replayBench.stream;
+  if (s) {
+    const same = replayBench.sql.find((r) => r.uses === s.uses);
+    console.log(
+      `${"stream (replayRules)".padEnd(28)} ${fmt(s.uses).padStart(12)} ${s.seconds.toFixed(1).padStart(9)} ${fmt(s.uses / s.seconds).padStart(12)} ${fmt(s.violations).padStart(12)}`,
+    );
+    if (same)
+      console.log(
+        `at ${fmt(s.uses)} uses: SQL ${(s.seconds / same.seconds).toFixed(1)}x the stream replay; violations per rule ${s.agrees ? "equal" : "DIFFER"}`,
+      );
+  }
+}
 console.log(`peak RSS of the process (Node and the embedded engine): ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(1)} GiB`);

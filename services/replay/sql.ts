@@ -28,6 +28,8 @@ export interface SqlReplayOptions {
   /** Prints nothing and writes no violations: returns the compiled SQL and what it would write. */
   dryRun?: boolean;
   onProgress?: (done: number, total: number) => void;
+  /** Leaves the working rows (shapes, timeline, epochs) in place after the run, to inspect them. @default false */
+  keepWorkingData?: boolean;
   /** Called as each stage starts (`lineage`, `shapes`, `verdicts`, `violations`). */
   onStage?: (stage: SqlReplayStage) => void;
   /** Checked between chunks: stop there (the days done are saved; the same command resumes). */
@@ -198,7 +200,7 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
     }
     return { ...base, events, violations, resumed: saved !== undefined, done: true, alreadyDone: false };
   } finally {
-    await dropWorkingData(store, db, rid);
+    if (!options.keepWorkingData) await dropWorkingData(store, db, rid);
   }
 }
 
@@ -449,9 +451,11 @@ ARRAY JOIN v.violations AS x`;
 }
 
 function violationSql(db: string, rid: string, from: string, to: string): string {
+  // The materialized views over violations_v1 (subjects, daily aggregates) run side by side.
   return `INSERT INTO ${db}.${Table.violations}
     (violation_id, event_id, rule_id, basis, severity, mode, kind, occurred_at, service, job_namespace, job_name, run_id, datasets,
      purposes, categories, collected_for, origins, label_ids, path_id, subjects, data_subject, recipient, recipient_external,
      trace_id, late_lineage, reason, retroactive)
-${violationSelect(db, rid, from, to)}`;
+${violationSelect(db, rid, from, to)}
+SETTINGS parallel_view_processing = 1`;
 }

@@ -248,6 +248,32 @@ describe("lineage-audit CLI", () => {
     // Before the misuse began, the same rule finds nothing.
     const before = cli(["replay", "--rules", rules, "--to", "2019-01-01", "--json"], env);
     expect(JSON.parse(before.stdout)).toMatchObject({ violations: 0, done: true });
+
+    // A dry run of the same rule under another id prints the compiled SQL and what it would write, and writes nothing.
+    const renamed = join(dir, "renamed.yaml");
+    writeFileSync(renamed, readFileSync(rules, "utf8").replace("no-2fa-data-for-audiences", "renamed-rule"));
+    const dry = cli(["replay", "--rules", renamed, "--dry-run"], env);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain("ASOF INNER JOIN");
+    expect(dry.stdout).toContain("'renamed-rule'");
+    expect(dry.stdout).toContain(`-- would write ${r1.violations.toLocaleString("en-US")} violations, marked retroactive:`);
+    expect(dry.stdout).toContain(`--   renamed-rule: ${r1.violations.toLocaleString("en-US")}`);
+    const none = cli(["sql", "SELECT count() AS n FROM violations_v1 WHERE rule_id = 'renamed-rule'", "--json"], env);
+    expect(JSON.parse(none.stdout)).toEqual([{ n: 0 }]);
+
+    // Rules the compiler cannot express fail at start with the file, line and reason, and nothing is written.
+    const huge = join(dir, "huge.yaml");
+    const services = Array.from({ length: 20_000 }, (_, i) => `service-${i}`).join(", ");
+    writeFileSync(
+      huge,
+      ["version: 1", "rules:", "  - id: too-big", "    effect: deny", `    match: { services: [${services}] }`, ""].join("\n"),
+    );
+    expectOneLineError(
+      cli(["replay", "--rules", huge], env),
+      new RegExp(`${huge}:3:5: rule 'too-big' cannot be compiled to SQL: the rules compile to`),
+    );
+    const progress = cli(["sql", "SELECT count() AS n FROM replay_progress_v1 WHERE rules_file = '" + huge + "'", "--json"], env);
+    expect(JSON.parse(progress.stdout)).toEqual([{ n: 0 }]);
   });
 
   it("ingests NDJSON, stores the good lines, and names each bad line on stderr", () => {
