@@ -279,7 +279,7 @@ if (exactPairs > 0 && exactSizes) {
 }
 if (replayBench) {
   console.log(
-    `\nreplay of the default rules (issue 10), store generated in ${replayBench.generatedSeconds.map((x) => `${x.toFixed(0)} s`).join(" + ")}`,
+    `\nreplay of the default rules (issue 10), store generated in ${replayBench.generatedSeconds.map((x) => `${x.toFixed(0)} s`).join(" + ")}, background merges of the new rows waited for ${replayBench.mergeSeconds.map((x) => `${x.toFixed(0)} s`).join(" + ")}`,
   );
   console.log(`engine                        stored uses   seconds       uses/s   violations   shapes   epochs   stages (s)`);
   for (const r of replayBench.sql) {

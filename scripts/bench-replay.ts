@@ -17,6 +17,25 @@ export interface ReplayBenchResult {
   sql: { uses: number; seconds: number; result: SqlReplayResult; stages: Record<string, number> }[];
   stream?: { uses: number; seconds: number; violations: number; agrees: boolean };
   generatedSeconds: number[];
+  /** Seconds waited after generating for the engine's background merges of the new rows to finish. */
+  mergeSeconds: number[];
+}
+
+/**
+ * Waits until the engine merges no parts of the database: a warehouse's history was not all
+ * written a second ago, and merging 90M fresh rows beside the replay would time the merges.
+ */
+async function settle(store: Store, limitSeconds = 900): Promise<number> {
+  const t = performance.now();
+  let quiet = 0;
+  while (quiet < 3 && performance.now() - t < limitSeconds * 1000) {
+    const [m] = await store.query<{ n: string }>(`SELECT count() AS n FROM system.merges WHERE database = {db:String}`, {
+      db: store.database,
+    });
+    quiet = Number(m?.n) === 0 ? quiet + 1 : 0;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return (performance.now() - t) / 1000;
 }
 
 const W = "warehouse";
@@ -166,7 +185,7 @@ export async function benchReplay(path: string, sizes: { stream: number; sql: nu
   const processed = await processor.processEvents(lineage().map((event) => ({ event, source: "bench" })));
   if (processed.rejected.length > 0) throw new Error(`bench lineage rejected: ${JSON.stringify(processed.rejected)}`);
 
-  const result: ReplayBenchResult = { sql: [], generatedSeconds: [] };
+  const result: ReplayBenchResult = { sql: [], generatedSeconds: [], mergeSeconds: [] };
   let stored = 0;
   const targets = [...new Set([...sizes.sql, sizes.stream].filter((n) => n > 0))].sort((a, b) => a - b);
   for (const target of targets) {
@@ -175,6 +194,7 @@ export async function benchReplay(path: string, sizes: { stream: number; sql: nu
     await generate(store, stored, target - stored, (d) => progress.update(d));
     progress.finish();
     result.generatedSeconds.push((performance.now() - g) / 1000);
+    result.mergeSeconds.push(await settle(store));
     stored = target;
 
     if (sizes.sql.includes(target)) {

@@ -107,7 +107,7 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
 
     // 2. The shapes of the uses in the window.
     options.onStage?.("shapes");
-    await command(store, shapesSql(db, rid, from, to));
+    for (const statement of shapesSql(db, rid, from, to)) await command(store, statement);
 
     // 3. The verdict of each shape at each epoch.
     options.onStage?.("verdicts");
@@ -238,7 +238,7 @@ interface ShapeRow {
 async function shapeDescriptions(store: Store, db: string, rid: string): Promise<Map<string, DataAccessEvent>> {
   const rows = await store.query<ShapeRow>(
     `SELECT toString(shape_id) AS shape, kind, service, job_namespace, job_name, data_subject, purposes, recipient, recipient_external, input_fields
-     FROM ${db}.${ReplayTable.shapes} WHERE replay_id = ${rid}`,
+     FROM ${db}.${ReplayTable.shapes} WHERE replay_id = ${rid} AND kind != ''`,
   );
   return new Map(
     rows.map((r) => [
@@ -332,25 +332,29 @@ function chunk(days: readonly { day: string; uses: string }[], rows: number, fro
   return out;
 }
 
-/** The shape of every stored use and share in the window: one row each, with how many there are. */
-function shapesSql(db: string, rid: string, from: number, to: number): string {
+/**
+ * The shape of every stored use and share in the window, in two statements: first how many uses
+ * each shape has and when (rows with an empty `kind`), then what each shape is, read from its
+ * first use (found by the primary key), with those numbers.
+ */
+function shapesSql(db: string, rid: string, from: number, to: number): [string, string] {
   const window = `kind IN ('USE', 'SHARE') AND occurred_at >= ${time(from)} AND occurred_at < ${time(to)}`;
-  return `INSERT INTO ${db}.${ReplayTable.shapes}
-WITH stats AS
-(
-    SELECT use_shape, count() AS uses, min(occurred_at) AS first_at, max(occurred_at) AS last_at
-    FROM ${db}.${Table.events} WHERE ${window} GROUP BY use_shape
-)
+  const stats = `SELECT shape_id, uses, first_at, last_at FROM ${db}.${ReplayTable.shapes} WHERE replay_id = ${rid} AND kind = ''`;
+  return [
+    `INSERT INTO ${db}.${ReplayTable.shapes} (replay_id, shape_id, uses, first_at, last_at)
+SELECT ${rid}, use_shape, count(), min(occurred_at), max(occurred_at) FROM ${db}.${Table.events} WHERE ${window} GROUP BY use_shape`,
+    `INSERT INTO ${db}.${ReplayTable.shapes}
 SELECT ${rid}, e.use_shape, e.kind, e.service, e.job_namespace, e.job_name, e.data_subject, e.purposes, e.recipient, e.recipient_external,
        e.input_fields, s.uses, s.first_at, s.last_at
 FROM
 (
     SELECT use_shape, kind, service, job_namespace, job_name, data_subject, purposes, recipient, recipient_external, input_fields
     FROM ${db}.${Table.events}
-    WHERE ${window} AND (use_shape, occurred_at) IN (SELECT use_shape, first_at FROM stats)
+    WHERE ${window} AND occurred_at IN (SELECT first_at FROM (${stats})) AND (use_shape, occurred_at) IN (SELECT shape_id, first_at FROM (${stats}))
     LIMIT 1 BY use_shape
 ) AS e
-INNER JOIN stats AS s ON s.use_shape = e.use_shape`;
+INNER JOIN (${stats}) AS s ON s.shape_id = e.use_shape`,
+  ];
 }
 
 /**
@@ -371,7 +375,7 @@ sel AS
                substring(f, 1, length(f) - position(reverse(f), '#')) AS dataset,
                substring(f, length(f) - position(reverse(f), '#') + 2) AS field
         FROM ${db}.${ReplayTable.shapes} ARRAY JOIN input_fields AS f
-        WHERE replay_id = ${rid}
+        WHERE replay_id = ${rid} AND kind != ''
     )
     GROUP BY shape_id, dataset
 ),
@@ -412,7 +416,7 @@ broken AS
                s.kind AS ${c.kind}, s.service AS ${c.service}, s.data_subject AS ${c.useSubject},
                s.recipient AS ${c.recipient}, s.recipient_external AS ${c.recipientExternal}, arrayJoin(s.purposes) AS ${c.purpose}
         FROM labelled AS l
-        INNER JOIN (SELECT * FROM ${db}.${ReplayTable.shapes} WHERE replay_id = ${rid}) AS s ON s.shape_id = l.shape_id
+        INNER JOIN (SELECT * FROM ${db}.${ReplayTable.shapes} WHERE replay_id = ${rid} AND kind != '') AS s ON s.shape_id = l.shape_id
     )
     ARRAY JOIN
   ${compiled.ruleIds}
