@@ -148,6 +148,19 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
     let violations = 0;
     let doneEvents = saved ? Number(saved.events) : 0;
     let doneViolations = saved ? Number(saved.violations) : 0;
+    /** The cursor: every use before `at` is done. */
+    const saveProgress = (at: number, last: boolean) =>
+      insertRows(store, ReplayTable.progress, [
+        {
+          replay_id: replayId,
+          rules_file: options.policy.source,
+          cursor_at: at,
+          cursor_event_id: "",
+          events: doneEvents,
+          violations: doneViolations,
+          done: last ? 1 : 0,
+        },
+      ]);
     for (const c of chunks) {
       if (options.shouldStop?.()) {
         return { ...base, events, violations, resumed: saved !== undefined, done: false, alreadyDone: false };
@@ -164,40 +177,10 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
       doneEvents += c.uses;
       doneViolations += written;
       done += c.uses;
-      await store.client.insert({
-        table: `${db}.${ReplayTable.progress}`,
-        format: "JSONEachRow",
-        values: [
-          {
-            replay_id: replayId,
-            rules_file: options.policy.source,
-            cursor_at: c.to,
-            cursor_event_id: "",
-            events: doneEvents,
-            violations: doneViolations,
-            done: c.last ? 1 : 0,
-          },
-        ],
-      });
+      await saveProgress(c.to, c.last);
       options.onProgress?.(done, total);
     }
-    if (chunks.length === 0) {
-      await store.client.insert({
-        table: `${db}.${ReplayTable.progress}`,
-        format: "JSONEachRow",
-        values: [
-          {
-            replay_id: replayId,
-            rules_file: options.policy.source,
-            cursor_at: to,
-            cursor_event_id: "",
-            events: doneEvents,
-            violations: doneViolations,
-            done: 1,
-          },
-        ],
-      });
-    }
+    if (chunks.length === 0) await saveProgress(to, true);
     return { ...base, events, violations, resumed: saved !== undefined, done: true, alreadyDone: false };
   } finally {
     if (!options.keepWorkingData) await dropWorkingData(store, db, rid);
