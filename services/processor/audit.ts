@@ -386,15 +386,13 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
   }
 
   /**
-   * Lineage that occurred at `occurredAt` changed what some datasets carry: check the recent uses
-   * of them that occurred then or later again (facts loaded from the store pass no time). A use whose
+   * Lineage changed what some datasets carry: check the recent uses of them again. A use whose
    * labels grew is written again, event row and violations, even when it violated the same rules
    * already: the violation keeps its id and gets the complete categories, labels and path.
    */
-  function recheck(changed: readonly string[], out: AuditBatch, occurredAt = -Infinity): void {
+  function recheck(changed: readonly string[], out: AuditBatch): void {
     const hits = new Set<RecentUse>();
-    // Time-valid: lineage that occurred after a use cannot have carried anything to it, whenever it arrived.
-    for (const d of changed) for (const r of recentByDataset.get(d) ?? []) if (r.event.occurredAt >= occurredAt) hits.add(r);
+    for (const d of changed) for (const r of recentByDataset.get(d) ?? []) hits.add(r);
     for (const r of [...hits].sort((a, b) => a.seq - b.seq)) {
       const ev = evaluate(r.event);
       if (ev.unknown.length > 0) continue;
@@ -524,7 +522,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       }
     }
     if (result.applied && pendingCount > 0 && out) resolvePending(out);
-    if (result.changedDatasets.length > 0 && out) recheck(result.changedDatasets, out, e.occurredAt);
+    if (result.changedDatasets.length > 0 && out) recheck(result.changedDatasets, out);
   }
 
   return {

@@ -83,6 +83,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "013_holdings_v1.sql",
       "014_events_output_categories.sql",
       "015_exact_bitmaps.sql",
+      "016_replay_sql.sql",
     ]);
   });
 
