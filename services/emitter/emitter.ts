@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { SchemaError, TransportError } from "../errors/index.ts";
+import { ConfigError, SchemaError, TransportError } from "../errors/index.ts";
 import {
   createEventCodec,
   loadEventSchemas,
@@ -24,8 +24,73 @@ export const defaultEmitterOptions = {
   pseudonymCacheSize: 10_000,
 } satisfies Partial<EmitterOptions>;
 
+const OPTION_NAMES = [
+  "transport",
+  "pseudonymKey",
+  "pseudonymKeyId",
+  "service",
+  "maxBatch",
+  "lingerMs",
+  "maxInFlight",
+  "pseudonymCacheSize",
+  "onRejected",
+] as const;
+
+/** Whole-number options and their allowed ranges. */
+const NUMBER_OPTIONS = {
+  maxBatch: [1, 100_000],
+  lingerMs: [0, 60_000],
+  maxInFlight: [1, 64],
+  pseudonymCacheSize: [0, 10_000_000],
+} as const;
+
+/**
+ * Checks `createEmitter`'s options as plain JavaScript callers may pass them: each problem is one
+ * ConfigError naming the option and what it must be (never its value: the key is a secret).
+ */
+export function checkEmitterOptions(options: unknown): asserts options is EmitterOptions {
+  const fail = (option: string, problem: string): never => {
+    throw new ConfigError(`createEmitter: option '${option}' ${problem}`, { context: { option } });
+  };
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new ConfigError("createEmitter: options must be an object ({ transport, pseudonymKey, ... })");
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if ((OPTION_NAMES as readonly string[]).includes(key)) continue;
+    const near = OPTION_NAMES.find((n) => n.toLowerCase() === key.toLowerCase());
+    fail(key, `is not an emitter option${near ? ` (did you mean '${near}'?)` : ` (options: ${OPTION_NAMES.join(", ")})`}`);
+  }
+  const transport = o["transport"] as { send?: unknown; close?: unknown } | undefined;
+  if (transport === undefined || transport === null) {
+    fail("transport", "is required: createHttpTransport(...), createInProcessTransport(...), or the Kafka transport");
+  } else if (typeof transport !== "object" || typeof transport.send !== "function" || typeof transport.close !== "function") {
+    fail("transport", "must be a transport: an object with send(messages) and close()");
+  }
+  const key = o["pseudonymKey"];
+  if (key === undefined || key === null || key === "") {
+    fail("pseudonymKey", "is required: an HMAC key of at least 32 bytes (hex, base64 or text); generate one with: openssl rand -hex 32");
+  } else if (typeof key !== "string" && !(key instanceof Uint8Array)) {
+    fail("pseudonymKey", "must be a string (hex, base64 or text) or a Uint8Array");
+  }
+  const keyId = o["pseudonymKeyId"];
+  if (keyId !== undefined && (typeof keyId !== "string" || !/^[A-Za-z0-9._-]{1,64}$/.test(keyId))) {
+    fail("pseudonymKeyId", "must be 1 to 64 letters, digits, '.', '_' or '-'");
+  }
+  const service = o["service"];
+  if (service !== undefined && (typeof service !== "string" || service.trim() === "")) fail("service", "must be a non-empty string");
+  for (const [name, [min, max]] of Object.entries(NUMBER_OPTIONS)) {
+    const v = o[name];
+    if (v !== undefined && (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max)) {
+      fail(name, `must be a whole number from ${min} to ${max}`);
+    }
+  }
+  if (o["onRejected"] !== undefined && typeof o["onRejected"] !== "function") fail("onRejected", "must be a function");
+}
+
 /** What a producing service imports: typed, validated, batched, pseudonymised emission of data-access events. */
 export function createEmitter(options: EmitterOptions, deps: { codec?: EventCodec } = {}): Emitter {
+  checkEmitterOptions(options);
   const codec: EventCodec = deps.codec ?? createEventCodec(loadEventSchemas());
   const hmac = createPseudonymizer(options.pseudonymKey);
   const cacheSize = options.pseudonymCacheSize ?? defaultEmitterOptions.pseudonymCacheSize;

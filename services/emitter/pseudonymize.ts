@@ -13,6 +13,11 @@ export const MIN_KEY_BYTES = 32;
 export type Pseudonymizer = (rawIdentifier: string) => string;
 
 export function createPseudonymizer(key: string | Uint8Array): Pseudonymizer {
+  if (typeof key !== "string" && !((key as unknown) instanceof Uint8Array)) {
+    throw new ConfigError(
+      "the pseudonymisation key is missing: give at least 32 bytes (hex, base64 or text); generate one with: openssl rand -hex 32",
+    );
+  }
   const bytes = typeof key === "string" ? decodeKey(key) : key;
   if (bytes.byteLength < MIN_KEY_BYTES) {
     throw new ConfigError(

@@ -415,3 +415,66 @@ describe("event ids the SDK makes", () => {
     expect(new Set(Array.from({ length: 1000 }, () => uuidv7(at))).size).toBe(1000);
   });
 });
+
+describe("emitter options, checked at creation (as plain JavaScript passes them)", () => {
+  const create = (options: unknown) => () => createEmitter(options as EmitterOptions, { codec });
+  const base = () => ({ transport: recordingTransport(), pseudonymKey: KEY });
+
+  it("names a missing pseudonymKey with what it must be, instead of a TypeError", () => {
+    const { pseudonymKey: _key, ...withoutKey } = base();
+    expect(create(withoutKey)).toThrow(ConfigError);
+    expect(create(withoutKey)).toThrow(
+      "createEmitter: option 'pseudonymKey' is required: an HMAC key of at least 32 bytes (hex, base64 or text); generate one with: openssl rand -hex 32",
+    );
+    expect(() => createPseudonymizer(undefined as unknown as string)).toThrow(ConfigError);
+  });
+
+  it("gives each other problem its own line, naming the option and never the key", () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ ...base(), pseudonymKey: 12345 }, "option 'pseudonymKey' must be a string (hex, base64 or text) or a Uint8Array"],
+      [{ pseudonymKey: KEY }, "option 'transport' is required"],
+      [
+        { ...base(), transport: { send: () => undefined } },
+        "option 'transport' must be a transport: an object with send(messages) and close()",
+      ],
+      [{ ...base(), pseudonymkey: KEY }, "option 'pseudonymkey' is not an emitter option (did you mean 'pseudonymKey'?)"],
+      [{ ...base(), batchSize: 10 }, "option 'batchSize' is not an emitter option (options: transport, pseudonymKey,"],
+      [{ ...base(), maxBatch: 0 }, "option 'maxBatch' must be a whole number from 1 to 100000"],
+      [{ ...base(), lingerMs: "20" }, "option 'lingerMs' must be a whole number from 0 to 60000"],
+      [{ ...base(), maxInFlight: 1.5 }, "option 'maxInFlight' must be a whole number from 1 to 64"],
+      [{ ...base(), pseudonymKeyId: "key id with spaces" }, "option 'pseudonymKeyId' must be 1 to 64 letters, digits, '.', '_' or '-'"],
+      [{ ...base(), service: " " }, "option 'service' must be a non-empty string"],
+      [{ ...base(), onRejected: "log" }, "option 'onRejected' must be a function"],
+    ];
+    for (const [options, message] of cases) {
+      let error: unknown;
+      try {
+        createEmitter(options as unknown as EmitterOptions, { codec });
+      } catch (e) {
+        error = e;
+      }
+      expect(error, message).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toContain(message);
+      expect((error as Error).message).not.toContain(KEY);
+      expect((error as Error).message.split("\n")).toHaveLength(1);
+    }
+    expect(create(null)).toThrow("createEmitter: options must be an object");
+  });
+
+  it("accepts every documented option at its bounds", async () => {
+    const emitter = createEmitter(
+      {
+        ...base(),
+        pseudonymKeyId: "k-2019.1",
+        service: "auth",
+        maxBatch: 100_000,
+        lingerMs: 0,
+        maxInFlight: 64,
+        pseudonymCacheSize: 0,
+        onRejected: () => undefined,
+      },
+      { codec },
+    );
+    await emitter.close();
+  });
+});
