@@ -4,6 +4,7 @@ import type { Policy } from "../rules/index.ts";
 import type { OutboxRow } from "../processor/index.ts";
 import type { Subscription } from "./subscriptions.ts";
 import { signWebhook } from "./signing.ts";
+import { silentLogger, type Logger } from "../telemetry/index.ts";
 
 /** 2: `soFar` counts users exactly, per person, with the field-level counts beside it as `possiblyAffected`. */
 export const PAYLOAD_VERSION = 2;
@@ -18,6 +19,8 @@ type OutboxEntry = Omit<OutboxRow, "window_start" | "window_end" | "version"> & 
 };
 
 export interface DelivererOptions {
+  /** Where a failed delivery round is reported. @default silentLogger */
+  logger?: Logger;
   /** How often the outbox is polled. @default 250 */
   pollMs?: number;
   /** First retry delay, doubled per attempt, with jitter, up to `maxBackoffMs`. @default 1000 */
@@ -294,7 +297,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
           try {
             await runOnce();
           } catch (error) {
-            process.stderr.write(`lineage-audit: webhook delivery: ${(error as Error).message.split("\n")[0]}\n`);
+            (options.logger ?? silentLogger).error(`webhook delivery: ${(error as Error).message.split("\n")[0]}`);
           }
           await sleep(options.pollMs ?? 250);
         }

@@ -20,6 +20,7 @@ import {
 } from "./context.ts";
 import { createProgress } from "./progress.ts";
 import { startTelemetry } from "./telemetry.ts";
+import { createLineLogger } from "../telemetry/index.ts";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
@@ -453,6 +454,10 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
   checkExposure(host, config);
   // A long-running process: keep V8's heap near its live size (docs/performance.md, bench:soak).
   boundHeapGrowth();
+  // Adapters report through this; LINEAGE_AUDIT_LOG=json gives one JSON object a line for log collectors.
+  const logFormat = process.env["LINEAGE_AUDIT_LOG"] ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") throw new ConfigError(`LINEAGE_AUDIT_LOG must be text or json, not '${logFormat}'`);
+  const logger = createLineLogger((line) => void process.stderr.write(`${line}\n`), logFormat);
   const stopTelemetry = await startTelemetry(process.env);
   // Bad alert configuration is found before anything starts.
   const alerting = config.webhooksPath ? loadAlertingConfig(config.webhooksPath) : undefined;
@@ -461,6 +466,7 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
   if (stopTelemetry) closers.push(stopTelemetry);
   if (alerting) {
     const deliverer = createDeliverer(ctx.store, alerting.subscriptions, {
+      logger,
       ruleDescriptions: Object.fromEntries(ctx.policy.rules.map((r) => [r.id, r.description])),
       policy: ctx.policy,
     });
@@ -497,7 +503,7 @@ async function serve(argv: string[], config: AppConfig): Promise<number> {
       const kafka = await startKafkaProcessor(
         config.kafka,
         { groupId: config.kafkaGroupId, instanceId: config.instanceId, sessionTimeoutMs: config.kafkaSessionTimeoutMs },
-        ctx,
+        { processor: ctx.processor, codec: ctx.codec, store: ctx.store, logger },
       );
       closers.unshift(() => kafka.close());
       process.stderr.write(

@@ -2,6 +2,7 @@
 // import works at run time.
 import kafkajs from "kafkajs";
 import type { Admin, Consumer, ConsumerConfig, Kafka, Producer, SASLOptions } from "kafkajs";
+import { silentLogger, type Logger } from "../telemetry/index.ts";
 
 const { Kafka: KafkaClient, logLevel, CompressionTypes } = kafkajs;
 
@@ -44,10 +45,10 @@ export function topicsOf(config: KafkaConfig): KafkaTopics {
 }
 
 /**
- * A kafkajs client whose own log lines go to stderr at WARN and above, one line each, without
+ * A kafkajs client whose own log lines go to `logger` at WARN and above, one line each, without
  * message contents.
  */
-export function createKafka(config: KafkaConfig): Kafka {
+export function createKafka(config: KafkaConfig, logger: Logger = silentLogger): Kafka {
   return new KafkaClient({
     clientId: config.clientId ?? "lineage-audit",
     brokers: config.brokers,
@@ -60,7 +61,8 @@ export function createKafka(config: KafkaConfig): Kafka {
         if (level > logLevel.WARN) return;
         // Heartbeats during a batch meet every rebalance; kafkajs rejoins by itself.
         if (log.message.startsWith("Response Heartbeat") && /rebalanc/i.test(String((log as { error?: unknown }).error))) return;
-        process.stderr.write(`lineage-audit: kafka ${level === logLevel.ERROR ? "error" : "warning"} (${namespace}): ${log.message}\n`);
+        if (level === logLevel.ERROR) logger.error(`kafka error (${namespace}): ${log.message}`);
+        else logger.warn(`kafka warning (${namespace}): ${log.message}`);
       },
     retry: { initialRetryTime: 100 },
   });

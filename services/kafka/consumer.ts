@@ -3,7 +3,17 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { KafkaMessage } from "kafkajs";
 import { context, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import { InternalError, LineageAuditError, TransportError } from "../errors/index.ts";
-import { Attr, contextFromTraceparent, isSampled, meter, MetricName, SpanName, tracer } from "../telemetry/index.ts";
+import {
+  Attr,
+  contextFromTraceparent,
+  isSampled,
+  meter,
+  MetricName,
+  silentLogger,
+  SpanName,
+  tracer,
+  type Logger,
+} from "../telemetry/index.ts";
 import { TRACEPARENT_HEADER } from "./transport.ts";
 import type { EventCodec, DataAccessEvent } from "../codec/index.ts";
 import type { Processor, ProcessResult } from "../processor/index.ts";
@@ -97,15 +107,18 @@ export async function startKafkaProcessor(
     store: FactOutbox;
     /** A producer the caller owns (connected, closed by it); by default an idempotent one of our own. */
     producer?: Producer;
-    /** One line per retry or failed publish; by default to stderr. */
+    /** One line per retry or failed publish; by default to `logger.warn`. */
     log?: (line: string) => void;
+    /** Where the Kafka client's warnings and this consumer's lines go. @default silentLogger */
+    logger?: Logger;
   },
 ): Promise<KafkaProcessor> {
-  const kafka = createKafka(config);
+  const logger = deps.logger ?? silentLogger;
+  const kafka = createKafka(config, logger);
   const topics = topicsOf(config);
   const defaults = defaultKafkaProcessorOptions;
   const groupId = options.groupId ?? defaults.groupId;
-  const log = deps.log ?? ((line: string) => void process.stderr.write(`lineage-audit: ${line}\n`));
+  const log = deps.log ?? ((line: string) => logger.warn(line));
   await ensureTopics(kafka, config);
 
   const ownProducer = deps.producer === undefined;

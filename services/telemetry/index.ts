@@ -10,3 +10,5 @@ export {
   isSampled,
   parseTraceparent,
 } from "./telemetry.ts";
+export { createLineLogger, silentLogger } from "./logger.ts";
+export type { Logger } from "./logger.ts";
