@@ -16,6 +16,8 @@ export interface IngestServerOptions {
   maxBodyBytes?: number;
 }
 
+export const defaultIngestServerOptions = { host: "127.0.0.1", port: 8787 } satisfies Partial<IngestServerOptions>;
+
 export interface IngestServer {
   readonly url: string;
   close(): Promise<void>;
@@ -74,7 +76,7 @@ export async function startIngestServer(
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port ?? 8787, options.host ?? "127.0.0.1", () => resolve());
+    server.listen(options.port ?? defaultIngestServerOptions.port, options.host ?? defaultIngestServerOptions.host, () => resolve());
   });
   const address = server.address() as AddressInfo;
   return {

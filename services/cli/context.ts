@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
-import type { KafkaConfig } from "../kafka/index.ts";
+import { defaultKafkaProcessorOptions, type KafkaConfig } from "../kafka/index.ts";
+import { defaultAnalystServerOptions, defaultIngestServerOptions } from "../api/index.ts";
 import { ConfigError } from "../errors/index.ts";
 import { createEventCodec, loadEventSchemas, type EventCodec } from "../codec/index.ts";
 import { loadFideslangTaxonomy, type Taxonomy } from "../taxonomy/index.ts";
@@ -35,7 +36,7 @@ export interface AppConfig {
 }
 
 export function parseConfig(env: NodeJS.ProcessEnv): AppConfig {
-  const port = env["LINEAGE_AUDIT_PORT"] ? Number(env["LINEAGE_AUDIT_PORT"]) : 8787;
+  const port = env["LINEAGE_AUDIT_PORT"] ? Number(env["LINEAGE_AUDIT_PORT"]) : defaultIngestServerOptions.port;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ConfigError("LINEAGE_AUDIT_PORT must be a port number (0-65535)");
   }
@@ -49,9 +50,11 @@ export function parseConfig(env: NodeJS.ProcessEnv): AppConfig {
     store,
     rulesPath: env["LINEAGE_AUDIT_RULES"] ?? DEFAULT_POLICY_PATH,
     port,
-    kafkaGroupId: env["KAFKA_GROUP_ID"] ?? "lineage-audit",
+    kafkaGroupId: env["KAFKA_GROUP_ID"] ?? defaultKafkaProcessorOptions.groupId,
     instanceId: env["LINEAGE_AUDIT_INSTANCE_ID"] ?? `${hostname()}-${process.pid}`,
-    kafkaSessionTimeoutMs: env["KAFKA_SESSION_TIMEOUT_MS"] ? Number(env["KAFKA_SESSION_TIMEOUT_MS"]) : 10_000,
+    kafkaSessionTimeoutMs: env["KAFKA_SESSION_TIMEOUT_MS"]
+      ? Number(env["KAFKA_SESSION_TIMEOUT_MS"])
+      : defaultKafkaProcessorOptions.sessionTimeoutMs,
   };
   if (!Number.isInteger(config.kafkaSessionTimeoutMs) || config.kafkaSessionTimeoutMs < 6000) {
     throw new ConfigError("KAFKA_SESSION_TIMEOUT_MS must be a whole number of milliseconds, at least 6000 (the broker's minimum)");
@@ -62,7 +65,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): AppConfig {
   if (env["LINEAGE_AUDIT_INGEST_TOKEN"]) config.ingestToken = env["LINEAGE_AUDIT_INGEST_TOKEN"];
   if (env["LINEAGE_AUDIT_WEBHOOKS"]) config.webhooksPath = env["LINEAGE_AUDIT_WEBHOOKS"];
   if (env["LINEAGE_AUDIT_ANALYST_PASSWORD"]) {
-    const analystPort = Number(env["LINEAGE_AUDIT_ANALYST_PORT"] ?? 8124);
+    const analystPort = Number(env["LINEAGE_AUDIT_ANALYST_PORT"] ?? defaultAnalystServerOptions.port);
     if (!Number.isInteger(analystPort) || analystPort < 0 || analystPort > 65535)
       throw new ConfigError("LINEAGE_AUDIT_ANALYST_PORT must be a port number (0-65535)");
     config.analyst = {

@@ -3,7 +3,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, LineageAuditError, StoreError } from "../errors/index.ts";
 import { createEventBuilder, createPseudonymizer } from "../emitter/index.ts";
 import { defaultScenarioOptions, runDemo, SCENARIO_RULE, expectedEvents } from "../demo/index.ts";
-import { affectedAnswer, fastAffectedCount, openStore, subjectHistory, subjectViolations } from "../store/index.ts";
+import { affectedAnswer, defaultStoreOptions, fastAffectedCount, openStore, subjectHistory, subjectViolations } from "../store/index.ts";
 import { ingestFiles } from "../ingest/index.ts";
 import { startAnalystServer, startIngestServer } from "../api/index.ts";
 import { startKafkaProcessor, topicsOf } from "../kafka/index.ts";
@@ -388,7 +388,7 @@ async function queryOwnStore(config: AppConfig, statement: string): Promise<{ fo
 
 /** Where a running `serve` says analysts can reach the embedded store it holds. */
 function serveFile(config: AppConfig): string | undefined {
-  return config.store.url ? undefined : join(resolve(config.store.path ?? ".lineage-audit/store"), "serve.json");
+  return config.store.url ? undefined : join(resolve(config.store.path ?? defaultStoreOptions.path), "serve.json");
 }
 
 /**
