@@ -5,6 +5,7 @@
 // flow into them), aggregates, orders; uses by 97 services in 13 jobs each, about 1 in 64 reading
 // the matching keys for targeted advertising. The uses are generated inside ClickHouse.
 import { createEventCodec, loadEventSchemas, type DataAccessEvent } from "../services/codec/index.ts";
+import { createEventBuilder, createPseudonymizer, type EmitInput } from "../services/emitter/index.ts";
 import { loadFideslangTaxonomy } from "../services/taxonomy/index.ts";
 import { DEFAULT_POLICY_PATH, loadPolicy } from "../services/rules/index.ts";
 import { readFileSync } from "node:fs";
@@ -41,26 +42,14 @@ async function settle(store: Store, limitSeconds = 900): Promise<number> {
 const W = "warehouse";
 const at = (iso: string) => Date.parse(`${iso}T00:00:00Z`);
 
-function fact(over: Partial<DataAccessEvent> & Pick<DataAccessEvent, "eventId" | "kind" | "occurredAt">): DataAccessEvent {
-  return {
-    service: "bench",
-    job: { namespace: "bench", name: over.eventId },
-    runId: "r",
-    inputs: [],
-    outputs: [],
-    transform: "OTHER",
-    fieldLineage: [],
-    masking: "NONE",
-    purposes: [],
-    dataSubject: "customer",
-    subjects: [],
-    recipient: null,
-    traceparent: null,
-    pseudonymKeyId: "default",
-    attributes: {},
-    ...over,
-  };
-}
+// The SDK's own builder fills in what a lineage fact leaves out.
+const build = createEventBuilder({
+  pseudonymize: createPseudonymizer("bench-replay-".repeat(3)),
+  pseudonymKeyId: "default",
+  service: "bench",
+});
+const fact = (over: Omit<EmitInput, "job" | "runId" | "dataSubject"> & { eventId: string }): DataAccessEvent =>
+  build({ job: { namespace: "bench", name: over.eventId }, runId: "r", dataSubject: "customer", ...over });
 const out = (name: string, fields: Record<string, string[]>) => ({
   namespace: W,
   name,

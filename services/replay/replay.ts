@@ -36,6 +36,15 @@ export interface ReplayResult {
   alreadyDone: boolean;
 }
 
+/** A replay's name in replay_progress_v1: the rules text, the window and (for the SQL replay) its engine. */
+export function replayIdOf(rulesText: string, from: number, to: number, engine: "stream" | "sql" = "stream"): string {
+  return createHash("sha256")
+    .update(rulesText)
+    .update(`|${from}|${to}${engine === "sql" ? "|sql" : ""}`)
+    .digest("hex")
+    .slice(0, 16);
+}
+
 /**
  * Evaluates rules over the stored history with the stored lineage, without re-reading Kafka:
  * "had this rule existed since January, whom would it have flagged". Time-valid: each use is
@@ -49,7 +58,7 @@ export async function replayRules(store: Store, options: ReplayOptions): Promise
   const from = options.from ?? 0;
   const to = options.to ?? Date.UTC(2299, 11, 31);
   const pageSize = options.pageSize ?? 20_000;
-  const replayId = createHash("sha256").update(options.rulesText).update(`|${from}|${to}`).digest("hex").slice(0, 16);
+  const replayId = replayIdOf(options.rulesText, from, to);
   const [saved] = await store.query<{ at: string; id: string; events: string; violations: string; done: number }>(
     `SELECT toString(toUnixTimestamp64Milli(cursor_at)) AS at, cursor_event_id AS id, events, violations, done
      FROM ${db}.replay_progress_v1 FINAL WHERE replay_id = {id:String}`,

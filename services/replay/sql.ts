@@ -1,11 +1,18 @@
-import { createHash } from "node:crypto";
 import type { DataAccessEvent } from "../codec/index.ts";
 import { describePaths, type PathRow } from "../processor/index.ts";
-import { compilePolicy, CompiledColumns, describeVerdict, sqlLiteral, type CompiledPolicy, type Policy } from "../rules/index.ts";
+import {
+  compilePolicy,
+  CompiledColumns,
+  describeVerdict,
+  inStableOrder,
+  sqlLiteral,
+  type CompiledPolicy,
+  type Policy,
+} from "../rules/index.ts";
 import type { Label } from "../lineage/index.ts";
 import { eventFromRow, Table, type Store } from "../store/index.ts";
 import { createLabelTimeline, type LabelTimeline, type TimelineRow } from "./labels.ts";
-import type { ReplayResult } from "./replay.ts";
+import { replayIdOf, type ReplayResult } from "./replay.ts";
 
 /** Working tables of a replay in SQL (migration 016). */
 export const ReplayTable = {
@@ -75,7 +82,7 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
   const from = options.from ?? 0;
   const to = options.to ?? FAR_FUTURE;
   const chunkRows = options.chunkRows ?? 5_000_000;
-  const replayId = createHash("sha256").update(options.rulesText).update(`|${from}|${to}|sql`).digest("hex").slice(0, 16);
+  const replayId = replayIdOf(options.rulesText, from, to, "sql");
   const rid = sqlLiteral(replayId);
   const sql = { verdicts: verdictSql(db, rid, compiled), violations: violationSql(db, rid, "{from}", "{to}") };
   const base = { replayId, engine: "sql" as const, sql, byRule: {} as Record<string, number>, shapes: 0, epochs: 0 };
@@ -88,7 +95,8 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
   if (saved?.done === 1 && !options.dryRun) {
     return { ...base, events: 0, violations: 0, resumed: false, done: true, alreadyDone: true };
   }
-  const start = saved && !options.dryRun ? Number(saved.at) : from;
+  // Where this run starts: after the days a run before it finished.
+  const begin = saved && !options.dryRun ? Math.max(Number(saved.at), from) : from;
 
   await dropWorkingData(store, db, rid);
   try {
@@ -99,11 +107,11 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
     for await (const fact of store.lineageFactsInTimeOrder()) {
       rows.push(...timeline.apply(fact));
       if (rows.length >= 50_000) {
-        await insertRows(store, ReplayTable.timeline, rows, replayId);
+        await insertRows(store, db, ReplayTable.timeline, rows, replayId);
         rows = [];
       }
     }
-    await insertRows(store, ReplayTable.timeline, rows, replayId);
+    await insertRows(store, db, ReplayTable.timeline, rows, replayId);
 
     // 2. The shapes of the uses in the window.
     options.onStage?.("shapes");
@@ -115,7 +123,7 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
     const shapes = await shapeDescriptions(store, db, rid);
     const paths = new Map<string, PathRow>();
     const out = epochs.map((e) => epochRow(e, shapes, timeline, compiled, paths, replayId));
-    await insertRows(store, ReplayTable.epochs, out);
+    await insertRows(store, db, ReplayTable.epochs, out);
     base.shapes = shapes.size;
     base.epochs = epochs.length;
 
@@ -124,17 +132,16 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
     const days = await store.query<{ day: string; uses: string }>(
       `SELECT toString(toUnixTimestamp64Milli(toDateTime64(toDate(occurred_at), 3, 'UTC'))) AS day, count() AS uses
        FROM ${db}.${Table.events}
-       WHERE kind IN ('USE', 'SHARE') AND occurred_at >= ${time(Math.max(start, from))} AND occurred_at < ${time(to)}
+       WHERE kind IN ('USE', 'SHARE') AND occurred_at >= ${time(begin)} AND occurred_at < ${time(to)}
        GROUP BY day ORDER BY day`,
     );
-    const chunks = chunk(days, chunkRows, Math.max(start, from), to);
+    const chunks = chunk(days, chunkRows, begin, to);
     const total = days.reduce((n, d) => n + Number(d.uses), 0);
-    let done = 0;
-    options.onProgress?.(done, total);
+    options.onProgress?.(0, total);
 
     if (options.dryRun) {
       const counts = await store.query<{ rule_id: string; n: string }>(
-        `SELECT x.rule_id AS rule_id, count() AS n FROM (${violationSelect(db, rid, time(Math.max(start, from)), time(to))}) AS x GROUP BY rule_id ORDER BY rule_id`,
+        `SELECT x.rule_id AS rule_id, count() AS n FROM (${violationSelect(db, rid, time(begin), time(to))}) AS x GROUP BY rule_id ORDER BY rule_id`,
       );
       for (const c of counts) base.byRule[c.rule_id] = Number(c.n);
       const violations = counts.reduce((n, c) => n + Number(c.n), 0);
@@ -142,43 +149,37 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
       return { ...base, events: total, violations, resumed: false, done: false, alreadyDone: false };
     }
 
-    await insertRows(store, Table.paths, [...paths.values()]);
-    await insertRows(store, Table.labels, [...timeline.labels()].map(labelRow));
+    await insertRows(store, db, Table.paths, [...paths.values()]);
+    await insertRows(store, db, Table.labels, [...timeline.labels()].map(labelRow));
     let events = 0;
     let violations = 0;
-    let doneEvents = saved ? Number(saved.events) : 0;
-    let doneViolations = saved ? Number(saved.violations) : 0;
-    /** The cursor: every use before `at` is done. */
+    /** The cursor: every use before `at` is done; the counts are those of every run of this replay. */
     const saveProgress = (at: number, last: boolean) =>
-      insertRows(store, ReplayTable.progress, [
+      insertRows(store, db, ReplayTable.progress, [
         {
           replay_id: replayId,
           rules_file: options.policy.source,
           cursor_at: at,
           cursor_event_id: "",
-          events: doneEvents,
-          violations: doneViolations,
+          events: Number(saved?.events ?? 0) + events,
+          violations: Number(saved?.violations ?? 0) + violations,
           done: last ? 1 : 0,
         },
       ]);
+    // What this run writes has detected_at from here on (the engine's clock, not this process's).
+    const [clock] = await store.query<{ now: string }>(`SELECT toString(now64(3)) AS now`);
     for (const c of chunks) {
       if (options.shouldStop?.()) {
         return { ...base, events, violations, resumed: saved !== undefined, done: false, alreadyDone: false };
       }
-      const [clock] = await store.query<{ now: string }>(`SELECT toString(now64(3)) AS now`);
       await command(store, violationSql(db, rid, time(c.from), time(c.to)));
-      let written = 0;
       for (const [rule, n] of await writtenSince(store, db, c.from, c.to, clock?.now ?? "1970-01-01 00:00:00.000")) {
         base.byRule[rule] = (base.byRule[rule] ?? 0) + n;
-        written += n;
+        violations += n;
       }
       events += c.uses;
-      violations += written;
-      doneEvents += c.uses;
-      doneViolations += written;
-      done += c.uses;
       await saveProgress(c.to, c.last);
-      options.onProgress?.(done, total);
+      options.onProgress?.(events, total);
     }
     if (chunks.length === 0) await saveProgress(to, true);
     return { ...base, events, violations, resumed: saved !== undefined, done: true, alreadyDone: false };
@@ -251,8 +252,8 @@ function epochRow(
       if (!label) throw new Error(`replay verdict names label ${id} on ${field}, which the lineage never put there`);
       labels.push(label);
     }
-    labels.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const verdict = { labels, purposes: [...new Set(use.purposes)].filter((p) => purposes.includes(p)) };
+    const verdict = { labels, purposes };
+    inStableOrder(verdict, use.purposes);
     const p = describePaths(verdict, use, 8);
     if (!paths.has(p.id)) paths.set(p.id, { path_id: p.id, lineage_path: p.json, path_text: p.text });
     violations.push({
@@ -276,11 +277,10 @@ function labelRow(l: Label) {
   return { label_id: l.id, origin: l.origin, category: l.category, collected_for: l.collectedFor, data_subject: l.dataSubject };
 }
 
-async function insertRows(store: Store, table: string, rows: readonly object[], replayId?: string): Promise<void> {
-  const db = store.database;
+async function insertRows(store: Store, db: string, table: string, rows: readonly object[], replayId?: string): Promise<void> {
   for (let i = 0; i < rows.length; i += 50_000) {
     const values = rows.slice(i, i + 50_000).map((r) => (replayId ? { replay_id: replayId, ...r } : r));
-    await store.client.insert({ table: `\`${db.replace(/`/g, "``")}\`.${table}`, values, format: "JSONEachRow" });
+    await store.client.insert({ table: `${db}.${table}`, values, format: "JSONEachRow" });
   }
 }
 

@@ -95,15 +95,23 @@ export function createEvaluator(policy: Policy): Evaluator {
         }
       }
       for (const v of found.values()) {
-        // In a stable order, whatever order the lineage handed the labels over in: by label id,
-        // and the purposes as the use declared them.
-        v.labels.sort((a, b) => ((a.id ?? "") < (b.id ?? "") ? -1 : (a.id ?? "") > (b.id ?? "") ? 1 : 0));
-        v.purposes = [...new Set(use.purposes)].filter((p) => v.purposes.includes(p));
+        inStableOrder(v, use.purposes);
         v.reason = describeVerdict(v, use);
       }
       return [...found.values()];
     },
   };
+}
+
+/**
+ * Puts a verdict's labels and purposes in a stable order, whatever order the lineage handed the
+ * labels over in: labels by id, purposes as the use declared them. The SQL replay orders its
+ * verdicts with this too, so both evaluators write the same rows.
+ */
+export function inStableOrder(v: Pick<Verdict<LabelLike>, "labels" | "purposes">, declared: readonly string[]): void {
+  v.labels.sort((a, b) => ((a.id ?? "") < (b.id ?? "") ? -1 : (a.id ?? "") > (b.id ?? "") ? 1 : 0));
+  const found = new Set(v.purposes);
+  v.purposes = [...new Set(declared)].filter((p) => found.has(p));
 }
 
 /** The verdict's reason: one sentence naming categories and purposes only. */

@@ -1,6 +1,6 @@
 export { parsePolicy } from "./parse.ts";
 export { loadPolicy, DEFAULT_POLICY_PATH } from "./policy.ts";
-export { createEvaluator, describeVerdict } from "./evaluate.ts";
+export { createEvaluator, describeVerdict, inStableOrder } from "./evaluate.ts";
 export { compilePolicy, CompiledColumns, MAX_COMPILED_BYTES, literal as sqlLiteral } from "./compile.ts";
 export type { CompiledPolicy, CompiledRule } from "./compile.ts";
 export type { Evaluator, LabelLike, UseContext, Verdict } from "./evaluate.ts";
