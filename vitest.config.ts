@@ -4,7 +4,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    globalSetup: ["test/kafka-setup.ts"],
+    globalSetup: ["test/build-setup.ts", "test/kafka-setup.ts"],
     pool: "forks",
     isolate: true,
     testTimeout: 120_000,

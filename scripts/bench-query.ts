@@ -44,8 +44,8 @@ const progress = createProgress("rows", rows, process.stderr);
 const fillStarted = performance.now();
 for (let start = 0; start < rows; start += chunk) {
   const n = Math.min(chunk, rows - start);
-  await store.client.command({
-    query: `INSERT INTO ${db}.${Table.violationSubjects} (rule_id, subject_id, occurred_at, violation_id, event_id, categories, service, mode)
+  await store.command(
+    `INSERT INTO ${db}.${Table.violationSubjects} (rule_id, subject_id, occurred_at, violation_id, event_id, categories, service, mode)
       SELECT ['${RULE}', 'purpose-limitation', 'r3', 'r4', 'r5'][1 + (number % 5)],
              lower(concat(hex(reinterpretAsFixedString(cityHash64(number % 20000000))), hex(reinterpretAsFixedString(cityHash64(number % 20000000, 1))))),
              toDateTime64('2019-01-01 00:00:00', 3, 'UTC') + toIntervalSecond((number * 7919) % (300 * 86400)),
@@ -53,7 +53,7 @@ for (let start = 0; start < rows; start += chunk) {
              [['user.contact.email', 'user.contact.phone_number', 'user.account.username', 'user.unique_id'][1 + (number % 4)]],
              concat('service-', toString(number % 10)), 'enforce'
       FROM numbers(${start}, ${n})`,
-  });
+  );
   progress.update(start + n);
 }
 progress.finish();
@@ -124,9 +124,7 @@ async function timed(label: string, total: number, step: number, fill: (start: n
   bar.finish();
   exactTimes[label] = (performance.now() - started) / 1000;
 }
-const command = async (query: string): Promise<void> => {
-  await store.client.command({ query });
-};
+const command = (query: string): Promise<void> => store.command(query);
 if (exactPairs > 0) {
   await timed("ordinals", exactSubjects, chunk, (start, n) =>
     command(`INSERT INTO ${db}.${Table.subjectOrdinals} (version, subject, ordinal)

@@ -141,8 +141,8 @@ export async function generate(store: Store, start: number, n: number, onProgres
   const pick = `if(number % 64 = 0, 1, 2 + (intDiv(number, 64) % ${READS.length - 1}))`;
   for (let s = start; s < start + n; s += chunk) {
     const m = Math.min(chunk, start + n - s);
-    await store.client.command({
-      query: `INSERT INTO ${db}.${Table.events} (event_id, kind, occurred_at, service, job_namespace, job_name, run_id, input_fields, purposes, data_subject, subjects, recipient, recipient_external, verdict, schema_fingerprint, schema_version)
+    await store.command(
+      `INSERT INTO ${db}.${Table.events} (event_id, kind, occurred_at, service, job_namespace, job_name, run_id, input_fields, purposes, data_subject, subjects, recipient, recipient_external, verdict, schema_fingerprint, schema_version)
         SELECT concat('u', toString(number)), if(number % 10 = 7, 'SHARE', 'USE'),
                toDateTime64('2019-01-02 00:00:00', 3, 'UTC') + toIntervalMillisecond((number * 7919) % (290 * 86400000)),
                concat('service-', toString(number % 97)), 'bench', concat('job-', toString(number % 13)), 'r',
@@ -150,7 +150,7 @@ export async function generate(store: Store, start: number, n: number, onProgres
                [lower(concat(hex(reinterpretAsFixedString(cityHash64(number % 20000000))), hex(reinterpretAsFixedString(cityHash64(number % 20000000, 1)))))],
                if(number % 10 = 7, if(number % 20 = 7, 'partner', 'internal-bi'), ''), if(number % 20 = 7, 1, 0), 'ok', 'bench', 2
         FROM numbers(${s}, ${m})`,
-    });
+    );
     onProgress(s + m - start);
   }
 }
@@ -187,7 +187,7 @@ export async function benchReplay(path: string, sizes: { stream: number; sql: nu
     stored = target;
 
     if (sizes.sql.includes(target)) {
-      await store.client.command({ query: `TRUNCATE TABLE ${store.database}.${Table.violations}` });
+      await store.command(`TRUNCATE TABLE ${store.database}.${Table.violations}`);
       const stages: Record<string, number> = {};
       let stage = "";
       let stageStart = performance.now();
@@ -209,7 +209,7 @@ export async function benchReplay(path: string, sizes: { stream: number; sql: nu
     }
     if (target === sizes.stream) {
       const bySql = await violationsByRule(store);
-      await store.client.command({ query: `TRUNCATE TABLE ${store.database}.${Table.violations}` });
+      await store.command(`TRUNCATE TABLE ${store.database}.${Table.violations}`);
       const bar = createProgress(`stream replay ${target.toLocaleString("en-US")}`, target, process.stderr);
       const t = performance.now();
       const r = await replayRules(store, {

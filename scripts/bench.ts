@@ -63,7 +63,7 @@ await store.migrate();
 await ceilingStore.migrate();
 
 async function truncate(s: Store): Promise<void> {
-  for (const t of Object.values(Table)) await s.client.command({ query: `TRUNCATE TABLE IF EXISTS ${s.database}.${t}` });
+  for (const t of Object.values(Table)) await s.command(`TRUNCATE TABLE IF EXISTS ${s.database}.${t}`);
   await settle();
 }
 

@@ -5,10 +5,7 @@ import type { OutboxRow } from "../processor/index.ts";
 import type { Subscription } from "./subscriptions.ts";
 import { signWebhook } from "./signing.ts";
 import { silentLogger, type Logger } from "../telemetry/index.ts";
-
-/** 2: `soFar` counts users exactly, per person, with the field-level counts beside it as `possiblyAffected`. */
-export const PAYLOAD_VERSION = 2;
-const MAX_PAYLOAD_BYTES = 20_000;
+import { PAYLOAD_VERSION, serializePayload, type AlertPayload, type SoFar } from "./payload.ts";
 
 /** An outbox row as read back: times as ClickHouse text, plus the delivery progress. */
 type OutboxEntry = Omit<OutboxRow, "window_start" | "window_end" | "version"> & {
@@ -80,30 +77,26 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
   }
 
   async function update(e: OutboxEntry, state: string, attempts: number, status: number, nextAt: number): Promise<void> {
-    await store.client.insert({
-      table: `${db}.${Table.outbox}`,
-      format: "JSONEachRow",
-      values: [
-        {
-          ...e,
-          window_start: Date.parse(storedTimeToIso(e.window_start)),
-          window_end: Date.parse(storedTimeToIso(e.window_end)),
-          created_at: Date.parse(storedTimeToIso(e.created_at)),
-          state,
-          attempts,
-          last_status: status,
-          next_attempt_at: Math.round(nextAt),
-          version: Date.now() * 1000 + attempts,
-        },
-      ],
-    });
+    await store.insert(Table.outbox, [
+      {
+        ...e,
+        window_start: Date.parse(storedTimeToIso(e.window_start)),
+        window_end: Date.parse(storedTimeToIso(e.window_end)),
+        created_at: Date.parse(storedTimeToIso(e.created_at)),
+        state,
+        attempts,
+        last_status: status,
+        next_attempt_at: Math.round(nextAt),
+        version: Date.now() * 1000 + attempts,
+      },
+    ]);
   }
 
   /**
    * The alert's counts so far: exact per person from the model when there is a policy, with the
    * field-level ones beside them as "possibly affected"; else the field-level ones, marked as such.
    */
-  async function soFar(e: OutboxEntry, fieldLevel: { subjects: number; records: number; violatingEvents: number }) {
+  async function soFar(e: OutboxEntry, fieldLevel: { subjects: number; records: number; violatingEvents: number }): Promise<SoFar> {
     if (!options.policy) return { ...fieldLevel, exact: false };
     const x = await exactAffected(store, e.rule_id, {
       from: Date.parse(storedTimeToIso(e.window_start)),
@@ -152,7 +145,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
     );
     const lineage = path ? (JSON.parse(path.lineage_path) as { paths: unknown[]; use: unknown }) : { paths: [], use: null };
     const day = (s: string) => s.slice(0, 10);
-    const body = {
+    const body: AlertPayload = {
       type: "lineage_audit.violation",
       version: PAYLOAD_VERSION,
       webhookId: e.webhook_id,
@@ -175,11 +168,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
       traceId: v?.trace_id || null,
       investigate: `lineage-audit affected --rule ${e.rule_id} --from ${day(e.window_start)} --to ${day(e.window_end)}T23:59:59Z`,
     };
-    let text = JSON.stringify(body);
-    if (Buffer.byteLength(text) > MAX_PAYLOAD_BYTES)
-      text = JSON.stringify({ ...body, lineagePath: { ...lineage, paths: lineage.paths.slice(0, 1) } });
-    if (Buffer.byteLength(text) > MAX_PAYLOAD_BYTES) text = JSON.stringify({ ...body, lineagePath: null });
-    return text;
+    return serializePayload(body);
   }
 
   function rateLimited(s: Subscription, now: number): boolean {
@@ -225,11 +214,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
       await update(e, "delivered", attemptNo, status, started);
     } else if (status === 410) {
       outcome = "disabled";
-      await store.client.insert({
-        table: `${db}.${Table.endpoints}`,
-        format: "JSONEachRow",
-        values: [{ subscription_id: s.id, disabled: 1, reason: "410 Gone" }],
-      });
+      await store.insert(Table.endpoints, [{ subscription_id: s.id, disabled: 1, reason: "410 Gone" }]);
       await update(e, "disabled", attemptNo, status, started);
     } else if (attemptNo >= maxAttempts || (status >= 400 && status < 500 && status !== 408 && status !== 429)) {
       outcome = "gave_up";
@@ -241,22 +226,18 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
       const delay = retryAfterMs ?? Math.min(maxBackoff, backoff * 2 ** (attemptNo - 1)) * (0.5 + Math.random());
       await update(e, "pending", attemptNo, status, Date.now() + delay);
     }
-    await store.client.insert({
-      table: `${db}.${Table.deliveries}`,
-      format: "JSONEachRow",
-      values: [
-        {
-          webhook_id: e.webhook_id,
-          subscription_id: s.id,
-          attempt: attemptNo,
-          status_code: status,
-          outcome,
-          duration_ms: duration,
-          error,
-          payload_bytes: Buffer.byteLength(body),
-        },
-      ],
-    });
+    await store.insert(Table.deliveries, [
+      {
+        webhook_id: e.webhook_id,
+        subscription_id: s.id,
+        attempt: attemptNo,
+        status_code: status,
+        outcome,
+        duration_ms: duration,
+        error,
+        payload_bytes: Buffer.byteLength(body),
+      },
+    ]);
     return outcome;
   }
 

@@ -4,5 +4,7 @@ export { loadAlertingConfig, parseAlertingConfig } from "./subscriptions.ts";
 export type { AlertingConfig, Subscription } from "./subscriptions.ts";
 export { createAlertPlanner } from "./planner.ts";
 export type { AlertPlanner } from "./planner.ts";
-export { createDeliverer, defaultDelivererOptions, PAYLOAD_VERSION } from "./deliver.ts";
+export { createDeliverer, defaultDelivererOptions } from "./deliver.ts";
 export type { Deliverer, DelivererOptions } from "./deliver.ts";
+export { sampleAlertPayload, serializePayload, MAX_PAYLOAD_BYTES, PAYLOAD_VERSION } from "./payload.ts";
+export type { AlertPayload, SoFar } from "./payload.ts";

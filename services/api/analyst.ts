@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import { compressBlocks, compressBlocksYielding } from "./compressed.ts";
 import { LineageAuditError } from "../errors/index.ts";
 import type { Store } from "../store/index.ts";
+import { defaults } from "../config/index.ts";
 
 export interface AnalystServerOptions {
   /** @default "127.0.0.1" */
@@ -22,8 +23,8 @@ export interface AnalystServerOptions {
 }
 
 export const defaultAnalystServerOptions = {
-  host: "127.0.0.1",
-  port: 8124,
+  host: defaults.host,
+  port: defaults.analystPort,
   maxQueryBytes: 262_144,
   maxConcurrentQueries: 8,
 } satisfies Partial<AnalystServerOptions>;

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { LineageAuditError } from "../errors/index.ts";
 import { EVENT_BATCH_MEDIA_TYPE, defaultDecodeLimits, unframeBatch } from "../codec/index.ts";
 import type { Processor } from "../processor/index.ts";
+import { defaults } from "../config/index.ts";
 
 export interface IngestServerOptions {
   /** @default "127.0.0.1" */
@@ -16,7 +17,7 @@ export interface IngestServerOptions {
   maxBodyBytes?: number;
 }
 
-export const defaultIngestServerOptions = { host: "127.0.0.1", port: 8787 } satisfies Partial<IngestServerOptions>;
+export const defaultIngestServerOptions = { host: defaults.host, port: defaults.port } satisfies Partial<IngestServerOptions>;
 
 export interface IngestServer {
   readonly url: string;

@@ -143,3 +143,17 @@ export function formatDryRun(
     ...rules.map(([rule, count]) => `--   ${rule}: ${n(count)}`),
   ].join("\n");
 }
+
+/** Rows as a plain text table (cells cut at 60 characters). */
+export function formatTable(rows: Record<string, unknown>[]): string {
+  if (rows.length === 0) return "(no rows)";
+  const cols = Object.keys(rows[0] as object);
+  const cell = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
+  const widths = cols.map((c) => Math.min(60, Math.max(c.length, ...rows.map((r) => cell(r[c]).length))));
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => (v.length > (widths[i] as number) ? `${v.slice(0, (widths[i] as number) - 1)}…` : v.padEnd(widths[i] as number)))
+      .join("  ")
+      .trimEnd();
+  return [line(cols), line(widths.map((w) => "-".repeat(w))), ...rows.map((r) => line(cols.map((c) => cell(r[c]))))].join("\n");
+}

@@ -44,3 +44,30 @@ export function createProgress(label: string, total: number, stream: NodeJS.Writ
     },
   };
 }
+
+/**
+ * Progress of bringing the exact model up to date (docs/tables.md): on stderr, a bar per phase
+ * once it takes a while; nothing when it is already fresh.
+ */
+export function refreshProgress(quiet: boolean): {
+  onProgress: (phase: "read" | "compute", done: number, total: number) => void;
+  finish(): void;
+} {
+  const bars = new Map<string, Progress>();
+  const started = Date.now();
+  return {
+    onProgress(phase, done, total) {
+      if (Date.now() - started < 1000) return; // a quick refresh shows nothing
+      let bar = bars.get(phase);
+      if (!bar) {
+        for (const other of bars.values()) other.finish();
+        bar = createProgress(phase === "read" ? "exact model: reading events" : "exact model: subjects", total, process.stderr, quiet);
+        bars.set(phase, bar);
+      }
+      bar.update(done);
+    },
+    finish() {
+      for (const bar of bars.values()) bar.finish();
+    },
+  };
+}

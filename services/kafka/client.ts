@@ -3,6 +3,7 @@
 import kafkajs from "kafkajs";
 import type { Admin, Consumer, ConsumerConfig, Kafka, Producer, SASLOptions } from "kafkajs";
 import { silentLogger, type Logger } from "../telemetry/index.ts";
+import { defaults } from "../config/index.ts";
 
 const { Kafka: KafkaClient, logLevel, CompressionTypes } = kafkajs;
 
@@ -34,11 +35,7 @@ export interface KafkaTopics {
   lineage: string;
 }
 
-export const defaultTopics: KafkaTopics = {
-  events: "lineage-audit.events",
-  deadLetters: "lineage-audit.events.dlq",
-  lineage: "lineage-audit.lineage",
-};
+export const defaultTopics: KafkaTopics = { ...defaults.kafkaTopics };
 
 export function topicsOf(config: KafkaConfig): KafkaTopics {
   return { ...defaultTopics, ...config.topics };
@@ -50,7 +47,7 @@ export function topicsOf(config: KafkaConfig): KafkaTopics {
  */
 export function createKafka(config: KafkaConfig, logger: Logger = silentLogger): Kafka {
   return new KafkaClient({
-    clientId: config.clientId ?? "lineage-audit",
+    clientId: config.clientId ?? defaults.kafkaClientId,
     brokers: config.brokers,
     ...(config.ssl !== undefined ? { ssl: config.ssl } : {}),
     ...(config.sasl ? { sasl: config.sasl as SASLOptions } : {}),
@@ -75,9 +72,9 @@ export async function ensureTopics(kafka: Kafka, config: KafkaConfig): Promise<v
   await admin.connect();
   try {
     const existing = new Set(await admin.listTopics());
-    const replicationFactor = config.replicationFactor ?? 1;
+    const replicationFactor = config.replicationFactor ?? defaults.kafkaReplicationFactor;
     const wanted = [
-      { topic: topics.events, numPartitions: config.partitions ?? 6, replicationFactor },
+      { topic: topics.events, numPartitions: config.partitions ?? defaults.kafkaPartitions, replicationFactor },
       { topic: topics.deadLetters, numPartitions: 1, replicationFactor },
       { topic: topics.lineage, numPartitions: 1, replicationFactor, configEntries: [{ name: "cleanup.policy", value: "compact" }] },
     ].filter((t) => !existing.has(t.topic));

@@ -27,6 +27,7 @@ import {
   type KafkaConfig,
   type Producer,
 } from "./client.ts";
+import { defaults } from "../config/index.ts";
 
 /** Headers of a dead letter: where the message came from and why it was refused. */
 export const DeadLetterHeader = {
@@ -63,10 +64,10 @@ export interface KafkaProcessorOptions {
 
 /** Defaults of the options above, in one place. */
 export const defaultKafkaProcessorOptions = {
-  groupId: "lineage-audit",
+  groupId: defaults.kafkaGroupId,
   retryBackoffMs: 500,
   maxRetryBackoffMs: 10_000,
-  sessionTimeoutMs: 10_000,
+  sessionTimeoutMs: defaults.kafkaSessionTimeoutMs,
   outboxIntervalMs: 5000,
   maxMessagesPerWrite: 1000,
   outboxPageSize: 500,

@@ -14,6 +14,7 @@ import {
 } from "../lineage/index.ts";
 import { parseTraceparent, validateEvent } from "./validate.ts";
 import type { AuditBatch, EventRow } from "./rows.ts";
+import { defaults } from "../config/index.ts";
 
 /** What a USE or SHARE row says about itself (events_v1.verdict). */
 export const EventVerdict = {
@@ -68,7 +69,7 @@ export interface AuditorOptions {
 export const defaultAuditorOptions = {
   maxPending: 10_000,
   maxPathsPerViolation: 8,
-  recheckWindow: 20_000,
+  recheckWindow: defaults.recheckWindow,
   maxSeenIds: 100_000,
   lineageCapacity: 20_000,
   retainFacts: 5_000,

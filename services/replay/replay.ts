@@ -110,21 +110,17 @@ export async function replayRules(store: Store, options: ReplayOptions): Promise
     const last = page[page.length - 1];
     if (last) cursor = { at: last.occurredAt, eventId: last.eventId };
     const finished = page.length < pageSize;
-    await store.client.insert({
-      table: `${db}.replay_progress_v1`,
-      format: "JSONEachRow",
-      values: [
-        {
-          replay_id: replayId,
-          rules_file: options.policy.source,
-          cursor_at: cursor.at,
-          cursor_event_id: cursor.eventId,
-          events: doneEvents,
-          violations: doneViolations,
-          done: finished ? 1 : 0,
-        },
-      ],
-    });
+    await store.insert("replay_progress_v1", [
+      {
+        replay_id: replayId,
+        rules_file: options.policy.source,
+        cursor_at: cursor.at,
+        cursor_event_id: cursor.eventId,
+        events: doneEvents,
+        violations: doneViolations,
+        done: finished ? 1 : 0,
+      },
+    ]);
     options.onProgress?.(doneEvents, total);
     if (finished) return { replayId, events, violations, resumed: saved !== undefined, done: true, alreadyDone: false };
   }

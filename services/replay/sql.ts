@@ -107,15 +107,15 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
     for await (const fact of store.lineageFactsInTimeOrder()) {
       rows.push(...timeline.apply(fact));
       if (rows.length >= 50_000) {
-        await insertRows(store, db, ReplayTable.timeline, rows, replayId);
+        await insertRows(store, ReplayTable.timeline, rows, replayId);
         rows = [];
       }
     }
-    await insertRows(store, db, ReplayTable.timeline, rows, replayId);
+    await insertRows(store, ReplayTable.timeline, rows, replayId);
 
     // 2. The shapes of the uses in the window.
     options.onStage?.("shapes");
-    for (const statement of shapesSql(db, rid, from, to)) await command(store, statement);
+    for (const statement of shapesSql(db, rid, from, to)) await store.command(statement);
 
     // 3. The verdict of each shape at each epoch.
     options.onStage?.("verdicts");
@@ -123,7 +123,7 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
     const shapes = await shapeDescriptions(store, db, rid);
     const paths = new Map<string, PathRow>();
     const out = epochs.map((e) => epochRow(e, shapes, timeline, compiled, paths, replayId));
-    await insertRows(store, db, ReplayTable.epochs, out);
+    await insertRows(store, ReplayTable.epochs, out);
     base.shapes = shapes.size;
     base.epochs = epochs.length;
 
@@ -149,13 +149,13 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
       return { ...base, events: total, violations, resumed: false, done: false, alreadyDone: false };
     }
 
-    await insertRows(store, db, Table.paths, [...paths.values()]);
-    await insertRows(store, db, Table.labels, [...timeline.labels()].map(labelRow));
+    await insertRows(store, Table.paths, [...paths.values()]);
+    await insertRows(store, Table.labels, [...timeline.labels()].map(labelRow));
     let events = 0;
     let violations = 0;
     /** The cursor: every use before `at` is done; the counts are those of every run of this replay. */
     const saveProgress = (at: number, last: boolean) =>
-      insertRows(store, db, ReplayTable.progress, [
+      insertRows(store, ReplayTable.progress, [
         {
           replay_id: replayId,
           rules_file: options.policy.source,
@@ -172,7 +172,7 @@ export async function replayRulesSql(store: Store, options: SqlReplayOptions): P
       if (options.shouldStop?.()) {
         return { ...base, events, violations, resumed: saved !== undefined, done: false, alreadyDone: false };
       }
-      await command(store, violationSql(db, rid, time(c.from), time(c.to)));
+      await store.command(violationSql(db, rid, time(c.from), time(c.to)));
       for (const [rule, n] of await writtenSince(store, db, c.from, c.to, clock?.now ?? "1970-01-01 00:00:00.000")) {
         base.byRule[rule] = (base.byRule[rule] ?? 0) + n;
         violations += n;
@@ -277,20 +277,16 @@ function labelRow(l: Label) {
   return { label_id: l.id, origin: l.origin, category: l.category, collected_for: l.collectedFor, data_subject: l.dataSubject };
 }
 
-async function insertRows(store: Store, db: string, table: string, rows: readonly object[], replayId?: string): Promise<void> {
+async function insertRows(store: Store, table: string, rows: readonly object[], replayId?: string): Promise<void> {
   for (let i = 0; i < rows.length; i += 50_000) {
     const values = rows.slice(i, i + 50_000).map((r) => (replayId ? { replay_id: replayId, ...r } : r));
-    await store.client.insert({ table: `${db}.${table}`, values, format: "JSONEachRow" });
+    await store.insert(table, values);
   }
-}
-
-async function command(store: Store, query: string): Promise<void> {
-  await store.client.command({ query });
 }
 
 async function dropWorkingData(store: Store, db: string, rid: string): Promise<void> {
   for (const table of [ReplayTable.shapes, ReplayTable.timeline, ReplayTable.epochs]) {
-    await command(store, `ALTER TABLE ${db}.${table} DROP PARTITION ${rid}`);
+    await store.command(`ALTER TABLE ${db}.${table} DROP PARTITION ${rid}`);
   }
 }
 

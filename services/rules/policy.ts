@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { RuleError } from "../errors/index.ts";
 import type { Taxonomy } from "../taxonomy/index.ts";
 import { parsePolicy } from "./parse.ts";
 import type { Policy } from "./types.ts";
+import { defaults } from "../config/index.ts";
 
 /** The shipped default policy, which catches the 2019 misuse of security contact data for ads. */
-export const DEFAULT_POLICY_PATH = fileURLToPath(new URL("../../rules/default.yaml", import.meta.url));
+export const DEFAULT_POLICY_PATH = defaults.rulesPath;
 
 /** Reads and validates a rules file; a missing or unreadable file is a RuleError naming it. */
 export function loadPolicy(path: string, taxonomy: Taxonomy): Policy {

@@ -3,7 +3,6 @@
 // affected (use, subject) pairs into one bitmap per (rule, use, category) and rolls them up over
 // aligned blocks of 128, 32 and 8 days, days and hours; exactCount answers a window by OR-ing the blocks it
 // covers whole and the uses of its partial hours. It equals exactAffected's users, records, first and last.
-import { StoreError } from "../errors/index.ts";
 import { exactPairsOf, type ExactWindow } from "./provenance.ts";
 import { Table, type Store } from "./store.ts";
 
@@ -27,14 +26,6 @@ export interface ExactCount {
   last: number | null;
 }
 
-async function command(store: Store, query: string, params: Record<string, unknown>): Promise<void> {
-  try {
-    await store.client.command({ query, query_params: params });
-  } catch (cause) {
-    throw new StoreError(`store command failed: ${(cause as Error).message.trim()}`, { cause, retriable: true });
-  }
-}
-
 /**
  * Fills the bitmap tables for snapshot `version` from its holdings, reads and forbidden labels,
  * inside ClickHouse: dense ordinals of the subjects with holdings, then per rule the exact pairs
@@ -49,8 +40,7 @@ export async function materializeExactCounts(
 ): Promise<{ subjects: number; uses: number; elapsedMs: number }> {
   const started = performance.now();
   const db = store.database;
-  await command(
-    store,
+  await store.command(
     `INSERT INTO ${db}.${Table.subjectOrdinals} (version, subject, ordinal)
      SELECT {version:UInt64}, subject, toUInt32(row_number() OVER (ORDER BY subject))
      FROM (SELECT DISTINCT subject FROM ${db}.${Table.holdings} WHERE version = {version:UInt64} AND variant = 0)`,
@@ -62,8 +52,7 @@ export async function materializeExactCounts(
   );
   for (const { rule_id: rule } of rules) {
     const { exactPairs, params } = exactPairsOf(db, version, rule, {});
-    await command(
-      store,
+    await store.command(
       `INSERT INTO ${db}.${Table.exactUses} (version, rule_id, occurred_at, category, event_id, external, subjects)
        SELECT {version:UInt64}, {rule:String}, any(p.at), p.category, p.event_id, any(p.external), groupBitmapState(o.ordinal)
        FROM (SELECT event_id, at, external, subject, category FROM (${exactPairs}) ARRAY JOIN categories AS category) AS p
@@ -81,8 +70,7 @@ export async function materializeExactCounts(
   );
   const elapsedMs = performance.now() - started;
   const done = { subjects: Number(row?.subjects ?? 0), uses: Number(row?.uses ?? 0), elapsedMs };
-  await command(
-    store,
+  await store.command(
     `INSERT INTO ${db}.${Table.exactVersions} (version, subjects, uses, elapsed_ms)
      VALUES ({version:UInt64}, {subjects:UInt64}, {uses:UInt64}, {elapsed:UInt64})`,
     { version, subjects: done.subjects, uses: done.uses, elapsed: Math.round(elapsedMs) },
@@ -105,8 +93,7 @@ export async function rollUpExactCounts(store: Store, version: number): Promise<
            FROM ${db}.${Table.exactUses} WHERE version = {version:UInt64}`
         : `SELECT rule_id, start AS at, first, last, category, subjects
            FROM ${db}.${Table.exactRollups} WHERE version = {version:UInt64} AND hours = {below:UInt16}`;
-    await command(
-      store,
+    await store.command(
       `INSERT INTO ${db}.${Table.exactRollups} (version, rule_id, hours, start, category, first, last, subjects)
        SELECT {version:UInt64}, rule_id, {hours:UInt16}, at - positiveModulo(at, {span:Int64}) AS block, category,
               min(first), max(last), groupBitmapMergeState(subjects)

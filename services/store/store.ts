@@ -27,6 +27,7 @@ import {
   type AnalystSession,
 } from "./analyst-session.ts";
 import { guardEventIds } from "./identity.ts";
+import { defaults } from "../config/index.ts";
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../../schemas/clickhouse/", import.meta.url));
 
@@ -71,10 +72,9 @@ export interface StoreOptions {
   analystLimits?: Partial<AnalystLimits>;
 }
 
-export const defaultStoreOptions = { path: ".lineage-audit/store", database: "lineage" } satisfies Partial<StoreOptions>;
+export const defaultStoreOptions = { path: defaults.storePath, database: defaults.database } satisfies Partial<StoreOptions>;
 
 export interface Store extends AuditSink {
-  readonly client: ClickHouseClient;
   readonly database: string;
   /** "chdb:<path>" or the server URL without credentials. */
   readonly location: string;
@@ -82,6 +82,17 @@ export interface Store extends AuditSink {
   migrate(): Promise<string[]>;
   /** Runs a query and returns its rows. */
   query<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
+  /**
+   * Runs a statement that returns no rows (DDL, INSERT … SELECT, TRUNCATE, OPTIMIZE, SYSTEM …),
+   * with `params` as its query parameters. Failures are retriable StoreErrors with ClickHouse's
+   * first line.
+   */
+  command(sql: string, params?: Record<string, unknown>): Promise<void>;
+  /**
+   * Writes rows (JSONEachRow) to `table`, named unqualified, in the store's database. Failures are
+   * StoreErrors classified as insertError does (StoreDataError for rows that can never be written).
+   */
+  insert(table: string, rows: readonly object[]): Promise<void>;
   /**
    * An analyst's statement, on a session of its own that is read-only and limited: refused unless
    * it only reads the audit database and the documented system tables, decided on ClickHouse's
@@ -202,11 +213,11 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   // threads only makes them compete.
   const insertSettings = options.url ? {} : { input_format_parallel_parsing: 0 as const };
 
-  async function run(sql: string, on: ClickHouseClient = client): Promise<void> {
+  async function run(sql: string, params?: Record<string, unknown>, on: ClickHouseClient = client): Promise<void> {
     try {
-      await on.command({ query: sql });
+      await on.command({ query: sql, ...(params ? { query_params: params } : {}) });
     } catch (cause) {
-      throw new StoreError(`store command failed: ${(cause as Error).message.trim()}`, { cause, retriable: true });
+      throw new StoreError(`store command failed: ${(cause as Error).message.trim().split("\n")[0]}`, { cause, retriable: true });
     }
   }
 
@@ -252,7 +263,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     try {
       await client.insert({
         table: `${quotedDatabase}.${table}`,
-        values: rows as object[],
+        values: rows,
         format: "JSONEachRow",
         clickhouse_settings: insertSettings,
       });
@@ -301,7 +312,6 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   }
 
   return {
-    client,
     database,
     location,
     async migrate() {
@@ -313,6 +323,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
       const scoped = scopedClient();
       await run(
         `CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version`,
+        undefined,
         scoped,
       );
       const done = new Set(
@@ -328,13 +339,15 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         if (text.includes("{db}")) {
           throw new StoreError(`migration ${file} uses the retired {db} placeholder: name tables unqualified`, { context: { file } });
         }
-        for (const statement of splitStatements(text)) await run(statement, scoped);
+        for (const statement of splitStatements(text)) await run(statement, undefined, scoped);
         await insert("schema_migrations", [{ version, name: file }]);
         applied.push(file);
       }
       return applied;
     },
     query: (sql, params) => query(sql, params),
+    command: (sql, params) => run(sql, params),
+    insert,
     analystQuery,
     queryReadOnly,
     async write(input: AuditBatch) {

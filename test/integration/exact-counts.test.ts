@@ -167,7 +167,7 @@ describe("exact count from bitmaps of subject ordinals", () => {
     const db = store.database;
     const v = (await store.query<{ v: string }>(`SELECT toString(max(version)) AS v FROM ${db}.${Table.provenanceVersions}`))[0]!.v;
     for (const table of [Table.subjectOrdinals, Table.exactUses, Table.exactRollups, Table.exactVersions]) {
-      await store.client.command({ query: `ALTER TABLE ${db}.${table} DROP PARTITION ID '${v}'` });
+      await store.command(`ALTER TABLE ${db}.${table} DROP PARTITION ID '${v}'`);
     }
     expect(await exactCount(store, RULE)).toMatchObject({ users: 1, records: 1 });
     const bitmapVersions = async () =>

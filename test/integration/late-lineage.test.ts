@@ -120,7 +120,7 @@ describe("stored lineage facts (chDB)", () => {
       const fact = collect(`paged.d${i}`, { v: ["user.name"] }, [SERVICE], { occurredAt: Date.UTC(2020, 0, 1) + Math.floor(i / 3) });
       return { fact_key: `k${i}`, kind: fact.kind, occurred_at: fact.occurredAt, event_id: fact.eventId, fact: JSON.stringify(fact) };
     });
-    await store.client.insert({ table: `${store.database}.${Table.facts}`, values: rows, format: "JSONEachRow" });
+    await store.insert(Table.facts, rows);
     const seen = new Set<string>();
     let previous = 0;
     let ordered = true;

@@ -58,9 +58,7 @@ beforeAll(async () => {
   const liveIds = new Set((await violations()).map((v) => v["violation_id"]));
   const stream = await replayRules(store, { policy, rulesText: `${rulesText}\n# stream`, taxonomy });
   expect(stream.done).toBe(true);
-  await store.client.command({
-    query: `ALTER TABLE ${store.database}.${Table.violations} DELETE WHERE retroactive = 0 SETTINGS mutations_sync = 2`,
-  });
+  await store.command(`ALTER TABLE ${store.database}.${Table.violations} DELETE WHERE retroactive = 0 SETTINGS mutations_sync = 2`);
   expected = await violations();
   for (const v of expected) expect(liveIds.has(v["violation_id"])).toBe(true);
 }, 300_000);
@@ -98,7 +96,7 @@ describe("replay in SQL on the demo store (chDB)", () => {
   it("reproduces the stream replay's violations on the demo store fed in time order", async () => {
     expect(expected.length).toBeGreaterThan(50);
     expect(new Set(expected.map((v) => v["rule_id"])).size).toBeGreaterThan(1);
-    await store.client.command({ query: `TRUNCATE TABLE ${store.database}.${Table.violations}` });
+    await store.command(`TRUNCATE TABLE ${store.database}.${Table.violations}`);
     const result = await replayRulesSql(store, { policy, rulesText });
     expect(result.done).toBe(true);
     expect(await violations()).toEqual(expected);

@@ -52,7 +52,7 @@ async function violations(store: Store): Promise<Record<string, unknown>[]> {
 
 async function clearViolations(store: Store): Promise<void> {
   for (const t of [Table.violations, Table.violationSubjects, Table.paths, "replay_progress_v1"]) {
-    await store.client.command({ query: `TRUNCATE TABLE ${store.database}.${t}` });
+    await store.command(`TRUNCATE TABLE ${store.database}.${t}`);
   }
 }
 

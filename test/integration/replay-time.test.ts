@@ -163,9 +163,8 @@ describe("stored lineage facts in time order (chDB)", () => {
     const again = rows
       .filter((_, i) => i % 2 === 0)
       .map((r) => ({ ...r, occurred_at: r.occurred_at + 86_400_000, event_id: `${r.event_id}-again` }));
-    const table = `${store.database}.${Table.facts}`;
-    await store.client.insert({ table, values: rows, format: "JSONEachRow" });
-    await store.client.insert({ table, values: again, format: "JSONEachRow" });
+    await store.insert(Table.facts, rows);
+    await store.insert(Table.facts, again);
     const seen: DataAccessEvent[] = [];
     for await (const fact of store.lineageFactsInTimeOrder()) if (fact.outputs[0]?.name.startsWith("timed.")) seen.push(fact);
     expect(seen).toHaveLength(n);

@@ -210,11 +210,9 @@ describe("one event id, one content", () => {
     const store = await open();
     const db = store.database;
     // The store as version 008 left it: no registry, and both contents written.
-    await store.client.command({ query: `DROP VIEW ${db}.event_ids_v2_mv` });
-    await store.client.command({ query: `DROP TABLE ${db}.${Table.eventIds}` });
-    await store.client.command({
-      query: `ALTER TABLE ${db}.schema_migrations DELETE WHERE version IN (9, 12) SETTINGS mutations_sync = 2`,
-    });
+    await store.command(`DROP VIEW ${db}.event_ids_v2_mv`);
+    await store.command(`DROP TABLE ${db}.${Table.eventIds}`);
+    await store.command(`ALTER TABLE ${db}.schema_migrations DELETE WHERE version IN (9, 12) SETTINGS mutations_sync = 2`);
     const raw = async (batch: AuditBatch) => {
       for (const [table, rows] of [
         [Table.facts, batch.facts],
@@ -225,7 +223,7 @@ describe("one event id, one content", () => {
         [Table.violations, batch.violations],
         [Table.findings, batch.findings],
       ] as const) {
-        if (rows.length > 0) await store.client.insert({ table: `${db}.${table}`, values: rows as object[], format: "JSONEachRow" });
+        await store.insert(table, rows);
       }
     };
     const legacy = createProcessor({ policy, taxonomy, codec }, { sink: { write: raw } });

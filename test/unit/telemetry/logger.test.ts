@@ -1,19 +1,13 @@
 // One logger (issue 11, in part): adapters report through a Logger passed in and never write to
 // stdout or stderr themselves; the CLI is the only place that does.
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { createLineLogger, silentLogger } from "../../../services/telemetry/index.ts";
+import { sourceFiles } from "../source-files.ts";
 
 const SERVICES = fileURLToPath(new URL("../../../services/", import.meta.url));
-
-function sources(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? sources(path) : name.endsWith(".ts") ? [path] : [];
-  });
-}
 
 describe("logger", () => {
   it("writes one text line per message, its first line only", () => {
@@ -45,7 +39,7 @@ describe("logger", () => {
   });
 
   it("is the only way out: no module under services/ but the CLI writes to stdout or stderr", () => {
-    const offenders = sources(SERVICES)
+    const offenders = sourceFiles(SERVICES)
       .filter((f) => !f.includes(`${join("services", "cli")}`))
       .filter((f) => /process\.(stdout|stderr)|console\.(log|error|warn|info|debug)/.test(readFileSync(f, "utf8")));
     expect(offenders.map((f) => f.slice(SERVICES.length))).toEqual([]);

@@ -1,0 +1,77 @@
+import { rmSync, writeFileSync } from "node:fs";
+import { startAnalystServer, startIngestServer } from "../../api/index.ts";
+import { startKafkaProcessor, topicsOf } from "../../kafka/index.ts";
+import { createAlertPlanner, createDeliverer, loadAlertingConfig } from "../../alerting/index.ts";
+import { createLineLogger } from "../../telemetry/index.ts";
+import { defaults, type AppConfig } from "../../config/index.ts";
+import { args, portFlag, text } from "../args.ts";
+import { checkExposure, openAuditor, serveFile } from "../context.ts";
+import { boundHeapGrowth } from "../heap.ts";
+import { startTelemetry } from "../telemetry.ts";
+
+/** Takes events until SIGINT or SIGTERM; then stops each part in the reverse order of its start. */
+export async function run(argv: string[], config: AppConfig): Promise<number> {
+  const { values } = args(argv, { port: { type: "string" }, host: { type: "string" } }, false);
+  const port = values.port === undefined ? config.port : portFlag(values.port as string);
+  const host = text(values, "host") ?? defaults.host;
+  checkExposure(host, config);
+  // A long-running process: keep V8's heap near its live size (docs/performance.md, bench:soak).
+  boundHeapGrowth();
+  const say = (line: string) => void process.stderr.write(`lineage-audit serve: ${line}\n`);
+  // Adapters report through this; LINEAGE_AUDIT_LOG=json gives one JSON object a line for log collectors.
+  const logger = createLineLogger((line) => void process.stderr.write(`${line}\n`), config.log);
+  const stopTelemetry = await startTelemetry(config.telemetry);
+  // Bad alert configuration is found before anything starts.
+  const alerting = config.webhooksPath ? loadAlertingConfig(config.webhooksPath) : undefined;
+  const ctx = await openAuditor(config, alerting ? { alerts: createAlertPlanner(alerting.subscriptions, alerting.windowMs) } : {});
+  const closers: (() => Promise<void>)[] = [() => ctx.close()];
+  if (stopTelemetry) closers.push(stopTelemetry);
+  try {
+    if (alerting) {
+      const deliverer = createDeliverer(ctx.store, alerting.subscriptions, {
+        logger,
+        ruleDescriptions: Object.fromEntries(ctx.policy.rules.map((r) => [r.id, r.description])),
+        policy: ctx.policy,
+      });
+      deliverer.start();
+      closers.unshift(() => deliverer.close());
+      say(`alerts to ${alerting.subscriptions.filter((s) => s.enabled).length} webhook subscription(s) from ${config.webhooksPath}`);
+    }
+    const server = await startIngestServer(ctx.processor, { port, host, ...(config.ingestToken ? { token: config.ingestToken } : {}) });
+    closers.unshift(() => server.close());
+    say(`POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database})`);
+    let analystUrl: string | undefined;
+    if (config.analyst) {
+      const analyst = await startAnalystServer(ctx.store, { ...config.analyst, host });
+      closers.unshift(() => analyst.close());
+      say(`read-only ClickHouse HTTP interface at ${analyst.url} (user ${config.analyst.user})`);
+      analystUrl = analyst.url;
+    }
+    // Tells `sql` that this process holds the store, and where to ask instead.
+    const file = serveFile(config);
+    if (file) {
+      writeFileSync(file, JSON.stringify({ pid: process.pid, ...(analystUrl ? { analystUrl } : {}) }));
+      closers.unshift(async () => rmSync(file, { force: true }));
+    }
+    if (config.kafka) {
+      const kafka = await startKafkaProcessor(
+        config.kafka,
+        { groupId: config.kafkaGroupId, instanceId: config.instanceId, sessionTimeoutMs: config.kafkaSessionTimeoutMs },
+        { processor: ctx.processor, codec: ctx.codec, store: ctx.store, logger },
+      );
+      closers.unshift(() => kafka.close());
+      say(
+        `consuming ${topicsOf(config.kafka).events} from ${config.kafka.brokers.join(",")} as ${config.instanceId} in group ${config.kafkaGroupId} (lineage facts learned: ${kafka.factsLearned})`,
+      );
+    }
+    await new Promise<void>((resolve) => {
+      process.once("SIGINT", resolve);
+      process.once("SIGTERM", resolve);
+    });
+    say("stopping");
+  } finally {
+    // Reverse order of start: stop taking events, let the last batch commit, then close the store.
+    for (const close of closers) await close();
+  }
+  return 0;
+}
