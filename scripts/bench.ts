@@ -11,12 +11,16 @@ import { createEmitter, createMemoryTransport } from "../services/emitter/index.
 import { emptyGroundTruth, generateScenario } from "../services/demo/index.ts";
 import { createProcessor, type AuditBatch } from "../services/processor/index.ts";
 import { openStore, Table, type Store } from "../services/store/index.ts";
+import { benchOpenLineage, formatOpenLineageBench } from "./bench-openlineage.ts";
 
 const { values } = parseArgs({
   options: {
     events: { type: "string", default: "1000000" },
     batch: { type: "string", default: "20000" },
     runs: { type: "string", default: "2" },
+    /** The OpenLineage line: RunEvents through the HTTP intake (0 leaves it out). */
+    runevents: { type: "string", default: "10000" },
+    clients: { type: "string", default: "256" },
   },
 });
 const target = Number(values.events);
@@ -144,3 +148,7 @@ const best = results.reduce((a, b) => (b.pipeline > a.pipeline ? b : a));
 console.log(
   `best pipeline: ${fmt(best.pipeline).trim()} events/s (goal 100,000); stored ${Number(check?.events).toLocaleString("en-US")} events, ${Number(check?.subjects).toLocaleString("en-US")} subject rows`,
 );
+
+// The OpenLineage line: RunEvents through serve's HTTP intake, our Avro intake beside it.
+if (Number(values.runevents) > 0)
+  console.log(formatOpenLineageBench(await benchOpenLineage({ runEvents: Number(values.runevents), clients: Number(values.clients) })));

@@ -5,6 +5,7 @@ import { LineageAuditError } from "../errors/index.ts";
 import { EVENT_BATCH_MEDIA_TYPE, defaultDecodeLimits, unframeBatch } from "../codec/index.ts";
 import type { Processor } from "../processor/index.ts";
 import { defaults } from "../config/index.ts";
+import type { OpenLineageIntake } from "../openlineage/intake.ts";
 
 export interface IngestServerOptions {
   /** @default "127.0.0.1" */
@@ -15,6 +16,8 @@ export interface IngestServerOptions {
   token?: string;
   /** Largest request body accepted; a message over the message limit inside it is dead-lettered alone. @default 33554432 (32 MiB) */
   maxBodyBytes?: number;
+  /** When set, POST /api/v1/lineage takes OpenLineage RunEvents (docs/openlineage.md), with the same token. */
+  openLineage?: Pick<OpenLineageIntake, "submit">;
 }
 
 export const defaultIngestServerOptions = { host: defaults.host, port: defaults.port } satisfies Partial<IngestServerOptions>;
@@ -43,16 +46,21 @@ export async function startIngestServer(
     });
   });
 
+  let received = 0;
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && path === "/healthz") return send(res, 200, { status: "ok" });
-    if (path !== "/v1/events") return send(res, 404, { error: "not found: POST /v1/events or GET /healthz" });
+    const lineage = path === LINEAGE_PATH && options.openLineage !== undefined;
+    if (path !== "/v1/events" && !lineage)
+      return send(res, 404, { error: `not found: POST /v1/events${options.openLineage ? `, POST ${LINEAGE_PATH}` : ""} or GET /healthz` });
     if (req.method !== "POST") return send(res, 405, { error: "use POST" });
     if (expected) {
       const given = Buffer.from(req.headers.authorization ?? "");
       if (given.length !== expected.length || !timingSafeEqual(given, expected))
         return send(res, 401, { error: "missing or wrong bearer token" });
     }
+    if (lineage) return openLineage(req, res, options.openLineage as Pick<OpenLineageIntake, "submit">);
     const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim();
     if (type !== EVENT_BATCH_MEDIA_TYPE) return send(res, 415, { error: `content-type must be ${EVENT_BATCH_MEDIA_TYPE}` });
     const chunks: Buffer[] = [];
@@ -75,6 +83,33 @@ export async function startIngestServer(
     });
   }
 
+  /**
+   * One OpenLineage RunEvent, answered as Marquez answers: 201 once stored; 400 for a body that is
+   * not JSON; 422 for one that breaks the schema or a mapped event the auditor refuses (both
+   * dead-lettered with the reason); 413 over the message limit; 415 for another content type.
+   */
+  async function openLineage(req: IncomingMessage, res: ServerResponse, intake: Pick<OpenLineageIntake, "submit">): Promise<void> {
+    const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
+    if (type !== "application/json") return send(res, 415, { error: "content-type must be application/json (an OpenLineage RunEvent)" });
+    const limit = defaultDecodeLimits.maxMessageBytes;
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > limit) return send(res, 413, { error: `a RunEvent over ${limit} bytes is not taken` });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > limit) return send(res, 413, { error: `a RunEvent over ${limit} bytes is not taken` });
+      chunks.push(chunk as Buffer);
+    }
+    const peer = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
+    const outcome = await intake.submit({ bytes: Buffer.concat(chunks), source: `openlineage http ${peer} #${received++}` });
+    if (outcome.stored) {
+      res.writeHead(201, { "content-length": 0 });
+      return void res.end();
+    }
+    send(res, outcome.stage === "parse" ? 400 : 422, { error: outcome.reason, code: outcome.code, deadLettered: true });
+  }
+
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port ?? defaultIngestServerOptions.port, options.host ?? defaultIngestServerOptions.host, () => resolve());
@@ -89,6 +124,9 @@ export async function startIngestServer(
       }),
   };
 }
+
+/** Where OpenLineage clients' HTTP transport posts by default (Marquez's path). */
+export const LINEAGE_PATH = "/api/v1/lineage";
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);

@@ -9,6 +9,7 @@ import { loadFideslangTaxonomy, type Taxonomy } from "../taxonomy/index.ts";
 import { loadPolicy, type Policy } from "../rules/index.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { createProcessor, defaultAuditorOptions, type Processor, type ProcessorConfig } from "../processor/index.ts";
+import { createOpenLineageIntake, loadClassification, type OpenLineageIntake } from "../openlineage/index.ts";
 
 /** The shortest ingest token or analyst password `serve` accepts when it listens beyond loopback. */
 export const MIN_EXPOSED_SECRET_LENGTH = 16;
@@ -47,6 +48,8 @@ export interface AuditorContext {
   policy: Policy;
   store: Store;
   processor: Processor;
+  /** OpenLineage RunEvents into the same processor (HTTP, Kafka, files). */
+  openLineage: OpenLineageIntake;
   close(): Promise<void>;
 }
 
@@ -58,6 +61,8 @@ export async function openAuditor(
   const taxonomy = loadFideslangTaxonomy();
   const policy = loadPolicy(config.rulesPath, taxonomy);
   const codec = createEventCodec(loadEventSchemas());
+  // A bad classification file is found before the store is opened, with its line.
+  const classification = config.classificationPath ? loadClassification(config.classificationPath, taxonomy) : undefined;
   const store = await openStore({ ...config.store, ...(overrides.database ? { database: overrides.database } : {}) });
   try {
     await store.migrate();
@@ -67,7 +72,19 @@ export async function openAuditor(
       { sink: store, lineage: store },
     );
     await processor.restore(store.lineageFacts(), await store.recentUses(defaultAuditorOptions.recheckWindow));
-    return { codec, taxonomy, policy, store, processor, close: () => store.close() };
+    const openLineage = createOpenLineageIntake({ processor, store, taxonomy, classification });
+    return {
+      codec,
+      taxonomy,
+      policy,
+      store,
+      processor,
+      openLineage,
+      close: async () => {
+        await openLineage.close();
+        await store.close();
+      },
+    };
   } catch (error) {
     await store.close();
     throw error;

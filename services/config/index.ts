@@ -63,6 +63,8 @@ export interface AppConfig {
   analyst?: { user: string; password: string; port: number };
   /** The alert subscriptions file, when alerts are wanted. */
   webhooksPath?: string;
+  /** Data categories for OpenLineage datasets whose producers send no tags (docs/openlineage.md). */
+  classificationPath?: string;
   /** The receiver's signing secret for `webhooks test`, when set. */
   webhookSecret?: string;
   log: LogFormat;
@@ -130,6 +132,12 @@ export const settings: readonly SettingDoc[] = [
     shown: `(off), ${code(defaults.analystUser, defaults.analystPort)}`,
     doc: "`serve` speaks ClickHouse's HTTP protocol, read-only, over the embedded store for analysts' tools (clickhouse-connect and pandas, the JDBC driver, `@clickhouse/client`, curl, Grafana): `curl -u analyst:… 'http://127.0.0.1:8124/?query=SELECT+count()+FROM+events_v1'`; the same guard and limits as `sql` ([docs/sql.md](docs/sql.md#the-http-interface))",
   },
+  {
+    section: "general",
+    env: ["LINEAGE_AUDIT_CLASSIFICATION"],
+    shown: "(none)",
+    doc: "data categories (dataset glob → field → categories) for OpenLineage datasets whose producers send no tags ([docs/openlineage.md](docs/openlineage.md)); checked at start-up",
+  },
   { section: "general", env: ["LINEAGE_AUDIT_DEBUG"], shown: "", doc: "print stacks with errors (`1`)" },
   {
     section: "general",
@@ -146,6 +154,12 @@ export const settings: readonly SettingDoc[] = [
     env: ["KAFKA_TOPIC_EVENTS", "KAFKA_TOPIC_DLQ", "KAFKA_TOPIC_LINEAGE"],
     shown: code(defaults.kafkaTopics.events, defaults.kafkaTopics.deadLetters, defaults.kafkaTopics.lineage),
     doc: "topics (created if missing; the lineage topic compacted)",
+  },
+  {
+    section: "kafka",
+    env: ["KAFKA_TOPIC_OPENLINEAGE"],
+    shown: "(none: not consumed)",
+    doc: "OpenLineage RunEvents as the OpenLineage Kafka transport writes them (JSON), consumed by the same group ([docs/openlineage.md](docs/openlineage.md))",
   },
   {
     section: "kafka",
@@ -235,6 +249,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): AppConfig {
   if (env["LINEAGE_AUDIT_INGEST_TOKEN"]) config.ingestToken = env["LINEAGE_AUDIT_INGEST_TOKEN"];
   if (env["LINEAGE_AUDIT_WEBHOOKS"]) config.webhooksPath = env["LINEAGE_AUDIT_WEBHOOKS"];
   if (env["LINEAGE_AUDIT_WEBHOOK_SECRET"]) config.webhookSecret = env["LINEAGE_AUDIT_WEBHOOK_SECRET"];
+  if (env["LINEAGE_AUDIT_CLASSIFICATION"]) config.classificationPath = env["LINEAGE_AUDIT_CLASSIFICATION"];
   if (env["OTEL_EXPORTER_OTLP_ENDPOINT"] || env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] || env["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]) {
     const interval = env["OTEL_METRIC_EXPORT_INTERVAL"] ? Number(env["OTEL_METRIC_EXPORT_INTERVAL"]) : defaults.otelMetricExportIntervalMs;
     if (!Number.isInteger(interval) || interval < 100)
@@ -267,6 +282,7 @@ function parseKafka(env: NodeJS.ProcessEnv): KafkaConfig | undefined {
   if (env["KAFKA_TOPIC_EVENTS"]) topics.events = env["KAFKA_TOPIC_EVENTS"];
   if (env["KAFKA_TOPIC_DLQ"]) topics.deadLetters = env["KAFKA_TOPIC_DLQ"];
   if (env["KAFKA_TOPIC_LINEAGE"]) topics.lineage = env["KAFKA_TOPIC_LINEAGE"];
+  if (env["KAFKA_TOPIC_OPENLINEAGE"]) topics.openLineage = env["KAFKA_TOPIC_OPENLINEAGE"];
   if (Object.keys(topics).length > 0) config.topics = topics;
   for (const [name, key] of [
     ["KAFKA_PARTITIONS", "partitions"],

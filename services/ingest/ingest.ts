@@ -4,6 +4,7 @@ import { ConfigError, InputError, LineageAuditError, SchemaError } from "../erro
 import { readContainerFile, type EventCodec } from "../codec/index.ts";
 import type { EmitInput } from "../emitter/index.ts";
 import type { InboundEvent, Processor, Rejection } from "../processor/index.ts";
+import { isRunEventShape, type OpenLineageIntake, type OpenLineageItem } from "../openlineage/index.ts";
 
 export interface IngestOptions {
   processor: Pick<Processor, "processEvents">;
@@ -15,6 +16,8 @@ export interface IngestOptions {
   onProgress?: (file: string, records: number) => void;
   /** Called for each rejected record as it happens. */
   onRejected?: (rejection: Rejection) => void;
+  /** Takes NDJSON lines shaped as OpenLineage RunEvents (docs/openlineage.md); without it they are dead-lettered. */
+  openLineage?: Pick<OpenLineageIntake, "ingest">;
 }
 
 export interface IngestResult {
@@ -36,20 +39,50 @@ export async function ingestFiles(paths: readonly string[], options: IngestOptio
   const result: IngestResult = { files: 0, records: 0, accepted: 0, rejected: 0, violations: 0 };
   const batchSize = options.batchSize ?? 5000;
   let batch: InboundEvent[] = [];
-  const flush = async () => {
-    if (batch.length === 0) return;
-    const r = await options.processor.processEvents(batch);
-    batch = [];
+  let runEvents: OpenLineageItem[] = [];
+  const count = (r: { accepted: number; violations: number; rejected: Rejection[] }) => {
     result.accepted += r.accepted;
     result.violations += r.violations;
     result.rejected += r.rejected.length;
     for (const rejection of r.rejected) options.onRejected?.(rejection);
   };
+  // Our events and RunEvents are written in the order the file gives them: a batch of one kind
+  // is written before a record of the other is taken.
+  const flushEvents = async () => {
+    if (batch.length === 0) return;
+    const r = await options.processor.processEvents(batch);
+    batch = [];
+    count(r);
+  };
+  const flushRunEvents = async () => {
+    if (runEvents.length === 0 || !options.openLineage) return;
+    const r = await options.openLineage.ingest(runEvents);
+    runEvents = [];
+    count(r);
+  };
+  const flush = async () => {
+    await flushEvents();
+    await flushRunEvents();
+  };
   const push = async (event: InboundEvent) => {
+    await flushRunEvents();
     batch.push(event);
     result.records++;
     if (batch.length >= batchSize) {
-      await flush();
+      await flushEvents();
+      options.onProgress?.(currentFile, result.records);
+    }
+  };
+  const pushRunEvent = async (item: OpenLineageItem) => {
+    if (!options.openLineage) {
+      const failure = new InputError("line is an OpenLineage RunEvent, but no OpenLineage intake is configured");
+      return push({ event: { __invalid: true }, source: item.source, failure });
+    }
+    await flushEvents();
+    runEvents.push(item);
+    result.records++;
+    if (runEvents.length >= batchSize) {
+      await flushRunEvents();
       options.onProgress?.(currentFile, result.records);
     }
   };
@@ -61,7 +94,7 @@ export async function ingestFiles(paths: readonly string[], options: IngestOptio
     const before = { records: result.records, accepted: result.accepted, rejected: result.rejected };
     try {
       if (isAvroContainer(path)) await readContainer(path, options.codec, push);
-      else await readNdjson(path, options.buildEvent(), push);
+      else await readNdjson(path, options.buildEvent(), push, pushRunEvent);
     } catch (error) {
       // The records before the break are stored (or dead-lettered) and said so.
       await flush();
@@ -97,7 +130,12 @@ function isAvroContainer(path: string): boolean {
   }
 }
 
-async function readNdjson(path: string, build: (input: EmitInput) => unknown, push: (e: InboundEvent) => Promise<void>): Promise<void> {
+async function readNdjson(
+  path: string,
+  build: (input: EmitInput) => unknown,
+  push: (e: InboundEvent) => Promise<void>,
+  pushRunEvent: (item: OpenLineageItem) => Promise<void>,
+): Promise<void> {
   const lines = createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Infinity });
   let lineNo = 0;
   for await (const line of lines) {
@@ -114,12 +152,15 @@ async function readNdjson(path: string, build: (input: EmitInput) => unknown, pu
       }
       if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
         throw new InputError("line must be a JSON object (one event)");
-      try {
-        event = build(parsed as EmitInput);
-      } catch (error) {
-        if (error instanceof LineageAuditError) throw error;
-        throw new SchemaError("event is malformed: check that subjects, inputs and outputs are arrays and job is an object");
-      }
+      // An OpenLineage RunEvent: the intake checks its bytes and schema itself.
+      if (isRunEventShape(parsed)) event = RUN_EVENT;
+      else
+        try {
+          event = build(parsed as EmitInput);
+        } catch (error) {
+          if (error instanceof LineageAuditError) throw error;
+          throw new SchemaError("event is malformed: check that subjects, inputs and outputs are arrays and job is an object");
+        }
     } catch (error) {
       // A missing key is the operator's to fix, not this line's: stop (what was stored stays).
       if (error instanceof ConfigError) throw error;
@@ -128,9 +169,13 @@ async function readNdjson(path: string, build: (input: EmitInput) => unknown, pu
       await push({ event, source, raw: redactable(parsed, line), failure: error as LineageAuditError });
       continue;
     }
-    await push({ event, source, raw: redactable(parsed, line) });
+    if (event === RUN_EVENT) await pushRunEvent({ bytes: Buffer.from(line), source });
+    else await push({ event, source, raw: redactable(parsed, line) });
   }
 }
+
+/** Marks an NDJSON line recognised as an OpenLineage RunEvent. */
+const RUN_EVENT = Symbol("OpenLineage RunEvent");
 
 /** NDJSON lines may carry raw identifiers in `subjects`: those are never kept in a dead letter. */
 function redactable(parsed: unknown, line: string): Uint8Array | undefined {

@@ -33,6 +33,8 @@ export interface KafkaTopics {
   deadLetters: string;
   /** Compacted log of lineage facts (COLLECT, DERIVE), read in full by every instance. @default "lineage-audit.lineage" */
   lineage: string;
+  /** OpenLineage RunEvents (JSON, as the OpenLineage Kafka transport writes them); consumed only when set. */
+  openLineage?: string;
 }
 
 export const defaultTopics: KafkaTopics = { ...defaults.kafkaTopics };
@@ -77,6 +79,9 @@ export async function ensureTopics(kafka: Kafka, config: KafkaConfig): Promise<v
       { topic: topics.events, numPartitions: config.partitions ?? defaults.kafkaPartitions, replicationFactor },
       { topic: topics.deadLetters, numPartitions: 1, replicationFactor },
       { topic: topics.lineage, numPartitions: 1, replicationFactor, configEntries: [{ name: "cleanup.policy", value: "compact" }] },
+      ...(topics.openLineage
+        ? [{ topic: topics.openLineage, numPartitions: config.partitions ?? defaults.kafkaPartitions, replicationFactor }]
+        : []),
     ].filter((t) => !existing.has(t.topic));
     if (wanted.length > 0) await admin.createTopics({ topics: wanted, waitForLeaders: true });
   } finally {

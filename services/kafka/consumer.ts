@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KafkaMessage } from "kafkajs";
 import { context, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
-import { InternalError, LineageAuditError, TransportError } from "../errors/index.ts";
+import { ConfigError, InternalError, LineageAuditError, TransportError } from "../errors/index.ts";
 import {
   Attr,
   contextFromTraceparent,
@@ -28,6 +28,7 @@ import {
   type Producer,
 } from "./client.ts";
 import { defaults } from "../config/index.ts";
+import type { OpenLineageIntake } from "../openlineage/intake.ts";
 
 /** Headers of a dead letter: where the message came from and why it was refused. */
 export const DeadLetterHeader = {
@@ -112,6 +113,8 @@ export async function startKafkaProcessor(
     log?: (line: string) => void;
     /** Where the Kafka client's warnings and this consumer's lines go. @default silentLogger */
     logger?: Logger;
+    /** Takes the OpenLineage topic's RunEvents, when `topics.openLineage` is set. */
+    openLineage?: Pick<OpenLineageIntake, "ingest">;
   },
 ): Promise<KafkaProcessor> {
   const logger = deps.logger ?? silentLogger;
@@ -199,6 +202,12 @@ export async function startKafkaProcessor(
   });
   await events.connect();
   await events.subscribe({ topic: topics.events, fromBeginning: true });
+  const openLineageTopic = topics.openLineage;
+  if (openLineageTopic) {
+    if (!deps.openLineage)
+      throw new ConfigError(`the OpenLineage topic ${openLineageTopic} is configured but no OpenLineage intake was given`);
+    await events.subscribe({ topic: openLineageTopic, fromBeginning: true });
+  }
   let stopping = false;
   const m = meter();
   const processed = m.createCounter(MetricName.eventsProcessed, { description: "Events stored by the processor", unit: "{event}" });
@@ -346,6 +355,10 @@ export async function startKafkaProcessor(
        */
       async function settle(messages: KafkaMessage[]): Promise<Outcome> {
         try {
+          if (batch.topic === openLineageTopic && deps.openLineage) {
+            // RunEvents (JSON) through the same intake as HTTP and files; same outcome, same dead letters.
+            return outcomeOf(await deps.openLineage.ingest(messages.map(inbound)), messages);
+          }
           return outcomeOf(await deps.processor.processMessages(messages.map(inbound)), messages);
         } catch (error) {
           if (retriable(error)) throw error;
@@ -380,7 +393,7 @@ export async function startKafkaProcessor(
         return { bytes: m.value ?? Buffer.alloc(0), source: `${batch.topic}/${batch.partition}/${m.offset}` };
       }
 
-      function outcomeOf(result: ProcessResult, messages: KafkaMessage[]): Outcome {
+      function outcomeOf(result: Pick<ProcessResult, "accepted" | "rejected" | "violations" | "facts">, messages: KafkaMessage[]): Outcome {
         const dead = result.rejected.map((r) => {
           const offset = r.source.slice(r.source.lastIndexOf("/") + 1);
           const original = messages.find((m) => m.offset === offset);

@@ -56,6 +56,7 @@ export const Table = {
   exactUses: "exact_uses_v1",
   exactRollups: "exact_rollups_v1",
   exactVersions: "exact_versions_v1",
+  openLineage: "openlineage_events_v1",
 } as const;
 
 export interface StoreOptions {

@@ -84,6 +84,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "014_events_output_categories.sql",
       "015_exact_bitmaps.sql",
       "016_replay_sql.sql",
+      "017_openlineage_events_v1.sql",
     ]);
   });
 

@@ -19,7 +19,8 @@ export const COMMANDS: Record<string, Command> = {
   },
   ingest: {
     usage: `ingest FILE... [--json]
-    Read Avro object container files or NDJSON (one emit() input per line) into the store.`,
+    Read Avro object container files or NDJSON (one emit() input, or one OpenLineage RunEvent,
+    per line) into the store.`,
     load: () => import("./ingest.ts"),
   },
   affected: {

@@ -15,6 +15,7 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
     const result = await ingestFiles(positionals, {
       processor: ctx.processor,
       codec: ctx.codec,
+      openLineage: ctx.openLineage,
       buildEvent: () => {
         builder ??= createEventBuilder({ pseudonymize: lazyPseudonymizer(config), pseudonymKeyId: "default" });
         return builder;

@@ -1,5 +1,5 @@
 import { rmSync, writeFileSync } from "node:fs";
-import { startAnalystServer, startIngestServer } from "../../api/index.ts";
+import { LINEAGE_PATH, startAnalystServer, startIngestServer } from "../../api/index.ts";
 import { startKafkaProcessor, topicsOf } from "../../kafka/index.ts";
 import { createAlertPlanner, createDeliverer, loadAlertingConfig } from "../../alerting/index.ts";
 import { createLineLogger } from "../../telemetry/index.ts";
@@ -37,9 +37,16 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
       closers.unshift(() => deliverer.close());
       say(`alerts to ${alerting.subscriptions.filter((s) => s.enabled).length} webhook subscription(s) from ${config.webhooksPath}`);
     }
-    const server = await startIngestServer(ctx.processor, { port, host, ...(config.ingestToken ? { token: config.ingestToken } : {}) });
+    const server = await startIngestServer(ctx.processor, {
+      port,
+      host,
+      openLineage: ctx.openLineage,
+      ...(config.ingestToken ? { token: config.ingestToken } : {}),
+    });
     closers.unshift(() => server.close());
-    say(`POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database})`);
+    say(
+      `POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database}); OpenLineage: POST ${server.url}${LINEAGE_PATH}`,
+    );
     let analystUrl: string | undefined;
     if (config.analyst) {
       const analyst = await startAnalystServer(ctx.store, { ...config.analyst, host });
@@ -57,7 +64,7 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
       const kafka = await startKafkaProcessor(
         config.kafka,
         { groupId: config.kafkaGroupId, instanceId: config.instanceId, sessionTimeoutMs: config.kafkaSessionTimeoutMs },
-        { processor: ctx.processor, codec: ctx.codec, store: ctx.store, logger },
+        { processor: ctx.processor, codec: ctx.codec, store: ctx.store, logger, openLineage: ctx.openLineage },
       );
       closers.unshift(() => kafka.close());
       say(

@@ -1,0 +1,166 @@
+// The OpenLineage intake shared by HTTP (POST /api/v1/lineage), Kafka and files: each RunEvent
+// is bounded, validated against the official schema, mapped (map.ts) and handed to the same
+// processor as our own events; every RunEvent that validates is logged in openlineage_events_v1
+// with what it became. One that cannot be taken is dead-lettered with a reason naming its JSON path.
+import { LineageAuditError } from "../errors/index.ts";
+import type { InboundEvent, Processor, ProcessResult, Rejection } from "../processor/index.ts";
+import type { Taxonomy } from "../taxonomy/index.ts";
+import { Table } from "../store/index.ts";
+import type { Classification } from "./classification.ts";
+import { mapRunEvent, type RunEventInput } from "./map.ts";
+import { checkRunEventBytes, validateRunEvent } from "./validate.ts";
+
+export interface OpenLineageItem {
+  bytes: Uint8Array;
+  /** Where it came from (http peer #n, topic/partition/offset, file:line). */
+  source: string;
+}
+
+/** What became of one RunEvent. */
+export type OpenLineageOutcome =
+  | { source: string; stored: true; events: number; explanation: string }
+  | {
+      source: string;
+      stored: false;
+      /** `schema` when it broke the OpenLineage schema or our limits (HTTP 422/413), else `event` (a mapped event was refused). */
+      stage: "parse" | "schema" | "event";
+      code: string;
+      reason: string;
+    };
+
+export interface OpenLineageResult {
+  outcomes: OpenLineageOutcome[];
+  accepted: number;
+  rejected: Rejection[];
+  violations: number;
+  /** New lineage facts stored (to share with other instances, as the processor's own). */
+  facts: ProcessResult["facts"];
+}
+
+export interface OpenLineageIntake {
+  /** Takes a batch of RunEvents (JSON bytes each); resolves once what they became is stored. */
+  ingest(items: readonly OpenLineageItem[]): Promise<OpenLineageResult>;
+  /**
+   * One RunEvent, batched with others arriving within `lingerMs` (an HTTP request each): one
+   * store write per batch instead of per request. Resolves with its own outcome once stored.
+   */
+  submit(item: OpenLineageItem): Promise<OpenLineageOutcome>;
+  /** Writes what is waiting. */
+  close(): Promise<void>;
+}
+
+export interface OpenLineageIntakeOptions {
+  processor: Pick<Processor, "processEvents">;
+  store: { insert(table: string, rows: readonly object[]): Promise<void> };
+  taxonomy: Taxonomy;
+  classification?: Classification | undefined;
+  /** RunEvents per batch of `submit`. @default 1000 */
+  maxBatch?: number;
+  /** How long `submit` waits for more before writing. @default 5 */
+  lingerMs?: number;
+}
+
+export const defaultOpenLineageIntakeOptions = { maxBatch: 1000, lingerMs: 5 } as const;
+
+export function createOpenLineageIntake(options: OpenLineageIntakeOptions): OpenLineageIntake {
+  const mapOptions = { taxonomy: options.taxonomy, ...(options.classification ? { classification: options.classification } : {}) };
+  const maxBatch = options.maxBatch ?? defaultOpenLineageIntakeOptions.maxBatch;
+  const lingerMs = options.lingerMs ?? defaultOpenLineageIntakeOptions.lingerMs;
+
+  async function ingest(items: readonly OpenLineageItem[]): Promise<OpenLineageResult> {
+    const inbound: InboundEvent[] = [];
+    const outcomes: (OpenLineageOutcome | undefined)[] = [];
+    const logged: { index: number; ol: RunEventInput; explanation: string; eventIds: string[] }[] = [];
+    items.forEach((item, index) => {
+      let stage: "parse" | "schema" = "parse";
+      try {
+        const doc = checkRunEventBytes(item.bytes);
+        stage = "schema";
+        const ol = validateRunEvent(doc) as RunEventInput;
+        const mapped = mapRunEvent(ol, mapOptions);
+        // A RunEvent carries no raw identifiers the schema lets through (subjects must be
+        // pseudonyms): its events are kept as they are.
+        for (const event of mapped.events) inbound.push({ event, source: item.source });
+        logged.push({ index, ol, explanation: mapped.explanation, eventIds: mapped.events.map((e) => e.eventId) });
+      } catch (error) {
+        if (!(error instanceof LineageAuditError)) throw error;
+        // Dead-lettered through the processor like any bad message (its bytes withheld: unchecked input).
+        inbound.push({ event: undefined, source: item.source, failure: error });
+        outcomes[index] = { source: item.source, stored: false, stage, code: error.code, reason: error.message };
+      }
+    });
+    const result: Pick<ProcessResult, "accepted" | "rejected" | "violations" | "facts"> =
+      inbound.length > 0 ? await options.processor.processEvents(inbound) : { accepted: 0, rejected: [], violations: 0, facts: [] };
+    const refused = new Map<string, Rejection>();
+    for (const r of result.rejected) if (!refused.has(r.source)) refused.set(r.source, r);
+    const rows: object[] = [];
+    for (const entry of logged) {
+      const item = items[entry.index] as OpenLineageItem;
+      const rejection = refused.get(item.source);
+      outcomes[entry.index] = rejection
+        ? { source: item.source, stored: false, stage: "event", code: rejection.code, reason: rejection.reason }
+        : { source: item.source, stored: true, events: entry.eventIds.length, explanation: entry.explanation };
+      rows.push({
+        job_namespace: entry.ol.job.namespace,
+        job_name: entry.ol.job.name,
+        run_id: entry.ol.run.runId,
+        event_type: entry.ol.eventType ?? "",
+        event_time: entry.ol.eventTime,
+        event_time_ms: Date.parse(entry.ol.eventTime) || 0,
+        producer: entry.ol.producer,
+        explanation: rejection ? `dead-lettered: ${rejection.reason}` : entry.explanation,
+        event_ids: rejection ? [] : entry.eventIds,
+        source: item.source,
+      });
+    }
+    await options.store.insert(Table.openLineage, rows);
+    return {
+      outcomes: outcomes as OpenLineageOutcome[],
+      accepted: result.accepted,
+      rejected: result.rejected,
+      violations: result.violations,
+      facts: result.facts,
+    };
+  }
+
+  // Group commit for submit(): one batch is written at a time; what arrives meanwhile is the
+  // next batch, taken as soon as the write before it ends (or after lingerMs when idle).
+  const waiting: { item: OpenLineageItem; resolve: (o: OpenLineageOutcome) => void; reject: (e: unknown) => void }[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let busy: Promise<void> | undefined;
+
+  function drain(): Promise<void> {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    if (busy) return busy;
+    const batch = waiting.splice(0, maxBatch);
+    if (batch.length === 0) return Promise.resolve();
+    busy = (async () => {
+      try {
+        const result = await ingest(batch.map((w) => w.item));
+        batch.forEach((w, i) => w.resolve(result.outcomes[i] as OpenLineageOutcome));
+      } catch (error) {
+        for (const w of batch) w.reject(error);
+      } finally {
+        busy = undefined;
+      }
+      if (waiting.length > 0) await drain();
+    })();
+    return busy;
+  }
+
+  return {
+    ingest,
+    submit(item) {
+      return new Promise<OpenLineageOutcome>((resolve, reject) => {
+        waiting.push({ item, resolve, reject });
+        if (busy) return; // taken when the write in flight ends
+        if (waiting.length >= maxBatch) void drain();
+        else timer ??= setTimeout(() => void drain(), lingerMs);
+      });
+    },
+    async close() {
+      while (busy || waiting.length > 0) await drain();
+    },
+  };
+}

@@ -1,0 +1,295 @@
+// OpenLineage RunEvents (spec 2-0-2) mapped onto our data-access events: pure, no I/O.
+// docs/openlineage.md states every rule with an example; test/unit/openlineage/map.test.ts has a
+// test per rule.
+import { createHash } from "node:crypto";
+import { InputError } from "../errors/index.ts";
+import { EVENT_TIME_RANGE, EventKind, Masking, Transform, type DataAccessEvent, type Dataset, type FieldMapping } from "../codec/index.ts";
+import { TaxonomyKind, type Taxonomy } from "../taxonomy/index.ts";
+import type { Classification } from "./classification.ts";
+import { LINEAGE_AUDIT_PURPOSE_FACET as PURPOSE_FACET, type LineageAuditPurposeRunFacet as PurposeFacet } from "./validate.ts";
+
+/** The tag key whose values are fideslang data categories (TagsDatasetFacet: key, value, field). */
+export const CATEGORY_TAG_KEY = "data_category";
+/** The subject type of a DERIVE mapped from OpenLineage (it names nobody; labels keep their collection's). */
+export const DERIVE_DATA_SUBJECT = "customer";
+
+/** What the mapping reads of a RunEvent (validated against the spec first: validate.ts). */
+export interface RunEventInput {
+  eventType?: string;
+  eventTime: string;
+  producer: string;
+  run: { runId: string; facets?: Record<string, unknown> };
+  job: { namespace: string; name: string };
+  inputs?: DatasetInputOL[];
+  outputs?: DatasetInputOL[];
+}
+
+interface DatasetInputOL {
+  namespace: string;
+  name: string;
+  facets?: Record<string, unknown>;
+}
+
+interface ColumnTransformation {
+  type?: string;
+  subtype?: string;
+  masking?: boolean;
+}
+
+interface ColumnInputField {
+  namespace: string;
+  name: string;
+  field: string;
+  transformations?: ColumnTransformation[];
+}
+
+interface ColumnLineageFacet {
+  fields?: Record<string, { inputFields?: ColumnInputField[]; transformationType?: string }>;
+}
+
+/** What one RunEvent became. */
+export interface Mapped {
+  /** Our events, in order (none for START, RUNNING, FAIL, ABORT, OTHER). */
+  events: DataAccessEvent[];
+  /** One sentence on what it became, or why it is no lineage. */
+  explanation: string;
+}
+
+export interface MapOptions {
+  taxonomy: Taxonomy;
+  /** Categories for datasets whose producers send no tags. */
+  classification?: Classification;
+}
+
+/**
+ * Maps a validated RunEvent. A COMPLETE event with inputs and outputs becomes a DERIVE (one per
+ * masking: masking is per event in ours, per column in OpenLineage); one with the purpose facet
+ * also becomes its USE or SHARE; every other event type is explained, never lineage. Throws an
+ * InputError naming the JSON path of what cannot be mapped (an unknown category, a time the store
+ * cannot keep); values are quoted only when shaped like taxonomy keys.
+ */
+export function mapRunEvent(ol: RunEventInput, options: MapOptions): Mapped {
+  const type = ol.eventType ?? "";
+  if (type !== "COMPLETE") {
+    const why =
+      type === ""
+        ? "carries no eventType"
+        : type === "START" || type === "RUNNING"
+          ? `is a ${type} event: lineage is taken when the run COMPLETEs`
+          : type === "FAIL" || type === "ABORT"
+            ? `is a ${type} event: the run did not complete, so it wrote nothing the auditor can rely on`
+            : `is an ${type} event: only COMPLETE events carry lineage`;
+    return { events: [], explanation: `run ${ol.run.runId} of ${ol.job.namespace}/${ol.job.name} ${why}; stored, no lineage` };
+  }
+  const occurredAt = Date.parse(ol.eventTime);
+  if (!Number.isFinite(occurredAt) || occurredAt < EVENT_TIME_RANGE.min || occurredAt > EVENT_TIME_RANGE.max)
+    throw new InputError(`OpenLineage event: /eventTime must be a time from ${EVENT_TIME_RANGE.text}`, { context: { path: "/eventTime" } });
+  const inputs = (ol.inputs ?? []).map((d, i) => datasetOf(d, `/inputs/${i}`, options));
+  const outputs = (ol.outputs ?? []).map((d, i) => datasetOf(d, `/outputs/${i}`, options));
+  const purpose = ol.run.facets?.[PURPOSE_FACET] as PurposeFacet | undefined;
+  const base = {
+    occurredAt,
+    service: purpose?.service ?? ol.job.namespace,
+    job: { namespace: ol.job.namespace, name: ol.job.name },
+    runId: ol.run.runId,
+    traceparent: null,
+    pseudonymKeyId: "default",
+    attributes: {
+      "openlineage.eventType": type,
+      "openlineage.eventTime": ol.eventTime,
+      "openlineage.producer": ol.producer,
+    },
+  };
+  const events: DataAccessEvent[] = [];
+  const said: string[] = [];
+
+  // A derivation: outputs, and inputs or column lineage naming them (dbt names a seed only there).
+  const groups = fieldLineageOf(ol.outputs ?? []);
+  if (outputs.length > 0 && (inputs.length > 0 || groups.plain.length + groups.masked.length > 0)) {
+    const key = (d: { namespace: string; name: string }) => `${d.namespace}\u0000${d.name}`;
+    const columnMapped = new Set(groups.mappedOutputs);
+    // Outputs without column lineage take every input's labels (dataset level), in the first DERIVE.
+    const datasetLevel = outputs.filter((d) => !columnMapped.has(key(d)));
+    // Outputs with column lineage are listed without fields, and only in the DERIVE whose mappings
+    // write them: their fields take labels only through those mappings.
+    const mappedIn = (mappings: readonly FieldMapping[]) => {
+      const written = new Set(mappings.map((m) => key(m.output)));
+      return outputs.filter((d) => columnMapped.has(key(d)) && written.has(key(d))).map((d) => ({ ...d, fields: [] }));
+    };
+    const parts: { masking: Masking; fieldLineage: FieldMapping[]; outputs: Dataset[] }[] = [];
+    if (groups.plain.length > 0 || datasetLevel.length > 0)
+      parts.push({ masking: Masking.none, fieldLineage: groups.plain, outputs: [...datasetLevel, ...mappedIn(groups.plain)] });
+    if (groups.masked.length > 0) parts.push({ masking: Masking.masked, fieldLineage: groups.masked, outputs: mappedIn(groups.masked) });
+    for (const part of parts) {
+      events.push({
+        ...base,
+        eventId: eventIdOf(ol, `derive:${part.masking}`),
+        kind: EventKind.derive,
+        inputs,
+        outputs: part.outputs,
+        transform: transformOf(part.fieldLineage),
+        fieldLineage: part.fieldLineage,
+        masking: part.masking,
+        purposes: [],
+        dataSubject: DERIVE_DATA_SUBJECT,
+        subjects: [],
+        recipient: null,
+      });
+    }
+    const columns = groups.plain.length + groups.masked.length;
+    if (parts.length > 0)
+      said.push(
+        columns > 0
+          ? `a DERIVE with ${columns} column mapping(s)${groups.masked.length > 0 ? `, ${groups.masked.length} of them masking` : ""}${datasetLevel.length > 0 ? ` and ${datasetLevel.length} dataset-level output(s)` : ""}`
+          : "a dataset-level DERIVE (no column lineage)",
+      );
+  }
+
+  if (purpose) {
+    events.push({
+      ...base,
+      eventId: eventIdOf(ol, `purpose:${purpose.kind}`),
+      kind: purpose.kind === "SHARE" ? EventKind.share : EventKind.use,
+      inputs,
+      outputs: [],
+      transform: Transform.other,
+      fieldLineage: [],
+      masking: Masking.none,
+      purposes: [...purpose.purposes],
+      dataSubject: purpose.dataSubject,
+      subjects: [...(purpose.subjects ?? [])],
+      recipient: purpose.kind === "SHARE" && purpose.recipient ? { ...purpose.recipient } : null,
+    });
+    said.push(`a ${purpose.kind} for ${purpose.purposes.join(", ")}`);
+  }
+
+  const job = `${ol.job.namespace}/${ol.job.name}`;
+  if (events.length === 0) {
+    const missing = inputs.length === 0 ? (outputs.length === 0 ? "inputs or outputs" : "inputs") : outputs.length === 0 ? "outputs" : "";
+    const why = missing
+      ? `completed without ${missing} and declares no purpose (${PURPOSE_FACET})`
+      : "completed, but its column lineage moves no values (INDIRECT only)";
+    return { events, explanation: `run ${ol.run.runId} of ${job} ${why}; stored, no lineage` };
+  }
+  return { events, explanation: `run ${ol.run.runId} of ${job} completed: ${said.join(" and ")}` };
+}
+
+/** A dataset with its fields (schema facet) and their categories (tags, else the classification file). */
+function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Dataset {
+  const schema = d.facets?.["schema"] as { fields?: { name: string }[] } | undefined;
+  const fields = new Map<string, Set<string>>();
+  for (const f of schema?.fields ?? []) fields.set(f.name, new Set());
+  const tags = (d.facets?.["tags"] as { tags?: { key: string; value: string; field?: string }[] } | undefined)?.tags ?? [];
+  let tagged = false;
+  tags.forEach((tag, i) => {
+    if (tag.key !== CATEGORY_TAG_KEY) return;
+    if (!options.taxonomy.has(TaxonomyKind.dataCategory, tag.value))
+      throw new InputError(`OpenLineage event: ${path}/facets/tags/tags/${i}/value is not a fideslang data category${quoted(tag.value)}`, {
+        context: { path: `${path}/facets/tags/tags/${i}/value` },
+      });
+    if (tag.field === undefined || tag.field === "")
+      throw new InputError(`OpenLineage event: ${path}/facets/tags/tags/${i}/field must name the field that holds the category`, {
+        context: { path: `${path}/facets/tags/tags/${i}/field` },
+      });
+    tagged = true;
+    const set = fields.get(tag.field) ?? new Set<string>();
+    set.add(tag.value);
+    fields.set(tag.field, set);
+  });
+  if (!tagged && options.classification) {
+    for (const [field, categories] of options.classification.categoriesOf(d.namespace, d.name)) {
+      const set = fields.get(field) ?? new Set<string>();
+      for (const c of categories) set.add(c);
+      fields.set(field, set);
+    }
+  }
+  return {
+    namespace: d.namespace,
+    name: d.name,
+    fields: [...fields].map(([name, categories]) => ({ name, categories: [...categories].sort() })),
+  };
+}
+
+/** How strongly an input field's value reaches the output field: the strongest DIRECT transformation. */
+const STRENGTH: Record<string, number> = { IDENTITY: 1, TRANSFORMATION: 2, AGGREGATION: 3 };
+
+/** Column lineage as field mappings: DIRECT transformations carry values; INDIRECT ones (filters, joins' keys, sorts) do not. */
+function fieldLineageOf(outputs: readonly DatasetInputOL[]): { plain: FieldMapping[]; masked: FieldMapping[]; mappedOutputs: string[] } {
+  const plain: FieldMapping[] = [];
+  const masked: FieldMapping[] = [];
+  const mappedOutputs: string[] = [];
+  for (const out of outputs) {
+    const facet = out.facets?.["columnLineage"] as ColumnLineageFacet | undefined;
+    if (!facet?.fields) continue;
+    mappedOutputs.push(`${out.namespace}\u0000${out.name}`);
+    for (const [field, spec] of Object.entries(facet.fields)) {
+      // Per input field: its subtype and whether it is masked; grouped by (transform, masking).
+      const groups = new Map<string, { transform: Transform; masking: boolean; inputs: FieldMapping["inputs"] }>();
+      for (const input of spec.inputFields ?? []) {
+        // No transformations (older facets, or an empty list as dbt sends): how the value moves is not said.
+        const given = input.transformations ?? [];
+        const direct = given.length === 0 ? undefined : given.filter((t) => t.type === "DIRECT");
+        if (direct !== undefined && direct.length === 0) continue; // only INDIRECT: no value flows
+        let subtype = spec.transformationType === "IDENTITY" ? "IDENTITY" : "TRANSFORMATION";
+        let masking = false;
+        if (direct !== undefined) {
+          subtype = "IDENTITY";
+          for (const t of direct) {
+            const s = t.subtype ?? "TRANSFORMATION";
+            if ((STRENGTH[s] ?? 2) > (STRENGTH[subtype] ?? 2)) subtype = s;
+            if (t.masking === true) masking = true;
+          }
+        }
+        const transform =
+          subtype === "AGGREGATION"
+            ? Transform.aggregate
+            : subtype === "IDENTITY"
+              ? Transform.copy
+              : masking
+                ? Transform.hash
+                : Transform.other;
+        const key = `${transform}|${masking}`;
+        const group = groups.get(key) ?? { transform, masking, inputs: [] };
+        group.inputs.push({ namespace: input.namespace, name: input.name, field: input.field });
+        groups.set(key, group);
+      }
+      for (const g of groups.values()) {
+        (g.masking ? masked : plain).push({
+          output: { namespace: out.namespace, name: out.name, field },
+          inputs: g.inputs,
+          transform: g.transform,
+        });
+      }
+    }
+  }
+  return { plain, masked, mappedOutputs };
+}
+
+/** The event's transform: the one its mappings share, else OTHER. */
+function transformOf(mappings: readonly FieldMapping[]): Transform {
+  const kinds = new Set(mappings.map((m) => m.transform));
+  return kinds.size === 1 ? ([...kinds][0] as Transform) : Transform.other;
+}
+
+/**
+ * A stable event id (UUID form, version 8) for each event a RunEvent becomes: a RunEvent
+ * delivered again (HTTP retry, Kafka redelivery, a file ingested twice) gives the same ids, so it
+ * is stored once.
+ */
+export function eventIdOf(ol: Pick<RunEventInput, "eventType" | "eventTime" | "run" | "job">, part: string): string {
+  const h = createHash("sha256")
+    .update(
+      `openlineage\u0000${ol.job.namespace}\u0000${ol.job.name}\u0000${ol.run.runId}\u0000${ol.eventType ?? ""}\u0000${ol.eventTime}\u0000${part}`,
+    )
+    .digest();
+  h[6] = ((h[6] as number) & 0x0f) | 0x80;
+  h[8] = ((h[8] as number) & 0x3f) | 0x80;
+  const hex = h.subarray(0, 16).toString("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+// As our own events' errors: a value is quoted only when shaped like a taxonomy key.
+const KEY_SHAPE = /^[a-z][a-z_]*(\.[a-z][a-z_]*)*$/;
+function quoted(value: string): string {
+  return KEY_SHAPE.test(value) && value.length <= 100 ? ` ('${value}')` : "";
+}

@@ -1,0 +1,396 @@
+// Validation of OpenLineage RunEvents (spec 2-0-2) for the OpenLineage intake. Pure: the schemas
+// under schemas/openlineage/ are read once when this module loads, compiled by ajv on first use,
+// and validating does no I/O. Failures are InputErrors whose message names a JSON path and the
+// rule broken, never a value from the event (values may be personal data).
+
+import { readFileSync } from "node:fs";
+import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
+import addFormats from "ajv-formats";
+import { defaultDecodeLimits } from "../codec/limits.ts";
+import { InputError } from "../errors/index.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+/** How much one OpenLineage event may make the intake allocate or validate. */
+export interface RunEventLimits {
+  /** Largest event, in bytes of UTF-8 JSON. @default 1048576 (1 MiB, the message limit `defaultDecodeLimits.maxMessageBytes`) */
+  maxBytes: number;
+  /** Deepest nesting of JSON arrays and objects (the event object itself is level 1); also of nested schema fields. @default 32 */
+  maxDepth: number;
+  /** Inputs and outputs of one event together. @default 10000 */
+  maxDatasets: number;
+  /** Fields of one dataset's `schema` facet, nested fields included. @default 10000 */
+  maxSchemaFields: number;
+  /** Column-lineage input fields of one event (`inputFields` of every output field, plus `dataset` entries). @default 100000 */
+  maxColumnLineageInputFields: number;
+}
+
+export const MAX_RUN_EVENT_BYTES = defaultDecodeLimits.maxMessageBytes;
+export const MAX_RUN_EVENT_DEPTH = 32;
+export const MAX_RUN_EVENT_DATASETS = 10_000;
+export const MAX_SCHEMA_FIELDS_PER_DATASET = 10_000;
+export const MAX_COLUMN_LINEAGE_INPUT_FIELDS = 100_000;
+
+export const defaultRunEventLimits: Readonly<RunEventLimits> = Object.freeze({
+  maxBytes: MAX_RUN_EVENT_BYTES,
+  maxDepth: MAX_RUN_EVENT_DEPTH,
+  maxDatasets: MAX_RUN_EVENT_DATASETS,
+  maxSchemaFields: MAX_SCHEMA_FIELDS_PER_DATASET,
+  maxColumnLineageInputFields: MAX_COLUMN_LINEAGE_INPUT_FIELDS,
+});
+
+const withDefaults = (limits: Partial<RunEventLimits> | undefined): Readonly<RunEventLimits> =>
+  limits === undefined ? defaultRunEventLimits : { ...defaultRunEventLimits, ...limits };
+
+// ---------------------------------------------------------------------------------------------
+// What we read of a RunEvent
+
+/** Fields every facet has (OpenLineage BaseFacet); facets may carry anything else. */
+export interface OpenLineageFacet {
+  _producer: string;
+  _schemaURL: string;
+  _deleted?: boolean;
+  [key: string]: unknown;
+}
+
+export interface ColumnLineageTransformation {
+  /** The spec's ColumnLineageDatasetFacet 1-2-0 documents DIRECT and INDIRECT; the intake accepts only those. */
+  type: "DIRECT" | "INDIRECT";
+  /** e.g. IDENTITY, TRANSFORMATION, AGGREGATION, JOIN, FILTER, GROUP_BY, SORT, WINDOW, CONDITIONAL. */
+  subtype?: string;
+  description?: string;
+  masking?: boolean;
+}
+
+export interface ColumnLineageInputField {
+  namespace: string;
+  name: string;
+  field: string;
+  transformations?: ColumnLineageTransformation[];
+}
+
+/** ColumnLineageDatasetFacet 1-2-0 (`facets.columnLineage`). */
+export interface ColumnLineageDatasetFacet extends OpenLineageFacet {
+  fields: Record<string, { inputFields: ColumnLineageInputField[]; transformationDescription?: string; transformationType?: string }>;
+  dataset?: ColumnLineageInputField[];
+}
+
+export interface SchemaDatasetFacetField {
+  name: string;
+  type?: string;
+  description?: string;
+  ordinal_position?: number;
+  fields?: SchemaDatasetFacetField[];
+}
+
+/** SchemaDatasetFacet 1-2-0 (`facets.schema`). */
+export interface SchemaDatasetFacet extends OpenLineageFacet {
+  fields?: SchemaDatasetFacetField[];
+}
+
+/** TagsDatasetFacet 1-0-0 (`facets.tags`). */
+export interface TagsDatasetFacet extends OpenLineageFacet {
+  tags?: { key: string; value: string; source?: string; field?: string }[];
+}
+
+/** lineage-audit's own run facet (`run.facets.lineageAudit_purpose`), schemas/openlineage/LineageAuditPurposeRunFacet.json. */
+export interface LineageAuditPurposeRunFacet extends OpenLineageFacet {
+  kind: "USE" | "SHARE";
+  /** fideslang data use keys, 1 to 64. */
+  purposes: string[];
+  /** fideslang data subject key, e.g. customer. */
+  dataSubject: string;
+  /** The emitting service; default: the job namespace. */
+  service?: string;
+  /** Pseudonyms (32 lowercase hex digits), never raw identifiers. */
+  subjects?: string[];
+  /** Present when kind is SHARE. */
+  recipient?: { name: string; external: boolean };
+}
+
+export interface DatasetFacets {
+  columnLineage?: ColumnLineageDatasetFacet;
+  schema?: SchemaDatasetFacet;
+  tags?: TagsDatasetFacet;
+  [name: string]: OpenLineageFacet | undefined;
+}
+
+export interface RunFacets {
+  lineageAudit_purpose?: LineageAuditPurposeRunFacet;
+  [name: string]: OpenLineageFacet | undefined;
+}
+
+export interface OpenLineageDataset {
+  namespace: string;
+  name: string;
+  facets?: DatasetFacets;
+}
+
+export interface InputDataset extends OpenLineageDataset {
+  inputFacets?: Record<string, OpenLineageFacet>;
+}
+
+export interface OutputDataset extends OpenLineageDataset {
+  outputFacets?: Record<string, OpenLineageFacet>;
+}
+
+/** An OpenLineage 2-0-2 RunEvent, as far as the intake reads it. */
+export interface RunEvent {
+  /** Optional in the spec. */
+  eventType?: "START" | "RUNNING" | "COMPLETE" | "ABORT" | "FAIL" | "OTHER";
+  /** RFC 3339 date-time with an offset. */
+  eventTime: string;
+  run: { runId: string; facets?: RunFacets };
+  job: { namespace: string; name: string; facets?: Record<string, OpenLineageFacet> };
+  inputs?: InputDataset[];
+  outputs?: OutputDataset[];
+  /** URI of the producer. */
+  producer: string;
+  /** URI of the spec version the event follows. */
+  schemaURL: string;
+}
+
+/** The run facet name and `_schemaURL` of lineage-audit's purpose facet. */
+export const LINEAGE_AUDIT_PURPOSE_FACET = "lineageAudit_purpose";
+export const LINEAGE_AUDIT_PURPOSE_FACET_SCHEMA_URL =
+  "https://github.com/lineage-audit/lineage-audit/blob/main/schemas/openlineage/LineageAuditPurposeRunFacet.json#/$defs/LineageAuditPurposeRunFacet";
+
+// ---------------------------------------------------------------------------------------------
+// Bytes to a parsed document
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const n = (v: number) => v.toLocaleString("en-US");
+
+/**
+ * Checks an event's bytes before JSON.parse allocates anything for them: at most `maxBytes`,
+ * nested at most `maxDepth` levels (one linear scan that counts `[` and `{` outside strings), and
+ * valid UTF-8. Returns the parsed JSON (not yet validated: see `validateRunEvent`).
+ * Throws an InputError otherwise.
+ */
+export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventLimits>): unknown {
+  const { maxBytes, maxDepth } = withDefaults(limits);
+  const size = bytes.length;
+  if (size > maxBytes)
+    throw new InputError(`OpenLineage event is ${n(size)} bytes; the limit is ${n(maxBytes)}`, { context: { bytes: size } });
+  // In UTF-8 every byte of a multi-byte sequence is >= 0x80, so the ASCII bytes below are never
+  // parts of other characters, valid UTF-8 or not.
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < size; i++) {
+    const b = bytes[i];
+    if (inString) {
+      if (b === 0x5c /* \ */) i++;
+      else if (b === 0x22 /* " */) inString = false;
+    } else if (b === 0x22) {
+      inString = true;
+    } else if (b === 0x5b /* [ */ || b === 0x7b /* { */) {
+      if (++depth > maxDepth) {
+        throw new InputError(`OpenLineage event nests deeper than ${n(maxDepth)} levels at byte ${i}`, { context: { byte: i } });
+      }
+    } else if (b === 0x5d /* ] */ || b === 0x7d /* } */) {
+      depth--;
+    }
+  }
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new InputError("OpenLineage event is not valid UTF-8");
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    // V8's message quotes the text around the error: keep only the position.
+    const at = /at position (\d+)/.exec(error instanceof Error ? error.message : "")?.[1];
+    throw new InputError(`OpenLineage event is not valid JSON${at === undefined ? "" : ` (at character ${at})`}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shape
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * Whether a parsed JSON value is shaped like an OpenLineage RunEvent (eventTime, producer,
+ * run.runId, job.namespace and job.name present) rather than an `emit()` input (kind, service,
+ * runId at the top): tells the two apart in NDJSON files. Says nothing about validity.
+ */
+export function isRunEventShape(doc: unknown): boolean {
+  if (!isObject(doc)) return false;
+  const { run, job } = doc;
+  return (
+    doc["eventTime"] !== undefined &&
+    doc["producer"] !== undefined &&
+    isObject(run) &&
+    run["runId"] !== undefined &&
+    isObject(job) &&
+    job["namespace"] !== undefined &&
+    job["name"] !== undefined
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schemas
+
+const schemaFile = (name: string): Record<string, unknown> =>
+  JSON.parse(readFileSync(new URL(`../../schemas/openlineage/${name}`, import.meta.url), "utf8")) as Record<string, unknown>;
+
+const SPEC = schemaFile("OpenLineage.json");
+const FACETS = [
+  schemaFile("ColumnLineageDatasetFacet.json"),
+  schemaFile("SchemaDatasetFacet.json"),
+  schemaFile("TagsDatasetFacet.json"),
+  schemaFile("LineageAuditPurposeRunFacet.json"),
+];
+const idOf = (schema: Record<string, unknown>) => schema["$id"] as string;
+const [COLUMN_LINEAGE_ID, SCHEMA_ID, TAGS_ID, PURPOSE_ID] = FACETS.map(idOf) as [string, string, string, string];
+
+/**
+ * One schema for the whole intake, so ajv checks an event in one pass: the spec's RunEvent, each
+ * dataset's `facets` against the ColumnLineage, Schema and Tags facet schemas, and the run's
+ * `facets` against our purpose facet schema. Each facet schema is a `facets` object schema that
+ * applies to its facet only when present; other facets are held to the spec's base facet only.
+ */
+const INTAKE_SCHEMA = {
+  $id: "urn:lineage-audit:openlineage:run-event-intake",
+  $ref: `${idOf(SPEC)}#/$defs/RunEvent`,
+  properties: {
+    run: { properties: { facets: { $ref: PURPOSE_ID } } },
+    inputs: { items: { properties: { facets: { $ref: "#/$defs/datasetFacets" } } } },
+    outputs: { items: { properties: { facets: { $ref: "#/$defs/datasetFacets" } } } },
+  },
+  $defs: {
+    datasetFacets: {
+      allOf: [{ $ref: COLUMN_LINEAGE_ID }, { $ref: SCHEMA_ID }, { $ref: TAGS_ID }],
+      // ColumnLineageDatasetFacet 1-2-0 types a transformation's `type` as a string whose
+      // description says "Allowed values are: DIRECT, INDIRECT"; the intake holds it to that.
+      properties: {
+        columnLineage: {
+          properties: {
+            fields: { additionalProperties: { properties: { inputFields: { items: { $ref: "#/$defs/inputField" } } } } },
+            dataset: { items: { $ref: "#/$defs/inputField" } },
+          },
+        },
+      },
+    },
+    inputField: { properties: { transformations: { items: { properties: { type: { enum: ["DIRECT", "INDIRECT"] } } } } } },
+  },
+};
+
+let compiled: ValidateFunction | undefined;
+
+function intakeValidator(): ValidateFunction {
+  if (compiled === undefined) {
+    // ajv's CommonJS modules: the named export `Ajv2020` is typed and loads from ESM; the default
+    // import is typed as the module object under NodeNext, whose `.default` is the plugin itself.
+    // Unknown keywords are errors (strictSchema); the strict checks that the official schemas do
+    // not pass (`not: { required: [...] }` in DatasetEvent/JobEvent, applicators without `type`)
+    // are off rather than logged.
+    const ajv = new Ajv2020({
+      strictSchema: true,
+      strictTypes: false,
+      strictTuples: false,
+      strictRequired: false,
+      allErrors: false, // the first error is all the message names
+      logger: false, // modules under services/ never write to stderr
+    });
+    addFormats.default(ajv, ["date-time", "uri", "uuid"]);
+    ajv.addKeyword("example"); // an annotation the OpenLineage schemas use
+    ajv.addSchema(SPEC);
+    for (const facet of FACETS) ajv.addSchema(facet);
+    compiled = ajv.compile(INTAKE_SCHEMA);
+  }
+  return compiled;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+const MAX_PATH_CHARS = 300;
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+function describe(error: ErrorObject): string {
+  let path = error.instancePath === "" ? "/" : error.instancePath;
+  if (path.length > MAX_PATH_CHARS) path = `${path.slice(0, MAX_PATH_CHARS)}…`;
+  let message = error.message ?? `must pass "${error.keyword}"`;
+  // The name of an unexpected property helps the producer; print it only when it cannot be data.
+  const extra = (error.params as { additionalProperty?: unknown }).additionalProperty;
+  if (error.keyword === "additionalProperties" && typeof extra === "string" && IDENTIFIER.test(extra)) message += ` ('${extra}')`;
+  return `${path} ${message}`;
+}
+
+function fail(path: string, message: string): never {
+  throw new InputError(`OpenLineage event: ${path} ${message}`, { context: { path } });
+}
+
+/** The counts ajv does not bound, checked before it runs. Tolerates any shape: ajv reports those. */
+function checkCounts(doc: unknown, limits: Readonly<RunEventLimits>): void {
+  if (!isObject(doc)) return;
+  const inputs = Array.isArray(doc["inputs"]) ? (doc["inputs"] as unknown[]) : [];
+  const outputs = Array.isArray(doc["outputs"]) ? (doc["outputs"] as unknown[]) : [];
+  const datasets = inputs.length + outputs.length;
+  if (datasets > limits.maxDatasets) fail("/", `has ${n(datasets)} inputs and outputs; the limit is ${n(limits.maxDatasets)}`);
+  let inputFields = 0;
+  for (const [side, list] of [
+    ["inputs", inputs],
+    ["outputs", outputs],
+  ] as const) {
+    for (let i = 0; i < list.length; i++) {
+      const facets = (list[i] as { facets?: unknown } | null)?.facets;
+      if (!isObject(facets)) continue;
+      const schema = facets["schema"];
+      if (isObject(schema) && Array.isArray(schema["fields"])) checkSchemaFields(schema["fields"], `/${side}/${i}/facets/schema`, limits);
+      const lineage = facets["columnLineage"];
+      if (!isObject(lineage)) continue;
+      const fields = lineage["fields"];
+      if (isObject(fields)) {
+        for (const name in fields) {
+          const mapping = fields[name];
+          if (isObject(mapping) && Array.isArray(mapping["inputFields"])) inputFields += mapping["inputFields"].length;
+        }
+      }
+      if (Array.isArray(lineage["dataset"])) inputFields += lineage["dataset"].length;
+    }
+  }
+  if (inputFields > limits.maxColumnLineageInputFields) {
+    fail("/", `has ${n(inputFields)} column-lineage input fields; the limit is ${n(limits.maxColumnLineageInputFields)}`);
+  }
+}
+
+/** Counts a schema facet's fields, nested ones included, without recursion (ajv's check of them recurses). */
+function checkSchemaFields(top: unknown[], path: string, limits: Readonly<RunEventLimits>): void {
+  let count = 0;
+  const stack: { fields: unknown[]; depth: number }[] = [{ fields: top, depth: 1 }];
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    count += next.fields.length;
+    if (count > limits.maxSchemaFields) fail(path, `has more than ${n(limits.maxSchemaFields)} fields`);
+    for (const field of next.fields) {
+      const nested = isObject(field) ? field["fields"] : undefined;
+      if (!Array.isArray(nested)) continue;
+      if (next.depth >= limits.maxDepth) fail(`${path}/fields`, `nests deeper than ${n(limits.maxDepth)} levels`);
+      stack.push({ fields: nested, depth: next.depth + 1 });
+    }
+  }
+}
+
+/**
+ * Validates a parsed document as an OpenLineage 2-0-2 RunEvent: the spec's RunEvent schema, the
+ * columnLineage, schema and tags dataset facets and the lineageAudit_purpose run facet against
+ * their schemas when present (other facets only against the spec's base facet), and the count
+ * limits. Throws one InputError naming the first failure's JSON path, e.g.
+ * `OpenLineage event: /run/runId must match format "uuid"`. Safe on any JSON.parse result.
+ */
+export function validateRunEvent(doc: unknown, limits?: Partial<RunEventLimits>): RunEvent {
+  checkCounts(doc, withDefaults(limits));
+  const validate = intakeValidator();
+  if (!validate(doc)) {
+    const first = validate.errors?.[0];
+    const path = first === undefined ? "/" : first.instancePath === "" ? "/" : first.instancePath;
+    throw new InputError(`OpenLineage event: ${first === undefined ? "/ is not a valid RunEvent" : describe(first)}`, {
+      context: { path: path.slice(0, MAX_PATH_CHARS), keyword: first?.keyword },
+    });
+  }
+  return doc as RunEvent;
+}

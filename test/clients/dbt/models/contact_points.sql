@@ -1,0 +1,2 @@
+select user_id, phone_number, email
+from {{ ref('two_factor') }}

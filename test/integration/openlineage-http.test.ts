@@ -1,0 +1,205 @@
+// OpenLineage RunEvents over HTTP into the real embedded store: POST /api/v1/lineage beside our
+// own events, Marquez's status codes, dead letters with the JSON path, and the lineage they add
+// flagging a use the way our own DERIVE events would.
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createEmitter, createHttpTransport } from "../../services/emitter/index.ts";
+import { startIngestServer, type IngestServer } from "../../services/api/index.ts";
+import { parseConfig } from "../../services/config/index.ts";
+import { openAuditor, type AuditorContext } from "../../services/cli/context.ts";
+import { HMAC_KEY, tempDir } from "./helpers.ts";
+
+const TOKEN = "openlineage-test-token-0123";
+const dir = tempDir("lineage-ol-http-");
+let ctx: AuditorContext;
+let server: IngestServer;
+
+beforeAll(async () => {
+  ctx = await openAuditor(parseConfig({ LINEAGE_AUDIT_DATA: join(dir, "store") }));
+  server = await startIngestServer(ctx.processor, { port: 0, token: TOKEN, openLineage: ctx.openLineage });
+});
+afterAll(async () => {
+  await server?.close();
+  await ctx?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const RUN = "0190d8a0-1c2b-7c3d-8e4f-5a6b7c8d9e0f";
+const PRODUCER = "https://github.com/OpenLineage/OpenLineage/tree/1.54.0/client/python";
+const SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
+const facet = (name: string) => ({ _producer: PRODUCER, _schemaURL: `https://openlineage.io/spec/facets/1-0-0/${name}.json` });
+
+function runEvent(eventType: string, over: Record<string, unknown> = {}) {
+  return {
+    eventType,
+    eventTime: "2019-06-01T10:00:00.000Z",
+    producer: PRODUCER,
+    schemaURL: SCHEMA_URL,
+    run: { runId: RUN },
+    job: { namespace: "warehouse-jobs", name: "ads.identity-graph" },
+    inputs: [
+      {
+        namespace: "warehouse",
+        name: "profile.contact_points",
+        facets: { schema: { ...facet("SchemaDatasetFacet"), fields: [{ name: "phone_number" }, { name: "user_id" }] } },
+      },
+    ],
+    outputs: [
+      {
+        namespace: "warehouse",
+        name: "ads.matching_keys",
+        facets: {
+          columnLineage: {
+            _producer: PRODUCER,
+            _schemaURL: "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json",
+            fields: {
+              phone_sha256: {
+                inputFields: [
+                  {
+                    namespace: "warehouse",
+                    name: "profile.contact_points",
+                    field: "phone_number",
+                    transformations: [{ type: "DIRECT", subtype: "TRANSFORMATION", masking: true }],
+                  },
+                ],
+              },
+            },
+          },
+        },
+      },
+    ],
+    ...over,
+  };
+}
+
+async function post(body: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(`${server.url}/api/v1/lineage`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}`, ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text === "" ? undefined : (JSON.parse(text) as { error: string; code: string }) };
+}
+
+describe("POST /api/v1/lineage", () => {
+  it("takes a RunEvent's column lineage so a later share of the hashed column is flagged, with the OpenLineage hop in its path", async () => {
+    const emitter = createEmitter({
+      transport: createHttpTransport({ url: server.url, token: TOKEN }),
+      pseudonymKey: HMAC_KEY,
+      service: "auth-service",
+    });
+    await emitter.emit({
+      kind: "COLLECT",
+      occurredAt: "2019-05-01T00:00:00Z",
+      job: { namespace: "web", name: "2fa-enrolment" },
+      runId: "r1",
+      outputs: [
+        {
+          namespace: "warehouse",
+          name: "profile.contact_points",
+          fields: [{ name: "phone_number", categories: ["user.contact.phone_number"] }],
+        },
+      ],
+      purposes: ["essential.service.security"],
+      dataSubject: "customer",
+      subjects: ["+15555550100"],
+    });
+    await emitter.close();
+
+    expect((await post(runEvent("START"))).status).toBe(201);
+    expect(await post(runEvent("COMPLETE"))).toEqual({ status: 201, body: undefined });
+    // Delivered again (a client's retry): the same rows, nothing added.
+    expect((await post(runEvent("COMPLETE"))).status).toBe(201);
+    const share = runEvent("COMPLETE", {
+      eventTime: "2019-06-02T10:00:00.000Z",
+      run: {
+        runId: "0190d8a0-1c2b-7c3d-8e4f-5a6b7c8d9e10",
+        facets: {
+          lineageAudit_purpose: {
+            _producer: PRODUCER,
+            _schemaURL: "https://github.com/lineage-audit/lineage-audit/blob/main/schemas/openlineage/LineageAuditPurposeRunFacet.json",
+            kind: "SHARE",
+            purposes: ["marketing.advertising.third_party.targeted"],
+            dataSubject: "customer",
+            recipient: { name: "partner-co", external: true },
+          },
+        },
+      },
+      job: { namespace: "warehouse-jobs", name: "ads.partner-export" },
+      inputs: [
+        {
+          namespace: "warehouse",
+          name: "ads.matching_keys",
+          facets: { schema: { ...facet("SchemaDatasetFacet"), fields: [{ name: "phone_sha256" }] } },
+        },
+      ],
+      outputs: [],
+    });
+    expect((await post(share)).status).toBe(201);
+
+    const violations = await ctx.store.query<{ rule_id: string; kind: string; service: string; path: string }>(
+      `SELECT v.rule_id AS rule_id, v.kind AS kind, v.service AS service, p.lineage_path AS path
+       FROM lineage.violations_v1 AS v INNER JOIN lineage.violation_paths_v1 AS p ON p.path_id = v.path_id ORDER BY rule_id`,
+    );
+    expect(violations.map((v) => [v.rule_id, v.kind, v.service])).toEqual([
+      ["purpose-limitation", "SHARE", "warehouse-jobs"],
+      ["security-contact-not-for-marketing", "SHARE", "warehouse-jobs"],
+      ["security-data-not-shared-externally", "SHARE", "warehouse-jobs"],
+    ]);
+    const path = JSON.stringify(JSON.parse(violations[1]!.path));
+    expect(path).toContain("ads.identity-graph");
+    expect(path).toContain("HASH");
+    expect(path).toContain("MASKED");
+
+    const logged = await ctx.store.query<{ event_type: string; job_name: string; n: string; explanation: string; events: string }>(
+      `SELECT event_type, job_name, toString(count()) AS n, any(explanation) AS explanation, toString(length(any(event_ids))) AS events
+       FROM lineage.openlineage_events_v1 FINAL GROUP BY event_type, job_name ORDER BY job_name, event_type`,
+    );
+    expect(logged.map((r) => [r.job_name, r.event_type, r.n, r.events])).toEqual([
+      ["ads.identity-graph", "COMPLETE", "1", "1"],
+      ["ads.identity-graph", "START", "1", "0"],
+      ["ads.partner-export", "COMPLETE", "1", "1"],
+    ]);
+    expect(logged[1]!.explanation).toMatch(/is a START event: lineage is taken when the run COMPLETEs; stored, no lineage/);
+    const derives = await ctx.store.query<{ n: string }>(
+      `SELECT toString(count()) AS n FROM lineage.events_v1 FINAL WHERE kind = 'DERIVE'`,
+    );
+    expect(derives[0]!.n).toBe("1");
+  });
+
+  it("answers as Marquez does, and dead-letters what breaks the schema with its JSON path, never its values", async () => {
+    const bad = runEvent("COMPLETE", { run: { runId: "alice@example.com" } });
+    const r = await post(bad);
+    expect(r.status).toBe(422);
+    expect(r.body!.error).toMatch(/^OpenLineage event: \/run\/runId /);
+    expect(r.body!.error).not.toContain("alice");
+    const letters = await ctx.store.query<{ reason: string; redacted: number; payload_base64: string }>(
+      `SELECT reason, redacted, payload_base64 FROM lineage.dead_letters_v1 WHERE source LIKE 'openlineage http %'`,
+    );
+    expect(letters).toHaveLength(1);
+    expect(letters[0]!.reason).toMatch(/\/run\/runId/);
+    expect(letters[0]!.payload_base64).toBe("");
+
+    expect((await post("{ not json")).status).toBe(400);
+    expect((await post(runEvent("COMPLETE"), { "content-type": "text/plain" })).status).toBe(415);
+    expect((await post(runEvent("COMPLETE"), { authorization: "Bearer wrong" })).status).toBe(401);
+    expect((await post(JSON.stringify({ pad: "x".repeat(1_100_000) }))).status).toBe(413);
+    const badTag = runEvent("COMPLETE", { eventTime: "2019-06-03T00:00:00Z" });
+    (badTag.inputs[0]!.facets as Record<string, unknown>)["tags"] = {
+      ...facet("TagsDatasetFacet"),
+      tags: [{ key: "data_category", value: "user.contact.fax", field: "phone_number", source: "CONFIG" }],
+    };
+    const tagged = await post(badTag);
+    expect(tagged.status).toBe(422);
+    expect(tagged.body!.error).toBe(
+      "OpenLineage event: /inputs/0/facets/tags/tags/0/value is not a fideslang data category ('user.contact.fax')",
+    );
+    const count = await ctx.store.query<{ n: string }>(
+      `SELECT toString(count()) AS n FROM lineage.dead_letters_v1 WHERE source LIKE 'openlineage http %'`,
+    );
+    // The bad JSON is dead-lettered too; the 415, 401 and 413 answers never reached the intake.
+    expect(count[0]!.n).toBe("3");
+  });
+});
