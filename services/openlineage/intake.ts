@@ -58,14 +58,17 @@ export interface OpenLineageIntakeOptions {
   maxBatch?: number;
   /** How long `submit` waits for more before writing. @default 5 */
   lingerMs?: number;
+  /** Batches of `submit` written at once. @default 2 */
+  maxInFlight?: number;
 }
 
-export const defaultOpenLineageIntakeOptions = { maxBatch: 1000, lingerMs: 5 } as const;
+export const defaultOpenLineageIntakeOptions = { maxBatch: 1000, lingerMs: 5, maxInFlight: 2 } as const;
 
 export function createOpenLineageIntake(options: OpenLineageIntakeOptions): OpenLineageIntake {
   const mapOptions = { taxonomy: options.taxonomy, ...(options.classification ? { classification: options.classification } : {}) };
   const maxBatch = options.maxBatch ?? defaultOpenLineageIntakeOptions.maxBatch;
   const lingerMs = options.lingerMs ?? defaultOpenLineageIntakeOptions.lingerMs;
+  const maxInFlight = Math.max(1, options.maxInFlight ?? defaultOpenLineageIntakeOptions.maxInFlight);
 
   async function ingest(items: readonly OpenLineageItem[]): Promise<OpenLineageResult> {
     const inbound: InboundEvent[] = [];
@@ -123,30 +126,28 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
     };
   }
 
-  // Group commit for submit(): one batch is written at a time; what arrives meanwhile is the
-  // next batch, taken as soon as the write before it ends (or after lingerMs when idle).
+  // Group commit for submit(): up to `maxInFlight` batches are written at once (one is evaluated
+  // while the other is stored); what arrives meanwhile is the next batch, taken as soon as a write
+  // ends (or after lingerMs when idle).
   const waiting: { item: OpenLineageItem; resolve: (o: OpenLineageOutcome) => void; reject: (e: unknown) => void }[] = [];
   let timer: NodeJS.Timeout | undefined;
-  let busy: Promise<void> | undefined;
+  const inFlight = new Set<Promise<void>>();
 
-  function drain(): Promise<void> {
+  function drain(): void {
     if (timer) clearTimeout(timer);
     timer = undefined;
-    if (busy) return busy;
-    const batch = waiting.splice(0, maxBatch);
-    if (batch.length === 0) return Promise.resolve();
-    busy = (async () => {
-      try {
-        const result = await ingest(batch.map((w) => w.item));
-        batch.forEach((w, i) => w.resolve(result.outcomes[i] as OpenLineageOutcome));
-      } catch (error) {
-        for (const w of batch) w.reject(error);
-      } finally {
-        busy = undefined;
-      }
-      if (waiting.length > 0) await drain();
-    })();
-    return busy;
+    while (inFlight.size < maxInFlight && waiting.length > 0) {
+      const batch = waiting.splice(0, maxBatch);
+      const done: Promise<void> = ingest(batch.map((w) => w.item)).then(
+        (result) => batch.forEach((w, i) => w.resolve(result.outcomes[i] as OpenLineageOutcome)),
+        (error: unknown) => batch.forEach((w) => w.reject(error)),
+      );
+      const tracked = done.finally(() => {
+        inFlight.delete(tracked);
+        drain();
+      });
+      inFlight.add(tracked);
+    }
   }
 
   return {
@@ -154,13 +155,14 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
     submit(item) {
       return new Promise<OpenLineageOutcome>((resolve, reject) => {
         waiting.push({ item, resolve, reject });
-        if (busy) return; // taken when the write in flight ends
-        if (waiting.length >= maxBatch) void drain();
-        else timer ??= setTimeout(() => void drain(), lingerMs);
+        if (inFlight.size >= maxInFlight) return; // taken when a write in flight ends
+        if (waiting.length >= maxBatch) drain();
+        else timer ??= setTimeout(drain, lingerMs);
       });
     },
     async close() {
-      while (busy || waiting.length > 0) await drain();
+      drain();
+      while (inFlight.size > 0) await Promise.all(inFlight);
     },
   };
 }
