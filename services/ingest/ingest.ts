@@ -1,7 +1,7 @@
 import { createReadStream, openSync, readSync, closeSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { ConfigError, InputError, LineageAuditError, SchemaError } from "../errors/index.ts";
-import { readContainerFile, type EventCodec } from "../codec/index.ts";
+import { defaultDecodeLimits, readContainerFile, type EventCodec } from "../codec/index.ts";
 import type { EmitInput } from "../emitter/index.ts";
 import type { InboundEvent, Processor, Rejection } from "../processor/index.ts";
 import { isRunEventShape, type OpenLineageIntake, type OpenLineageItem } from "../openlineage/index.ts";
@@ -58,7 +58,13 @@ export async function ingestFiles(paths: readonly string[], options: IngestOptio
     if (runEvents.length === 0 || !options.openLineage) return;
     const r = await options.openLineage.ingest(runEvents);
     runEvents = [];
-    count(r);
+    // Counted per RunEvent (one record each), whatever number of events it became.
+    const refused = r.outcomes.filter((o) => !o.stored);
+    count({
+      accepted: r.outcomes.length - refused.length,
+      violations: r.violations,
+      rejected: refused.map((o) => ({ source: o.source, code: o.code, reason: o.reason, redacted: true })),
+    });
   };
   const flush = async () => {
     await flushEvents();
@@ -145,6 +151,9 @@ async function readNdjson(
     let parsed: unknown;
     let event: unknown;
     try {
+      // Bounded before it is parsed, as a message is: an NDJSON record over the message limit.
+      if (line.length > defaultDecodeLimits.maxMessageBytes || Buffer.byteLength(line) > defaultDecodeLimits.maxMessageBytes)
+        throw new InputError(`line is over the ${defaultDecodeLimits.maxMessageBytes.toLocaleString("en-US")}-byte message limit`);
       try {
         parsed = JSON.parse(line);
       } catch {

@@ -217,12 +217,16 @@ export async function startKafkaProcessor(
     unit: "{message}",
   });
   const batchDuration = m.createHistogram(MetricName.batchDuration, { description: "Time to process and store one batch", unit: "s" });
-  const lag = new Map<number, number>();
+  /** Per `topic/partition`: the events topic's, and the OpenLineage topic's when consumed. */
+  const lag = new Map<string, number>();
   m.createObservableGauge(MetricName.consumerLag, {
     description: "Messages behind the end of the partition",
     unit: "{message}",
   }).addCallback((result) => {
-    for (const [partition, value] of lag) result.observe(value, { [Attr.destination]: topics.events, [Attr.partition]: String(partition) });
+    for (const [key, value] of lag) {
+      const at = key.lastIndexOf("/");
+      result.observe(value, { [Attr.destination]: key.slice(0, at), [Attr.partition]: key.slice(at + 1) });
+    }
   });
   await events.run({
     eachBatchAutoResolve: false,
@@ -295,7 +299,7 @@ export async function startKafkaProcessor(
         violationCount.add(total.violations, attrs);
         deadLetterCount.add(total.dead.length, attrs);
         batchDuration.record((performance.now() - started) / 1000, attrs);
-        lag.set(batch.partition, Number(batch.offsetLag()));
+        lag.set(`${batch.topic}/${batch.partition}`, Number(batch.offsetLag()));
         options.onBatch?.({
           partition: batch.partition,
           messages: batch.messages.length,

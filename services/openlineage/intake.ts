@@ -2,8 +2,8 @@
 // is bounded, validated against the official schema, mapped (map.ts) and handed to the same
 // processor as our own events; every RunEvent that validates is logged in openlineage_events_v1
 // with what it became. One that cannot be taken is dead-lettered with a reason naming its JSON path.
-import { LineageAuditError } from "../errors/index.ts";
-import type { InboundEvent, Processor, ProcessResult, Rejection } from "../processor/index.ts";
+import { LineageAuditError, TransportError } from "../errors/index.ts";
+import { validateEvent, type InboundEvent, type Processor, type ProcessResult, type Rejection } from "../processor/index.ts";
 import type { Taxonomy } from "../taxonomy/index.ts";
 import { Table } from "../store/index.ts";
 import type { Classification } from "./classification.ts";
@@ -33,7 +33,7 @@ export interface OpenLineageResult {
   accepted: number;
   rejected: Rejection[];
   violations: number;
-  /** New lineage facts stored (to share with other instances, as the processor's own). */
+  /** As the processor's `processEvents` gives them (events that arrive decoded leave their facts to the lineage outbox). */
   facts: ProcessResult["facts"];
 }
 
@@ -60,35 +60,43 @@ export interface OpenLineageIntakeOptions {
   lingerMs?: number;
   /** Batches of `submit` written at once. @default 2 */
   maxInFlight?: number;
+  /** RunEvents `submit` holds waiting beyond those; more are refused as busy (HTTP 503: clients retry). @default 10000 */
+  maxWaiting?: number;
 }
 
-export const defaultOpenLineageIntakeOptions = { maxBatch: 1000, lingerMs: 5, maxInFlight: 2 } as const;
+export const defaultOpenLineageIntakeOptions = { maxBatch: 1000, lingerMs: 5, maxInFlight: 2, maxWaiting: 10_000 } as const;
 
 export function createOpenLineageIntake(options: OpenLineageIntakeOptions): OpenLineageIntake {
   const mapOptions = { taxonomy: options.taxonomy, ...(options.classification ? { classification: options.classification } : {}) };
   const maxBatch = options.maxBatch ?? defaultOpenLineageIntakeOptions.maxBatch;
   const lingerMs = options.lingerMs ?? defaultOpenLineageIntakeOptions.lingerMs;
   const maxInFlight = Math.max(1, options.maxInFlight ?? defaultOpenLineageIntakeOptions.maxInFlight);
+  const maxWaiting = options.maxWaiting ?? defaultOpenLineageIntakeOptions.maxWaiting;
 
   async function ingest(items: readonly OpenLineageItem[]): Promise<OpenLineageResult> {
     const inbound: InboundEvent[] = [];
     const outcomes: (OpenLineageOutcome | undefined)[] = [];
     const logged: { index: number; ol: RunEventInput; explanation: string; eventIds: string[] }[] = [];
     items.forEach((item, index) => {
-      let stage: "parse" | "schema" = "parse";
+      let stage: "parse" | "schema" | "event" = "parse";
       try {
         const doc = checkRunEventBytes(item.bytes);
         stage = "schema";
         const ol = validateRunEvent(doc) as RunEventInput;
         const mapped = mapRunEvent(ol, mapOptions);
+        // All or nothing: the events a RunEvent becomes are checked as the processor checks them
+        // (taxonomy keys, what each kind needs) before any is stored, so none is stored alone.
+        stage = "event";
+        for (const event of mapped.events) validateEvent(event, options.taxonomy);
         // A RunEvent carries no raw identifiers the schema lets through (subjects must be
         // pseudonyms): its events are kept as they are.
         for (const event of mapped.events) inbound.push({ event, source: item.source });
         logged.push({ index, ol, explanation: mapped.explanation, eventIds: mapped.events.map((e) => e.eventId) });
       } catch (error) {
         if (!(error instanceof LineageAuditError)) throw error;
-        // Dead-lettered through the processor like any bad message (its bytes withheld: unchecked input).
-        inbound.push({ event: undefined, source: item.source, failure: error });
+        // Dead-lettered through the processor like any bad message: its length and SHA-256 kept,
+        // its bytes withheld (unchecked input).
+        inbound.push({ event: undefined, source: item.source, raw: item.bytes, failure: error });
         outcomes[index] = { source: item.source, stored: false, stage, code: error.code, reason: error.message };
       }
     });
@@ -153,6 +161,10 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
   return {
     ingest,
     submit(item) {
+      if (waiting.length >= maxWaiting)
+        return Promise.reject(
+          new TransportError(`the OpenLineage intake holds ${maxWaiting} RunEvents waiting to be stored; retry`, { retriable: true }),
+        );
       return new Promise<OpenLineageOutcome>((resolve, reject) => {
         waiting.push({ item, resolve, reject });
         if (inFlight.size >= maxInFlight) return; // taken when a write in flight ends

@@ -127,7 +127,8 @@ export function mapRunEvent(ol: RunEventInput, options: MapOptions): Mapped {
         kind: EventKind.derive,
         inputs,
         outputs: part.outputs,
-        transform: transformOf(part.fieldLineage),
+        // The event's transform is that of its dataset-level edges: OTHER when it has any.
+        transform: part.masking === Masking.none && datasetLevel.length > 0 ? Transform.other : transformOf(part.fieldLineage),
         fieldLineage: part.fieldLineage,
         masking: part.masking,
         purposes: [],
@@ -192,15 +193,14 @@ function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Datase
         context: { path: `${path}/facets/tags/tags/${i}/field` },
       });
     tagged = true;
-    const set = fields.get(tag.field) ?? new Set<string>();
-    set.add(tag.value);
-    fields.set(tag.field, set);
+    // Categories annotate the fields the schema lists; they never add one (a field list narrows
+    // what a use of the dataset reads, and no schema means the whole dataset).
+    fields.get(tag.field)?.add(tag.value);
   });
   if (!tagged && options.classification) {
     for (const [field, categories] of options.classification.categoriesOf(d.namespace, d.name)) {
-      const set = fields.get(field) ?? new Set<string>();
-      for (const c of categories) set.add(c);
-      fields.set(field, set);
+      const set = fields.get(field);
+      if (set) for (const c of categories) set.add(c);
     }
   }
   return {
@@ -230,8 +230,9 @@ function fieldLineageOf(outputs: readonly DatasetInputOL[]): { plain: FieldMappi
         const given = input.transformations ?? [];
         const direct = given.length === 0 ? undefined : given.filter((t) => t.type === "DIRECT");
         if (direct !== undefined && direct.length === 0) continue; // only INDIRECT: no value flows
+        // The older facet's transformationType: IDENTITY, or MASKED ("no original data available, like a hash").
         let subtype = spec.transformationType === "IDENTITY" ? "IDENTITY" : "TRANSFORMATION";
-        let masking = false;
+        let masking = spec.transformationType === "MASKED";
         if (direct !== undefined) {
           subtype = "IDENTITY";
           for (const t of direct) {

@@ -198,13 +198,30 @@ export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventL
   } catch {
     throw new InputError("OpenLineage event is not valid UTF-8");
   }
+  let doc: unknown;
   try {
-    return JSON.parse(text);
+    doc = JSON.parse(text);
   } catch (error) {
     // V8's message quotes the text around the error: keep only the position.
     const at = /at position (\d+)/.exec(error instanceof Error ? error.message : "")?.[1];
     throw new InputError(`OpenLineage event is not valid JSON${at === undefined ? "" : ` (at character ${at})`}`);
   }
+  // A \uD800 escape is ASCII in the bytes but an unpaired surrogate once parsed: no store takes it
+  // (ClickHouse refuses the row), so it is refused here, before it reaches a write.
+  if (!wellFormed(doc))
+    throw new InputError("OpenLineage event holds a string with an unpaired UTF-16 surrogate (a lone \\uD800-\\uDFFF escape)");
+  return doc;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Whether every key and string in a parsed document is well-formed UTF-16 (nesting already bounded). */
+function wellFormed(value: unknown): boolean {
+  if (typeof value === "string") return !LONE_SURROGATE.test(value);
+  if (typeof value !== "object" || value === null) return true;
+  if (Array.isArray(value)) return value.every(wellFormed);
+  for (const [key, v] of Object.entries(value)) if (LONE_SURROGATE.test(key) || !wellFormed(v)) return false;
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,9 +328,21 @@ function intakeValidator(): ValidateFunction {
 const MAX_PATH_CHARS = 300;
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
+/**
+ * A JSON path with every key that could be data (a column or facet name a producer chose, which
+ * may be anything) shown as `<key>`: names of the spec and identifiers stay readable.
+ */
+function safePath(instancePath: string): string {
+  if (instancePath === "") return "/";
+  const path = instancePath
+    .split("/")
+    .map((segment) => (segment === "" || /^\d+$/.test(segment) || IDENTIFIER.test(segment) ? segment : "<key>"))
+    .join("/");
+  return path.length > MAX_PATH_CHARS ? `${path.slice(0, MAX_PATH_CHARS)}…` : path;
+}
+
 function describe(error: ErrorObject): string {
-  let path = error.instancePath === "" ? "/" : error.instancePath;
-  if (path.length > MAX_PATH_CHARS) path = `${path.slice(0, MAX_PATH_CHARS)}…`;
+  const path = safePath(error.instancePath);
   let message = error.message ?? `must pass "${error.keyword}"`;
   // The name of an unexpected property helps the producer; print it only when it cannot be data.
   const extra = (error.params as { additionalProperty?: unknown }).additionalProperty;
@@ -387,7 +416,7 @@ export function validateRunEvent(doc: unknown, limits?: Partial<RunEventLimits>)
   const validate = intakeValidator();
   if (!validate(doc)) {
     const first = validate.errors?.[0];
-    const path = first === undefined ? "/" : first.instancePath === "" ? "/" : first.instancePath;
+    const path = first === undefined ? "/" : safePath(first.instancePath);
     throw new InputError(`OpenLineage event: ${first === undefined ? "/ is not a valid RunEvent" : describe(first)}`, {
       context: { path: path.slice(0, MAX_PATH_CHARS), keyword: first?.keyword },
     });

@@ -645,12 +645,28 @@ function fieldsOf(datasets: readonly { namespace: string; name: string; fields: 
   return out;
 }
 
-function inputsOf(e: DataAccessEvent): string[] {
-  return [...new Set([...e.inputs.map(datasetId), ...e.fieldLineage.flatMap((m) => m.inputs.map(datasetId))])];
+// The datasets a fact reads and writes, asked of every retained fact before each batch: computed
+// once per event object (events are never changed once handled).
+const datasetsOf = new WeakMap<DataAccessEvent, { inputs: readonly string[]; outputs: readonly string[] }>();
+
+function ioOf(e: DataAccessEvent): { inputs: readonly string[]; outputs: readonly string[] } {
+  let io = datasetsOf.get(e);
+  if (!io) {
+    io = {
+      inputs: [...new Set([...e.inputs.map(datasetId), ...e.fieldLineage.flatMap((m) => m.inputs.map(datasetId))])],
+      outputs: [...new Set([...e.outputs.map(datasetId), ...e.fieldLineage.map((m) => datasetId(m.output))])],
+    };
+    datasetsOf.set(e, io);
+  }
+  return io;
 }
 
-function outputsOf(e: DataAccessEvent): string[] {
-  return [...new Set([...e.outputs.map(datasetId), ...e.fieldLineage.map((m) => datasetId(m.output))])];
+function inputsOf(e: DataAccessEvent): readonly string[] {
+  return ioOf(e).inputs;
+}
+
+function outputsOf(e: DataAccessEvent): readonly string[] {
+  return ioOf(e).outputs;
 }
 
 /** A set of ids that forgets the least recently seen past `max`. `add` says whether the id was new. */

@@ -547,6 +547,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
  */
 export const DATA_ERROR_CODES: ReadonlySet<number> = new Set([
   6, // CANNOT_PARSE_TEXT
+  25, // CANNOT_PARSE_ESCAPE_SEQUENCE (e.g. a lone \uD800 in a JSON string)
   26, // CANNOT_PARSE_QUOTED_STRING
   27, // CANNOT_PARSE_INPUT_ASSERTION_FAILED
   38, // CANNOT_PARSE_DATE

@@ -82,4 +82,50 @@ describe("the OpenLineage intake's group commit", () => {
     expect(resolved).toBe(3);
     expect(r.batches).toEqual([3]);
   });
+
+  it("stores all of a RunEvent or none of it: a purpose the taxonomy does not know refuses the DERIVE with the USE, once", async () => {
+    const r = recorder(1);
+    const intake = createOpenLineageIntake({ processor: r.processor, store: r.store, taxonomy });
+    const doc = JSON.parse(runEvent(1).toString("utf8")) as { run: { facets?: unknown } };
+    doc.run.facets = {
+      lineageAudit_purpose: {
+        _producer: "https://example.com/p",
+        _schemaURL: "https://github.com/lineage-audit/lineage-audit/blob/main/schemas/openlineage/LineageAuditPurposeRunFacet.json",
+        kind: "USE",
+        purposes: ["marketting"],
+        dataSubject: "customer",
+      },
+    };
+    const result = await intake.ingest([{ bytes: Buffer.from(JSON.stringify(doc)), source: "s#1" }]);
+    expect(result.outcomes).toEqual([
+      {
+        source: "s#1",
+        stored: false,
+        stage: "event",
+        code: "INPUT",
+        reason: "event USE field 'purposes[0]' is not a fideslang data use ('marketting')",
+      },
+    ]);
+    // One dead letter (the failure alone, with the RunEvent's bytes for their length and hash), no event, no log row.
+    expect(result.rejected).toHaveLength(1);
+    expect(r.batches).toEqual([1]);
+    expect(r.logged.flat()).toEqual([]);
+  });
+
+  it("refuses more waiting RunEvents than it may hold, as busy (retriable: HTTP 503)", async () => {
+    const r = recorder(50);
+    const intake = createOpenLineageIntake({
+      processor: r.processor,
+      store: r.store,
+      taxonomy,
+      maxInFlight: 1,
+      maxBatch: 1,
+      maxWaiting: 2,
+    });
+    const first = intake.submit({ bytes: runEvent(0), source: "s#0" });
+    const queued = [intake.submit({ bytes: runEvent(1), source: "s#1" }), intake.submit({ bytes: runEvent(2), source: "s#2" })];
+    await expect(intake.submit({ bytes: runEvent(3), source: "s#3" })).rejects.toMatchObject({ retriable: true });
+    await Promise.all([first, ...queued]);
+    await intake.close();
+  });
 });

@@ -270,10 +270,59 @@ describe("mapping OpenLineage RunEvents", () => {
       { name: "user_id", categories: [] },
     ]);
     const tagged = runEvent();
-    tagged.inputs![0]!.facets = { tags: { tags: [{ key: CATEGORY_TAG_KEY, value: "user.name", field: "name" }] } };
+    tagged.inputs![0]!.facets = {
+      ...tagged.inputs![0]!.facets,
+      tags: { tags: [{ key: CATEGORY_TAG_KEY, value: "user.contact", field: "email" }] },
+    };
     expect(mapRunEvent(tagged, { taxonomy, classification }).events[0]!.inputs[0]!.fields).toEqual([
-      { name: "name", categories: ["user.name"] },
+      { name: "email", categories: ["user.contact"] },
+      { name: "phone_number", categories: [] },
+      { name: "user_id", categories: [] },
     ]);
+  });
+
+  it("never adds a field through tags or the classification file: without a schema facet the dataset stays whole", () => {
+    const classification = parseClassification(
+      'version: 1\ndatasets:\n  "warehouse/*":\n    phone_number: [user.contact.phone_number]\n',
+      "c.yaml",
+      taxonomy,
+    );
+    const ol = runEvent();
+    ol.inputs![0]!.facets = { tags: { tags: [{ key: CATEGORY_TAG_KEY, value: "user.contact.phone_number", field: "phone_number" }] } };
+    // A use of this input reads the whole dataset, not the tagged field alone.
+    expect(mapRunEvent(ol, { taxonomy }).events[0]!.inputs[0]!.fields).toEqual([]);
+    ol.inputs![0]!.facets = {};
+    expect(mapRunEvent(ol, { taxonomy, classification }).events[0]!.inputs[0]!.fields).toEqual([]);
+  });
+
+  it("reads the older facet's transformationType MASKED as a masking transformation", () => {
+    const ol = runEvent({
+      outputs: [
+        {
+          namespace: "warehouse",
+          name: "ads.matching_keys",
+          facets: columnLineage({ phone_sha256: { inputFields: [input("phone_number")], transformationType: "MASKED" } }),
+        },
+      ],
+    });
+    const events = mapRunEvent(ol, { taxonomy }).events;
+    expect(events.map((e) => [e.masking, e.transform])).toEqual([["MASKED", "HASH"]]);
+  });
+
+  it("gives dataset-level edges the transform OTHER when a DERIVE also carries column mappings", () => {
+    const ol = runEvent({
+      outputs: [
+        {
+          namespace: "warehouse",
+          name: "ads.matching_keys",
+          facets: columnLineage({ total: { inputFields: [input("user_id", [direct("AGGREGATION")])] } }),
+        },
+        { namespace: "warehouse", name: "ads.audit_copy" },
+      ],
+    });
+    const [e] = mapRunEvent(ol, { taxonomy }).events;
+    expect(e!.transform).toBe("OTHER");
+    expect(e!.fieldLineage.map((m) => m.transform)).toEqual(["AGGREGATE"]);
   });
 
   it("declares a USE or SHARE from the lineageAudit_purpose run facet, with purposes, subject type and recipient", () => {

@@ -454,4 +454,22 @@ describe("isRunEventShape", () => {
     expect(isRunEventShape({ ...minimal(), job: { name: "x" } })).toBe(false);
     for (const other of [null, undefined, "event", 42, [minimal()]]) expect(isRunEventShape(other)).toBe(false);
   });
+
+  it("refuses a lone surrogate escape, in a value or a key, which no store would take; a surrogate pair is fine", () => {
+    for (const text of ['{"a":"x\\ud800"}', '{"x\\udc00":1}'])
+      expect(() => checkRunEventBytes(Buffer.from(text))).toThrow(/unpaired UTF-16 surrogate/);
+    expect(checkRunEventBytes(Buffer.from('{"a":"\\ud83d\\ude00"}'))).toEqual({ a: "\u{1F600}" });
+  });
+
+  it("shows a key a producer chose as <key> in the path when it could be data", () => {
+    const doc = {
+      eventTime: "2019-01-01T00:00:00Z",
+      producer: "https://p",
+      schemaURL: "https://openlineage.io/spec/2-0-2/OpenLineage.json",
+      eventType: "COMPLETE",
+      run: { runId: "0190d8a0-1c2b-7c3d-8e4f-5a6b7c8d9e0f", facets: { "jane.doe@example.com": { _producer: "https://p" } } },
+      job: { namespace: "n", name: "j" },
+    };
+    expect(() => validateRunEvent(doc)).toThrow("OpenLineage event: /run/facets/<key> must have required property '_schemaURL'");
+  });
 });
