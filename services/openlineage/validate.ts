@@ -3,6 +3,7 @@
 // and validating does no I/O. Failures are InputErrors whose message names a JSON path and the
 // rule broken, never a value from the event (values may be personal data).
 
+import { isUtf8 } from "node:buffer";
 import { readFileSync } from "node:fs";
 import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
@@ -159,7 +160,6 @@ export const LINEAGE_AUDIT_PURPOSE_FACET_SCHEMA_URL =
 // ---------------------------------------------------------------------------------------------
 // Bytes to a parsed document
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
 const n = (v: number) => v.toLocaleString("en-US");
 
 /**
@@ -192,12 +192,9 @@ export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventL
       depth--;
     }
   }
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    throw new InputError("OpenLineage event is not valid UTF-8");
-  }
+  // Checked natively, then decoded without a second check.
+  if (!isUtf8(bytes)) throw new InputError("OpenLineage event is not valid UTF-8");
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -208,11 +205,13 @@ export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventL
   }
   // A \uD800 escape is ASCII in the bytes but an unpaired surrogate once parsed: no store takes it
   // (ClickHouse refuses the row), so it is refused here, before it reaches a write.
-  if (!wellFormed(doc))
+  // Raw UTF-8 cannot hold a surrogate: only an escape can, so only a text with one is walked.
+  if (SURROGATE_ESCAPE.test(text) && !wellFormed(doc))
     throw new InputError("OpenLineage event holds a string with an unpaired UTF-16 surrogate (a lone \\uD800-\\uDFFF escape)");
   return doc;
 }
 
+const SURROGATE_ESCAPE = /\\u[dD][89abcdefABCDEF]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Whether every key and string in a parsed document is well-formed UTF-16 (nesting already bounded). */
