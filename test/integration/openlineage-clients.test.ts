@@ -165,5 +165,15 @@ describe("real OpenLineage clients against serve", () => {
     } finally {
       await s.close();
     }
+    // Exactly affected, per person: the two people whose numbers were collected, carried to both
+    // misuses by whole-table derivations (OpenLineage's DERIVEs name nobody, so they carry everyone's).
+    const affected = spawnSync(process.execPath, [BIN, "affected", "--rule", "security-contact-not-for-marketing", "--json"], {
+      env: { PATH: process.env["PATH"] ?? "", HOME: dir, LINEAGE_AUDIT_DATA: store },
+      encoding: "utf8",
+      timeout: 120_000,
+    });
+    expect(affected.status, affected.stderr).toBe(0);
+    const answer = JSON.parse(affected.stdout) as { exact: { exact: { users: number } } };
+    expect(answer.exact.exact.users).toBe(2);
   });
 });
