@@ -1,12 +1,14 @@
 # lineage-audit: `serve` from the compiled build. Not built by this project's CI (no Docker engine
 # there); test/unit/packaging/docker.test.ts checks that every file named here exists.
 
-# Build stage: compile services/ into dist/ with the development dependencies (TypeScript).
+# Build stage: compile services/ into dist/ and bundle the console (web/) into dist/web, with the
+# development dependencies (TypeScript, vite).
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY services ./services
+COPY web ./web
 RUN npm run build
 
 # Runtime: the compiled JavaScript and the production dependencies, nothing else.

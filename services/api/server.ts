@@ -6,6 +6,7 @@ import { EVENT_BATCH_MEDIA_TYPE, defaultDecodeLimits, unframeBatch } from "../co
 import type { Processor } from "../processor/index.ts";
 import { defaults } from "../config/index.ts";
 import type { OpenLineageIntake } from "../openlineage/intake.ts";
+import type { ConsoleHandler } from "../console/server.ts";
 
 export interface IngestServerOptions {
   /** @default "127.0.0.1" */
@@ -18,6 +19,8 @@ export interface IngestServerOptions {
   maxBodyBytes?: number;
   /** When set, POST /api/v1/lineage takes OpenLineage RunEvents (docs/openlineage.md), with the same token. */
   openLineage?: Pick<OpenLineageIntake, "submit">;
+  /** When set, the investigation console answers its own paths (`/`, `/login`, `/api/console/…`), behind its own sign-in. */
+  console?: ConsoleHandler;
 }
 
 export const defaultIngestServerOptions = { host: defaults.host, port: defaults.port } satisfies Partial<IngestServerOptions>;
@@ -51,6 +54,7 @@ export async function startIngestServer(
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && path === "/healthz") return send(res, 200, { status: "ok" });
+    if (options.console && (await options.console(req, res))) return;
     const lineage = path === LINEAGE_PATH && options.openLineage !== undefined;
     if (path !== "/v1/events" && !lineage)
       return send(res, 404, { error: `not found: POST /v1/events${options.openLineage ? `, POST ${LINEAGE_PATH}` : ""} or GET /healthz` });

@@ -84,3 +84,25 @@ export function adsMatch(at: number, subject: string, runId: string, field: "pho
     subjects: [subject],
   };
 }
+
+/** Debian's headless Chromium for the tests of what people look at (CHROMIUM_PATH overrides). */
+export const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
+
+/** Launches it as the browser tests do; throws (never skips) when it is missing. */
+export async function launchChromium(): Promise<import("playwright-core").Browser> {
+  const { existsSync } = await import("node:fs");
+  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (as .ci/run does)`);
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}

@@ -396,7 +396,10 @@ describe("the packed tarball", { timeout: TIMEOUT }, () => {
 
   it("ships exactly the compiled services: no module left over from a deleted or renamed source", () => {
     const paths = packed!.files.map((f) => f.path);
-    const compiled = paths.filter((p) => p.startsWith("dist/") && p.endsWith(".js")).map((p) => p.slice("dist/".length, -".js".length));
+    // dist/web is the console's bundle (web/, built by vite), not compiled services.
+    const compiled = paths
+      .filter((p) => p.startsWith("dist/") && !p.startsWith("dist/web/") && p.endsWith(".js"))
+      .map((p) => p.slice("dist/".length, -".js".length));
     const sources = filesUnder("services")
       .filter((p) => p.endsWith(".ts") && !p.endsWith(".d.ts"))
       .map((p) => p.slice("services/".length, -".ts".length));

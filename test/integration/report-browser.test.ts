@@ -1,21 +1,18 @@
 // The HTML incident report as a person sees it: rendered by real headless Chromium, with its
 // lineage diagram and chart laid out, and a screenshot taken.
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
+import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { chromium } from "playwright-core";
-import { tempDir } from "./helpers.ts";
+import { launchChromium, tempDir } from "./helpers.ts";
 
 const BIN = new URL("../../bin/lineage-audit.mjs", import.meta.url).pathname;
-const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const dir = tempDir("lineage-report-");
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("HTML incident report in a browser", () => {
   it("renders its facts, lineage diagram and chart in headless Chromium", async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (as .ci/run does)`);
     const env = { PATH: process.env["PATH"] ?? "", HOME: dir, LINEAGE_AUDIT_DATA: join(dir, "store") };
     const demo = JSON.parse(execFileSync(process.execPath, [BIN, "demo", "--users", "2000", "--json"], { env, encoding: "utf8" })) as {
       groundTruth: { affectedUsers: number; exact: { users: number } };
@@ -24,18 +21,7 @@ describe("HTML incident report in a browser", () => {
     execFileSync(process.execPath, [BIN, "report", "--rule", "security-contact-not-for-marketing", "--format", "html", "-o", file], {
       env: { ...env, LINEAGE_AUDIT_DATABASE: "demo" },
     });
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage({ viewport: { width: 1000, height: 1400 } });
       await page.goto(pathToFileURL(file).toString());

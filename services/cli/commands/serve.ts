@@ -1,5 +1,6 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { LINEAGE_PATH, startAnalystServer, startIngestServer } from "../../api/index.ts";
+import { createConsoleAuth, createConsoleData, createConsoleHandler } from "../../console/index.ts";
 import { startKafkaProcessor, topicsOf } from "../../kafka/index.ts";
 import { createAlertPlanner, createDeliverer, loadAlertingConfig } from "../../alerting/index.ts";
 import { createLineLogger } from "../../telemetry/index.ts";
@@ -37,16 +38,22 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
       closers.unshift(() => deliverer.close());
       say(`alerts to ${alerting.subscriptions.filter((s) => s.enabled).length} webhook subscription(s) from ${config.webhooksPath}`);
     }
+    // The investigation console, behind the analyst credentials, when they are set.
+    const consoleHandler = config.analyst
+      ? createConsoleHandler({ auth: createConsoleAuth(config.analyst), data: createConsoleData(ctx.store, ctx.policy) })
+      : undefined;
     const server = await startIngestServer(ctx.processor, {
       port,
       host,
       openLineage: ctx.openLineage,
+      ...(consoleHandler ? { console: consoleHandler } : {}),
       ...(config.ingestToken ? { token: config.ingestToken } : {}),
     });
     closers.unshift(() => server.close());
     say(
       `POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database}); OpenLineage: POST ${server.url}${LINEAGE_PATH}`,
     );
+    if (consoleHandler) say(`investigation console at ${server.url}/ (user ${config.analyst?.user})`);
     let analystUrl: string | undefined;
     if (config.analyst) {
       const analyst = await startAnalystServer(ctx.store, { ...config.analyst, host });

@@ -1,0 +1,124 @@
+// The console's overview: every rule with violations, exact and possibly-affected users side by
+// side, a sparkline of new users per day (uPlot), and new violations arriving live (server-sent events).
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import "./style.css";
+import type { Overview, RuleOverview } from "../../services/console/types.ts";
+
+const n = (v: number) => v.toLocaleString("en-US");
+const day = (iso: string | null) => (iso ? iso.slice(0, 10) : "—");
+const csrf = document.querySelector<HTMLMetaElement>('meta[name="csrf-token"]')?.content ?? "";
+const csrfInput = document.getElementById("csrf") as HTMLInputElement | null;
+if (csrfInput) csrfInput.value = csrf;
+
+function text(tag: string, content: string, className?: string): HTMLElement {
+  const el = document.createElement(tag);
+  el.textContent = content;
+  if (className) el.className = className;
+  return el;
+}
+
+function sparkline(cell: HTMLElement, rule: RuleOverview): void {
+  const total = rule.daily.reduce((a, d) => a + d.users, 0);
+  const peak = rule.daily.reduce((a, d) => (d.users > a.users ? d : a), { day: "", users: 0 });
+  const holder = document.createElement("div");
+  holder.className = "spark";
+  holder.setAttribute("role", "img");
+  holder.setAttribute(
+    "aria-label",
+    `${n(total)} users over ${rule.daily.length} days, from ${day(rule.first)} to ${day(rule.last)}; most on ${peak.day}: ${n(peak.users)}`,
+  );
+  cell.append(holder);
+  if (rule.daily.length === 0) return;
+  const xs = rule.daily.map((d) => Date.parse(`${d.day}T00:00:00Z`) / 1000);
+  const ys = rule.daily.map((d) => d.users);
+  new uPlot(
+    {
+      width: 160,
+      height: 40,
+      legend: { show: false },
+      cursor: { show: false },
+      axes: [{ show: false }, { show: false }],
+      scales: { x: { time: true } },
+      series: [{}, { stroke: "#b42318", fill: "rgba(180,35,24,0.12)", width: 1.5, points: { show: false } }],
+    },
+    [xs, ys],
+    holder,
+  );
+}
+
+function render(overview: Overview): void {
+  const root = document.getElementById("overview") as HTMLElement;
+  root.replaceChildren();
+  if (overview.rules.length === 0) {
+    root.append(text("p", "No rule has been violated in the stored history.", "empty"));
+    return;
+  }
+  const table = document.createElement("table");
+  table.id = "rules";
+  table.append(text("caption", `Rules with violations (${overview.rules.length}); newest event stored ${day(overview.latestEvent)}`));
+  const head = document.createElement("tr");
+  for (const h of [
+    "Rule",
+    "Severity / mode",
+    "Exactly affected",
+    "Possibly affected",
+    "Violations",
+    "First",
+    "Last",
+    "Now",
+    "New users per day",
+  ]) {
+    const th = text("th", h);
+    th.setAttribute("scope", "col");
+    head.append(th);
+  }
+  const thead = document.createElement("thead");
+  thead.append(head);
+  table.append(thead);
+  const body = document.createElement("tbody");
+  for (const r of overview.rules) {
+    const row = document.createElement("tr");
+    row.dataset["rule"] = r.id;
+    const name = document.createElement("th");
+    name.setAttribute("scope", "row");
+    name.append(text("strong", r.id), text("span", r.description, "desc"));
+    const sev = document.createElement("td");
+    sev.append(text("span", r.severity, `badge sev-${r.severity}`), document.createTextNode(` ${r.mode}`));
+    const exact = text("td", n(r.exact), "num exact");
+    exact.dataset["field"] = "exact";
+    const possibly = text("td", n(r.possibly), "num");
+    possibly.dataset["field"] = "possibly";
+    const violations = text("td", n(r.violations), "num");
+    violations.dataset["field"] = "violations";
+    const now = text("td", r.stillHappening ? "still happening" : "stopped", r.stillHappening ? "now" : "stopped");
+    const spark = document.createElement("td");
+    row.append(name, sev, exact, possibly, violations, text("td", day(r.first), "date"), text("td", day(r.last), "date"), now, spark);
+    body.append(row);
+    sparkline(spark, r);
+  }
+  table.append(body);
+  root.append(table);
+}
+
+let shown = -1;
+async function refresh(): Promise<void> {
+  const res = await fetch("/api/console/overview", { headers: { accept: "application/json" } });
+  if (res.status === 401) {
+    location.assign("/login");
+    return;
+  }
+  const overview = (await res.json()) as Overview;
+  render(overview);
+  const live = document.getElementById("live") as HTMLElement;
+  const added = shown >= 0 && overview.violations > shown ? ` (${n(overview.violations - shown)} new)` : "";
+  live.textContent = `Live: ${n(overview.violations)} violations stored${added}, updated ${new Date().toLocaleTimeString("en-GB")}.`;
+  shown = overview.violations;
+}
+
+void refresh();
+const events = new EventSource("/api/console/live");
+events.addEventListener("violations", (e) => {
+  const count = (JSON.parse((e as MessageEvent<string>).data) as { violations: number }).violations;
+  if (count !== shown) void refresh();
+});
