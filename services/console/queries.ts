@@ -2,9 +2,17 @@
 // a person types is spliced into a statement.
 import { exactAffected, refreshProvenance, Table, type Store } from "../store/index.ts";
 import type { Policy } from "../rules/index.ts";
-import type { Overview, RuleOverview } from "./types.ts";
+import { buildReport, renderHtml, renderJson, renderMarkdown } from "../report/index.ts";
+import type { Overview, PathHop, RuleDetail, RuleOverview, RulePath } from "./types.ts";
 
-export type { Overview, RuleOverview };
+export type { Overview, RuleDetail, RuleOverview };
+
+export const REPORT_FORMATS = {
+  md: { type: "text/markdown; charset=utf-8", render: renderMarkdown },
+  json: { type: "application/json; charset=utf-8", render: renderJson },
+  html: { type: "text/html; charset=utf-8", render: renderHtml },
+} as const;
+export type ReportFormat = keyof typeof REPORT_FORMATS;
 
 /** A violation stops counting as "still happening" when the newest stored event is this much later. */
 export const STILL_HAPPENING_MS = 7 * 24 * 60 * 60 * 1000;
@@ -13,6 +21,12 @@ export const MODEL_REFRESH_MS = 30_000;
 
 export interface ConsoleData {
   overview(): Promise<Overview>;
+  /** One rule's page; undefined when the policy has no such rule. */
+  rule(id: string): Promise<RuleDetail | undefined>;
+  /** Whether the policy has this rule (an allow-list for every parameter naming one). */
+  knows(id: string): boolean;
+  /** The Art. 33 incident report of a known rule, rendered (as `lineage-audit report` does). */
+  report(id: string, format: ReportFormat): Promise<{ filename: string; type: string; body: string } | undefined>;
   /** How many violations are stored (cheap: polled for the live view). */
   violationCount(): Promise<number>;
 }
@@ -49,7 +63,129 @@ export function createConsoleData(store: Store, policy: Policy): ConsoleData {
     return Number(row?.n ?? 0);
   }
 
+  async function ruleDetail(id: string): Promise<RuleDetail | undefined> {
+    const meta = rules.get(id);
+    if (!meta) return undefined;
+    await freshModel();
+    const params = { rule: id };
+    const [exact, exactDays, possiblyDays, top, services, shares, alerts] = await Promise.all([
+      exactAffected(store, id),
+      store.query<{ day: string; today: string; so_far: string }>(
+        `SELECT toString(toDate(fromUnixTimestamp64Milli(start, 'UTC'))) AS day, toString(bitmapCardinality(s)) AS today,
+                toString(groupBitmapMerge(s) OVER (ORDER BY start ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS so_far
+         FROM (SELECT start, groupBitmapMergeState(subjects) AS s FROM ${db}.${Table.exactRollups}
+               WHERE rule_id = {rule:String} AND hours = 24 AND version = (SELECT max(version) FROM ${db}.${Table.exactVersions})
+               GROUP BY start)
+         ORDER BY start`,
+        params,
+      ),
+      store.query<{ day: string; users: string }>(
+        `SELECT toString(day) AS day, toString(count()) AS users
+         FROM (SELECT subject_id, min(toDate(occurred_at)) AS day FROM ${db}.${Table.violationSubjects} WHERE rule_id = {rule:String} GROUP BY subject_id)
+         GROUP BY day ORDER BY day`,
+        params,
+      ),
+      store.query<{ path_id: string; n: string; lineage_path: string }>(
+        `SELECT v.path_id AS path_id, toString(v.n) AS n, p.lineage_path AS lineage_path
+         FROM (SELECT path_id, count() AS n FROM ${db}.${Table.violations} WHERE rule_id = {rule:String} AND path_id != '' GROUP BY path_id ORDER BY n DESC, path_id LIMIT 20) AS v
+         INNER JOIN (SELECT path_id, any(lineage_path) AS lineage_path FROM ${db}.${Table.paths} GROUP BY path_id) AS p ON p.path_id = v.path_id
+         ORDER BY v.n DESC, v.path_id`,
+        params,
+      ),
+      store.query<{ service: string; job: string; n: string }>(
+        `SELECT service, concat(job_namespace, '/', job_name) AS job, toString(uniqExact(violation_id)) AS n
+         FROM ${db}.${Table.violations} WHERE rule_id = {rule:String} GROUP BY service, job ORDER BY count() DESC, service, job LIMIT 50`,
+        params,
+      ),
+      store.query<{ recipient: string; external: number; service: string; n: string; first: string; last: string }>(
+        `SELECT recipient, recipient_external AS external, service, toString(uniqExact(violation_id)) AS n,
+                toString(min(occurred_at)) AS first, toString(max(occurred_at)) AS last
+         FROM ${db}.${Table.violations} WHERE rule_id = {rule:String} AND kind = 'SHARE'
+         GROUP BY recipient, recipient_external, service ORDER BY recipient, service LIMIT 50`,
+        params,
+      ),
+      store.query<{ state: string; n: string }>(
+        `SELECT state, toString(count()) AS n FROM ${db}.${Table.outbox} FINAL WHERE rule_id = {rule:String} GROUP BY state ORDER BY state`,
+        params,
+      ),
+    ]);
+    const days = new Map<string, RuleDetail["timeline"][number]>();
+    const at = (day: string) => {
+      let d = days.get(day);
+      if (!d) days.set(day, (d = { day, exactDay: 0, exactSoFar: 0, possiblyNew: 0, possiblySoFar: 0 }));
+      return d;
+    };
+    for (const r of exactDays) Object.assign(at(r.day), { exactDay: Number(r.today), exactSoFar: Number(r.so_far) });
+    for (const r of possiblyDays) at(r.day).possiblyNew = Number(r.users);
+    const timeline = [...days.values()].sort((a, b) => a.day.localeCompare(b.day));
+    let exactSoFar = 0;
+    let possiblySoFar = 0;
+    for (const d of timeline) {
+      exactSoFar = d.exactSoFar = Math.max(exactSoFar, d.exactSoFar);
+      possiblySoFar = d.possiblySoFar = possiblySoFar + d.possiblyNew;
+    }
+    const paths: RulePath[] = top.flatMap((t) => {
+      const parsed = JSON.parse(t.lineage_path) as {
+        paths: { category: string; collectedFor: string[]; hops: PathHop[] }[];
+        use: RulePath["use"];
+      };
+      const first = parsed.paths[0];
+      return first
+        ? [
+            {
+              pathId: t.path_id,
+              violations: Number(t.n),
+              category: first.category,
+              collectedFor: first.collectedFor,
+              hops: first.hops,
+              use: parsed.use,
+            },
+          ]
+        : [];
+    });
+    // Paths stored apart (other runs, other times) that draw the same route are one route.
+    const routes = new Map<string, RulePath>();
+    for (const path of paths) {
+      const key = JSON.stringify([
+        path.category,
+        path.collectedFor,
+        path.hops.map((h) => [h.dataset, h.field, h.transform ?? "", h.masking ?? "", h.service]),
+        [path.use.kind, path.use.service, path.use.purposes, path.use.recipient],
+      ]);
+      const known = routes.get(key);
+      if (known) known.violations += path.violations;
+      else routes.set(key, { ...path });
+    }
+    return {
+      rule: { id, ...meta },
+      exact: { users: exact.exact.users, records: exact.exact.records, violatingEvents: exact.exact.violatingEvents },
+      possibly: { users: exact.fieldLevel.users },
+      sharedOutside: exact.sharedOutside,
+      timeline,
+      paths: [...routes.values()].sort((x, y) => y.violations - x.violations).slice(0, 5),
+      services: services.map((r) => ({ service: r.service, job: r.job, violations: Number(r.n) })),
+      shares: shares.map((r) => ({
+        recipient: r.recipient,
+        external: Number(r.external) === 1,
+        service: r.service,
+        violations: Number(r.n),
+        first: iso(r.first),
+        last: iso(r.last),
+      })),
+      alerts: alerts.map((r) => ({ state: r.state, alerts: Number(r.n) })),
+    };
+  }
+
   return {
+    async report(id, format) {
+      const meta = rules.get(id);
+      if (!meta) return undefined;
+      const data = await buildReport(store, policy, { ruleId: id }, { id, ...meta } as Parameters<typeof buildReport>[3]);
+      const spec = REPORT_FORMATS[format];
+      return { filename: `incident-${id}.${format}`, type: spec.type, body: spec.render(data) };
+    },
+    knows: (id) => rules.has(id),
+    rule: ruleDetail,
     violationCount,
     async overview() {
       await freshModel();

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { clearedCookie, sessionCookie, type ConsoleAuth } from "./auth.ts";
-import type { ConsoleData } from "./queries.ts";
+import { REPORT_FORMATS, type ConsoleData, type ReportFormat } from "./queries.ts";
 
 /** Where `npm run build` puts the bundled app (two levels up from services/console or dist/console). */
 export const CONSOLE_ASSETS_DIR = fileURLToPath(new URL("../../dist/web/", import.meta.url));
@@ -144,6 +144,25 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
       return (send(res, 200, TYPES[ext] as string, body, { "cache-control": "private, max-age=3600" }), true);
     }
     if (path === "/api/console/overview") return (json(res, 200, await data.overview()), true);
+    if (path === "/api/console/rule") {
+      const id = url.searchParams.get("id") ?? "";
+      const detail = data.knows(id) ? await data.rule(id) : undefined;
+      if (!detail) return (json(res, 404, { error: "the policy has no such rule" }), true);
+      return (json(res, 200, detail), true);
+    }
+    if (path === "/api/console/report") {
+      const id = url.searchParams.get("rule") ?? "";
+      const format = url.searchParams.get("format") ?? "";
+      if (!Object.hasOwn(REPORT_FORMATS, format)) return (json(res, 400, { error: "format must be md, json or html" }), true);
+      const report = data.knows(id) ? await data.report(id, format as ReportFormat) : undefined;
+      if (!report) return (json(res, 404, { error: "the policy has no such rule" }), true);
+      // A download, never rendered here (the HTML report draws its chart and diagram inline).
+      send(res, 200, report.type, report.body, {
+        "content-disposition": `attachment; filename="${report.filename}"`,
+        "content-security-policy": "sandbox",
+      });
+      return true;
+    }
     if (path === "/api/console/live") return (liveStream(req, res), true);
     return (json(res, 404, { error: "no such console API" }), true);
   };

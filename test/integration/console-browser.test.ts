@@ -128,4 +128,51 @@ describe("the investigation console in Chromium", () => {
     await expect.poll(() => page.locator("#live").textContent()).toMatch(/new\)/);
     await page.close();
   });
+
+  it("opens a rule from the overview: its counts, its lineage graph with the demo's path, its shares, and its report as a download", async () => {
+    const page = await browser!.newPage({ viewport: { width: 1400, height: 1000 }, acceptDownloads: true });
+    await signIn(page);
+    await page.getByRole("link", { name: RULE }).click();
+    await page.waitForSelector("figure.path svg");
+    expect(page.url()).toMatch(new RegExp(`#/rule/${RULE}$`));
+    expect(await page.getByRole("heading", { level: 2 }).textContent()).toBe(`Rule ${RULE}`);
+    // The demo's live stream added one exact user above (the previous test); the planted ones are all here.
+    expect(Number((await page.locator("#rule-exact").textContent())!.replaceAll(",", ""))).toBeGreaterThanOrEqual(
+      demo.groundTruth.exact.users,
+    );
+    expect(Number((await page.locator("#rule-possibly").textContent())!.replaceAll(",", ""))).toBeGreaterThanOrEqual(
+      demo.groundTruth.affectedUsers,
+    );
+    // The graph: the demo's path from the two-factor store, through the copies, to the hashed key the ads job matched on.
+    const titles = await page.locator("figure.path").first().locator("g.node title").allTextContents();
+    expect(titles.some((t) => /^warehouse\/security\.two_factor#(email|phone_number): collected by auth-service$/.test(t))).toBe(true);
+    expect(titles.some((t) => /^warehouse\/ads\.matching_keys#(email|phone)_sha256: HASH by /.test(t))).toBe(true);
+    expect(titles.at(-1)).toMatch(/^USE by (tailored|partner)-audiences: for marketing\.advertising/);
+    expect(await page.locator("figure.path").first().locator("g.node.origin").count()).toBe(1);
+    expect(await page.locator("figure.path").first().locator("g.node.use").count()).toBe(1);
+    expect(await page.locator("#rule-chart canvas").count()).toBeGreaterThan(0);
+    expect(await axeFindings(page)).toEqual([]);
+    const shot = join(dir, "rule.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    expect(statSync(shot).size).toBeGreaterThan(20_000);
+    const docs = process.env["LINEAGE_AUDIT_SCREENSHOTS"];
+    if (docs) copyFileSync(shot, join(docs, "console-rule.png"));
+
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Markdown" }).click()]);
+    expect(download.suggestedFilename()).toBe(`incident-${RULE}.md`);
+    const report = readFileSync((await download.path()), "utf8");
+    expect(report).toContain(RULE);
+
+    // A rule the policy does not have: a clear empty state, never a stack trace.
+    await page.goto(`${url}/#/rule/no-such-rule`);
+    await expect.poll(() => page.locator(".empty").textContent()).toMatch(/The policy has no rule called “no-such-rule”/);
+    expect(
+      (
+        await fetch(`${url}/api/console/report?rule=x&format=exe`, {
+          headers: { authorization: `Basic ${Buffer.from(`analyst:${PASSWORD}`).toString("base64")}` },
+        })
+      ).status,
+    ).toBe(400);
+    await page.close();
+  });
 });

@@ -3,7 +3,8 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
-import type { Overview, RuleOverview } from "../../services/console/types.ts";
+import type { Overview, RuleDetail, RuleOverview } from "../../services/console/types.ts";
+import { renderRule } from "./rule.ts";
 
 const n = (v: number) => v.toLocaleString("en-US");
 const day = (iso: string | null) => (iso ? iso.slice(0, 10) : "—");
@@ -82,7 +83,10 @@ function render(overview: Overview): void {
     row.dataset["rule"] = r.id;
     const name = document.createElement("th");
     name.setAttribute("scope", "row");
-    name.append(text("strong", r.id), text("span", r.description, "desc"));
+    const link = document.createElement("a");
+    link.href = `#/rule/${encodeURIComponent(r.id)}`;
+    link.append(text("strong", r.id));
+    name.append(link, text("span", r.description, "desc"));
     const sev = document.createElement("td");
     sev.append(text("span", r.severity, `badge sev-${r.severity}`), document.createTextNode(` ${r.mode}`));
     const exact = text("td", n(r.exact), "num exact");
@@ -102,14 +106,39 @@ function render(overview: Overview): void {
 }
 
 let shown = -1;
+
+/** The page the hash names: `#/rule/<id>`, else the overview. */
+function route(): { page: "overview" } | { page: "rule"; id: string } {
+  const m = /^#\/rule\/(.+)$/.exec(location.hash);
+  return m ? { page: "rule", id: decodeURIComponent(m[1] as string) } : { page: "overview" };
+}
+
+async function getJson<T>(path: string): Promise<{ status: number; body: T | undefined }> {
+  const res = await fetch(path, { headers: { accept: "application/json" } });
+  if (res.status === 401) location.assign("/login");
+  return { status: res.status, body: res.ok ? ((await res.json()) as T) : undefined };
+}
+
+/** Each refresh's ticket: one that finishes after a newer one started draws nothing (the page may have changed). */
+let generation = 0;
+
 async function refresh(): Promise<void> {
-  const res = await fetch("/api/console/overview", { headers: { accept: "application/json" } });
-  if (res.status === 401) {
-    location.assign("/login");
-    return;
+  const ticket = ++generation;
+  const at = route();
+  const heading = document.getElementById("page-title") as HTMLElement;
+  if (at.page === "rule") {
+    heading.textContent = `Rule ${at.id}`;
+    document.title = `${at.id}: lineage-audit`;
+    const { body } = await getJson<RuleDetail>(`/api/console/rule?id=${encodeURIComponent(at.id)}`);
+    if (ticket !== generation) return;
+    renderRule(document.getElementById("overview") as HTMLElement, at.id, body);
+  } else {
+    heading.textContent = "Overview";
+    document.title = "Overview: lineage-audit";
   }
-  const overview = (await res.json()) as Overview;
-  render(overview);
+  const { body: overview } = await getJson<Overview>("/api/console/overview");
+  if (!overview || ticket !== generation) return;
+  if (at.page === "overview") render(overview);
   const live = document.getElementById("live") as HTMLElement;
   const added = shown >= 0 && overview.violations > shown ? ` (${n(overview.violations - shown)} new)` : "";
   live.textContent = `Live: ${n(overview.violations)} violations stored${added}, updated ${new Date().toLocaleTimeString("en-GB")}.`;
@@ -117,6 +146,9 @@ async function refresh(): Promise<void> {
 }
 
 void refresh();
+window.addEventListener("hashchange", () => {
+  void refresh().then(() => (document.getElementById("main") as HTMLElement).focus());
+});
 const events = new EventSource("/api/console/live");
 events.addEventListener("violations", (e) => {
   const count = (JSON.parse((e as MessageEvent<string>).data) as { violations: number }).violations;
