@@ -1,9 +1,11 @@
 // What the console shows, read from the store with fixed SQL and bound parameters only: nothing
 // a person types is spliced into a statement.
-import { exactAffected, refreshProvenance, Table, type Store } from "../store/index.ts";
+import { exactAffected, refreshProvenance, subjectHistory, subjectViolations, Table, type Store } from "../store/index.ts";
 import type { Policy } from "../rules/index.ts";
 import { buildReport, renderHtml, renderJson, renderMarkdown } from "../report/index.ts";
-import type { Overview, PathHop, RuleDetail, RuleOverview, RulePath } from "./types.ts";
+import type { DatasetView, OperationsView, Overview, PathHop, RuleDetail, RuleOverview, RulePath } from "./types.ts";
+import { createLineageGraph, WHOLE_DATASET } from "../lineage/index.ts";
+import { EventKind } from "../codec/index.ts";
 
 export type { Overview, RuleDetail, RuleOverview };
 
@@ -16,6 +18,36 @@ export type ReportFormat = keyof typeof REPORT_FORMATS;
 
 /** A violation stops counting as "still happening" when the newest stored event is this much later. */
 export const STILL_HAPPENING_MS = 7 * 24 * 60 * 60 * 1000;
+/** How far the dataset page follows lineage, and how many datasets it shows per side. */
+const MAX_DEPTH = 32;
+const MAX_DATASETS = 500;
+
+/** Datasets reachable from `start` along dataset edges, each with its distance (breadth first, capped). */
+function walk(
+  edges: readonly { from_dataset: string; to_dataset: string }[],
+  start: string,
+  way: "up" | "down",
+): { dataset: string; depth: number }[] {
+  const next = new Map<string, string[]>();
+  for (const e of edges) {
+    const [from, to] = way === "down" ? [e.from_dataset, e.to_dataset] : [e.to_dataset, e.from_dataset];
+    if (from === to) continue;
+    next.set(from, [...(next.get(from) ?? []), to]);
+  }
+  const depth = new Map<string, number>([[start, 0]]);
+  const queue = [start];
+  while (queue.length > 0 && depth.size <= MAX_DATASETS) {
+    const d = queue.shift() as string;
+    for (const n of next.get(d) ?? []) {
+      if (depth.has(n) || (depth.get(d) as number) >= MAX_DEPTH) continue;
+      depth.set(n, (depth.get(d) as number) + 1);
+      queue.push(n);
+    }
+  }
+  depth.delete(start);
+  return [...depth].map(([dataset, d]) => ({ dataset, depth: d })).sort((a, b) => a.depth - b.depth || a.dataset.localeCompare(b.dataset));
+}
+
 /** The exact model is brought up to date at most this often for the console. */
 export const MODEL_REFRESH_MS = 30_000;
 
@@ -25,6 +57,15 @@ export interface ConsoleData {
   rule(id: string): Promise<RuleDetail | undefined>;
   /** Whether the policy has this rule (an allow-list for every parameter naming one). */
   knows(id: string): boolean;
+  /**
+   * A person's history (an access request): the identifier is pseudonymised here with the
+   * organisation's key, then only the pseudonym is used; undefined when no key is configured.
+   */
+  person(identifier: string): Promise<PersonHistory | undefined>;
+  /** A dataset (`namespace/name`) the lineage names; undefined when none does. */
+  dataset(id: string): Promise<DatasetView | undefined>;
+  /** Dead letters, consumer lag, webhook endpoints and failed deliveries. */
+  operations(): Promise<OperationsView>;
   /** The Art. 33 incident report of a known rule, rendered (as `lineage-audit report` does). */
   report(id: string, format: ReportFormat): Promise<{ filename: string; type: string; body: string } | undefined>;
   /** How many violations are stored (cheap: polled for the live view). */
@@ -33,7 +74,23 @@ export interface ConsoleData {
 
 const iso = (stored: string | null | undefined): string | null => (stored ? new Date(`${stored.replace(" ", "T")}Z`).toISOString() : null);
 
-export function createConsoleData(store: Store, policy: Policy): ConsoleData {
+export interface PersonHistory {
+  /** The pseudonym: never the identifier that was typed. */
+  subject: string;
+  events: Awaited<ReturnType<typeof subjectHistory>>;
+  violations: Awaited<ReturnType<typeof subjectViolations>>;
+}
+
+export interface ConsoleDataOptions {
+  /** The organisation's keyed pseudonymisation, for access requests. */
+  pseudonymize?: (raw: string) => string;
+  /** The Kafka consumer's lag, when serve consumes Kafka (read when asked: Kafka may start later). */
+  lag?: () => { topic: string; partition: number; lag: number }[] | undefined;
+  /** The alert subscriptions serve delivers to (their URLs are shown as origin and path only). */
+  subscriptions?: readonly { id: string; url: string; enabled: boolean }[];
+}
+
+export function createConsoleData(store: Store, policy: Policy, options: ConsoleDataOptions = {}): ConsoleData {
   const db = store.database;
   const rules = new Map<string, { description: string; severity: string; mode: string }>([
     [
@@ -176,7 +233,148 @@ export function createConsoleData(store: Store, policy: Policy): ConsoleData {
     };
   }
 
+  /** Upstream closure and labels from the stored lineage facts (bounded, as the processor's graph is). */
+  async function dataset(id: string): Promise<DatasetView | undefined> {
+    const [known] = await store.query<{ n: string }>(
+      `SELECT toString(count()) AS n FROM ${db}.${Table.factDatasets} WHERE dataset = {d:String}`,
+      { d: id },
+    );
+    if (Number(known?.n ?? 0) === 0) return undefined;
+    const graph = createLineageGraph(policy.declassify);
+    const done = new Set<string>();
+    let frontier = [id];
+    for (let round = 0; round < MAX_DEPTH && frontier.length > 0; round++) {
+      for (const d of frontier) done.add(d);
+      const facts = await store.lineageFactsOf({ datasets: frontier, upstream: frontier });
+      const next = new Set<string>();
+      for (const f of facts) {
+        graph.apply(f);
+        if (f.kind !== EventKind.derive) continue;
+        for (const d of [...f.inputs, ...f.fieldLineage.flatMap((m) => m.inputs)]) {
+          const up = `${d.namespace}/${d.name}`;
+          if (!done.has(up)) next.add(up);
+        }
+      }
+      frontier = [...next].slice(0, MAX_DATASETS);
+    }
+    const [fieldRows, readers, edges] = await Promise.all([
+      store.query<{ field: string }>(
+        `SELECT DISTINCT field FROM (
+           SELECT to_field AS field FROM ${db}.${Table.edges} WHERE to_dataset = {d:String}
+           UNION ALL SELECT from_field AS field FROM ${db}.${Table.edges} WHERE from_dataset = {d:String}
+           UNION ALL SELECT splitByChar('#', f)[2] AS field FROM ${db}.${Table.events} ARRAY JOIN output_fields AS f WHERE kind = 'COLLECT' AND startsWith(f, concat({d:String}, '#'))
+         ) ORDER BY field LIMIT 500`,
+        { d: id },
+      ),
+      store.query<{ kind: string; service: string; purposes: string[]; n: string; last: string }>(
+        `SELECT kind, service, purposes, toString(count()) AS n, toString(max(occurred_at)) AS last
+         FROM ${db}.${Table.events} WHERE kind IN ('USE', 'SHARE') AND has(inputs, {d:String})
+         GROUP BY kind, service, purposes ORDER BY count() DESC LIMIT 50`,
+        { d: id },
+      ),
+      store.query<{ from_dataset: string; to_dataset: string }>(
+        `SELECT DISTINCT from_dataset, to_dataset FROM ${db}.${Table.edges} LIMIT 100000`,
+      ),
+    ]);
+    const fields = fieldRows.map((r) => r.field).filter((f) => f !== "" && f !== WHOLE_DATASET);
+    const lookup = (field: string) => graph.labelsOf([{ dataset: id, fields: [field] }]).labels;
+    return {
+      dataset: id,
+      fields: fields.map((field) => ({
+        field,
+        labels: lookup(field).map((l) => ({
+          category: l.category,
+          collectedFor: l.collectedFor,
+          dataSubject: l.dataSubject,
+          origin: l.origin,
+          hops: l.path.length - 1,
+        })),
+      })),
+      readers: readers.map((r) => ({ kind: r.kind, service: r.service, purposes: r.purposes, events: Number(r.n), last: iso(r.last) })),
+      upstream: walk(edges, id, "up"),
+      downstream: walk(edges, id, "down"),
+    };
+  }
+
+  async function operations(): Promise<OperationsView> {
+    const [total, byReason, latest, disabled, failed] = await Promise.all([
+      store.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${db}.${Table.deadLetters}`),
+      store.query<{ code: string; reason: string; n: string }>(
+        `SELECT error_code AS code, reason, toString(count()) AS n FROM ${db}.${Table.deadLetters} GROUP BY code, reason ORDER BY count() DESC, code, reason LIMIT 20`,
+      ),
+      store.query<{ at: string; source: string; code: string; reason: string; bytes: string; redacted: number }>(
+        `SELECT toString(received_at) AS at, source, error_code AS code, reason, toString(payload_bytes) AS bytes, redacted
+         FROM ${db}.${Table.deadLetters} ORDER BY received_at DESC, dead_letter_id LIMIT 20`,
+      ),
+      store.query<{ id: string; disabled: number; reason: string }>(
+        `SELECT subscription_id AS id, disabled, reason FROM ${db}.${Table.endpoints} FINAL`,
+      ),
+      store.query<{
+        at: string;
+        subscription: string;
+        webhook_id: string;
+        attempt: number;
+        status: number;
+        outcome: string;
+        error: string;
+      }>(
+        `SELECT toString(at) AS at, subscription_id AS subscription, webhook_id, attempt, status_code AS status, outcome, error
+         FROM ${db}.${Table.deliveries} WHERE outcome != 'delivered' ORDER BY at DESC LIMIT 20`,
+      ),
+    ]);
+    const off = new Map(disabled.filter((d) => Number(d.disabled) === 1).map((d) => [d.id, d.reason]));
+    const target = (url: string) => {
+      try {
+        const u = new URL(url);
+        return `${u.origin}${u.pathname}`;
+      } catch {
+        return "(not a URL)";
+      }
+    };
+    return {
+      deadLetters: {
+        total: Number(total[0]?.n ?? 0),
+        byReason: byReason.map((r) => ({ code: r.code, reason: r.reason, count: Number(r.n) })),
+        latest: latest.map((r) => ({
+          at: iso(r.at) ?? "",
+          source: r.source,
+          code: r.code,
+          reason: r.reason,
+          bytes: Number(r.bytes),
+          redacted: Number(r.redacted) === 1,
+        })),
+      },
+      lag: options.lag?.() ?? null,
+      endpoints: options.subscriptions
+        ? options.subscriptions.map((s) => ({
+            id: s.id,
+            target: target(s.url),
+            enabled: s.enabled && !off.has(s.id),
+            disabledBy: off.get(s.id) ?? (s.enabled ? null : "disabled in the subscriptions file"),
+          }))
+        : null,
+      failedDeliveries: failed.map((f) => ({
+        at: iso(f.at) ?? "",
+        subscription: f.subscription,
+        webhookId: f.webhook_id,
+        attempt: Number(f.attempt),
+        status: Number(f.status),
+        outcome: f.outcome,
+        error: f.error,
+      })),
+    };
+  }
+
   return {
+    dataset,
+    operations,
+    async person(identifier) {
+      if (!options.pseudonymize) return undefined;
+      const subject = options.pseudonymize(identifier);
+      const events = await subjectHistory(store, subject);
+      const violations = events.length === 0 ? [] : await subjectViolations(store, policy, subject);
+      return { subject, events, violations };
+    },
     async report(id, format) {
       const meta = rules.get(id);
       if (!meta) return undefined;

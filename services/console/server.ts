@@ -131,6 +131,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
       if (id) auth.close(id);
       return (send(res, 303, "text/plain; charset=utf-8", "", { location: "/login", "set-cookie": clearedCookie() }), true);
     }
+    if (path === "/api/console/person" && req.method === "POST") return (await person(req, res), true);
     if (req.method !== "GET") return (json(res, 405, { error: "use GET" }), true);
     if (isPage) return (send(res, 200, "text/html; charset=utf-8", indexHtml(who.session?.csrf ?? "")), true);
     if (isAsset) {
@@ -144,6 +145,14 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
       return (send(res, 200, TYPES[ext] as string, body, { "cache-control": "private, max-age=3600" }), true);
     }
     if (path === "/api/console/overview") return (json(res, 200, await data.overview()), true);
+    if (path === "/api/console/operations") return (json(res, 200, await data.operations()), true);
+    if (path === "/api/console/dataset") {
+      const id = url.searchParams.get("name") ?? "";
+      if (id === "" || id.length > 1000 || !id.includes("/")) return (json(res, 400, { error: "name must be namespace/name" }), true);
+      const view = await data.dataset(id);
+      if (!view) return (json(res, 404, { error: "no lineage names this dataset" }), true);
+      return (json(res, 200, view), true);
+    }
     if (path === "/api/console/rule") {
       const id = url.searchParams.get("id") ?? "";
       const detail = data.knows(id) ? await data.rule(id) : undefined;
@@ -166,6 +175,36 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     if (path === "/api/console/live") return (liveStream(req, res), true);
     return (json(res, 404, { error: "no such console API" }), true);
   };
+
+  /**
+   * An access request: the identifier comes in a POST body (never a URL, so no log or history holds
+   * it), is pseudonymised at once and never stored, logged or sent back.
+   */
+  async function person(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
+    if (type !== "application/json") return json(res, 415, { error: "content-type must be application/json" });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_FORM_BYTES) return json(res, 413, { error: "the request is too large" });
+      chunks.push(chunk as Buffer);
+    }
+    let identifier: unknown;
+    try {
+      identifier = (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { identifier?: unknown }).identifier;
+    } catch {
+      return json(res, 400, { error: 'the body must be JSON: {"identifier": "…"}' });
+    }
+    if (typeof identifier !== "string" || identifier.trim() === "" || identifier.length > 320)
+      return json(res, 400, { error: "identifier must be text of 1 to 320 characters" });
+    const history = await data.person(identifier);
+    if (!history)
+      return json(res, 503, {
+        error: "the pseudonymisation key is not configured (LINEAGE_AUDIT_HMAC_KEY): access requests cannot be answered",
+      });
+    return json(res, 200, history);
+  }
 
   /** Server-sent events: `violations` with the stored count whenever it grows; a comment every 15 s keeps proxies open. */
   function liveStream(req: IncomingMessage, res: ServerResponse): void {

@@ -69,3 +69,69 @@ export interface RuleDetail {
   shares: { recipient: string; external: boolean; service: string; violations: number; first: string | null; last: string | null }[];
   alerts: { state: string; alerts: number }[];
 }
+
+/** What the person page reads of an access request's answer. */
+export interface PersonView {
+  subject: string;
+  events: {
+    occurredAt: string;
+    kind: string;
+    service: string;
+    job: string;
+    datasets: string[];
+    fields: string[];
+    categories: string[];
+    purposes: string[];
+    recipient: string | null;
+    violations: string[];
+  }[];
+  violations: {
+    ruleId: string;
+    eventId: string;
+    kind: string;
+    occurredAt: number;
+    wholeTable: boolean;
+    exact: boolean;
+    reason: string | null;
+    evidence: {
+      origin: string;
+      category: string;
+      collectedFor: string[];
+      collected: { occurredAt: string; service: string; job: string; eventId: string } | null;
+      hops: { transform?: string | null; kind: string; dataset: string; field: string; service: string; job: string; occurredAt: number }[];
+    }[];
+  }[];
+}
+
+/** The operations page: what did not go in, and what did not go out. */
+export interface OperationsView {
+  deadLetters: {
+    total: number;
+    byReason: { code: string; reason: string; count: number }[];
+    latest: { at: string; source: string; code: string; reason: string; bytes: number; redacted: boolean }[];
+  };
+  /** Null when this serve consumes no Kafka topic. */
+  lag: { topic: string; partition: number; lag: number }[] | null;
+  /** Null when no alert subscriptions are configured. */
+  endpoints: { id: string; target: string; enabled: boolean; disabledBy: string | null }[] | null;
+  failedDeliveries: {
+    at: string;
+    subscription: string;
+    webhookId: string;
+    attempt: number;
+    status: number;
+    outcome: string;
+    error: string;
+  }[];
+}
+
+/** A dataset's page: its fields' labels and where they came from, its readers, its neighbours. */
+export interface DatasetView {
+  dataset: string;
+  fields: { field: string; labels: { category: string; collectedFor: string[]; dataSubject: string; origin: string; hops: number }[] }[];
+  /** Uses and shares that read it, by service and purpose. */
+  readers: { kind: string; service: string; purposes: string[]; events: number; last: string | null }[];
+  /** Datasets it derives from, and that derive from it, at any depth (capped), with their distance. */
+  upstream: { dataset: string; depth: number }[];
+  downstream: { dataset: string; depth: number }[];
+}

@@ -86,6 +86,8 @@ export interface FactOutbox {
 export interface KafkaProcessor {
   /** Lineage facts read from the shared topic so far. */
   readonly factsLearned: number;
+  /** Messages behind the end of each partition this instance consumed, as of its last batch there. */
+  lag(): { topic: string; partition: number; lag: number }[];
   close(): Promise<void>;
 }
 
@@ -422,6 +424,12 @@ export async function startKafkaProcessor(
   });
 
   return {
+    lag() {
+      return [...lag].map(([key, value]) => {
+        const at = key.lastIndexOf("/");
+        return { topic: key.slice(0, at), partition: Number(key.slice(at + 1)), lag: value };
+      });
+    },
     get factsLearned() {
       return factsLearned;
     },

@@ -19,6 +19,7 @@ const env = { PATH: process.env["PATH"] ?? "", HOME: dir, LINEAGE_AUDIT_DATA: jo
 let demo: { groundTruth: { affectedUsers: number; exact: { users: number } } };
 let serve: ChildProcess | undefined;
 let url = "";
+let serveLog = "";
 let browser: Browser | undefined;
 
 beforeAll(async () => {
@@ -31,6 +32,7 @@ beforeAll(async () => {
     let err = "";
     serve!.stderr!.on("data", (d: Buffer) => {
       err += d.toString("utf8");
+      serveLog += d.toString("utf8");
       const m = /investigation console at (http:\/\/[^ ]+)\//.exec(err);
       if (m) resolve(m[1]!);
     });
@@ -160,7 +162,7 @@ describe("the investigation console in Chromium", () => {
 
     const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Markdown" }).click()]);
     expect(download.suggestedFilename()).toBe(`incident-${RULE}.md`);
-    const report = readFileSync((await download.path()), "utf8");
+    const report = readFileSync(await download.path(), "utf8");
     expect(report).toContain(RULE);
 
     // A rule the policy does not have: a clear empty state, never a stack trace.
@@ -173,6 +175,78 @@ describe("the investigation console in Chromium", () => {
         })
       ).status,
     ).toBe(400);
+    await page.close();
+  });
+
+  it("answers an access request: the person's history and the evidence per violation, the identifier never kept", async () => {
+    const page = await browser!.newPage({ viewport: { width: 1400, height: 1000 } });
+    await signIn(page);
+    await page.getByRole("link", { name: "A person (access request)" }).click();
+    await page.getByLabel(/Identifier of the person/).fill("+15555559999");
+    await page.getByRole("button", { name: "Look up" }).click();
+    await page.waitForSelector("#person-history tbody tr");
+    const kinds = await page.locator("#person-history tbody tr td:nth-child(2)").allTextContents();
+    expect(kinds).toEqual(["COLLECT", "USE"]);
+    const verdicts = await page.locator("#person-violations > li > p").allTextContents();
+    expect(verdicts.some((v) => v.includes(`rule ${RULE}: exactly affected`))).toBe(true);
+    expect(await page.locator("#person-violations li", { hasText: "collected" }).count()).toBeGreaterThan(0);
+    expect(await axeFindings(page)).toEqual([]);
+    // The identifier is in no address, and serve logged nothing of it.
+    expect(page.url()).toMatch(/#\/person$/);
+    expect(serveLog).not.toContain("15555559999");
+    await page.getByLabel(/Identifier of the person/).fill("nobody@example.com");
+    await page.getByRole("button", { name: "Look up" }).click();
+    await expect
+      .poll(() => page.locator("#person .empty").textContent())
+      .toMatch(/^Nothing stored concerns this person \(pseudonym [0-9a-f]{32}\)\.$/);
+    await page.close();
+  });
+
+  it("shows operations: dead letters with their reasons, and says that no Kafka topic or webhook is configured", async () => {
+    // Something refused: a RunEvent that is not JSON.
+    const bad = await fetch(`${url}/api/v1/lineage`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{ not json",
+    });
+    expect(bad.status).toBe(400);
+    const page = await browser!.newPage({ viewport: { width: 1400, height: 1000 } });
+    await signIn(page);
+    await page.getByRole("link", { name: "Operations" }).click();
+    await page.waitForSelector("table");
+    expect(await page.getByRole("heading", { level: 2 }).textContent()).toBe("Operations");
+    const reasons = await page.locator("table", { hasText: "by error code and reason" }).locator("tbody tr").allTextContents();
+    expect(reasons.some((r) => r.includes("OpenLineage event is not valid JSON"))).toBe(true);
+    expect(await page.getByText("This serve consumes no Kafka topic").count()).toBe(1);
+    expect(await page.getByText("No alert subscriptions are configured").count()).toBe(1);
+    expect(await axeFindings(page)).toEqual([]);
+    await page.close();
+  });
+
+  it("opens a dataset from a rule's path: its fields' labels and their origin, its readers, upstream and downstream", async () => {
+    const page = await browser!.newPage({ viewport: { width: 1400, height: 1000 } });
+    await signIn(page);
+    await page.goto(`${url}/#/rule/${RULE}`);
+    await page.waitForSelector("figure.path .path-steps a");
+    await page
+      .locator("figure.path .path-steps a", { hasText: /^warehouse\/ads\.matching_keys#/ })
+      .first()
+      .click();
+    await page.waitForSelector("ul.neighbours");
+    expect(await page.getByRole("heading", { level: 2 }).textContent()).toBe("Dataset warehouse/ads.matching_keys");
+    const labels = await page.locator("table", { hasText: "Each field's labels" }).locator("tbody tr").allTextContents();
+    expect(
+      labels.some(
+        (l) => l.includes("essential.service.authentication, essential.service.security") && l.includes("warehouse/security.two_factor#"),
+      ),
+    ).toBe(true);
+    const readers = await page.locator("table", { hasText: "Uses and shares of it" }).locator("tbody tr").allTextContents();
+    expect(readers.some((r) => r.includes("marketing.advertising.third_party.targeted"))).toBe(true);
+    const upstream = await page.locator('ul.neighbours[data-side="upstream"] a').allTextContents();
+    expect(upstream).toContain("warehouse/security.two_factor");
+    expect(await axeFindings(page)).toEqual([]);
+    await page.goto(`${url}/#/dataset/${encodeURIComponent("warehouse/no-such-table")}`);
+    await expect.poll(() => page.locator(".empty").textContent()).toMatch(/No lineage names a dataset “warehouse\/no-such-table”/);
     await page.close();
   });
 });

@@ -5,6 +5,10 @@ import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import type { Overview, RuleDetail, RuleOverview } from "../../services/console/types.ts";
 import { renderRule } from "./rule.ts";
+import { renderPersonForm } from "./person.ts";
+import { renderOperations } from "./operations.ts";
+import { renderDataset } from "./dataset.ts";
+import type { DatasetView, OperationsView } from "../../services/console/types.ts";
 
 const n = (v: number) => v.toLocaleString("en-US");
 const day = (iso: string | null) => (iso ? iso.slice(0, 10) : "—");
@@ -108,7 +112,11 @@ function render(overview: Overview): void {
 let shown = -1;
 
 /** The page the hash names: `#/rule/<id>`, else the overview. */
-function route(): { page: "overview" } | { page: "rule"; id: string } {
+function route(): { page: "overview" } | { page: "person" } | { page: "operations" } | { page: "rule" | "dataset"; id: string } {
+  if (location.hash === "#/person") return { page: "person" };
+  if (location.hash === "#/operations") return { page: "operations" };
+  const d = /^#\/dataset\/(.+)$/.exec(location.hash);
+  if (d) return { page: "dataset", id: decodeURIComponent(d[1] as string) };
   const m = /^#\/rule\/(.+)$/.exec(location.hash);
   return m ? { page: "rule", id: decodeURIComponent(m[1] as string) } : { page: "overview" };
 }
@@ -126,7 +134,25 @@ async function refresh(): Promise<void> {
   const ticket = ++generation;
   const at = route();
   const heading = document.getElementById("page-title") as HTMLElement;
-  if (at.page === "rule") {
+  if (at.page === "dataset") {
+    heading.textContent = `Dataset ${at.id}`;
+    document.title = `${at.id}: lineage-audit`;
+    const { body } = await getJson<DatasetView>(`/api/console/dataset?name=${encodeURIComponent(at.id)}`);
+    if (ticket !== generation) return;
+    renderDataset(document.getElementById("overview") as HTMLElement, at.id, body);
+  } else if (at.page === "operations") {
+    heading.textContent = "Operations";
+    document.title = "Operations: lineage-audit";
+    const { body } = await getJson<OperationsView>("/api/console/operations");
+    if (ticket !== generation || !body) return;
+    renderOperations(document.getElementById("overview") as HTMLElement, body);
+  } else if (at.page === "person") {
+    heading.textContent = "A person's history";
+    document.title = "Access request: lineage-audit";
+    // The form is drawn once: a live refresh must not wipe what was typed or found.
+    const root = document.getElementById("overview") as HTMLElement;
+    if (!root.querySelector("#person-form")) renderPersonForm(root, csrf);
+  } else if (at.page === "rule") {
     heading.textContent = `Rule ${at.id}`;
     document.title = `${at.id}: lineage-audit`;
     const { body } = await getJson<RuleDetail>(`/api/console/rule?id=${encodeURIComponent(at.id)}`);

@@ -5,43 +5,17 @@
 import dagre from "@dagrejs/dagre";
 import uPlot from "uplot";
 import type { RuleDetail, RulePath } from "../../services/console/types.ts";
+import { el, section, table } from "./dom.ts";
+import { datasetLink } from "./dataset.ts";
 
 const n = (v: number) => v.toLocaleString("en-US");
 const day = (iso: string | null) => (iso ? iso.slice(0, 10) : "—");
 const SVG = "http://www.w3.org/2000/svg";
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, content?: string, className?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (content !== undefined) e.textContent = content;
-  if (className) e.className = className;
-  return e;
-}
-
 function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>): SVGElementTagNameMap[K] {
   const e = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
   return e;
-}
-
-function table(caption: string, head: string[], rows: string[][]): HTMLTableElement {
-  const t = el("table");
-  t.append(el("caption", caption));
-  const thead = el("thead");
-  const tr = el("tr");
-  for (const h of head) {
-    const th = el("th", h);
-    th.setAttribute("scope", "col");
-    tr.append(th);
-  }
-  thead.append(tr);
-  const tbody = el("tbody");
-  for (const r of rows) {
-    const row = el("tr");
-    for (const c of r) row.append(el("td", c));
-    tbody.append(row);
-  }
-  t.append(thead, tbody);
-  return t;
 }
 
 export function renderRule(root: HTMLElement, id: string, detail: RuleDetail | undefined): void {
@@ -123,11 +97,6 @@ export function renderRule(root: HTMLElement, id: string, detail: RuleDetail | u
     ["State", "Alerts"],
     detail.alerts.map((a) => [a.state, n(a.alerts)]),
   );
-}
-
-/** A heading, then a table of the rows, or a sentence saying there are none. */
-function section(root: HTMLElement, heading: string, none: string, caption: string, head: string[], rows: string[][]): void {
-  root.append(el("h3", heading), rows.length === 0 ? el("p", none) : table(caption, head, rows));
 }
 
 /** Exactly affected users so far beside possibly affected so far: the difference is the gap between the lines. */
@@ -242,7 +211,14 @@ function pathFigure(p: RulePath): HTMLElement {
   }
   const caption = el("figcaption", `${n(p.violations)} violations: ${p.category}, collected for ${p.collectedFor.join(", ")}`);
   const list = el("ol", undefined, "path-steps");
-  for (const node of nodes) list.append(el("li", `${node.title}: ${node.sub}`));
+  for (const node of nodes) {
+    const li = el("li");
+    // Each field's dataset opens its page: labels, readers, upstream and downstream.
+    if (node.kind !== "use")
+      li.append(datasetLink(node.title.slice(0, node.title.lastIndexOf("#")), node.title), document.createTextNode(`: ${node.sub}`));
+    else li.append(document.createTextNode(`${node.title}: ${node.sub}`));
+    list.append(li);
+  }
   // Scrolls sideways when wide: reachable by keyboard.
   const scroller = el("div", undefined, "graph");
   scroller.tabIndex = 0;

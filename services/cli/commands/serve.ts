@@ -1,6 +1,7 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { LINEAGE_PATH, startAnalystServer, startIngestServer } from "../../api/index.ts";
 import { createConsoleAuth, createConsoleData, createConsoleHandler } from "../../console/index.ts";
+import { createPseudonymizer } from "../../emitter/index.ts";
 import { startKafkaProcessor, topicsOf } from "../../kafka/index.ts";
 import { createAlertPlanner, createDeliverer, loadAlertingConfig } from "../../alerting/index.ts";
 import { createLineLogger } from "../../telemetry/index.ts";
@@ -39,8 +40,16 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
       say(`alerts to ${alerting.subscriptions.filter((s) => s.enabled).length} webhook subscription(s) from ${config.webhooksPath}`);
     }
     // The investigation console, behind the analyst credentials, when they are set.
+    let kafkaLag: (() => { topic: string; partition: number; lag: number }[]) | undefined;
     const consoleHandler = config.analyst
-      ? createConsoleHandler({ auth: createConsoleAuth(config.analyst), data: createConsoleData(ctx.store, ctx.policy) })
+      ? createConsoleHandler({
+          auth: createConsoleAuth(config.analyst),
+          data: createConsoleData(ctx.store, ctx.policy, {
+            ...(config.hmacKey ? { pseudonymize: createPseudonymizer(config.hmacKey) } : {}),
+            lag: () => kafkaLag?.(),
+            ...(alerting ? { subscriptions: alerting.subscriptions } : {}),
+          }),
+        })
       : undefined;
     const server = await startIngestServer(ctx.processor, {
       port,
@@ -74,6 +83,7 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
         { processor: ctx.processor, codec: ctx.codec, store: ctx.store, logger, openLineage: ctx.openLineage },
       );
       closers.unshift(() => kafka.close());
+      kafkaLag = () => kafka.lag();
       say(
         `consuming ${topicsOf(config.kafka).events} from ${config.kafka.brokers.join(",")} as ${config.instanceId} in group ${config.kafkaGroupId} (lineage facts learned: ${kafka.factsLearned})`,
       );

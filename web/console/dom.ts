@@ -1,0 +1,34 @@
+// Small DOM helpers shared by the console's pages.
+
+export function el<K extends keyof HTMLElementTagNameMap>(tag: K, content?: string, className?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (content !== undefined) e.textContent = content;
+  if (className) e.className = className;
+  return e;
+}
+
+export function table(caption: string, head: string[], rows: string[][]): HTMLTableElement {
+  const t = el("table");
+  t.append(el("caption", caption));
+  const thead = el("thead");
+  const tr = el("tr");
+  for (const h of head) {
+    const th = el("th", h);
+    th.setAttribute("scope", "col");
+    tr.append(th);
+  }
+  thead.append(tr);
+  const tbody = el("tbody");
+  for (const r of rows) {
+    const row = el("tr");
+    for (const c of r) row.append(el("td", c));
+    tbody.append(row);
+  }
+  t.append(thead, tbody);
+  return t;
+}
+
+/** A heading, then a table of the rows, or a sentence saying there are none. */
+export function section(root: HTMLElement, heading: string, none: string, caption: string, head: string[], rows: string[][]): void {
+  root.append(el("h3", heading), rows.length === 0 ? el("p", none) : table(caption, head, rows));
+}

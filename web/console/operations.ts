@@ -1,0 +1,66 @@
+// Operations: what did not go in (dead letters, with their reasons), how far behind Kafka the
+// consumer is, and what did not go out (webhook endpoints, failed deliveries).
+import type { OperationsView } from "../../services/console/types.ts";
+import { el, section } from "./dom.ts";
+
+const n = (v: number) => v.toLocaleString("en-US");
+const at = (iso: string) => iso.replace("T", " ").slice(0, 19);
+
+export function renderOperations(root: HTMLElement, ops: OperationsView): void {
+  root.replaceChildren();
+  root.append(el("p", `${n(ops.deadLetters.total)} dead letters stored.`, "desc"));
+  section(
+    root,
+    "Dead letters by reason",
+    "Nothing was refused.",
+    "Refused input, by error code and reason (most frequent first)",
+    ["Code", "Reason", "Count"],
+    ops.deadLetters.byReason.map((r) => [r.code, r.reason, n(r.count)]),
+  );
+  section(
+    root,
+    "Latest dead letters",
+    "Nothing was refused.",
+    "The 20 most recent, newest first (bytes withheld when they may identify a person)",
+    ["Received (UTC)", "Source", "Code", "Reason", "Bytes"],
+    ops.deadLetters.latest.map((d) => [at(d.at), d.source, d.code, d.reason, `${n(d.bytes)}${d.redacted ? " (withheld)" : ""}`]),
+  );
+  if (ops.lag === null)
+    root.append(el("h3", "Consumer lag"), el("p", "This serve consumes no Kafka topic (events come over HTTP and from files)."));
+  else
+    section(
+      root,
+      "Consumer lag",
+      "No batch consumed yet.",
+      "Messages behind the end of each partition, as of its last batch",
+      ["Topic", "Partition", "Lag"],
+      ops.lag.map((l) => [l.topic, String(l.partition), n(l.lag)]),
+    );
+  if (ops.endpoints === null)
+    root.append(el("h3", "Webhook endpoints"), el("p", "No alert subscriptions are configured (LINEAGE_AUDIT_WEBHOOKS)."));
+  else
+    section(
+      root,
+      "Webhook endpoints",
+      "No subscription.",
+      "Alert subscriptions and whether they are delivered to",
+      ["Subscription", "Endpoint", "State"],
+      ops.endpoints.map((e) => [e.id, e.target, e.enabled ? "enabled" : `disabled: ${e.disabledBy ?? ""}`]),
+    );
+  section(
+    root,
+    "Failed deliveries",
+    "No delivery failed.",
+    "The 20 most recent attempts that did not deliver, newest first",
+    ["When (UTC)", "Subscription", "Webhook id", "Attempt", "Status", "Outcome", "Error"],
+    ops.failedDeliveries.map((f) => [
+      at(f.at),
+      f.subscription,
+      f.webhookId,
+      String(f.attempt),
+      f.status === 0 ? "no answer" : String(f.status),
+      f.outcome,
+      f.error,
+    ]),
+  );
+}
