@@ -178,5 +178,6 @@ window.addEventListener("hashchange", () => {
 const events = new EventSource("/api/console/live");
 events.addEventListener("violations", (e) => {
   const count = (JSON.parse((e as MessageEvent<string>).data) as { violations: number }).violations;
-  if (count !== shown) void refresh();
+  // The first event only says how many there are now: the page's own first load shows that.
+  if (shown >= 0 && count !== shown) void refresh();
 });
