@@ -8,10 +8,7 @@ export interface RuleOverview {
   mode: string;
   /** Exactly affected users (per person: docs/rules.md, "Exact affected users"). */
   exact: number;
-  /**
-   * The field-level reading of the same model: every user a flagged use names. Shown beside the
-   * exact count, never instead; it can be smaller, since a whole-table export names nobody.
-   */
+  /** Every user a flagged use names (field level): shown beside the exact count, never instead; it can be smaller, since a whole-table export names nobody. */
   possibly: number;
   violations: number;
   first: string | null;
@@ -58,9 +55,12 @@ export interface RulePath {
 
 export interface RuleDetail {
   rule: { id: string; description: string; severity: string; mode: string };
-  exact: { users: number; records: number; violatingEvents: number };
+  exact: { users: number; records: number };
   possibly: { users: number };
-  sharedOutside: { shared: boolean; subjects: number; events: number };
+  /** Uses and shares that broke the rule. */
+  violatingEvents: number;
+  /** Of them, shares to an external recipient. */
+  externalShares: number;
   /** Per day with a violation: exactly affected users that day and so far; new and so far at field level. */
   timeline: { day: string; exactDay: number; exactSoFar: number; possiblyNew: number; possiblySoFar: number }[];
   /** The most frequent routes its violations took (at most 5; paths that draw the same route are one). */

@@ -44,12 +44,10 @@ export function renderRule(root: HTMLElement, id: string, detail: RuleDetail | u
   fact("Exactly affected users", n(detail.exact.users), "rule-exact");
   fact("Possibly affected users (field level)", n(detail.possibly.users), "rule-possibly");
   fact("Records (user × data category), exact", n(detail.exact.records));
-  fact("Violating uses and shares, exact", n(detail.exact.violatingEvents));
+  fact("Violating uses and shares", n(detail.violatingEvents));
   fact(
     "Shared outside",
-    detail.sharedOutside.shared
-      ? `yes: ${n(detail.sharedOutside.events)} external shares, ${n(detail.sharedOutside.subjects)} users`
-      : "no external share of exactly affected data",
+    detail.externalShares > 0 ? `yes: ${n(detail.externalShares)} shares to external recipients` : "no external share broke this rule",
   );
   head.append(facts);
   const reports = el("p", "Art. 33 incident report: ", "reports");
