@@ -67,14 +67,9 @@ export async function startIngestServer(
     if (lineage) return openLineage(req, res, options.openLineage as Pick<OpenLineageIntake, "submit">);
     const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim();
     if (type !== EVENT_BATCH_MEDIA_TYPE) return send(res, 415, { error: `content-type must be ${EVENT_BATCH_MEDIA_TYPE}` });
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > maxBody) return send(res, 413, { error: `batch over ${maxBody} bytes; send smaller batches` });
-      chunks.push(chunk as Buffer);
-    }
-    const messages = unframeBatch(Buffer.concat(chunks));
+    const body = await readBounded(req, maxBody);
+    if (!body) return send(res, 413, { error: `batch over ${maxBody} bytes; send smaller batches` });
+    const messages = unframeBatch(body);
     const peer = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
     const result = await processor.processMessages(messages.map((bytes, i) => ({ bytes, source: `http ${peer} #${i}` })));
     send(res, 200, {
@@ -98,15 +93,10 @@ export async function startIngestServer(
     const limit = defaultDecodeLimits.maxMessageBytes;
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > limit) return send(res, 413, { error: `a RunEvent over ${limit} bytes is not taken` });
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > limit) return send(res, 413, { error: `a RunEvent over ${limit} bytes is not taken` });
-      chunks.push(chunk as Buffer);
-    }
+    const body = await readBounded(req, limit);
+    if (!body) return send(res, 413, { error: `a RunEvent over ${limit} bytes is not taken` });
     const peer = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
-    const outcome = await intake.submit({ bytes: Buffer.concat(chunks), source: `openlineage http ${peer} #${received++}` });
+    const outcome = await intake.submit({ bytes: body, source: `openlineage http ${peer} #${received++}` });
     if (outcome.stored) {
       res.writeHead(201, { "content-length": 0 });
       return void res.end();
@@ -127,6 +117,18 @@ export async function startIngestServer(
         server.closeAllConnections();
       }),
   };
+}
+
+/** A request's body, read until it passes `limit` bytes (then undefined: the rest is never held). */
+async function readBounded(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
 }
 
 /** Where OpenLineage clients' HTTP transport posts by default (Marquez's path). */

@@ -1,6 +1,6 @@
 // What the console shows, read from the store with fixed SQL and bound parameters only: nothing
 // a person types is spliced into a statement.
-import { exactCount, refreshProvenance, subjectHistory, subjectViolations, Table, type Store } from "../store/index.ts";
+import { exactCount, refreshProvenance, storedTimeToIso, subjectHistory, subjectViolations, Table, type Store } from "../store/index.ts";
 import type { Policy } from "../rules/index.ts";
 import { buildReport, renderHtml, renderJson, renderMarkdown } from "../report/index.ts";
 import type { DatasetView, OperationsView, Overview, PathHop, RuleDetail, RuleOverview, RulePath } from "./types.ts";
@@ -72,7 +72,7 @@ export interface ConsoleData {
   violationCount(): Promise<number>;
 }
 
-const iso = (stored: string | null | undefined): string | null => (stored ? new Date(`${stored.replace(" ", "T")}Z`).toISOString() : null);
+const iso = (stored: string | null | undefined): string | null => (stored ? storedTimeToIso(stored) : null);
 
 export interface PersonHistory {
   /** The pseudonym: never the identifier that was typed. */

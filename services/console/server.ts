@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { clearedCookie, sessionCookie, type ConsoleAuth } from "./auth.ts";
+import { clearedCookie, cookieValue, SESSION_COOKIE, sessionCookie, type ConsoleAuth } from "./auth.ts";
 import { REPORT_FORMATS, type ConsoleData, type ReportFormat } from "./queries.ts";
 
 /** Where `npm run build` puts the bundled app (two levels up from services/console or dist/console). */
@@ -65,17 +65,23 @@ function send(res: ServerResponse, status: number, type: string, body: string | 
 const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) =>
   send(res, status, "application/json; charset=utf-8", JSON.stringify(body), headers);
 
-async function readForm(req: IncomingMessage): Promise<URLSearchParams | undefined> {
+/** The body as text when it has this content type (else 415) and is at most MAX_FORM_BYTES (else 413). */
+async function readBody(req: IncomingMessage, contentType: string): Promise<string | 413 | 415> {
   const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
-  if (type !== "application/x-www-form-urlencoded") return undefined;
+  if (type !== contentType) return 415;
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_FORM_BYTES) return undefined;
+    if (size > MAX_FORM_BYTES) return 413;
     chunks.push(chunk as Buffer);
   }
-  return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+async function readForm(req: IncomingMessage): Promise<URLSearchParams | undefined> {
+  const body = await readBody(req, "application/x-www-form-urlencoded");
+  return typeof body === "string" ? new URLSearchParams(body) : undefined;
 }
 
 export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
@@ -127,7 +133,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     }
     if (path === "/logout") {
       if (req.method !== "POST") return (json(res, 405, { error: "use POST" }), true);
-      const id = /la_session=([^;]+)/.exec(req.headers.cookie ?? "")?.[1];
+      const id = cookieValue(req.headers.cookie, SESSION_COOKIE);
       if (id) auth.close(id);
       return (send(res, 303, "text/plain; charset=utf-8", "", { location: "/login", "set-cookie": clearedCookie() }), true);
     }
@@ -181,18 +187,12 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
    * it), is pseudonymised at once and never stored, logged or sent back.
    */
   async function person(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
-    if (type !== "application/json") return json(res, 415, { error: "content-type must be application/json" });
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > MAX_FORM_BYTES) return json(res, 413, { error: "the request is too large" });
-      chunks.push(chunk as Buffer);
-    }
+    const body = await readBody(req, "application/json");
+    if (body === 415) return json(res, 415, { error: "content-type must be application/json" });
+    if (body === 413) return json(res, 413, { error: "the request is too large" });
     let identifier: unknown;
     try {
-      identifier = (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { identifier?: unknown }).identifier;
+      identifier = (JSON.parse(body) as { identifier?: unknown }).identifier;
     } catch {
       return json(res, 400, { error: 'the body must be JSON: {"identifier": "…"}' });
     }

@@ -220,15 +220,12 @@ export async function startKafkaProcessor(
   });
   const batchDuration = m.createHistogram(MetricName.batchDuration, { description: "Time to process and store one batch", unit: "s" });
   /** Per `topic/partition`: the events topic's, and the OpenLineage topic's when consumed. */
-  const lag = new Map<string, number>();
+  const lag = new Map<string, { topic: string; partition: number; lag: number }>();
   m.createObservableGauge(MetricName.consumerLag, {
     description: "Messages behind the end of the partition",
     unit: "{message}",
   }).addCallback((result) => {
-    for (const [key, value] of lag) {
-      const at = key.lastIndexOf("/");
-      result.observe(value, { [Attr.destination]: key.slice(0, at), [Attr.partition]: key.slice(at + 1) });
-    }
+    for (const l of lag.values()) result.observe(l.lag, { [Attr.destination]: l.topic, [Attr.partition]: String(l.partition) });
   });
   await events.run({
     eachBatchAutoResolve: false,
@@ -301,7 +298,7 @@ export async function startKafkaProcessor(
         violationCount.add(total.violations, attrs);
         deadLetterCount.add(total.dead.length, attrs);
         batchDuration.record((performance.now() - started) / 1000, attrs);
-        lag.set(`${batch.topic}/${batch.partition}`, Number(batch.offsetLag()));
+        lag.set(`${batch.topic}/${batch.partition}`, { topic: batch.topic, partition: batch.partition, lag: Number(batch.offsetLag()) });
         options.onBatch?.({
           partition: batch.partition,
           messages: batch.messages.length,
@@ -424,12 +421,7 @@ export async function startKafkaProcessor(
   });
 
   return {
-    lag() {
-      return [...lag].map(([key, value]) => {
-        const at = key.lastIndexOf("/");
-        return { topic: key.slice(0, at), partition: Number(key.slice(at + 1)), lag: value };
-      });
-    },
+    lag: () => [...lag.values()].map((l) => ({ ...l })),
     get factsLearned() {
       return factsLearned;
     },

@@ -5,6 +5,8 @@ import { createHash } from "node:crypto";
 import { InputError } from "../errors/index.ts";
 import { EVENT_TIME_RANGE, EventKind, Masking, Transform, type DataAccessEvent, type Dataset, type FieldMapping } from "../codec/index.ts";
 import { TaxonomyKind, type Taxonomy } from "../taxonomy/index.ts";
+// As our own events' errors: a value is quoted only when shaped like a taxonomy key.
+import { quoted } from "../processor/validate.ts";
 import type { Classification } from "./classification.ts";
 import { LINEAGE_AUDIT_PURPOSE_FACET as PURPOSE_FACET, type LineageAuditPurposeRunFacet as PurposeFacet } from "./validate.ts";
 
@@ -287,10 +289,4 @@ export function eventIdOf(ol: Pick<RunEventInput, "eventType" | "eventTime" | "r
   h[8] = ((h[8] as number) & 0x3f) | 0x80;
   const hex = h.subarray(0, 16).toString("hex");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
-// As our own events' errors: a value is quoted only when shaped like a taxonomy key.
-const KEY_SHAPE = /^[a-z][a-z_]*(\.[a-z][a-z_]*)*$/;
-function quoted(value: string): string {
-  return KEY_SHAPE.test(value) && value.length <= 100 ? ` ('${value}')` : "";
 }

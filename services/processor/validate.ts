@@ -85,7 +85,7 @@ function checkCategories(e: DataAccessEvent, side: "inputs" | "outputs", list: D
 // A value is quoted back only when it has the shape of a taxonomy key (lowercase words and dots):
 // whatever else a producer put there (an e-mail, a phone number) must not reach a dead letter.
 const KEY_SHAPE = /^[a-z][a-z_]*(\.[a-z][a-z_]*)*$/;
-function quoted(value: string): string {
+export function quoted(value: string): string {
   return KEY_SHAPE.test(value) && value.length <= 100 ? ` ('${value}')` : "";
 }
 

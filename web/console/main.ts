@@ -5,6 +5,7 @@ import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import type { Overview, RuleDetail, RuleOverview } from "../../services/console/types.ts";
 import { renderRule } from "./rule.ts";
+import { el } from "./dom.ts";
 import { renderPersonForm } from "./person.ts";
 import { renderOperations } from "./operations.ts";
 import { renderDataset } from "./dataset.ts";
@@ -15,13 +16,6 @@ const day = (iso: string | null) => (iso ? iso.slice(0, 10) : "—");
 const csrf = document.querySelector<HTMLMetaElement>('meta[name="csrf-token"]')?.content ?? "";
 const csrfInput = document.getElementById("csrf") as HTMLInputElement | null;
 if (csrfInput) csrfInput.value = csrf;
-
-function text(tag: string, content: string, className?: string): HTMLElement {
-  const el = document.createElement(tag);
-  el.textContent = content;
-  if (className) el.className = className;
-  return el;
-}
 
 function sparkline(cell: HTMLElement, rule: RuleOverview): void {
   const total = rule.daily.reduce((a, d) => a + d.users, 0);
@@ -56,12 +50,12 @@ function render(overview: Overview): void {
   const root = document.getElementById("overview") as HTMLElement;
   root.replaceChildren();
   if (overview.rules.length === 0) {
-    root.append(text("p", "No rule has been violated in the stored history.", "empty"));
+    root.append(el("p", "No rule has been violated in the stored history.", "empty"));
     return;
   }
   const table = document.createElement("table");
   table.id = "rules";
-  table.append(text("caption", `Rules with violations (${overview.rules.length}); newest event stored ${day(overview.latestEvent)}`));
+  table.append(el("caption", `Rules with violations (${overview.rules.length}); newest event stored ${day(overview.latestEvent)}`));
   const head = document.createElement("tr");
   for (const h of [
     "Rule",
@@ -74,7 +68,7 @@ function render(overview: Overview): void {
     "Now",
     "New users per day",
   ]) {
-    const th = text("th", h);
+    const th = el("th", h);
     th.setAttribute("scope", "col");
     head.append(th);
   }
@@ -89,19 +83,19 @@ function render(overview: Overview): void {
     name.setAttribute("scope", "row");
     const link = document.createElement("a");
     link.href = `#/rule/${encodeURIComponent(r.id)}`;
-    link.append(text("strong", r.id));
-    name.append(link, text("span", r.description, "desc"));
+    link.append(el("strong", r.id));
+    name.append(link, el("span", r.description, "desc"));
     const sev = document.createElement("td");
-    sev.append(text("span", r.severity, `badge sev-${r.severity}`), document.createTextNode(` ${r.mode}`));
-    const exact = text("td", n(r.exact), "num exact");
+    sev.append(el("span", r.severity, `badge sev-${r.severity}`), document.createTextNode(` ${r.mode}`));
+    const exact = el("td", n(r.exact), "num exact");
     exact.dataset["field"] = "exact";
-    const possibly = text("td", n(r.possibly), "num");
+    const possibly = el("td", n(r.possibly), "num");
     possibly.dataset["field"] = "possibly";
-    const violations = text("td", n(r.violations), "num");
+    const violations = el("td", n(r.violations), "num");
     violations.dataset["field"] = "violations";
-    const now = text("td", r.stillHappening ? "still happening" : "stopped", r.stillHappening ? "now" : "stopped");
+    const now = el("td", r.stillHappening ? "still happening" : "stopped", r.stillHappening ? "now" : "stopped");
     const spark = document.createElement("td");
-    row.append(name, sev, exact, possibly, violations, text("td", day(r.first), "date"), text("td", day(r.last), "date"), now, spark);
+    row.append(name, sev, exact, possibly, violations, el("td", day(r.first), "date"), el("td", day(r.last), "date"), now, spark);
     body.append(row);
     sparkline(spark, r);
   }
