@@ -57,6 +57,9 @@ export interface Deliverer {
  * Retry-After on 429 and 503 (for the whole endpoint); 410 disables the endpoint; at most `ratePerMinute` a minute per
  * endpoint. Every attempt is recorded in webhook_deliveries_v1.
  */
+/** Alerts taken per round of the deliverer, shared among the endpoints that can take one. */
+const ROUND = 100;
+
 export function createDeliverer(store: Store, subscriptions: readonly Subscription[], options: DelivererOptions = {}): Deliverer {
   const db = store.database;
   const byId = new Map(subscriptions.map((s) => [s.id, s]));
@@ -242,19 +245,28 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
   }
 
   async function runOnce(): Promise<number> {
+    const disabled = await disabledEndpoints();
+    const now = Date.now();
+    // Only endpoints that can take an alert now (configured, enabled, not paused by Retry-After,
+    // under their rate), and disabled ones (their alerts are marked so), each with a share of the
+    // round: one endpoint's queue never holds back another's alerts.
+    const ready = subscriptions
+      .filter((s) => disabled.has(s.id) || (s.enabled && (pausedUntil.get(s.id) ?? 0) <= now && !rateLimited(s, now)))
+      .map((s) => s.id);
+    if (ready.length === 0) return 0;
     const due = await store.query<OutboxEntry>(
       `SELECT webhook_id, subscription_id, rule_id, severity, mode, service, job_namespace, job_name, run_id,
               toString(window_start) AS window_start, toString(window_end) AS window_end, first_violation_id, attempts, toString(created_at) AS created_at
        FROM ${db}.${Table.outbox} FINAL
-       WHERE state = 'pending' AND next_attempt_at <= now64(3)
-       ORDER BY created_at LIMIT 100`,
+       WHERE state = 'pending' AND next_attempt_at <= now64(3) AND subscription_id IN {ready:Array(String)}
+       ORDER BY created_at, webhook_id LIMIT ${Math.max(1, Math.ceil(ROUND / ready.length))} BY subscription_id
+       LIMIT ${ROUND}`,
+      { ready },
     );
     if (due.length === 0) return 0;
     // The exact counts of this round's alerts: the model up to date with what is stored (nothing done when it is).
     if (options.policy) await refreshProvenance(store, options.policy);
-    const disabled = await disabledEndpoints();
     let attempts = 0;
-    const now = Date.now();
     for (const e of due) {
       const s = byId.get(e.subscription_id);
       if (!s || !s.enabled || disabled.has(e.subscription_id)) {

@@ -245,6 +245,35 @@ describe("alert webhooks", () => {
     await store.close();
   });
 
+  it("keeps delivering to one endpoint while another, rate-limited, has many alerts due before it", async () => {
+    const busy = await receiver(ok);
+    const quiet = await receiver(ok);
+    const subs = [
+      subscription(busy.url, secret(), { id: "a-busy", ratePerMinute: 1, services: ["partner-audiences"] }),
+      subscription(quiet.url, secret(), { id: "b-quiet", services: ["crm-export"] }),
+    ];
+    const { store, processor } = await setup(subs);
+    const at = Date.parse("2019-04-05T10:00:00Z");
+    // First 150 job runs alerting the busy endpoint (one a minute), then 5 alerting the quiet one.
+    await feed(processor, [
+      event("COLLECT", "c", [hex(9)], at),
+      ...Array.from({ length: 150 }, (_, i) => event("USE", `busy-${i}`, [hex(9)], at + 1000 + i)),
+    ]);
+    await feed(
+      processor,
+      Array.from({ length: 5 }, (_, i) => ({ ...event("USE", `quiet-${i}`, [hex(9)], at + 5000 + i), service: "crm-export" })),
+    );
+    const deliverer = createDeliverer(store, subs, { backoffMs: 10 });
+    await deliverer.runOnce();
+    await deliverer.runOnce();
+    // The busy endpoint took its one a minute; the quiet one is not held behind its queue.
+    expect(busy.received).toHaveLength(1);
+    expect(quiet.received).toHaveLength(5);
+    busy.close();
+    quiet.close();
+    await store.close();
+  });
+
   it("records a delivery to a receiver that answers 200 with a 1 GiB body, reading only the start of it", async () => {
     const huge = 1024 ** 3;
     let sent = 0;
