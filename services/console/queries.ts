@@ -3,7 +3,7 @@
 import { exactCount, refreshProvenance, storedTimeToIso, subjectHistory, subjectViolations, Table, type Store } from "../store/index.ts";
 import type { Policy } from "../rules/index.ts";
 import { buildReport, renderHtml, renderJson, renderMarkdown } from "../report/index.ts";
-import type { DatasetView, OperationsView, Overview, PathHop, RuleDetail, RuleOverview, RulePath } from "./types.ts";
+import type { DatasetView, OperationsView, Overview, PathHop, RuleAlert, RuleDetail, RuleOverview, RulePath } from "./types.ts";
 import { createLineageGraph, WHOLE_DATASET } from "../lineage/index.ts";
 import { EventKind } from "../codec/index.ts";
 
@@ -21,6 +21,8 @@ export const STILL_HAPPENING_MS = 7 * 24 * 60 * 60 * 1000;
 /** How far the dataset page follows lineage, and how many datasets it shows per side. */
 const MAX_DEPTH = 32;
 const MAX_DATASETS = 500;
+/** How many of a rule's latest alerts its page lists with their deliveries. */
+const ALERTS_SHOWN = 20;
 
 /** Datasets reachable from `start` along dataset edges, each with its distance (breadth first, capped). */
 function walk(
@@ -125,7 +127,7 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
     if (!meta) return undefined;
     await freshModel();
     const params = { rule: id };
-    const [exact, counts, exactDays, possiblyDays, top, services, shares, alerts] = await Promise.all([
+    const [exact, counts, exactDays, possiblyDays, top, services, shares, alerts, alertList] = await Promise.all([
       // From the model's bitmaps: tens of ms where the joins behind `affected` take seconds at 1M users.
       exactCount(store, id),
       store.query<{ users: string; events: string }>(
@@ -171,6 +173,7 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
         `SELECT state, toString(count()) AS n FROM ${db}.${Table.outbox} FINAL WHERE rule_id = {rule:String} GROUP BY state ORDER BY state`,
         params,
       ),
+      latestAlerts(id),
     ]);
     const days = new Map<string, RuleDetail["timeline"][number]>();
     const at = (day: string) => {
@@ -237,7 +240,72 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
         last: iso(r.last),
       })),
       alerts: alerts.map((r) => ({ state: r.state, alerts: Number(r.n) })),
+      alertList,
     };
+  }
+
+  /** The rule's latest alerts (by the time of the violations they report), with every delivery attempt of each. */
+  async function latestAlerts(rule: string): Promise<RuleAlert[]> {
+    const alerts = await store.query<{
+      webhook_id: string;
+      subscription_id: string;
+      state: string;
+      service: string;
+      job: string;
+      run_id: string;
+      window_start: string;
+      window_end: string;
+      created_at: string;
+    }>(
+      `SELECT webhook_id, subscription_id, state, service, concat(job_namespace, '/', job_name) AS job, run_id,
+              toString(window_start) AS window_start, toString(window_end) AS window_end, toString(created_at) AS created_at
+       FROM ${db}.${Table.outbox} FINAL WHERE rule_id = {rule:String}
+       ORDER BY window_start DESC, created_at DESC, subscription_id, webhook_id LIMIT ${ALERTS_SHOWN}`,
+      { rule },
+    );
+    if (alerts.length === 0) return [];
+    const deliveries = await store.query<{
+      webhook_id: string;
+      subscription_id: string;
+      attempt: number;
+      at: string;
+      status: number;
+      outcome: string;
+      duration_ms: number;
+      error: string;
+    }>(
+      `SELECT webhook_id, subscription_id, attempt, toString(at) AS at, status_code AS status, outcome, duration_ms, error
+       FROM ${db}.${Table.deliveries} WHERE webhook_id IN {ids:Array(String)}
+       ORDER BY webhook_id, subscription_id, attempt, at`,
+      { ids: [...new Set(alerts.map((a) => a.webhook_id))] },
+    );
+    const key = (webhook: string, subscription: string) => `${webhook}\u0000${subscription}`;
+    const bySend = new Map<string, RuleAlert["deliveries"]>();
+    for (const d of deliveries) {
+      const k = key(d.webhook_id, d.subscription_id);
+      const list = bySend.get(k) ?? [];
+      list.push({
+        attempt: Number(d.attempt),
+        at: iso(d.at),
+        status: Number(d.status),
+        outcome: d.outcome,
+        durationMs: Number(d.duration_ms),
+        error: d.error,
+      });
+      bySend.set(k, list);
+    }
+    return alerts.map((a) => ({
+      webhookId: a.webhook_id,
+      subscription: a.subscription_id,
+      state: a.state,
+      service: a.service,
+      job: a.job,
+      run: a.run_id,
+      windowStart: iso(a.window_start),
+      windowEnd: iso(a.window_end),
+      createdAt: iso(a.created_at),
+      deliveries: bySend.get(key(a.webhook_id, a.subscription_id)) ?? [],
+    }));
   }
 
   /** Upstream closure and labels from the stored lineage facts (bounded, as the processor's graph is). */

@@ -67,7 +67,26 @@ export interface RuleDetail {
   paths: RulePath[];
   services: { service: string; job: string; violations: number }[];
   shares: { recipient: string; external: boolean; service: string; violations: number; first: string | null; last: string | null }[];
+  /** Alerts raised for the rule, by delivery state. */
   alerts: { state: string; alerts: number }[];
+  /** The latest alerts (at most 20), each with every delivery attempt made for it. */
+  alertList: RuleAlert[];
+}
+
+/** One alert (a webhook to one subscription) and its delivery attempts. */
+export interface RuleAlert {
+  webhookId: string;
+  subscription: string;
+  /** pending, delivered, failed or disabled. */
+  state: string;
+  service: string;
+  job: string;
+  /** The job run that raised it. */
+  run: string;
+  windowStart: string | null;
+  windowEnd: string | null;
+  createdAt: string | null;
+  deliveries: { attempt: number; at: string | null; status: number; outcome: string; durationMs: number; error: string }[];
 }
 
 /** What the person page reads of an access request's answer. */

@@ -2,7 +2,10 @@
 // real headless Chromium. Sign in, read the overview (its counts equal the planted truth and the
 // store's), see a new violation arrive without a reload, and run axe-core on each page.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
@@ -21,11 +24,43 @@ let serve: ChildProcess | undefined;
 let url = "";
 let serveLog = "";
 let browser: Browser | undefined;
+// Alert receivers on 127.0.0.1: one takes every alert (204), one is gone (410: its endpoint is
+// disabled), one fails (500: retried).
+let receiver: Server | undefined;
+const received: Record<string, number> = { ok: 0, gone: 0, broken: 0 };
 
 beforeAll(async () => {
   demo = JSON.parse(execFileSync(process.execPath, [BIN, "demo", "--users", "2000", "--json"], { env, encoding: "utf8" })) as typeof demo;
+  receiver = createServer((req, res) => {
+    const path = (req.url ?? "").slice(1);
+    req.resume();
+    req.on("end", () => {
+      received[path] = (received[path] ?? 0) + 1;
+      res.writeHead(path === "ok" ? 204 : path === "gone" ? 410 : 500).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver!.listen(0, "127.0.0.1", resolve));
+  const port = (receiver.address() as AddressInfo).port;
+  const secret = `whsec_${randomBytes(32).toString("base64")}`;
+  const subscriptions = join(dir, "webhooks.yaml");
+  writeFileSync(
+    subscriptions,
+    ["privacy-team", "old-siem", "flaky-pager"]
+      .map(
+        (id, i) =>
+          `  - id: ${id}\n    url: http://127.0.0.1:${port}/${["ok", "gone", "broken"][i]}\n    secret: ${secret}\n    rules: [${RULE}]\n`,
+      )
+      .join("")
+      .replace(/^/, "subscriptions:\n"),
+  );
   serve = spawn(process.execPath, [BIN, "serve", "--port", "0"], {
-    env: { ...env, LINEAGE_AUDIT_DATABASE: "demo", LINEAGE_AUDIT_ANALYST_PASSWORD: PASSWORD, LINEAGE_AUDIT_ANALYST_PORT: "0" },
+    env: {
+      ...env,
+      LINEAGE_AUDIT_DATABASE: "demo",
+      LINEAGE_AUDIT_ANALYST_PASSWORD: PASSWORD,
+      LINEAGE_AUDIT_ANALYST_PORT: "0",
+      LINEAGE_AUDIT_WEBHOOKS: subscriptions,
+    },
     stdio: ["ignore", "ignore", "pipe"],
   });
   url = await new Promise<string>((resolve, reject) => {
@@ -43,6 +78,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
+  receiver?.close();
   if (serve && serve.exitCode === null) {
     serve.kill("SIGTERM");
     await new Promise((r) => serve!.once("exit", r));
@@ -122,8 +158,14 @@ describe("the investigation console in Chromium", () => {
     await page.evaluate(() => ((globalThis as unknown as { marker: number }).marker = 42));
     const before = await number(page, "violations");
     const emitter = createEmitter({ transport: createHttpTransport({ url }), pseudonymKey: HMAC_KEY, service: "auth-service" });
-    await emitter.emit(twoFactorCollect(Date.UTC(2019, 8, 1), "+15555559999"));
-    await emitter.emit(adsMatch(Date.UTC(2019, 8, 2), "+15555559999", "live-run"));
+    // After the demo's last event (October 2019): the newest alerts on the rule's page.
+    // Collected as the demo's enrolments are (the same purposes: the field's labels do not change,
+    // so no stored use is checked again and only this misuse raises alerts).
+    await emitter.emit({
+      ...twoFactorCollect(Date.UTC(2019, 11, 1), "+15555559999"),
+      purposes: ["essential.service.security", "essential.service.authentication"],
+    });
+    await emitter.emit(adsMatch(Date.UTC(2019, 11, 2), "+15555559999", "live-run"));
     await emitter.close();
     await expect.poll(() => number(page, "violations"), { timeout: 30_000 }).toBeGreaterThan(before);
     expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(42);
@@ -165,6 +207,36 @@ describe("the investigation console in Chromium", () => {
     const report = readFileSync(await download.path(), "utf8");
     expect(report).toContain(RULE);
 
+    // The live misuse of the test before raised an alert to each subscription: the page lists each
+    // with its deliveries, as the receivers answered them.
+    await expect.poll(() => JSON.stringify(received), { timeout: 30_000 }).toMatch(/^{"ok":[1-9]\d*,"gone":[1-9]\d*,"broken":[1-9]\d*}$/);
+    const alertRow = (subscription: string) => page.locator(`#rule-alerts tr[data-subscription="${subscription}"][data-run="live-run"]`);
+    await expect
+      .poll(
+        async () => {
+          await page.reload();
+          await page.waitForSelector("figure.path svg");
+          return (await alertRow("flaky-pager").count()) > 0 && (await alertRow("old-siem").getAttribute("data-state")) === "disabled";
+        },
+        { timeout: 30_000 },
+      )
+      .toBe(true);
+    expect(await alertRow("privacy-team").getAttribute("data-state")).toBe("delivered");
+    expect(await alertRow("privacy-team").locator("ol.deliveries li").allTextContents()).toEqual([
+      expect.stringMatching(/^attempt 1 at 20\d\d-\d\d-\d\d \d\d:\d\d:\d\dZ: HTTP 204, delivered \(\d+ ms\)$/),
+    ]);
+    expect(await alertRow("old-siem").locator("ol.deliveries li").allTextContents()).toEqual([
+      expect.stringMatching(/^attempt 1 at .*: HTTP 410, disabled/),
+    ]);
+    const flaky = await alertRow("flaky-pager").locator("ol.deliveries li").allTextContents();
+    expect(flaky.length).toBeGreaterThan(0);
+    expect(flaky[0]).toMatch(/^attempt 1 at .*: HTTP 500, retry/);
+    expect(await alertRow("flaky-pager").getAttribute("data-state")).toBe("pending");
+    // Each alert names the job run that raised it; the newest violations' alerts come first.
+    expect(await alertRow("privacy-team").locator("td").nth(3).textContent()).toMatch(/, run live-run$/);
+    expect(await page.locator("#rule-alerts tbody tr").first().getAttribute("data-run")).toBe("live-run");
+    expect(await axeFindings(page)).toEqual([]);
+
     // A rule the policy does not have: a clear empty state, never a stack trace.
     await page.goto(`${url}/#/rule/no-such-rule`);
     await expect.poll(() => page.locator(".empty").textContent()).toMatch(/The policy has no rule called “no-such-rule”/);
@@ -202,7 +274,7 @@ describe("the investigation console in Chromium", () => {
     await page.close();
   });
 
-  it("shows operations: dead letters with their reasons, and says that no Kafka topic or webhook is configured", async () => {
+  it("shows operations: dead letters with their reasons, the webhook endpoints (one disabled by its receiver) and failed deliveries", async () => {
     // Something refused: a RunEvent that is not JSON.
     const bad = await fetch(`${url}/api/v1/lineage`, {
       method: "POST",
@@ -218,7 +290,15 @@ describe("the investigation console in Chromium", () => {
     const reasons = await page.locator("table", { hasText: "by error code and reason" }).locator("tbody tr").allTextContents();
     expect(reasons.some((r) => r.includes("OpenLineage event is not valid JSON"))).toBe(true);
     expect(await page.getByText("This serve consumes no Kafka topic").count()).toBe(1);
-    expect(await page.getByText("No alert subscriptions are configured").count()).toBe(1);
+    const endpoints = page.locator("table", { hasText: "Alert subscriptions and whether they are delivered to" }).locator("tbody tr");
+    await expect.poll(() => endpoints.count()).toBe(3);
+    const endpointRows = await endpoints.allTextContents();
+    expect(endpointRows.find((r) => r.includes("privacy-team"))).toMatch(/\/ok.*enabled/);
+    expect(endpointRows.find((r) => r.includes("old-siem"))).toMatch(/\/gone.*disabled.*410 Gone/);
+    expect(endpointRows.join("\n")).not.toContain("whsec_");
+    const failed = await page.locator("table", { hasText: "attempts that did not deliver" }).locator("tbody tr").allTextContents();
+    expect(failed.some((r) => r.includes("flaky-pager") && r.includes("500"))).toBe(true);
+    expect(failed.some((r) => r.includes("privacy-team"))).toBe(false);
     expect(await axeFindings(page)).toEqual([]);
     await page.close();
   });

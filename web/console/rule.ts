@@ -95,6 +95,48 @@ export function renderRule(root: HTMLElement, id: string, detail: RuleDetail | u
     ["State", "Alerts"],
     detail.alerts.map((a) => [a.state, n(a.alerts)]),
   );
+  if (detail.alertList.length > 0) root.append(alertTable(detail.alertList));
+}
+
+const time = (iso: string | null) => (iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "—");
+
+/** The latest alerts, each with its delivery attempts: when, the receiver's status, what followed. */
+function alertTable(alerts: RuleDetail["alertList"]): HTMLTableElement {
+  const t = table(
+    `The latest ${alerts.length} alerts and their deliveries`,
+    ["Alert", "Subscription", "State", "Service, job and run", "Violations from", "Deliveries"],
+    [],
+  );
+  t.id = "rule-alerts";
+  const body = t.tBodies[0] as HTMLTableSectionElement;
+  for (const a of alerts) {
+    const row = el("tr");
+    row.dataset["subscription"] = a.subscription;
+    row.dataset["state"] = a.state;
+    row.dataset["run"] = a.run;
+    const id = el("td");
+    id.append(el("code", a.webhookId));
+    row.append(id, el("td", a.subscription), el("td", a.state, `state state-${a.state}`), el("td", `${a.service}, ${a.job}, run ${a.run}`));
+    row.append(el("td", `${time(a.windowStart)} to ${time(a.windowEnd)}`));
+    const cell = el("td");
+    if (a.deliveries.length === 0) cell.append(el("span", "not attempted yet"));
+    else {
+      const list = el("ol", undefined, "deliveries");
+      for (const d of a.deliveries) {
+        const answer = d.status > 0 ? `HTTP ${d.status}` : "no answer";
+        const item = el(
+          "li",
+          `attempt ${d.attempt} at ${time(d.at)}: ${answer}, ${d.outcome} (${n(d.durationMs)} ms)${d.error ? `: ${d.error}` : ""}`,
+        );
+        item.dataset["outcome"] = d.outcome;
+        list.append(item);
+      }
+      cell.append(list);
+    }
+    row.append(cell);
+    body.append(row);
+  }
+  return t;
 }
 
 /** Exactly affected users so far beside possibly affected so far: the difference is the gap between the lines. */
