@@ -117,6 +117,27 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
     await refreshing;
   }
 
+  // Answers computed from whole tables, kept while those tables' active parts are the same: any
+  // insert makes a new part and any merge replaces parts, so the key changes with the data.
+  const kept = new Map<string, { version: string; value: Promise<unknown> }>();
+  async function whileUnchanged<T>(name: string, tables: readonly string[], compute: () => Promise<T>): Promise<T> {
+    const [row] = await store.query<{ v: string }>(
+      `SELECT toString(cityHash64(arraySort(groupArray(concat(table, '/', name))))) AS v
+       FROM system.parts WHERE database = {db:String} AND table IN {tables:Array(String)} AND active`,
+      { db, tables },
+    );
+    const version = row?.v ?? "";
+    const key = name;
+    const known = kept.get(key);
+    if (known && known.version === version) return known.value as Promise<T>;
+    const value = compute();
+    kept.set(key, { version, value });
+    value.catch(() => {
+      if (kept.get(key)?.value === value) kept.delete(key);
+    });
+    return value;
+  }
+
   async function violationCount(): Promise<number> {
     const [row] = await store.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${db}.${Table.violations}`);
     return Number(row?.n ?? 0);
@@ -130,9 +151,8 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
     const [exact, counts, exactDays, possiblyDays, top, services, shares, alerts, alertList] = await Promise.all([
       // From the model's bitmaps: tens of ms where the joins behind `affected` take seconds at 1M users.
       exactCount(store, id),
-      store.query<{ users: string; events: string }>(
-        `SELECT (SELECT toString(uniqExact(subject_id)) FROM ${db}.${Table.violationSubjects} WHERE rule_id = {rule:String}) AS users,
-                (SELECT toString(uniqExact(event_id)) FROM ${db}.${Table.violations} WHERE rule_id = {rule:String}) AS events`,
+      store.query<{ events: string }>(
+        `SELECT toString(uniqExact(event_id)) AS events FROM ${db}.${Table.violations} WHERE rule_id = {rule:String}`,
         params,
       ),
       store.query<{ day: string; today: string; so_far: string }>(
@@ -144,11 +164,14 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
          ORDER BY start`,
         params,
       ),
-      store.query<{ day: string; users: string }>(
-        `SELECT toString(day) AS day, toString(count()) AS users
-         FROM (SELECT subject_id, min(toDate(occurred_at)) AS day FROM ${db}.${Table.violationSubjects} WHERE rule_id = {rule:String} GROUP BY subject_id)
-         GROUP BY day ORDER BY day`,
-        params,
+      // Each person on the day first seen: their sum is the possibly-affected users.
+      whileUnchanged(`rule daily ${id}`, [Table.violationSubjects], () =>
+        store.query<{ day: string; users: string }>(
+          `SELECT toString(day) AS day, toString(count()) AS users
+           FROM (SELECT subject_id, min(toDate(occurred_at)) AS day FROM ${db}.${Table.violationSubjects} WHERE rule_id = {rule:String} GROUP BY subject_id)
+           GROUP BY day ORDER BY day`,
+          params,
+        ),
       ),
       store.query<{ path_id: string; n: string; lineage_path: string }>(
         `SELECT v.path_id AS path_id, toString(v.n) AS n, p.lineage_path AS lineage_path
@@ -225,7 +248,7 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
     return {
       rule: { id, ...meta },
       exact: { users: exact.users, records: exact.records },
-      possibly: { users: Number(counts[0]?.users ?? 0) },
+      possibly: { users: possiblyDays.reduce((sum, d) => sum + Number(d.users), 0) },
       violatingEvents: Number(counts[0]?.events ?? 0),
       externalShares: shares.filter((r) => Number(r.external) === 1).reduce((a, r) => a + Number(r.n), 0),
       timeline,
@@ -308,6 +331,43 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
     }));
   }
 
+  /**
+   * The uses and shares that read a dataset, by kind, service and purposes. Uses are grouped by
+   * their shape first (events_v1.use_shape: kind, service, job, purposes, recipient and fields
+   * read), a light column: the datasets each shape reads are then looked up on one stored use of
+   * it, found by its time through the primary key, instead of every use's inputs being read.
+   */
+  async function readersOf(id: string): Promise<{ kind: string; service: string; purposes: string[]; n: string; last: string }[]> {
+    const shapes = await store.query<{ shape: string; n: string; last: string; first: string }>(
+      `SELECT toString(use_shape) AS shape, toString(count()) AS n, toString(max(occurred_at)) AS last,
+              toString(toUnixTimestamp64Milli(min(occurred_at))) AS first
+       FROM ${db}.${Table.events} WHERE kind IN ('USE', 'SHARE') GROUP BY use_shape`,
+    );
+    if (shapes.length === 0) return [];
+    const reading = await store.query<{ shape: string; kind: string; service: string; purposes: string[] }>(
+      `SELECT toString(use_shape) AS shape, kind, service, purposes FROM ${db}.${Table.events}
+       WHERE kind IN ('USE', 'SHARE') AND occurred_at IN (SELECT fromUnixTimestamp64Milli(arrayJoin({times:Array(Int64)}), 'UTC'))
+         AND has(inputs, {d:String})
+       LIMIT 1 BY use_shape`,
+      { times: [...new Set(shapes.map((x) => Number(x.first)))], d: id },
+    );
+    const byShape = new Map(shapes.map((x) => [x.shape, x]));
+    const groups = new Map<string, { kind: string; service: string; purposes: string[]; n: number; last: string }>();
+    for (const r of reading) {
+      const shape = byShape.get(r.shape);
+      if (!shape) continue;
+      const key = JSON.stringify([r.kind, r.service, r.purposes]);
+      const g = groups.get(key) ?? { kind: r.kind, service: r.service, purposes: r.purposes, n: 0, last: "" };
+      g.n += Number(shape.n);
+      if (shape.last > g.last) g.last = shape.last;
+      groups.set(key, g);
+    }
+    return [...groups.values()]
+      .sort((a, b) => b.n - a.n || a.kind.localeCompare(b.kind) || a.service.localeCompare(b.service))
+      .slice(0, 50)
+      .map((g) => ({ ...g, n: String(g.n) }));
+  }
+
   /** Upstream closure and labels from the stored lineage facts (bounded, as the processor's graph is). */
   async function dataset(id: string): Promise<DatasetView | undefined> {
     const [known] = await store.query<{ n: string }>(
@@ -318,9 +378,11 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
     const graph = createLineageGraph(policy.declassify);
     const done = new Set<string>();
     let frontier = [id];
+    let ownFacts: Awaited<ReturnType<Store["lineageFactsOf"]>> = [];
     for (let round = 0; round < MAX_DEPTH && frontier.length > 0; round++) {
       for (const d of frontier) done.add(d);
       const facts = await store.lineageFactsOf({ datasets: frontier, upstream: frontier });
+      if (round === 0) ownFacts = facts;
       const next = new Set<string>();
       for (const f of facts) {
         graph.apply(f);
@@ -337,21 +399,28 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
         `SELECT DISTINCT field FROM (
            SELECT to_field AS field FROM ${db}.${Table.edges} WHERE to_dataset = {d:String}
            UNION ALL SELECT from_field AS field FROM ${db}.${Table.edges} WHERE from_dataset = {d:String}
-           UNION ALL SELECT splitByChar('#', f)[2] AS field FROM ${db}.${Table.events} ARRAY JOIN output_fields AS f WHERE kind = 'COLLECT' AND startsWith(f, concat({d:String}, '#'))
          ) ORDER BY field LIMIT 500`,
         { d: id },
       ),
-      store.query<{ kind: string; service: string; purposes: string[]; n: string; last: string }>(
-        `SELECT kind, service, purposes, toString(count()) AS n, toString(max(occurred_at)) AS last
-         FROM ${db}.${Table.events} WHERE kind IN ('USE', 'SHARE') AND has(inputs, {d:String})
-         GROUP BY kind, service, purposes ORDER BY count() DESC LIMIT 50`,
-        { d: id },
-      ),
+      readersOf(id),
       store.query<{ from_dataset: string; to_dataset: string }>(
         `SELECT DISTINCT from_dataset, to_dataset FROM ${db}.${Table.edges} LIMIT 100000`,
       ),
     ]);
-    const fields = fieldRows.map((r) => r.field).filter((f) => f !== "" && f !== WHOLE_DATASET);
+    // Its fields: those its collections wrote and its derivations read or wrote (the stored facts
+    // loaded above), and those on its lineage edges.
+    const named = new Set(fieldRows.map((r) => r.field));
+    for (const f of ownFacts) {
+      for (const d of [...f.inputs, ...f.outputs]) if (`${d.namespace}/${d.name}` === id) for (const x of d.fields) named.add(x.name);
+      for (const m of f.fieldLineage) {
+        if (`${m.output.namespace}/${m.output.name}` === id) named.add(m.output.field);
+        for (const i of m.inputs) if (`${i.namespace}/${i.name}` === id) named.add(i.field);
+      }
+    }
+    const fields = [...named]
+      .filter((f) => f !== "" && f !== WHOLE_DATASET)
+      .sort()
+      .slice(0, 500);
     const lookup = (field: string) => graph.labelsOf([{ dataset: id, fields: [field] }]).labels;
     return {
       dataset: id,
@@ -462,40 +531,50 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
     violationCount,
     async overview() {
       await freshModel();
-      const [byRule, users, daily, latest, count] = await Promise.all([
+      // Side by side, and each table read once: the possibly-affected users of a rule are the sum
+      // of its new users per day (each person counted on the day first seen), so the per-person
+      // scan of violation_subjects_v1 gives both; every rule's exact count from the model's bitmaps.
+      const [byRule, daily, latest, count, exactCounts] = await Promise.all([
         store.query<{ rule_id: string; violations: string; first: string; last: string }>(
           `SELECT rule_id, toString(uniqExact(violation_id)) AS violations, toString(min(occurred_at)) AS first, toString(max(occurred_at)) AS last
            FROM ${db}.${Table.violations} GROUP BY rule_id ORDER BY rule_id`,
         ),
-        store.query<{ rule_id: string; users: string }>(
-          `SELECT rule_id, toString(uniqExact(subject_id)) AS users FROM ${db}.${Table.violationSubjects} GROUP BY rule_id`,
-        ),
-        store.query<{ rule_id: string; day: string; users: string }>(
-          `SELECT rule_id, toString(day) AS day, toString(count()) AS users
-           FROM (SELECT rule_id, subject_id, min(toDate(occurred_at)) AS day FROM ${db}.${Table.violationSubjects} GROUP BY rule_id, subject_id)
-           GROUP BY rule_id, day ORDER BY rule_id, day`,
+        // The one scan of every (rule, person) pair: kept until violation_subjects_v1 changes.
+        whileUnchanged("overview daily", [Table.violationSubjects], () =>
+          store.query<{ rule_id: string; day: string; users: string }>(
+            `SELECT rule_id, toString(day) AS day, toString(count()) AS users
+             FROM (SELECT rule_id, subject_id, min(toDate(occurred_at)) AS day FROM ${db}.${Table.violationSubjects} GROUP BY rule_id, subject_id)
+             GROUP BY rule_id, day ORDER BY rule_id, day`,
+          ),
         ),
         store.query<{ at: string | null }>(`SELECT if(count() = 0, NULL, toString(max(occurred_at))) AS at FROM ${db}.${Table.events}`),
         violationCount(),
+        // The exact count from the model's bitmaps (tens of ms at 100M pairs), not its joins.
+        Promise.all([...rules.keys()].map(async (id) => [id, await exactCount(store, id)] as const)).then((all) => new Map(all)),
       ]);
       const latestEvent = iso(latest[0]?.at);
-      const possibly = new Map(users.map((u) => [u.rule_id, Number(u.users)]));
+      const dailyOf = new Map<string, { day: string; users: number }[]>();
+      for (const d of daily) {
+        const list = dailyOf.get(d.rule_id) ?? [];
+        list.push({ day: d.day, users: Number(d.users) });
+        dailyOf.set(d.rule_id, list);
+      }
       const out: RuleOverview[] = [];
       for (const r of byRule) {
         const meta = rules.get(r.rule_id) ?? { description: "", severity: "", mode: "" };
-        // The exact count from the model's bitmaps (tens of ms at 100M pairs), not its joins.
-        const exact = await exactCount(store, r.rule_id);
+        const exact = exactCounts.get(r.rule_id) ?? (await exactCount(store, r.rule_id));
         const last = iso(r.last);
+        const days = dailyOf.get(r.rule_id) ?? [];
         out.push({
           id: r.rule_id,
           ...meta,
           exact: exact.users,
-          possibly: possibly.get(r.rule_id) ?? 0,
+          possibly: days.reduce((sum, d) => sum + d.users, 0),
           violations: Number(r.violations),
           first: iso(r.first),
           last,
           stillHappening: last !== null && latestEvent !== null && Date.parse(latestEvent) - Date.parse(last) <= STILL_HAPPENING_MS,
-          daily: daily.filter((d) => d.rule_id === r.rule_id).map((d) => ({ day: d.day, users: Number(d.users) })),
+          daily: days,
         });
       }
       return { rules: out, latestEvent, violations: count };

@@ -157,6 +157,7 @@ describe("the investigation console in Chromium", () => {
     // A new misuse, emitted now: the page shows it without a reload (server-sent events).
     await page.evaluate(() => ((globalThis as unknown as { marker: number }).marker = 42));
     const before = await number(page, "violations");
+    const possiblyBefore = await number(page, "possibly");
     const emitter = createEmitter({ transport: createHttpTransport({ url }), pseudonymKey: HMAC_KEY, service: "auth-service" });
     // After the demo's last event (October 2019): the newest alerts on the rule's page.
     // Collected as the demo's enrolments are (the same purposes: the field's labels do not change,
@@ -168,6 +169,8 @@ describe("the investigation console in Chromium", () => {
     await emitter.emit(adsMatch(Date.UTC(2019, 11, 2), "+15555559999", "live-run"));
     await emitter.close();
     await expect.poll(() => number(page, "violations"), { timeout: 30_000 }).toBeGreaterThan(before);
+    // One more person possibly affected: the counts are read again once the data changed.
+    await expect.poll(() => number(page, "possibly"), { timeout: 30_000 }).toBe(possiblyBefore + 1);
     expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(42);
     await expect.poll(() => page.locator("#live").textContent()).toMatch(/new\)/);
     await page.close();
