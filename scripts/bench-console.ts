@@ -67,6 +67,7 @@ const apis = [
   ["overview", "/api/console/overview", {}],
   ["rule", `/api/console/rule?id=${rule}`, {}],
   ["dataset", "/api/console/dataset?name=warehouse/ads.matching_keys", {}],
+  ["datasets (search)", "/api/console/datasets?q=ads", {}],
   ["operations", "/api/console/operations", {}],
   [
     "person",
@@ -82,6 +83,7 @@ const pages = [
   ["overview", "/#/", "#rules tbody tr"],
   ["rule", `/#/rule/${rule}`, "figure.path svg g.node"],
   ["dataset", "/#/dataset/warehouse%2Fads.matching_keys", "ul.neighbours"],
+  ["datasets (search)", "/#/datasets", "#dataset-results ul.datasets"],
   ["operations", "/#/operations", "#overview h3"],
   ["person (form)", "/#/person", "#person-form"],
 ] as const;

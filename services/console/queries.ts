@@ -3,7 +3,17 @@
 import { exactCount, refreshProvenance, storedTimeToIso, subjectHistory, subjectViolations, Table, type Store } from "../store/index.ts";
 import type { Policy } from "../rules/index.ts";
 import { buildReport, renderHtml, renderJson, renderMarkdown } from "../report/index.ts";
-import type { DatasetView, OperationsView, Overview, PathHop, RuleAlert, RuleDetail, RuleOverview, RulePath } from "./types.ts";
+import type {
+  DatasetList,
+  DatasetView,
+  OperationsView,
+  Overview,
+  PathHop,
+  RuleAlert,
+  RuleDetail,
+  RuleOverview,
+  RulePath,
+} from "./types.ts";
 import { createLineageGraph, WHOLE_DATASET } from "../lineage/index.ts";
 import { EventKind } from "../codec/index.ts";
 
@@ -21,6 +31,8 @@ export const STILL_HAPPENING_MS = 7 * 24 * 60 * 60 * 1000;
 /** How far the dataset page follows lineage, and how many datasets it shows per side. */
 const MAX_DEPTH = 32;
 const MAX_DATASETS = 500;
+/** How many datasets a search lists. */
+const DATASETS_LISTED = 50;
 /** How many of a rule's latest alerts its page lists with their deliveries. */
 const ALERTS_SHOWN = 20;
 
@@ -64,6 +76,8 @@ export interface ConsoleData {
    * organisation's key, then only the pseudonym is used; undefined when no key is configured.
    */
   person(identifier: string): Promise<PersonHistory | undefined>;
+  /** The datasets the lineage names whose `namespace/name` holds `q` (any case), at most 50, by name. */
+  datasets(q: string): Promise<DatasetList>;
   /** A dataset (`namespace/name`) the lineage names; undefined when none does. */
   dataset(id: string): Promise<DatasetView | undefined>;
   /** Dead letters, consumer lag, webhook endpoints and failed deliveries. */
@@ -509,8 +523,26 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
     };
   }
 
+  async function datasets(q: string): Promise<DatasetList> {
+    const [rows, total] = await Promise.all([
+      store.query<{ dataset: string }>(
+        `SELECT DISTINCT dataset FROM ${db}.${Table.factDatasets}
+         WHERE {q:String} = '' OR positionCaseInsensitiveUTF8(dataset, {q:String}) > 0
+         ORDER BY dataset LIMIT ${DATASETS_LISTED}`,
+        { q },
+      ),
+      store.query<{ n: string }>(
+        `SELECT toString(uniqExact(dataset)) AS n FROM ${db}.${Table.factDatasets}
+         WHERE {q:String} = '' OR positionCaseInsensitiveUTF8(dataset, {q:String}) > 0`,
+        { q },
+      ),
+    ]);
+    return { query: q, total: Number(total[0]?.n ?? 0), datasets: rows.map((r) => ({ dataset: r.dataset })) };
+  }
+
   return {
     dataset,
+    datasets,
     operations,
     async person(identifier) {
       if (!options.pseudonymize) return undefined;

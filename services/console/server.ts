@@ -159,6 +159,13 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
       if (!view) return (json(res, 404, { error: "no lineage names this dataset" }), true);
       return (json(res, 200, view), true);
     }
+    if (path === "/api/console/datasets") {
+      const q = url.searchParams.get("q") ?? "";
+      // A part of a name: printable, at most 200 characters; matched as text, never as a pattern.
+      if (q.length > 200 || /[\u0000-\u001f\u007f]/.test(q))
+        return (json(res, 400, { error: "q must be at most 200 printable characters" }), true);
+      return (json(res, 200, await data.datasets(q)), true);
+    }
     if (path === "/api/console/rule") {
       const id = url.searchParams.get("id") ?? "";
       const detail = data.knows(id) ? await data.rule(id) : undefined;

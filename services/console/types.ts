@@ -144,6 +144,14 @@ export interface OperationsView {
   }[];
 }
 
+/** Datasets found by a part of their name. */
+export interface DatasetList {
+  query: string;
+  /** How many match; at most 50 are listed. */
+  total: number;
+  datasets: { dataset: string }[];
+}
+
 /** A dataset's page: its fields' labels and where they came from, its readers, its neighbours. */
 export interface DatasetView {
   dataset: string;

@@ -105,6 +105,19 @@ async function axeFindings(page: Page): Promise<string[]> {
   });
 }
 
+/** Evaluates `document.activeElement.<expression>` in the page (these tests are typed without the DOM's types). */
+const focused = (page: Page, expression: string): Promise<unknown> =>
+  page.evaluate(`document.activeElement ? document.activeElement.${expression} : undefined`);
+
+/** Presses Tab until the focused element matches `selector` (at most `max` presses); fails otherwise. */
+async function tabTo(page: Page, selector: string, max = 80): Promise<void> {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press("Tab");
+    if (await focused(page, `matches(${JSON.stringify(selector)})`)) return;
+  }
+  throw new Error(`${max} presses of Tab never reached ${selector}`);
+}
+
 const cell = (page: Page, field: string) => page.locator(`tr[data-rule="${RULE}"] td[data-field="${field}"]`);
 const number = async (page: Page, field: string) => Number(((await cell(page, field).textContent()) ?? "").replaceAll(",", ""));
 
@@ -330,6 +343,59 @@ describe("the investigation console in Chromium", () => {
     expect(await axeFindings(page)).toEqual([]);
     await page.goto(`${url}/#/dataset/${encodeURIComponent("warehouse/no-such-table")}`);
     await expect.poll(() => page.locator(".empty").textContent()).toMatch(/No lineage names a dataset “warehouse\/no-such-table”/);
+    await page.close();
+  });
+
+  it("works from the keyboard alone: skips to the content, finds a dataset by name, opens a rule", async () => {
+    const page = await browser!.newPage({ viewport: { width: 1400, height: 1000 } });
+    await signIn(page);
+    await page.waitForSelector(`tr[data-rule="${RULE}"]`);
+    // The first Tab reaches the skip link, which moves the focus without leaving the page.
+    await page.keyboard.press("Tab");
+    expect(await focused(page, "textContent")).toBe("Skip to the content");
+    await page.keyboard.press("Enter");
+    expect(await focused(page, "id")).toBe("main");
+    expect(new URL(page.url()).hash).toBe("");
+    // The focus is visible wherever it goes.
+    await tabTo(page, 'nav a[href="#/datasets"]');
+    expect(await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")).toBe("solid");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#dataset-results ul.datasets");
+    await tabTo(page, "#dataset-query");
+    await page.keyboard.type("TWO_fac");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator("#dataset-results p").first().textContent()).toBe("1 dataset whose name contains “TWO_fac”:");
+    await tabTo(page, '#dataset-results a[href="#/dataset/warehouse%2Fsecurity.two_factor"]');
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("ul.neighbours");
+    expect(await page.getByRole("heading", { level: 2 }).textContent()).toBe("Dataset warehouse/security.two_factor");
+    await expect.poll(() => focused(page, "id")).toBe("main");
+    // A search that finds nothing says so; the API refuses what is not a short printable text.
+    await page.goto(`${url}/#/datasets`);
+    await page.waitForSelector("#dataset-results ul.datasets");
+    expect(await axeFindings(page)).toEqual([]);
+    await page.locator("#dataset-query").fill("no such table anywhere");
+    await page.keyboard.press("Enter");
+    await expect
+      .poll(() => page.locator("#dataset-results .empty").textContent())
+      .toBe("No dataset's name contains “no such table anywhere”.");
+    const basic = { authorization: `Basic ${Buffer.from(`analyst:${PASSWORD}`).toString("base64")}` };
+    expect((await fetch(`${url}/api/console/datasets?q=${"x".repeat(201)}`, { headers: basic })).status).toBe(400);
+    expect((await fetch(`${url}/api/console/datasets?q=a%00b`, { headers: basic })).status).toBe(400);
+    const all = (await (await fetch(`${url}/api/console/datasets?q=`, { headers: basic })).json()) as {
+      total: number;
+      datasets: unknown[];
+    };
+    expect(all.total).toBeGreaterThan(3);
+    expect(all.datasets).toHaveLength(Math.min(all.total, 50));
+    // From the overview, a rule opens with Enter, and the focus goes to its page.
+    await page.goto(`${url}/#/`);
+    await page.waitForSelector(`tr[data-rule="${RULE}"]`);
+    await tabTo(page, `a[href="#/rule/${RULE}"]`);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("figure.path svg g.node");
+    await expect.poll(() => focused(page, "id")).toBe("main");
+    await tabTo(page, 'a[download$=".md"]');
     await page.close();
   });
 });

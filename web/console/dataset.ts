@@ -1,6 +1,6 @@
 // A dataset's page: the purpose labels on each field and where they were collected, who reads it
 // for what, and the datasets upstream and downstream of it at any depth.
-import type { DatasetView } from "../../services/console/types.ts";
+import type { DatasetList, DatasetView } from "../../services/console/types.ts";
 import { el, section } from "./dom.ts";
 
 const n = (v: number) => v.toLocaleString("en-US");
@@ -60,4 +60,61 @@ export function renderDataset(root: HTMLElement, id: string, view: DatasetView |
     }
     root.append(ul);
   }
+}
+
+/** The datasets page: a search by a part of the name (any case), its matches as links. */
+export function renderDatasetSearch(root: HTMLElement): void {
+  root.replaceChildren();
+  const form = el("form");
+  form.id = "dataset-search";
+  form.setAttribute("role", "search");
+  const label = el("label", "Dataset name contains");
+  label.htmlFor = "dataset-query";
+  const input = el("input");
+  input.id = "dataset-query";
+  input.name = "q";
+  input.type = "search";
+  input.maxLength = 200;
+  const button = el("button", "Search", "button");
+  button.type = "submit";
+  form.append(label, input, button);
+  const out = el("div");
+  out.id = "dataset-results";
+  out.setAttribute("aria-live", "polite");
+  root.append(form, out);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    void search(input.value, out);
+  });
+  void search("", out);
+}
+
+async function search(q: string, out: HTMLElement): Promise<void> {
+  const res = await fetch(`/api/console/datasets?q=${encodeURIComponent(q)}`, { headers: { accept: "application/json" } });
+  if (res.status === 401) return location.assign("/login");
+  if (!res.ok) {
+    const { error } = (await res.json().catch(() => ({ error: `the server answered ${res.status}` }))) as { error: string };
+    out.replaceChildren(el("p", `Cannot search: ${error}.`, "empty"));
+    return;
+  }
+  const list = (await res.json()) as DatasetList;
+  out.replaceChildren();
+  if (list.total === 0) {
+    out.append(el("p", q === "" ? "No lineage names any dataset yet." : `No dataset's name contains “${q}”.`, "empty"));
+    return;
+  }
+  const shown = list.datasets.length;
+  out.append(
+    el(
+      "p",
+      `${n(list.total)} dataset${list.total === 1 ? "" : "s"}${q === "" ? "" : ` whose name contains “${q}”`}${shown < list.total ? `; the first ${n(shown)} by name` : ""}:`,
+    ),
+  );
+  const ul = el("ul", undefined, "datasets");
+  for (const d of list.datasets) {
+    const li = el("li");
+    li.append(datasetLink(d.dataset));
+    ul.append(li);
+  }
+  out.append(ul);
 }

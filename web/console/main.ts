@@ -8,7 +8,7 @@ import { renderRule } from "./rule.ts";
 import { el } from "./dom.ts";
 import { renderPersonForm } from "./person.ts";
 import { renderOperations } from "./operations.ts";
-import { renderDataset } from "./dataset.ts";
+import { renderDataset, renderDatasetSearch } from "./dataset.ts";
 import type { DatasetView, OperationsView } from "../../services/console/types.ts";
 
 const n = (v: number) => v.toLocaleString("en-US");
@@ -106,8 +106,10 @@ function render(overview: Overview): void {
 let shown = -1;
 
 /** The page the hash names: `#/rule/<id>`, else the overview. */
-function route(): { page: "overview" } | { page: "person" } | { page: "operations" } | { page: "rule" | "dataset"; id: string } {
+function route():
+  { page: "overview" } | { page: "person" } | { page: "operations" } | { page: "datasets" } | { page: "rule" | "dataset"; id: string } {
   if (location.hash === "#/person") return { page: "person" };
+  if (location.hash === "#/datasets") return { page: "datasets" };
   if (location.hash === "#/operations") return { page: "operations" };
   const d = /^#\/dataset\/(.+)$/.exec(location.hash);
   if (d) return { page: "dataset", id: decodeURIComponent(d[1] as string) };
@@ -134,6 +136,12 @@ async function refresh(): Promise<void> {
     const { body } = await getJson<DatasetView>(`/api/console/dataset?name=${encodeURIComponent(at.id)}`);
     if (ticket !== generation) return;
     renderDataset(document.getElementById("overview") as HTMLElement, at.id, body);
+  } else if (at.page === "datasets") {
+    heading.textContent = "Datasets";
+    document.title = "Datasets: lineage-audit";
+    // The search is drawn once: a live refresh must not wipe what was typed or found.
+    const root = document.getElementById("overview") as HTMLElement;
+    if (!root.querySelector("#dataset-search")) renderDatasetSearch(root);
   } else if (at.page === "operations") {
     heading.textContent = "Operations";
     document.title = "Operations: lineage-audit";
@@ -166,6 +174,12 @@ async function refresh(): Promise<void> {
 }
 
 void refresh();
+// The skip link moves the focus to the page's content without changing the address (a hash of
+// its own would leave the page the address names).
+document.querySelector<HTMLAnchorElement>("a.skip")?.addEventListener("click", (e) => {
+  e.preventDefault();
+  (document.getElementById("main") as HTMLElement).focus();
+});
 window.addEventListener("hashchange", () => {
   void refresh().then(() => (document.getElementById("main") as HTMLElement).focus());
 });
