@@ -86,7 +86,10 @@ export interface FactOutbox {
 export interface KafkaProcessor {
   /** Lineage facts read from the shared topic so far. */
   readonly factsLearned: number;
-  /** Messages behind the end of each partition this instance consumed, as of its last batch there. */
+  /**
+   * Per partition this instance consumes: the messages not stored yet, from the next one to store
+   * to the end of the partition as its latest batch saw it.
+   */
   lag(): { topic: string; partition: number; lag: number }[];
   close(): Promise<void>;
 }
@@ -117,6 +120,11 @@ export async function startKafkaProcessor(
     logger?: Logger;
     /** Takes the OpenLineage topic's RunEvents, when `topics.openLineage` is set. */
     openLineage?: Pick<OpenLineageIntake, "ingest">;
+    /**
+     * Given, before the first batch, a reader of the lag (what `lag()` returns): a caller can show
+     * it while this function is still starting (reading the lineage topic, joining the group).
+     */
+    lagReader?: (read: () => { topic: string; partition: number; lag: number }[]) => void;
   },
 ): Promise<KafkaProcessor> {
   const logger = deps.logger ?? silentLogger;
@@ -221,6 +229,8 @@ export async function startKafkaProcessor(
   const batchDuration = m.createHistogram(MetricName.batchDuration, { description: "Time to process and store one batch", unit: "s" });
   /** Per `topic/partition`: the events topic's, and the OpenLineage topic's when consumed. */
   const lag = new Map<string, { topic: string; partition: number; lag: number }>();
+  const readLag = () => [...lag.values()].map((l) => ({ ...l }));
+  deps.lagReader?.(readLag);
   m.createObservableGauge(MetricName.consumerLag, {
     description: "Messages behind the end of the partition",
     unit: "{message}",
@@ -271,6 +281,15 @@ export async function startKafkaProcessor(
       // Processing and storing can outlast the session timeout (a slow store, a bisection): the
       // group must keep hearing from this member meanwhile.
       const beat = setInterval(() => void heartbeat().catch(() => undefined), heartbeatInterval);
+      // Lag: the messages not stored yet, from the next one to store to the end of the partition
+      // as this batch saw it (a batch being processed still counts whole until it is stored).
+      const behind = (next: bigint) =>
+        lag.set(`${batch.topic}/${batch.partition}`, {
+          topic: batch.topic,
+          partition: batch.partition,
+          lag: Math.max(0, Number(BigInt(batch.highWatermark) - next)),
+        });
+      behind(BigInt(batch.firstOffset() ?? (batch.messages[0] as KafkaMessage).offset));
       try {
         const total: Outcome = { accepted: 0, violations: 0, dead: [], facts: [] };
         for (let i = 0; i < batch.messages.length; i += perWrite) {
@@ -283,6 +302,7 @@ export async function startKafkaProcessor(
           // Stored: the facts are in the outbox whatever happens to this send.
           await publisher.publish(outcome.facts);
           resolveOffset((chunk[chunk.length - 1] as KafkaMessage).offset);
+          behind(BigInt((chunk[chunk.length - 1] as KafkaMessage).offset) + 1n);
           await heartbeat().catch(() => undefined);
           total.accepted += outcome.accepted;
           total.violations += outcome.violations;
@@ -298,7 +318,6 @@ export async function startKafkaProcessor(
         violationCount.add(total.violations, attrs);
         deadLetterCount.add(total.dead.length, attrs);
         batchDuration.record((performance.now() - started) / 1000, attrs);
-        lag.set(`${batch.topic}/${batch.partition}`, { topic: batch.topic, partition: batch.partition, lag: Number(batch.offsetLag()) });
         options.onBatch?.({
           partition: batch.partition,
           messages: batch.messages.length,
@@ -421,7 +440,7 @@ export async function startKafkaProcessor(
   });
 
   return {
-    lag: () => [...lag.values()].map((l) => ({ ...l })),
+    lag: readLag,
     get factsLearned() {
       return factsLearned;
     },

@@ -32,7 +32,7 @@ export function renderOperations(root: HTMLElement, ops: OperationsView): void {
       root,
       "Consumer lag",
       "No batch consumed yet.",
-      "Messages behind the end of each partition, as of its last batch",
+      "Messages not stored yet, per partition: from the next to store to the end of the partition",
       ["Topic", "Partition", "Lag"],
       ops.lag.map((l) => [l.topic, String(l.partition), n(l.lag)]),
     );

@@ -77,13 +77,21 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
       closers.unshift(async () => rmSync(file, { force: true }));
     }
     if (config.kafka) {
+      // Consuming from now on: no batch yet until the consumer reports its first.
+      kafkaLag = () => [];
       const kafka = await startKafkaProcessor(
         config.kafka,
         { groupId: config.kafkaGroupId, instanceId: config.instanceId, sessionTimeoutMs: config.kafkaSessionTimeoutMs },
-        { processor: ctx.processor, codec: ctx.codec, store: ctx.store, logger, openLineage: ctx.openLineage },
+        {
+          processor: ctx.processor,
+          codec: ctx.codec,
+          store: ctx.store,
+          logger,
+          openLineage: ctx.openLineage,
+          lagReader: (read) => (kafkaLag = read),
+        },
       );
       closers.unshift(() => kafka.close());
-      kafkaLag = () => kafka.lag();
       say(
         `consuming ${topicsOf(config.kafka).events} from ${config.kafka.brokers.join(",")} as ${config.instanceId} in group ${config.kafkaGroupId} (lineage facts learned: ${kafka.factsLearned})`,
       );
