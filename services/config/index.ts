@@ -34,6 +34,8 @@ export const defaults = {
   kafkaTopics: { events: "lineage-audit.events", deadLetters: "lineage-audit.events.dlq", lineage: "lineage-audit.lineage" },
   /** Recent uses a restarted processor checks again when late lineage arrives. */
   recheckWindow: 20_000,
+  /** How often at most `serve`'s console starts bringing the exact model up to date (in the background). */
+  modelRefreshMs: 30_000,
   /** How `serve` reports what adapters see. */
   log: "text",
   /** OpenTelemetry's service name for `serve`'s spans and metrics. */
@@ -59,6 +61,8 @@ export interface AppConfig {
   /** This instance's name in the group: `<hostname>-<pid>` unless set. */
   instanceId: string;
   kafkaSessionTimeoutMs: number;
+  /** How often at most the console starts a refresh of the exact model. */
+  modelRefreshMs: number;
   /** The read-only ClickHouse HTTP interface of `serve`, when its password is set. */
   analyst?: { user: string; password: string; port: number };
   /** The alert subscriptions file, when alerts are wanted. */
@@ -131,6 +135,12 @@ export const settings: readonly SettingDoc[] = [
     env: ["LINEAGE_AUDIT_ANALYST_PASSWORD", "LINEAGE_AUDIT_ANALYST_USER", "LINEAGE_AUDIT_ANALYST_PORT"],
     shown: `(off), ${code(defaults.analystUser, defaults.analystPort)}`,
     doc: "`serve` speaks ClickHouse's HTTP protocol, read-only, over the embedded store for analysts' tools (clickhouse-connect and pandas, the JDBC driver, `@clickhouse/client`, curl, Grafana): `curl -u analyst:… 'http://127.0.0.1:8124/?query=SELECT+count()+FROM+events_v1'`; the same guard and limits as `sql` ([docs/sql.md](docs/sql.md#the-http-interface))",
+  },
+  {
+    section: "general",
+    env: ["LINEAGE_AUDIT_MODEL_REFRESH_MS"],
+    shown: code(defaults.modelRefreshMs),
+    doc: "how often at most the investigation console starts bringing the exact model up to date, in the background (no page waits for it; each says when its exact counts were computed)",
   },
   {
     section: "general",
@@ -237,11 +247,15 @@ export function parseConfig(env: NodeJS.ProcessEnv): AppConfig {
     kafkaGroupId: env["KAFKA_GROUP_ID"] ?? defaults.kafkaGroupId,
     instanceId: env["LINEAGE_AUDIT_INSTANCE_ID"] ?? `${hostname()}-${process.pid}`,
     kafkaSessionTimeoutMs: env["KAFKA_SESSION_TIMEOUT_MS"] ? Number(env["KAFKA_SESSION_TIMEOUT_MS"]) : defaults.kafkaSessionTimeoutMs,
+    modelRefreshMs: env["LINEAGE_AUDIT_MODEL_REFRESH_MS"] ? Number(env["LINEAGE_AUDIT_MODEL_REFRESH_MS"]) : defaults.modelRefreshMs,
     log,
     debug: debugEnabled(env),
   };
   if (!Number.isInteger(config.kafkaSessionTimeoutMs) || config.kafkaSessionTimeoutMs < 6000) {
     throw new ConfigError("KAFKA_SESSION_TIMEOUT_MS must be a whole number of milliseconds, at least 6000 (the broker's minimum)");
+  }
+  if (!Number.isInteger(config.modelRefreshMs) || config.modelRefreshMs < 1000) {
+    throw new ConfigError("LINEAGE_AUDIT_MODEL_REFRESH_MS must be a whole number of milliseconds, at least 1000");
   }
   const kafka = parseKafka(env);
   if (kafka) config.kafka = kafka;

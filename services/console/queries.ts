@@ -2,10 +2,12 @@
 // a person types is spliced into a statement.
 import { exactCount, refreshProvenance, storedTimeToIso, subjectHistory, subjectViolations, Table, type Store } from "../store/index.ts";
 import type { Policy } from "../rules/index.ts";
+import { defaults } from "../config/index.ts";
 import { buildReport, renderHtml, renderJson, renderMarkdown } from "../report/index.ts";
 import type {
   DatasetList,
   DatasetView,
+  ModelState,
   OperationsView,
   Overview,
   PathHop,
@@ -62,9 +64,6 @@ function walk(
   return [...depth].map(([dataset, d]) => ({ dataset, depth: d })).sort((a, b) => a.depth - b.depth || a.dataset.localeCompare(b.dataset));
 }
 
-/** The exact model is brought up to date at most this often for the console. */
-export const MODEL_REFRESH_MS = 30_000;
-
 export interface ConsoleData {
   overview(): Promise<Overview>;
   /** One rule's page; undefined when the policy has no such rule. */
@@ -86,6 +85,11 @@ export interface ConsoleData {
   report(id: string, format: ReportFormat): Promise<{ filename: string; type: string; body: string } | undefined>;
   /** How many violations are stored (cheap: polled for the live view). */
   violationCount(): Promise<number>;
+  /**
+   * When the latest snapshot of the exact model was computed (null before the first); polled for
+   * the live view, it also starts a refresh of the model when one is due.
+   */
+  modelComputedAt(): Promise<string | null>;
 }
 
 const iso = (stored: string | null | undefined): string | null => (stored ? storedTimeToIso(stored) : null);
@@ -102,6 +106,10 @@ export interface ConsoleDataOptions {
   pseudonymize?: (raw: string) => string;
   /** The Kafka consumer's lag, when serve consumes Kafka (read when asked: Kafka may start later). */
   lag?: () => { topic: string; partition: number; lag: number }[] | undefined;
+  /** How often at most a refresh of the exact model starts. @default defaults.modelRefreshMs (30 s) */
+  modelRefreshMs?: number;
+  /** Where a failure of the background model refresh is reported (one line, no personal data). */
+  onError?: (line: string) => void;
   /** The alert subscriptions serve delivers to (their URLs are shown as origin and path only). */
   subscriptions?: readonly { id: string; url: string; enabled: boolean }[];
 }
@@ -119,16 +127,35 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
     ],
     ...policy.rules.map((r) => [r.id, { description: r.description, severity: r.severity, mode: r.mode }] as const),
   ]);
-  let refreshed = 0;
+  const modelRefreshMs = options.modelRefreshMs ?? defaults.modelRefreshMs;
+  let lastStarted = 0;
   let refreshing: Promise<unknown> | undefined;
 
-  async function freshModel(): Promise<void> {
-    if (Date.now() - refreshed < MODEL_REFRESH_MS) return;
-    refreshing ??= refreshProvenance(store, policy).finally(() => {
-      refreshed = Date.now();
-      refreshing = undefined;
-    });
-    await refreshing;
+  /**
+   * Brings the exact model up to date in the background: at most one refresh at a time, started
+   * at most every `modelRefreshMs`. No call waits for it (a refresh after new events rebuilds the
+   * model, minutes at a million users): the counts are those of the latest complete snapshot,
+   * and the pages say when it was computed.
+   */
+  function refreshModelSoon(): void {
+    if (refreshing || Date.now() - lastStarted < modelRefreshMs) return;
+    lastStarted = Date.now();
+    refreshing = refreshProvenance(store, policy)
+      .catch((error: unknown) =>
+        options.onError?.(`bringing the exact model up to date failed: ${(error as Error).message.split("\n")[0]}`),
+      )
+      .finally(() => (refreshing = undefined));
+  }
+
+  async function modelComputedAt(): Promise<string | null> {
+    refreshModelSoon();
+    const [row] = await store.query<{ v: string }>(`SELECT toString(max(version)) AS v FROM ${db}.${Table.provenanceVersions}`);
+    const version = Number(row?.v ?? 0); // microseconds since the epoch, when the snapshot was computed
+    return version > 0 ? new Date(Math.floor(version / 1000)).toISOString() : null;
+  }
+
+  async function modelState(): Promise<ModelState> {
+    return { computedAt: await modelComputedAt(), updating: refreshing !== undefined };
   }
 
   // Answers computed from whole tables, kept while those tables' active parts are the same: any
@@ -160,8 +187,8 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
   async function ruleDetail(id: string): Promise<RuleDetail | undefined> {
     const meta = rules.get(id);
     if (!meta) return undefined;
-    await freshModel();
     const params = { rule: id };
+    const model = await modelState();
     const [exact, counts, exactDays, possiblyDays, top, services, shares, alerts, alertList] = await Promise.all([
       // From the model's bitmaps: tens of ms where the joins behind `affected` take seconds at 1M users.
       exactCount(store, id),
@@ -261,6 +288,7 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
     }
     return {
       rule: { id, ...meta },
+      model,
       exact: { users: exact.users, records: exact.records },
       possibly: { users: possiblyDays.reduce((sum, d) => sum + Number(d.users), 0) },
       violatingEvents: Number(counts[0]?.events ?? 0),
@@ -561,8 +589,9 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
     knows: (id) => rules.has(id),
     rule: ruleDetail,
     violationCount,
+    modelComputedAt,
     async overview() {
-      await freshModel();
+      const model = await modelState();
       // Side by side, and each table read once: the possibly-affected users of a rule are the sum
       // of its new users per day (each person counted on the day first seen), so the per-person
       // scan of violation_subjects_v1 gives both; every rule's exact count from the model's bitmaps.
@@ -609,7 +638,7 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
           daily: days,
         });
       }
-      return { rules: out, latestEvent, violations: count };
+      return { rules: out, model, latestEvent, violations: count };
     },
   };
 }

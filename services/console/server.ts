@@ -213,23 +213,36 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     return json(res, 200, history);
   }
 
-  /** Server-sent events: `violations` with the stored count whenever it grows; a comment every 15 s keeps proxies open. */
+  /**
+   * Server-sent events: `violations` with the stored count whenever it changes, `model` with when
+   * the exact model's latest snapshot was computed whenever a newer one is there; a comment every
+   * 15 s keeps proxies open.
+   */
   function liveStream(req: IncomingMessage, res: ServerResponse): void {
     if (live >= MAX_LIVE_STREAMS) return json(res, 503, { error: "too many live views open; retry" });
     live++;
     res.writeHead(200, { ...SECURITY_HEADERS, "content-type": "text/event-stream; charset=utf-8", connection: "keep-alive" });
     let last = -1;
+    let lastModel: string | null | undefined;
     let beats = 0;
     let busy = false;
     const tick = async () => {
       if (busy) return;
       busy = true;
       try {
-        const n = await data.violationCount();
+        const [n, model] = await Promise.all([data.violationCount(), data.modelComputedAt()]);
+        let said = false;
         if (n !== last) {
           last = n;
           res.write(`event: violations\ndata: ${JSON.stringify({ violations: n })}\n\n`);
-        } else if (++beats % 15 === 0) res.write(": still here\n\n");
+          said = true;
+        }
+        if (model !== lastModel) {
+          lastModel = model;
+          res.write(`event: model\ndata: ${JSON.stringify({ computedAt: model })}\n\n`);
+          said = true;
+        }
+        if (!said && ++beats % 15 === 0) res.write(": still here\n\n");
       } catch {
         // The store is busy or failing: the next tick tries again.
       } finally {

@@ -18,8 +18,17 @@ export interface RuleOverview {
   daily: { day: string; users: number }[];
 }
 
+/** Which snapshot of the exact model the exact counts come from. */
+export interface ModelState {
+  /** When the snapshot the exact counts come from was computed; null before the first. */
+  computedAt: string | null;
+  /** A newer snapshot is being computed (in the background: no call waits for it). */
+  updating: boolean;
+}
+
 export interface Overview {
   rules: RuleOverview[];
+  model: ModelState;
   /** The newest event time stored. */
   latestEvent: string | null;
   /** Violations stored: the live view reloads when this grows. */
@@ -55,6 +64,7 @@ export interface RulePath {
 
 export interface RuleDetail {
   rule: { id: string; description: string; severity: string; mode: string };
+  model: ModelState;
   exact: { users: number; records: number };
   possibly: { users: number };
   /** Uses and shares that broke the rule. */

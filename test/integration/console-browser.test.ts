@@ -60,6 +60,7 @@ beforeAll(async () => {
       LINEAGE_AUDIT_ANALYST_PASSWORD: PASSWORD,
       LINEAGE_AUDIT_ANALYST_PORT: "0",
       LINEAGE_AUDIT_WEBHOOKS: subscriptions,
+      LINEAGE_AUDIT_MODEL_REFRESH_MS: "1000",
     },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -184,8 +185,13 @@ describe("the investigation console in Chromium", () => {
     await expect.poll(() => number(page, "violations"), { timeout: 30_000 }).toBeGreaterThan(before);
     // One more person possibly affected: the counts are read again once the data changed.
     await expect.poll(() => number(page, "possibly"), { timeout: 30_000 }).toBe(possiblyBefore + 1);
+    // The exact model catches up in the background (no call waits for it), and says when it was computed.
+    await expect.poll(() => number(page, "exact"), { timeout: 60_000 }).toBe(demo.groundTruth.exact.users + 1);
+    expect(await page.locator("#model-state").textContent()).toMatch(
+      /^Exact counts from the exact model computed 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC(; a newer one is being computed)?\. Possibly-affected counts are live\.$/,
+    );
     expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(42);
-    await expect.poll(() => page.locator("#live").textContent()).toMatch(/new\)/);
+    await expect.poll(() => page.locator("#live").textContent()).toMatch(/\(\d+ new since this page opened\)/);
     await page.close();
   });
 

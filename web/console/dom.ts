@@ -32,3 +32,14 @@ export function table(caption: string, head: string[], rows: string[][]): HTMLTa
 export function section(root: HTMLElement, heading: string, none: string, caption: string, head: string[], rows: string[][]): void {
   root.append(el("h3", heading), rows.length === 0 ? el("p", none) : table(caption, head, rows));
 }
+
+/** Which snapshot of the exact model the exact counts come from, in one sentence. */
+export function modelNote(model: { computedAt: string | null; updating: boolean }): HTMLParagraphElement {
+  const when = model.computedAt ? model.computedAt.replace("T", " ").replace(/\.\d+Z$/, " UTC") : null;
+  const text = when
+    ? `Exact counts from the exact model computed ${when}${model.updating ? "; a newer one is being computed" : ""}. Possibly-affected counts are live.`
+    : `No exact model computed yet${model.updating ? ": it is being computed" : ""}; exact counts show 0 until it is. Possibly-affected counts are live.`;
+  const p = el("p", text, "desc model-state");
+  p.id = "model-state";
+  return p;
+}

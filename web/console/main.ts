@@ -5,7 +5,7 @@ import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import type { Overview, RuleDetail, RuleOverview } from "../../services/console/types.ts";
 import { renderRule } from "./rule.ts";
-import { el } from "./dom.ts";
+import { el, modelNote } from "./dom.ts";
 import { renderPersonForm } from "./person.ts";
 import { renderOperations } from "./operations.ts";
 import { renderDataset, renderDatasetSearch } from "./dataset.ts";
@@ -100,10 +100,12 @@ function render(overview: Overview): void {
     sparkline(spark, r);
   }
   table.append(body);
-  root.append(table);
+  root.append(table, modelNote(overview.model));
 }
 
 let shown = -1;
+/** Violations stored when the page first showed the count: what arrived since is said as new. */
+let opened = -1;
 
 /** The page the hash names: `#/rule/<id>`, else the overview. */
 function route():
@@ -168,7 +170,8 @@ async function refresh(): Promise<void> {
   if (!overview || ticket !== generation) return;
   if (at.page === "overview") render(overview);
   const live = document.getElementById("live") as HTMLElement;
-  const added = shown >= 0 && overview.violations > shown ? ` (${n(overview.violations - shown)} new)` : "";
+  if (opened < 0) opened = overview.violations;
+  const added = overview.violations > opened ? ` (${n(overview.violations - opened)} new since this page opened)` : "";
   live.textContent = `Live: ${n(overview.violations)} violations stored${added}, updated ${new Date().toLocaleTimeString("en-GB")}.`;
   shown = overview.violations;
 }
@@ -180,10 +183,22 @@ document.querySelector<HTMLAnchorElement>("a.skip")?.addEventListener("click", (
   e.preventDefault();
   (document.getElementById("main") as HTMLElement).focus();
 });
+// A new page: the focus goes to its content at once (what it draws lands there), not when the
+// page's last request ends, which could pull the focus from where someone has moved it since.
 window.addEventListener("hashchange", () => {
-  void refresh().then(() => (document.getElementById("main") as HTMLElement).focus());
+  (document.getElementById("main") as HTMLElement).focus();
+  void refresh();
 });
 const events = new EventSource("/api/console/live");
+// The exact model's newest snapshot: a page showing exact counts draws them again from it.
+let shownModel: string | null | undefined;
+events.addEventListener("model", (e) => {
+  const computedAt = (JSON.parse((e as MessageEvent<string>).data) as { computedAt: string | null }).computedAt;
+  const first = shownModel === undefined;
+  shownModel = computedAt;
+  const at = route().page;
+  if (!first && (at === "overview" || at === "rule")) void refresh();
+});
 events.addEventListener("violations", (e) => {
   const count = (JSON.parse((e as MessageEvent<string>).data) as { violations: number }).violations;
   // The first event only says how many there are now: the page's own first load shows that.

@@ -5,7 +5,7 @@
 import dagre from "@dagrejs/dagre";
 import uPlot from "uplot";
 import type { RuleDetail, RulePath } from "../../services/console/types.ts";
-import { el, section, table } from "./dom.ts";
+import { el, modelNote, section, table } from "./dom.ts";
 import { datasetLink } from "./dataset.ts";
 
 const n = (v: number) => v.toLocaleString("en-US");
@@ -49,7 +49,7 @@ export function renderRule(root: HTMLElement, id: string, detail: RuleDetail | u
     "Shared outside",
     detail.externalShares > 0 ? `yes: ${n(detail.externalShares)} shares to external recipients` : "no external share broke this rule",
   );
-  head.append(facts);
+  head.append(facts, modelNote(detail.model));
   const reports = el("p", "Art. 33 incident report: ", "reports");
   for (const [format, label] of [
     ["md", "Markdown"],

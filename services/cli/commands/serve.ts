@@ -47,6 +47,8 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
           data: createConsoleData(ctx.store, ctx.policy, {
             ...(config.hmacKey ? { pseudonymize: createPseudonymizer(config.hmacKey) } : {}),
             lag: () => kafkaLag?.(),
+            onError: (line) => logger.error(line),
+            modelRefreshMs: config.modelRefreshMs,
             ...(alerting ? { subscriptions: alerting.subscriptions } : {}),
           }),
         })
