@@ -106,6 +106,32 @@ async function axeFindings(page: Page): Promise<string[]> {
   });
 }
 
+/**
+ * A full-page screenshot (kept in docs/images when LINEAGE_AUDIT_SCREENSHOTS names it), checked
+ * for the page's key elements: each is visible, on the page, and drawn (its own screenshot is not
+ * a blank box, whose PNG would be a few hundred bytes).
+ */
+async function screenshot(page: Page, name: string, keys: readonly string[]): Promise<void> {
+  const size = await page.evaluate("({ w: document.documentElement.scrollWidth, h: document.documentElement.scrollHeight })");
+  const { w, h } = size as { w: number; h: number };
+  for (const key of keys) {
+    const element = page.locator(key).first();
+    expect(await element.isVisible(), `${name}: ${key} is visible`).toBe(true);
+    const box = await element.boundingBox();
+    expect(box && box.width > 0 && box.height > 0 && box.x >= 0 && box.x + box.width <= w + 1, `${name}: ${key} is on the page`).toBe(true);
+    expect((await element.screenshot()).length, `${name}: ${key} is drawn`).toBeGreaterThan(1_500);
+  }
+  const shot = join(dir, `${name}.png`);
+  await page.screenshot({ path: shot, fullPage: true });
+  expect(statSync(shot).size).toBeGreaterThan(20_000);
+  expect(h).toBeGreaterThan(0);
+  const docs = process.env["LINEAGE_AUDIT_SCREENSHOTS"];
+  if (docs) {
+    mkdirSync(docs, { recursive: true });
+    copyFileSync(shot, join(docs, `console-${name}.png`));
+  }
+}
+
 /** Evaluates `document.activeElement.<expression>` in the page (these tests are typed without the DOM's types). */
 const focused = (page: Page, expression: string): Promise<unknown> =>
   page.evaluate(`document.activeElement ? document.activeElement.${expression} : undefined`);
@@ -159,14 +185,7 @@ describe("the investigation console in Chromium", () => {
     expect(await page.locator(`tr[data-rule="${RULE}"] .spark`).getAttribute("aria-label")).toMatch(/users over \d+ days/);
     expect(await axeFindings(page)).toEqual([]);
 
-    const shot = join(dir, "overview.png");
-    await page.screenshot({ path: shot, fullPage: true });
-    expect(statSync(shot).size).toBeGreaterThan(20_000);
-    const docs = process.env["LINEAGE_AUDIT_SCREENSHOTS"];
-    if (docs) {
-      mkdirSync(docs, { recursive: true });
-      copyFileSync(shot, join(docs, "console-overview.png"));
-    }
+    await screenshot(page, "overview", ["table#rules", `tr[data-rule="${RULE}"] .spark canvas`, "#model-state"]);
 
     // A new misuse, emitted now: the page shows it without a reload (server-sent events).
     await page.evaluate(() => ((globalThis as unknown as { marker: number }).marker = 42));
@@ -218,11 +237,7 @@ describe("the investigation console in Chromium", () => {
     expect(await page.locator("figure.path").first().locator("g.node.use").count()).toBe(1);
     expect(await page.locator("#rule-chart canvas").count()).toBeGreaterThan(0);
     expect(await axeFindings(page)).toEqual([]);
-    const shot = join(dir, "rule.png");
-    await page.screenshot({ path: shot, fullPage: true });
-    expect(statSync(shot).size).toBeGreaterThan(20_000);
-    const docs = process.env["LINEAGE_AUDIT_SCREENSHOTS"];
-    if (docs) copyFileSync(shot, join(docs, "console-rule.png"));
+    await screenshot(page, "rule", ["dl.facts-list", "#rule-chart canvas", "figure.path", "a.button[download]"]);
 
     const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Markdown" }).click()]);
     expect(download.suggestedFilename()).toBe(`incident-${RULE}.md`);
@@ -285,6 +300,7 @@ describe("the investigation console in Chromium", () => {
     expect(verdicts.some((v) => v.includes(`rule ${RULE}: exactly affected`))).toBe(true);
     expect(await page.locator("#person-violations li", { hasText: "collected" }).count()).toBeGreaterThan(0);
     expect(await axeFindings(page)).toEqual([]);
+    await screenshot(page, "person", ["#person-form", "#person-history", "#person-violations"]);
     // The identifier is in no address, and serve logged nothing of it.
     expect(page.url()).toMatch(/#\/person$/);
     expect(serveLog).not.toContain("15555559999");
@@ -322,6 +338,11 @@ describe("the investigation console in Chromium", () => {
     expect(failed.some((r) => r.includes("flaky-pager") && r.includes("500"))).toBe(true);
     expect(failed.some((r) => r.includes("privacy-team"))).toBe(false);
     expect(await axeFindings(page)).toEqual([]);
+    await screenshot(page, "operations", [
+      'table:has-text("by error code and reason")',
+      'table:has-text("Alert subscriptions and whether they are delivered to")',
+      'table:has-text("attempts that did not deliver")',
+    ]);
     await page.close();
   });
 
@@ -347,6 +368,11 @@ describe("the investigation console in Chromium", () => {
     const upstream = await page.locator('ul.neighbours[data-side="upstream"] a').allTextContents();
     expect(upstream).toContain("warehouse/security.two_factor");
     expect(await axeFindings(page)).toEqual([]);
+    await screenshot(page, "dataset", [
+      'table:has-text("Each field\'s labels")',
+      'table:has-text("Uses and shares of it")',
+      "ul.neighbours",
+    ]);
     await page.goto(`${url}/#/dataset/${encodeURIComponent("warehouse/no-such-table")}`);
     await expect.poll(() => page.locator(".empty").textContent()).toMatch(/No lineage names a dataset “warehouse\/no-such-table”/);
     await page.close();
@@ -380,6 +406,7 @@ describe("the investigation console in Chromium", () => {
     await page.goto(`${url}/#/datasets`);
     await page.waitForSelector("#dataset-results ul.datasets");
     expect(await axeFindings(page)).toEqual([]);
+    await screenshot(page, "datasets", ["#dataset-search", "#dataset-results ul.datasets"]);
     await page.locator("#dataset-query").fill("no such table anywhere");
     await page.keyboard.press("Enter");
     await expect
