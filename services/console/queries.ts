@@ -1,6 +1,15 @@
 // What the console shows, read from the store with fixed SQL and bound parameters only: nothing
 // a person types is spliced into a statement.
-import { exactCount, refreshProvenance, storedTimeToIso, subjectHistory, subjectViolations, Table, type Store } from "../store/index.ts";
+import {
+  exactCount,
+  exactCounts,
+  refreshProvenance,
+  storedTimeToIso,
+  subjectHistory,
+  subjectViolations,
+  Table,
+  type Store,
+} from "../store/index.ts";
 import type { Policy } from "../rules/index.ts";
 import { defaults } from "../config/index.ts";
 import { buildReport, renderHtml, renderJson, renderMarkdown } from "../report/index.ts";
@@ -595,7 +604,7 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
       // Side by side, and each table read once: the possibly-affected users of a rule are the sum
       // of its new users per day (each person counted on the day first seen), so the per-person
       // scan of violation_subjects_v1 gives both; every rule's exact count from the model's bitmaps.
-      const [byRule, daily, latest, count, exactCounts] = await Promise.all([
+      const [byRule, daily, latest, count, exactByRule] = await Promise.all([
         store.query<{ rule_id: string; violations: string; first: string; last: string }>(
           `SELECT rule_id, toString(uniqExact(violation_id)) AS violations, toString(min(occurred_at)) AS first, toString(max(occurred_at)) AS last
            FROM ${db}.${Table.violations} GROUP BY rule_id ORDER BY rule_id`,
@@ -610,8 +619,8 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
         ),
         store.query<{ at: string | null }>(`SELECT if(count() = 0, NULL, toString(max(occurred_at))) AS at FROM ${db}.${Table.events}`),
         violationCount(),
-        // The exact count from the model's bitmaps (tens of ms at 100M pairs), not its joins.
-        Promise.all([...rules.keys()].map(async (id) => [id, await exactCount(store, id)] as const)).then((all) => new Map(all)),
+        // Every rule's exact count from the model's bitmaps in one statement (not its joins).
+        exactCounts(store, [...rules.keys()]),
       ]);
       const latestEvent = iso(latest[0]?.at);
       const dailyOf = new Map<string, { day: string; users: number }[]>();
@@ -623,7 +632,7 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
       const out: RuleOverview[] = [];
       for (const r of byRule) {
         const meta = rules.get(r.rule_id) ?? { description: "", severity: "", mode: "" };
-        const exact = exactCounts.get(r.rule_id) ?? (await exactCount(store, r.rule_id));
+        const exact = exactByRule.get(r.rule_id) ?? (await exactCount(store, r.rule_id));
         const last = iso(r.last);
         const days = dailyOf.get(r.rule_id) ?? [];
         out.push({

@@ -143,9 +143,19 @@ export function windowPieces(from: number, to: number): WindowPieces {
  * snapshot committed before the bitmap tables existed gets them filled first.
  */
 export async function exactCount(store: Store, ruleId: string, window: ExactWindow = {}): Promise<ExactCount> {
+  return (await exactCounts(store, [ruleId], window)).get(ruleId) as ExactCount;
+}
+
+/**
+ * exactCount for several rules in one statement (a page listing every rule): the same bitmaps,
+ * merged per rule. Every rule asked for is in the map, with zeros when nothing is counted.
+ */
+export async function exactCounts(store: Store, ruleIds: readonly string[], window: ExactWindow = {}): Promise<Map<string, ExactCount>> {
   const db = store.database;
+  const out = new Map<string, ExactCount>(ruleIds.map((id) => [id, { users: 0, records: 0, first: null, last: null }]));
+  if (ruleIds.length === 0) return out;
   const pieces = windowPieces(window.from ?? Number.MIN_SAFE_INTEGER, window.to ?? Number.MAX_SAFE_INTEGER);
-  const params: Record<string, unknown> = { rule: ruleId, category: window.category ?? "" };
+  const params: Record<string, unknown> = { rules: [...ruleIds], category: window.category ?? "" };
   const range = (column: string, from: number, to: number) => {
     const n = Object.keys(params).length;
     params[`p${n}`] = from;
@@ -154,25 +164,38 @@ export async function exactCount(store: Store, ruleId: string, window: ExactWind
   };
   const blocks = pieces.blocks.map((b) => `(hours = ${b.hours} AND ${range("start", b.from, b.to)})`).join(" OR ") || "0";
   const uses = pieces.uses.map((u) => range("occurred_at", u.from, u.to)).join(" OR ") || "0";
-  // One round trip: the latest snapshot, whether its bitmaps are there, and the count.
+  // One round trip: the latest snapshot, whether its bitmaps are there, and the counts.
   const sql = `WITH (SELECT max(version) FROM ${db}.${Table.provenanceVersions}) AS v
-     SELECT toString(v) AS version, (SELECT count() FROM ${db}.${Table.exactVersions} WHERE version = v) AS ready,
+     SELECT toString(v) AS version, (SELECT count() FROM ${db}.${Table.exactVersions} WHERE version = v) AS ready, rule_id,
             groupBitmapMerge(s) AS users, sum(bitmapCardinality(s)) AS records,
             if(count() = 0, NULL, toString(min(f))) AS first, if(count() = 0, NULL, toString(max(l))) AS last
-     FROM (SELECT category, groupBitmapMergeState(subjects) AS s, min(first) AS f, max(last) AS l
-           FROM (SELECT category, first, last, subjects FROM ${db}.${Table.exactRollups}
-                 WHERE version = v AND rule_id = {rule:String} AND ${IN_CATEGORY} AND (${blocks})
+     FROM (SELECT rule_id, category, groupBitmapMergeState(subjects) AS s, min(first) AS f, max(last) AS l
+           FROM (SELECT rule_id, category, first, last, subjects FROM ${db}.${Table.exactRollups}
+                 WHERE version = v AND rule_id IN {rules:Array(String)} AND ${IN_CATEGORY} AND (${blocks})
                  UNION ALL
-                 SELECT category, occurred_at AS first, occurred_at AS last, subjects FROM ${db}.${Table.exactUses}
-                 WHERE version = v AND rule_id = {rule:String} AND ${IN_CATEGORY} AND (${uses}))
-           GROUP BY category)`;
-  type Row = { version: string; ready: string; users: string; records: string; first: string | null; last: string | null };
-  let [row] = await store.query<Row>(sql, params);
-  const version = Number(row?.version ?? 0);
-  if (version > 0 && Number(row?.ready ?? 0) === 0) {
+                 SELECT rule_id, category, occurred_at AS first, occurred_at AS last, subjects FROM ${db}.${Table.exactUses}
+                 WHERE version = v AND rule_id IN {rules:Array(String)} AND ${IN_CATEGORY} AND (${uses}))
+           GROUP BY rule_id, category)
+     GROUP BY rule_id`;
+  type Row = { version: string; ready: string; rule_id: string; users: string; records: string; first: string | null; last: string | null };
+  let rows = await store.query<Row>(sql, params);
+  // Nothing counted: whether that is because the snapshot's bitmaps are missing.
+  const snapshot =
+    rows[0] ??
+    (
+      await store.query<{ version: string; ready: string }>(
+        `WITH (SELECT max(version) FROM ${db}.${Table.provenanceVersions}) AS v
+         SELECT toString(v) AS version, (SELECT count() FROM ${db}.${Table.exactVersions} WHERE version = v) AS ready`,
+      )
+    )[0];
+  const version = Number(snapshot?.version ?? 0);
+  if (version > 0 && Number(snapshot?.ready ?? 0) === 0) {
     await materializeExactCounts(store, version);
-    [row] = await store.query<Row>(sql, params);
+    rows = await store.query<Row>(sql, params);
   }
   const time = (t: string | null | undefined) => (t === null || t === undefined ? null : Number(t));
-  return { users: Number(row?.users ?? 0), records: Number(row?.records ?? 0), first: time(row?.first), last: time(row?.last) };
+  for (const row of rows) {
+    out.set(row.rule_id, { users: Number(row.users), records: Number(row.records), first: time(row.first), last: time(row.last) });
+  }
+  return out;
 }

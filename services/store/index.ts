@@ -22,7 +22,7 @@ export { ALLOWED_FORMATS, ALLOWED_SYSTEM_TABLES, ALLOWED_TABLE_FUNCTIONS } from 
 export { eventContentDigest, guardEventIds, EventIdConflict } from "./identity.ts";
 export type { GuardedBatch } from "./identity.ts";
 export { affectedAnswer, exactAffected, exactWeekly, refreshProvenance, subjectViolations } from "./provenance.ts";
-export { exactCount, materializeExactCounts, ROLLUP_HOURS, rollUpExactCounts, windowPieces } from "./exact-counts.ts";
+export { exactCount, exactCounts, materializeExactCounts, ROLLUP_HOURS, rollUpExactCounts, windowPieces } from "./exact-counts.ts";
 export type { ExactCount, WindowPieces } from "./exact-counts.ts";
 export type {
   AffectedAnswer,

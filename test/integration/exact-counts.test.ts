@@ -9,6 +9,7 @@ import { createProcessor } from "../../services/processor/index.ts";
 import {
   exactAffected,
   exactCount,
+  exactCounts,
   openStore,
   refreshProvenance,
   Table,
@@ -62,11 +63,15 @@ async function feed(history: readonly DataAccessEvent[], batches = 1): Promise<v
 
 /** exactCount equals exactAffected's exact users, records, first and last for each rule and window. */
 async function expectBitmapsEqualJoins(rules: readonly string[], windows: readonly ExactWindow[]) {
-  for (const rule of rules) {
-    for (const window of windows) {
+  for (const window of windows) {
+    // Every rule at once (as the console's overview asks), and a rule with nothing counted.
+    const all = await exactCounts(store, [...rules, "no-such-rule"], window);
+    expect(all.get("no-such-rule")).toEqual({ users: 0, records: 0, first: null, last: null });
+    for (const rule of rules) {
       const joined = (await exactAffected(store, rule, window)).exact;
       const expected = { users: joined.users, records: joined.records, first: joined.first, last: joined.last };
       expect({ rule, window, count: await exactCount(store, rule, window) }).toEqual({ rule, window, count: expected });
+      expect({ rule, window, count: all.get(rule) }).toEqual({ rule, window, count: expected });
     }
   }
 }
