@@ -12,6 +12,9 @@ import { boundHeapGrowth } from "../heap.ts";
 import { startTelemetry } from "../telemetry.ts";
 
 /** Takes events until SIGINT or SIGTERM; then stops each part in the reverse order of its start. */
+/** How long serve waits for the console's first read of the overview before saying it is ready. */
+const CONSOLE_WARM_MS = 5_000;
+
 export async function run(argv: string[], config: AppConfig): Promise<number> {
   const { values } = args(argv, { port: { type: "string" }, host: { type: "string" } }, false);
   const port = values.port === undefined ? config.port : portFlag(values.port as string);
@@ -41,18 +44,17 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
     }
     // The investigation console, behind the analyst credentials, when they are set.
     let kafkaLag: (() => { topic: string; partition: number; lag: number }[]) | undefined;
-    const consoleHandler = config.analyst
-      ? createConsoleHandler({
-          auth: createConsoleAuth(config.analyst),
-          data: createConsoleData(ctx.store, ctx.policy, {
-            ...(config.hmacKey ? { pseudonymize: createPseudonymizer(config.hmacKey) } : {}),
-            lag: () => kafkaLag?.(),
-            onError: (line) => logger.error(line),
-            modelRefreshMs: config.modelRefreshMs,
-            ...(alerting ? { subscriptions: alerting.subscriptions } : {}),
-          }),
+    const consoleData = config.analyst
+      ? createConsoleData(ctx.store, ctx.policy, {
+          ...(config.hmacKey ? { pseudonymize: createPseudonymizer(config.hmacKey) } : {}),
+          lag: () => kafkaLag?.(),
+          onError: (line) => logger.error(line),
+          modelRefreshMs: config.modelRefreshMs,
+          ...(alerting ? { subscriptions: alerting.subscriptions } : {}),
         })
       : undefined;
+    const consoleHandler =
+      config.analyst && consoleData ? createConsoleHandler({ auth: createConsoleAuth(config.analyst), data: consoleData }) : undefined;
     const server = await startIngestServer(ctx.processor, {
       port,
       host,
@@ -64,7 +66,14 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
     say(
       `POST ${server.url}/v1/events (store ${ctx.store.location}, database ${ctx.store.database}); OpenLineage: POST ${server.url}${LINEAGE_PATH}`,
     );
-    if (consoleHandler) say(`investigation console at ${server.url}/ (user ${config.analyst?.user})`);
+    if (consoleHandler && consoleData) {
+      // Ready once its overview has been read: its scans are kept until the data changes, and the
+      // store's caches hold what the first person to open it reads (waited for at most 5 s; a
+      // failure here is only logged, the page says it again).
+      const warm = consoleData.overview().catch((error: unknown) => logger.error(`console: ${(error as Error).message.split("\n")[0]}`));
+      await Promise.race([warm, new Promise((resolve) => setTimeout(resolve, CONSOLE_WARM_MS).unref())]);
+      say(`investigation console at ${server.url}/ (user ${config.analyst?.user})`);
+    }
     let analystUrl: string | undefined;
     if (config.analyst) {
       const analyst = await startAnalystServer(ctx.store, { ...config.analyst, host });
