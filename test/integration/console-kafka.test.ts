@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { rmSync } from "node:fs";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { createKafka, ensureTopics } from "../../services/kafka/index.ts";
-import type { DataAccessEvent } from "../../services/codec/index.ts";
+import { collect } from "../unit/helpers.ts";
 import { core, kafkaForTest, launchChromium, tempDir, waitFor } from "./helpers.ts";
 
 const BIN = new URL("../../bin/lineage-audit.mjs", import.meta.url).pathname;
@@ -14,28 +14,11 @@ const PASSWORD = "console-kafka-password-0123";
 const dir = tempDir("lineage-console-kafka-");
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const collect = (i: number): DataAccessEvent => ({
-  eventId: `lag-${i}`,
-  kind: "COLLECT",
-  occurredAt: Date.parse("2019-03-01T00:00:00Z") + i,
-  service: "auth-service",
-  job: { namespace: "web", name: "2fa-enrolment" },
-  runId: "r",
-  inputs: [],
-  outputs: [
-    { namespace: "warehouse", name: "security.two_factor", fields: [{ name: "phone_number", categories: ["user.contact.phone_number"] }] },
-  ],
-  transform: "OTHER",
-  fieldLineage: [],
-  masking: "NONE",
-  purposes: ["essential.service.security"],
-  dataSubject: "customer",
-  subjects: [],
-  recipient: null,
-  traceparent: null,
-  pseudonymKeyId: "default",
-  attributes: {},
-});
+const enrolment = (i: number) =>
+  collect("security.two_factor", { phone_number: ["user.contact.phone_number"] }, ["essential.service.security"], {
+    eventId: `lag-${i}`,
+    occurredAt: Date.parse("2019-03-01T00:00:00Z") + i,
+  });
 
 interface Lag {
   topic: string;
@@ -56,7 +39,7 @@ describe("the console's operations page with Kafka", () => {
     for (let b = 0; b < total; b += 5000) {
       await producer.send({
         topic: config.topics.events,
-        messages: Array.from({ length: 5000 }, (_, k) => ({ partition: (b + k) % 2, value: Buffer.from(codec.encode(collect(b + k))) })),
+        messages: Array.from({ length: 5000 }, (_, k) => ({ partition: (b + k) % 2, value: Buffer.from(codec.encode(enrolment(b + k))) })),
       });
     }
     await producer.disconnect();

@@ -1,7 +1,7 @@
 // A dataset's page: the purpose labels on each field and where they were collected, who reads it
 // for what, and the datasets upstream and downstream of it at any depth.
 import type { DatasetList, DatasetView } from "../../services/console/types.ts";
-import { el, section } from "./dom.ts";
+import { el, oneFieldForm, section } from "./dom.ts";
 
 const n = (v: number) => v.toLocaleString("en-US");
 
@@ -65,27 +65,22 @@ export function renderDataset(root: HTMLElement, id: string, view: DatasetView |
 /** The datasets page: a search by a part of the name (any case), its matches as links. */
 export function renderDatasetSearch(root: HTMLElement): void {
   root.replaceChildren();
-  const form = el("form");
-  form.id = "dataset-search";
-  form.setAttribute("role", "search");
-  const label = el("label", "Dataset name contains");
-  label.htmlFor = "dataset-query";
-  const input = el("input");
-  input.id = "dataset-query";
-  input.name = "q";
-  input.type = "search";
-  input.maxLength = 200;
-  const button = el("button", "Search", "button");
-  button.type = "submit";
-  form.append(label, input, button);
   const out = el("div");
   out.id = "dataset-results";
   out.setAttribute("aria-live", "polite");
+  const { form } = oneFieldForm(
+    {
+      formId: "dataset-search",
+      inputId: "dataset-query",
+      label: "Dataset name contains",
+      button: "Search",
+      maxLength: 200,
+      type: "search",
+    },
+    (q) => void search(q, out),
+  );
+  form.setAttribute("role", "search");
   root.append(form, out);
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    void search(input.value, out);
-  });
   void search("", out);
 }
 

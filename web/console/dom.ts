@@ -43,3 +43,27 @@ export function modelNote(model: { computedAt: string | null; updating: boolean 
   p.id = "model-state";
   return p;
 }
+
+/** A one-field form: a label, an input and a submit button; `onSubmit` gets what was typed. */
+export function oneFieldForm(
+  spec: { formId: string; inputId: string; label: string; button: string; maxLength: number; type?: string },
+  onSubmit: (value: string) => void,
+): { form: HTMLFormElement; input: HTMLInputElement } {
+  const form = el("form");
+  form.id = spec.formId;
+  const label = el("label", spec.label);
+  label.htmlFor = spec.inputId;
+  const input = el("input");
+  input.id = spec.inputId;
+  input.name = spec.inputId;
+  input.maxLength = spec.maxLength;
+  if (spec.type) input.type = spec.type;
+  const button = el("button", spec.button, "button");
+  button.type = "submit";
+  form.append(label, input, button);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    onSubmit(input.value);
+  });
+  return { form, input };
+}

@@ -1,35 +1,30 @@
 // A person's history (an access request): the identifier is sent in a POST body, pseudonymised in
 // the server, and never kept in the page's address, the browser's history, or anything stored.
 import type { PersonView } from "../../services/console/types.ts";
-import { el } from "./dom.ts";
+import { el, oneFieldForm } from "./dom.ts";
 
 const stored = (ms: number) => new Date(ms).toISOString().replace("T", " ").slice(0, 19);
 
 export function renderPersonForm(root: HTMLElement, csrf: string): void {
   root.replaceChildren();
-  const form = el("form");
-  form.id = "person-form";
-  form.setAttribute("autocomplete", "off");
-  const label = el("label", "Identifier of the person (e-mail, phone number or user id)");
-  label.htmlFor = "identifier";
-  const input = el("input");
-  input.id = "identifier";
-  input.name = "identifier";
-  input.required = true;
-  input.maxLength = 320;
-  input.setAttribute("autocomplete", "off");
-  const button = el("button", "Look up", "button");
-  button.type = "submit";
-  const note = el("p", "It is pseudonymised in the server with your organisation's key; it is not stored or logged.", "desc");
-  form.append(label, input, button, note);
   const out = el("div");
   out.id = "person";
   out.setAttribute("aria-live", "polite");
+  const { form, input } = oneFieldForm(
+    {
+      formId: "person-form",
+      inputId: "identifier",
+      label: "Identifier of the person (e-mail, phone number or user id)",
+      button: "Look up",
+      maxLength: 320,
+    },
+    (identifier) => void lookUp(identifier, csrf, out),
+  );
+  form.setAttribute("autocomplete", "off");
+  input.required = true;
+  input.setAttribute("autocomplete", "off");
+  form.append(el("p", "It is pseudonymised in the server with your organisation's key; it is not stored or logged.", "desc"));
   root.append(form, out);
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    void lookUp(input.value, csrf, out);
-  });
 }
 
 async function lookUp(identifier: string, csrf: string, out: HTMLElement): Promise<void> {
