@@ -7,7 +7,7 @@ import { rmSync } from "node:fs";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { createKafka, ensureTopics } from "../../services/kafka/index.ts";
 import { collect } from "../unit/helpers.ts";
-import { core, kafkaForTest, launchChromium, tempDir, waitFor } from "./helpers.ts";
+import { core, kafkaForTest, kafkaServeEnv, launchChromium, tempDir, waitFor } from "./helpers.ts";
 
 const BIN = new URL("../../bin/lineage-audit.mjs", import.meta.url).pathname;
 const PASSWORD = "console-kafka-password-0123";
@@ -50,12 +50,7 @@ describe("the console's operations page with Kafka", () => {
         LINEAGE_AUDIT_DATA: join(dir, "store"),
         LINEAGE_AUDIT_ANALYST_PASSWORD: PASSWORD,
         LINEAGE_AUDIT_ANALYST_PORT: "0",
-        KAFKA_BROKERS: config.brokers.join(","),
-        KAFKA_GROUP_ID: `g-${config.clientId}`,
-        KAFKA_TOPIC_EVENTS: config.topics.events,
-        KAFKA_TOPIC_DLQ: config.topics.deadLetters,
-        KAFKA_TOPIC_LINEAGE: config.topics.lineage,
-        KAFKAJS_NO_PARTITIONER_WARNING: "1",
+        ...kafkaServeEnv(config),
       },
       stdio: ["ignore", "ignore", "pipe"],
     });

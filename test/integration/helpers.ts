@@ -45,6 +45,18 @@ export function kafkaForTest(inject: (key: "kafkaBrokers" | "kafkaError") => str
   };
 }
 
+/** The environment that makes a spawned `serve` consume a kafkaForTest() configuration's topics. */
+export function kafkaServeEnv(config: ReturnType<typeof kafkaForTest>): Record<string, string> {
+  return {
+    KAFKA_BROKERS: config.brokers.join(","),
+    KAFKA_GROUP_ID: `g-${config.clientId}`,
+    KAFKA_TOPIC_EVENTS: config.topics.events,
+    KAFKA_TOPIC_DLQ: config.topics.deadLetters,
+    KAFKA_TOPIC_LINEAGE: config.topics.lineage,
+    KAFKAJS_NO_PARTITIONER_WARNING: "1",
+  };
+}
+
 /** Polls `check` until it returns true or `timeoutMs` passes. */
 export async function waitFor(check: () => Promise<boolean>, timeoutMs = 60_000, what = "condition"): Promise<void> {
   const until = Date.now() + timeoutMs;

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { rmSync } from "node:fs";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { createKafka, ensureTopics } from "../../services/kafka/index.ts";
-import { core, kafkaForTest, tempDir, waitFor } from "./helpers.ts";
+import { core, kafkaForTest, kafkaServeEnv, tempDir, waitFor } from "./helpers.ts";
 
 const BIN = new URL("../../bin/lineage-audit.mjs", import.meta.url).pathname;
 const dir = tempDir("lineage-otlp-");
@@ -36,12 +36,7 @@ describe("serve with an OTLP endpoint", () => {
       env: {
         PATH: process.env["PATH"] ?? "",
         LINEAGE_AUDIT_DATA: join(dir, "store"),
-        KAFKA_BROKERS: config.brokers.join(","),
-        KAFKA_GROUP_ID: `g-${config.clientId}`,
-        KAFKA_TOPIC_EVENTS: config.topics.events,
-        KAFKA_TOPIC_DLQ: config.topics.deadLetters,
-        KAFKA_TOPIC_LINEAGE: config.topics.lineage,
-        KAFKAJS_NO_PARTITIONER_WARNING: "1",
+        ...kafkaServeEnv(config),
         OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
         OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
         OTEL_METRIC_EXPORT_INTERVAL: "500",
