@@ -81,6 +81,7 @@ describe("the configuration module", () => {
       OTEL_EXPORTER_OTLP_ENDPOINT: "http://otel:4318",
       OTEL_METRIC_EXPORT_INTERVAL: "500",
       LINEAGE_AUDIT_WEBHOOK_SECRET: "whsec_x",
+      LINEAGE_AUDIT_MODEL_REFRESH_MS: "5000",
       LINEAGE_AUDIT_DEBUG: "1",
     });
     expect(config.store).toEqual({ url: "http://ch:8123", username: "auditor", password: "", path: "/var/lib/la", database: "audit" });
@@ -96,6 +97,8 @@ describe("the configuration module", () => {
     expect(config.log).toBe("json");
     expect(config.telemetry).toEqual({ serviceName: defaults.otelServiceName, metricExportIntervalMs: 500 });
     expect(config.webhookSecret).toBe("whsec_x");
+    expect(config.modelRefreshMs).toBe(5000);
+    expect(parseConfig({}).modelRefreshMs).toBe(defaults.modelRefreshMs);
     expect(config.debug).toBe(true);
   });
 
@@ -103,6 +106,8 @@ describe("the configuration module", () => {
     [{ LINEAGE_AUDIT_PORT: "70000" }, /^LINEAGE_AUDIT_PORT must be a port number/],
     [{ LINEAGE_AUDIT_ANALYST_PASSWORD: "x", LINEAGE_AUDIT_ANALYST_PORT: "http" }, /^LINEAGE_AUDIT_ANALYST_PORT must be a port number/],
     [{ KAFKA_SESSION_TIMEOUT_MS: "100" }, /^KAFKA_SESSION_TIMEOUT_MS must be .* at least 6000/],
+    [{ LINEAGE_AUDIT_MODEL_REFRESH_MS: "500" }, /^LINEAGE_AUDIT_MODEL_REFRESH_MS must be a whole number of milliseconds, at least 1000$/],
+    [{ LINEAGE_AUDIT_MODEL_REFRESH_MS: "often" }, /^LINEAGE_AUDIT_MODEL_REFRESH_MS must be/],
     [{ KAFKA_BROKERS: "nohost" }, /^KAFKA_BROKERS must be a comma-separated list of host:port/],
     [{ KAFKA_BROKERS: "a:1", KAFKA_PARTITIONS: "0" }, /^KAFKA_PARTITIONS must be a whole number of at least 1/],
     [{ KAFKA_BROKERS: "a:1", KAFKA_SASL_MECHANISM: "gssapi" }, /^KAFKA_SASL_MECHANISM must be plain/],
