@@ -120,6 +120,11 @@ export interface Auditor {
    */
   rememberStored(event: DataAccessEvent, meta: EventMeta, rules: readonly string[], written?: StoredWrite): void;
   /**
+   * Parks again, after a restart, a stored use of unknown provenance (what it read had no lineage
+   * when it arrived): lineage that arrives later, or is stored already, still resolves it.
+   */
+  parkStored(event: DataAccessEvent, meta: EventMeta): void;
+  /**
    * With `onDemand`: the facts to fetch before `events` can be handled exactly as with an
    * unbounded graph, or undefined when the graph holds them. Call again after each
    * `loadLineage` until undefined (the upstream closure is fetched a level at a time).
@@ -537,6 +542,11 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
     learn(e, out) {
       flush(out);
       applyLineage(e, undefined, out);
+    },
+    parkStored(e, meta) {
+      park(e, meta);
+      // What it reads is fetched with the next batch: lineage stored before the restart resolves it then.
+      if (o.onDemand) for (const s of selectors(e)) if (!resident.has(s.dataset)) toLoad.add(s.dataset);
     },
     rememberStored(e, meta, rules, written) {
       if (recheckWindow <= 0) return;

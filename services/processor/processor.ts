@@ -84,7 +84,7 @@ export interface Processor {
    */
   restore(
     facts: AsyncIterable<DataAccessEvent> | Iterable<DataAccessEvent>,
-    recentUses?: readonly { event: DataAccessEvent; rules: string[]; written?: StoredWrite }[],
+    recentUses?: readonly { event: DataAccessEvent; rules: string[]; written?: StoredWrite; pending?: boolean }[],
   ): Promise<number>;
   readonly auditor: Auditor;
   readonly stats: Readonly<ProcessorStats>;
@@ -382,7 +382,10 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
         auditor.restore(fact);
         n++;
       }
-      for (const u of recentUses) auditor.rememberStored(u.event, currentMeta, u.rules, u.written);
+      for (const u of recentUses) {
+        if (u.pending) auditor.parkStored(u.event, currentMeta);
+        else auditor.rememberStored(u.event, currentMeta, u.rules, u.written);
+      }
       return n;
     },
   };

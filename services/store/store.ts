@@ -150,6 +150,8 @@ export interface StoredUse {
   event: DataAccessEvent;
   rules: string[];
   written: { labelIds: string[]; ruleLabels: Record<string, string[]> };
+  /** Stored as of unknown provenance (what it read had no lineage yet): to be parked again, not rechecked. */
+  pending?: boolean;
 }
 
 /** Facts per page when streaming every stored fact. */
@@ -501,7 +503,23 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
          ORDER BY ingested_at`,
         { limit },
       );
-      if (rows.length === 0) return [];
+      // The uses still of unknown provenance (their datasets' lineage had not arrived): parked
+      // again after a restart, so the lineage arriving later still resolves them.
+      const parked = await query<StoredUseRow>(
+        `SELECT event_id, kind, toString(toUnixTimestamp64Milli(occurred_at)) AS at, service, job_namespace, job_name, run_id, input_fields,
+                purposes, data_subject, subjects, recipient, recipient_external, traceparent, pseudonym_key_id, label_ids
+         FROM (SELECT * FROM ${quotedDatabase}.${Table.events} FINAL WHERE kind IN ('USE', 'SHARE') AND verdict = 'unknown_provenance'
+               ORDER BY ingested_at DESC LIMIT {limit:UInt32})
+         ORDER BY ingested_at`,
+        { limit },
+      );
+      const pending: StoredUse[] = parked.map((r) => ({
+        event: eventFromRow(r),
+        rules: [],
+        written: { labelIds: [], ruleLabels: {} },
+        pending: true,
+      }));
+      if (rows.length === 0) return pending;
       const rules = new Map<string, Record<string, string[]>>();
       // A violation rewritten with more labels has an older row until merges: take the newest.
       for (const r of await query<{ event_id: string; rule_id: string; label_ids: string[] }>(
@@ -514,10 +532,13 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         byRule[r.rule_id] = r.label_ids;
         rules.set(r.event_id, byRule);
       }
-      return rows.map((r) => {
-        const ruleLabels = rules.get(r.event_id) ?? {};
-        return { event: eventFromRow(r), rules: Object.keys(ruleLabels), written: { labelIds: r.label_ids ?? [], ruleLabels } };
-      });
+      return [
+        ...rows.map((r) => {
+          const ruleLabels = rules.get(r.event_id) ?? {};
+          return { event: eventFromRow(r), rules: Object.keys(ruleLabels), written: { labelIds: r.label_ids ?? [], ruleLabels } };
+        }),
+        ...pending,
+      ];
     },
     async usesAfter(cursor, window, limit) {
       const rows = await query<StoredUseRow>(

@@ -113,6 +113,44 @@ describe("late lineage on an already-violating use (chDB, affected)", () => {
   });
 });
 
+describe("a use parked for unknown provenance, across a restart (chDB)", () => {
+  it("is still resolved when its dataset's lineage arrives after the processor restarted", async () => {
+    const first = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
+    // Read before anything describes the dataset (another partition's COLLECT is late): parked.
+    const early = use([read("orders.buyers", "mail")], [ADS], { subjects: [pseudo("parked-1")] });
+    await batch(first, early);
+    expect((await violationRows(early.eventId)).final).toBe(0);
+
+    // The process stops; a new one restores from the store, then the lineage arrives.
+    const restarted = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
+    await restarted.restore(store.lineageFacts(), await store.recentUses(100));
+    await batch(restarted, collect("orders.buyers", { mail: [EMAIL] }, [SERVICE]));
+
+    expect(await violationRows(early.eventId)).toMatchObject({ final: 1, categories: [EMAIL], subjectRows: 1 });
+    const [row] = await store.query<{ verdict: string }>(
+      `SELECT verdict FROM ${store.database}.${Table.events} FINAL WHERE event_id = {id:String}`,
+      { id: early.eventId },
+    );
+    expect(row?.verdict).not.toBe("unknown_provenance");
+  });
+  it("is resolved after a restart when its lineage was stored meanwhile by a process that did not hold it", async () => {
+    const first = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
+    const early = use([read("orders.sellers", "mail")], [ADS], { subjects: [pseudo("parked-2")] });
+    await batch(first, early);
+    // The lineage is stored by a process that never saw the use (another instance; or this one,
+    // killed after storing the fact and before writing what resolving the use gave).
+    const other = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
+    await batch(other, collect("orders.sellers", { mail: [EMAIL] }, [SERVICE]));
+    expect((await violationRows(early.eventId)).final).toBe(0);
+
+    const restarted = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
+    await restarted.restore(store.lineageFacts(), await store.recentUses(100));
+    // Any next batch fetches what the parked use reads, and resolves it.
+    await batch(restarted, collect("unrelated.table", { v: ["user.name"] }, [SERVICE]));
+    expect(await violationRows(early.eventId)).toMatchObject({ final: 1, categories: [EMAIL], subjectRows: 1 });
+  });
+});
+
 describe("stored lineage facts (chDB)", () => {
   it("streams every stored fact a page at a time, in time order, and finds the facts of a dataset through lineage_fact_datasets_v1", async () => {
     const n = 25_001; // more than two pages
