@@ -51,15 +51,15 @@ export interface Deliverer {
   close(): Promise<void>;
 }
 
+/** Alerts taken per round of the deliverer, shared among the endpoints that can take one. */
+const ROUND = 100;
+
 /**
  * Sends the outbox's alerts, signed per Standard Webhooks, with the same webhook-id on every
  * attempt: retries with exponential backoff and jitter on failures, timeouts and 5xx; honours
  * Retry-After on 429 and 503 (for the whole endpoint); 410 disables the endpoint; at most `ratePerMinute` a minute per
  * endpoint. Every attempt is recorded in webhook_deliveries_v1.
  */
-/** Alerts taken per round of the deliverer, shared among the endpoints that can take one. */
-const ROUND = 100;
-
 export function createDeliverer(store: Store, subscriptions: readonly Subscription[], options: DelivererOptions = {}): Deliverer {
   const db = store.database;
   const byId = new Map(subscriptions.map((s) => [s.id, s]));

@@ -25,7 +25,7 @@ import type {
   RuleOverview,
   RulePath,
 } from "./types.ts";
-import { createLineageGraph, WHOLE_DATASET } from "../lineage/index.ts";
+import { createLineageGraph, datasetId, WHOLE_DATASET } from "../lineage/index.ts";
 import { EventKind } from "../codec/index.ts";
 
 export type { Overview, RuleDetail, RuleOverview };
@@ -177,13 +177,12 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
       { db, tables },
     );
     const version = row?.v ?? "";
-    const key = name;
-    const known = kept.get(key);
+    const known = kept.get(name);
     if (known && known.version === version) return known.value as Promise<T>;
     const value = compute();
-    kept.set(key, { version, value });
+    kept.set(name, { version, value });
     value.catch(() => {
-      if (kept.get(key)?.value === value) kept.delete(key);
+      if (kept.get(name)?.value === value) kept.delete(name);
     });
     return value;
   }
@@ -462,10 +461,10 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
     // loaded above), and those on its lineage edges.
     const named = new Set(fieldRows.map((r) => r.field));
     for (const f of ownFacts) {
-      for (const d of [...f.inputs, ...f.outputs]) if (`${d.namespace}/${d.name}` === id) for (const x of d.fields) named.add(x.name);
+      for (const d of [...f.inputs, ...f.outputs]) if (datasetId(d) === id) for (const x of d.fields) named.add(x.name);
       for (const m of f.fieldLineage) {
-        if (`${m.output.namespace}/${m.output.name}` === id) named.add(m.output.field);
-        for (const i of m.inputs) if (`${i.namespace}/${i.name}` === id) named.add(i.field);
+        if (datasetId(m.output) === id) named.add(m.output.field);
+        for (const i of m.inputs) if (datasetId(i) === id) named.add(i.field);
       }
     }
     const fields = [...named]
@@ -561,20 +560,15 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
   }
 
   async function datasets(q: string): Promise<DatasetList> {
-    const [rows, total] = await Promise.all([
-      store.query<{ dataset: string }>(
-        `SELECT DISTINCT dataset FROM ${db}.${Table.factDatasets}
-         WHERE {q:String} = '' OR positionCaseInsensitiveUTF8(dataset, {q:String}) > 0
-         ORDER BY dataset LIMIT ${DATASETS_LISTED}`,
-        { q },
-      ),
-      store.query<{ n: string }>(
-        `SELECT toString(uniqExact(dataset)) AS n FROM ${db}.${Table.factDatasets}
-         WHERE {q:String} = '' OR positionCaseInsensitiveUTF8(dataset, {q:String}) > 0`,
-        { q },
-      ),
-    ]);
-    return { query: q, total: Number(total[0]?.n ?? 0), datasets: rows.map((r) => ({ dataset: r.dataset })) };
+    // One statement: the matches' count is taken before the LIMIT.
+    const rows = await store.query<{ dataset: string; total: string }>(
+      `SELECT dataset, toString(count() OVER ()) AS total
+       FROM (SELECT DISTINCT dataset FROM ${db}.${Table.factDatasets}
+             WHERE {q:String} = '' OR positionCaseInsensitiveUTF8(dataset, {q:String}) > 0)
+       ORDER BY dataset LIMIT ${DATASETS_LISTED}`,
+      { q },
+    );
+    return { query: q, total: Number(rows[0]?.total ?? 0), datasets: rows.map((r) => ({ dataset: r.dataset })) };
   }
 
   return {

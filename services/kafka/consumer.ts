@@ -289,7 +289,7 @@ export async function startKafkaProcessor(
           partition: batch.partition,
           lag: Math.max(0, Number(BigInt(batch.highWatermark) - next)),
         });
-      behind(BigInt(batch.firstOffset() ?? (batch.messages[0] as KafkaMessage).offset));
+      behind(BigInt((batch.messages[0] as KafkaMessage).offset));
       try {
         const total: Outcome = { accepted: 0, violations: 0, dead: [], facts: [] };
         for (let i = 0; i < batch.messages.length; i += perWrite) {

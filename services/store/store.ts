@@ -495,30 +495,21 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     },
     async recentUses(limit) {
       if (limit <= 0) return [];
-      const rows = await query<StoredUseRow>(
+      // The most recent `limit` checked uses, and as many still of unknown provenance (their
+      // datasets' lineage had not arrived): those are parked again after a restart, so the
+      // lineage arriving later still resolves them.
+      const all = await query<StoredUseRow & { parked: number }>(
         `SELECT event_id, kind, toString(toUnixTimestamp64Milli(occurred_at)) AS at, service, job_namespace, job_name, run_id, input_fields,
-                purposes, data_subject, subjects, recipient, recipient_external, traceparent, pseudonym_key_id, label_ids
-         FROM (SELECT * FROM ${quotedDatabase}.${Table.events} FINAL WHERE kind IN ('USE', 'SHARE') AND verdict != 'unknown_provenance'
-               ORDER BY ingested_at DESC LIMIT {limit:UInt32})
+                purposes, data_subject, subjects, recipient, recipient_external, traceparent, pseudonym_key_id, label_ids, parked
+         FROM (SELECT *, verdict = 'unknown_provenance' AS parked FROM ${quotedDatabase}.${Table.events} FINAL WHERE kind IN ('USE', 'SHARE')
+               ORDER BY ingested_at DESC LIMIT {limit:UInt32} BY parked)
          ORDER BY ingested_at`,
         { limit },
       );
-      // The uses still of unknown provenance (their datasets' lineage had not arrived): parked
-      // again after a restart, so the lineage arriving later still resolves them.
-      const parked = await query<StoredUseRow>(
-        `SELECT event_id, kind, toString(toUnixTimestamp64Milli(occurred_at)) AS at, service, job_namespace, job_name, run_id, input_fields,
-                purposes, data_subject, subjects, recipient, recipient_external, traceparent, pseudonym_key_id, label_ids
-         FROM (SELECT * FROM ${quotedDatabase}.${Table.events} FINAL WHERE kind IN ('USE', 'SHARE') AND verdict = 'unknown_provenance'
-               ORDER BY ingested_at DESC LIMIT {limit:UInt32})
-         ORDER BY ingested_at`,
-        { limit },
-      );
-      const pending: StoredUse[] = parked.map((r) => ({
-        event: eventFromRow(r),
-        rules: [],
-        written: { labelIds: [], ruleLabels: {} },
-        pending: true,
-      }));
+      const rows = all.filter((r) => Number(r.parked) === 0);
+      const pending: StoredUse[] = all
+        .filter((r) => Number(r.parked) === 1)
+        .map((r) => ({ event: eventFromRow(r), rules: [], written: { labelIds: [], ruleLabels: {} }, pending: true }));
       if (rows.length === 0) return pending;
       const rules = new Map<string, Record<string, string[]>>();
       // A violation rewritten with more labels has an older row until merges: take the newest.

@@ -33,9 +33,12 @@ export function section(root: HTMLElement, heading: string, none: string, captio
   root.append(el("h3", heading), rows.length === 0 ? el("p", none) : table(caption, head, rows));
 }
 
+/** A stored time (ISO, UTC) as `YYYY-MM-DD HH:MM:SS`. */
+export const clock = (iso: string): string => iso.replace("T", " ").slice(0, 19);
+
 /** Which snapshot of the exact model the exact counts come from, in one sentence. */
 export function modelNote(model: { computedAt: string | null; updating: boolean }): HTMLParagraphElement {
-  const when = model.computedAt ? model.computedAt.replace("T", " ").replace(/\.\d+Z$/, " UTC") : null;
+  const when = model.computedAt ? `${clock(model.computedAt)} UTC` : null;
   const text = when
     ? `Exact counts from the exact model computed ${when}${model.updating ? "; a newer one is being computed" : ""}. Possibly-affected counts are live.`
     : `No exact model computed yet${model.updating ? ": it is being computed" : ""}; exact counts show 0 until it is. Possibly-affected counts are live.`;

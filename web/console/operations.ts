@@ -1,10 +1,9 @@
 // Operations: what did not go in (dead letters, with their reasons), how far behind Kafka the
 // consumer is, and what did not go out (webhook endpoints, failed deliveries).
 import type { OperationsView } from "../../services/console/types.ts";
-import { el, section } from "./dom.ts";
+import { clock, el, section } from "./dom.ts";
 
 const n = (v: number) => v.toLocaleString("en-US");
-const at = (iso: string) => iso.replace("T", " ").slice(0, 19);
 
 export function renderOperations(root: HTMLElement, ops: OperationsView): void {
   root.replaceChildren();
@@ -23,7 +22,7 @@ export function renderOperations(root: HTMLElement, ops: OperationsView): void {
     "Nothing was refused.",
     "The 20 most recent, newest first (bytes withheld when they may identify a person)",
     ["Received (UTC)", "Source", "Code", "Reason", "Bytes"],
-    ops.deadLetters.latest.map((d) => [at(d.at), d.source, d.code, d.reason, `${n(d.bytes)}${d.redacted ? " (withheld)" : ""}`]),
+    ops.deadLetters.latest.map((d) => [clock(d.at), d.source, d.code, d.reason, `${n(d.bytes)}${d.redacted ? " (withheld)" : ""}`]),
   );
   if (ops.lag === null)
     root.append(el("h3", "Consumer lag"), el("p", "This serve consumes no Kafka topic (events come over HTTP and from files)."));
@@ -54,7 +53,7 @@ export function renderOperations(root: HTMLElement, ops: OperationsView): void {
     "The 20 most recent attempts that did not deliver, newest first",
     ["When (UTC)", "Subscription", "Webhook id", "Attempt", "Status", "Outcome", "Error"],
     ops.failedDeliveries.map((f) => [
-      at(f.at),
+      clock(f.at),
       f.subscription,
       f.webhookId,
       String(f.attempt),

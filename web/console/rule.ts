@@ -5,7 +5,7 @@
 import dagre from "@dagrejs/dagre";
 import uPlot from "uplot";
 import type { RuleDetail, RulePath } from "../../services/console/types.ts";
-import { el, modelNote, section, table } from "./dom.ts";
+import { clock, el, modelNote, section, table } from "./dom.ts";
 import { datasetLink } from "./dataset.ts";
 
 const n = (v: number) => v.toLocaleString("en-US");
@@ -98,7 +98,7 @@ export function renderRule(root: HTMLElement, id: string, detail: RuleDetail | u
   if (detail.alertList.length > 0) root.append(alertTable(detail.alertList));
 }
 
-const time = (iso: string | null) => (iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "—");
+const time = (iso: string | null) => (iso ? `${clock(iso)}Z` : "—");
 
 /** The latest alerts, each with its delivery attempts: when, the receiver's status, what followed. */
 function alertTable(alerts: RuleDetail["alertList"]): HTMLTableElement {

@@ -11,10 +11,10 @@ import { checkExposure, openAuditor, serveFile } from "../context.ts";
 import { boundHeapGrowth } from "../heap.ts";
 import { startTelemetry } from "../telemetry.ts";
 
-/** Takes events until SIGINT or SIGTERM; then stops each part in the reverse order of its start. */
 /** How long serve waits for the console's first read of the overview before saying it is ready. */
 const CONSOLE_WARM_MS = 5_000;
 
+/** Takes events until SIGINT or SIGTERM; then stops each part in the reverse order of its start. */
 export async function run(argv: string[], config: AppConfig): Promise<number> {
   const { values } = args(argv, { port: { type: "string" }, host: { type: "string" } }, false);
   const port = values.port === undefined ? config.port : portFlag(values.port as string);
