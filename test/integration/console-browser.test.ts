@@ -323,7 +323,8 @@ describe("the investigation console in Chromium", () => {
     const page = await browser!.newPage({ viewport: { width: 1400, height: 1000 } });
     await signIn(page);
     await page.getByRole("link", { name: "Operations" }).click();
-    await page.waitForSelector("table");
+    // Its own table: the overview's, still there just after the click, would do for "table".
+    await page.waitForSelector('table:has-text("by error code and reason")');
     expect(await page.getByRole("heading", { level: 2 }).textContent()).toBe("Operations");
     const reasons = await page.locator("table", { hasText: "by error code and reason" }).locator("tbody tr").allTextContents();
     expect(reasons.some((r) => r.includes("OpenLineage event is not valid JSON"))).toBe(true);
