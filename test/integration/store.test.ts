@@ -85,6 +85,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "015_exact_bitmaps.sql",
       "016_replay_sql.sql",
       "017_openlineage_events_v1.sql",
+      "018_lineage_edges_in.sql",
     ]);
   });
 
@@ -124,6 +125,52 @@ describe("store on the real ClickHouse engine (chDB)", () => {
     }
     expect(await counts(store)).toEqual(first);
     expect(await affectedSummary(store, { ruleId: SCENARIO_RULE })).toEqual(summary);
+  });
+
+  it("stores every edge the processor made, one row each, through the staging table's arrays (migration 018)", async () => {
+    const s = await openStore({ path: dir, database: randomDatabase("edges") });
+    try {
+      await s.migrate();
+      const made: string[] = [];
+      const sink = {
+        write: async (batch: Parameters<Store["write"]>[0]) => {
+          for (const e of batch.edges)
+            made.push(
+              [
+                e.event_id,
+                e.occurred_at,
+                e.service,
+                e.job_name,
+                e.run_id,
+                e.from_dataset,
+                e.from_field,
+                e.to_dataset,
+                e.to_field,
+                e.transform,
+                e.masking,
+              ].join("|"),
+            );
+          await s.write(batch);
+        },
+      };
+      const { messages } = await encodeScenario(300);
+      const processor = createProcessor({ policy, taxonomy, codec }, { sink });
+      for (let i = 0; i < messages.length; i += 500)
+        await processor.processMessages(messages.slice(i, i + 500).map((bytes, k) => ({ bytes, source: `m#${i + k}` })));
+      const stored = await s.query<{ row: string }>(
+        `SELECT concat(event_id, '|', toString(toUnixTimestamp64Milli(occurred_at)), '|', service, '|', job_name, '|', run_id, '|', from_dataset, '|', from_field, '|', to_dataset, '|', to_field, '|', transform, '|', masking) AS row
+         FROM ${s.database}.${Table.edges} FINAL`,
+      );
+      // Several DERIVEs with several edges each, in the batches as made.
+      expect(new Set(made.map((m) => m.split("|")[0])).size).toBeGreaterThan(3);
+      expect(made.length).toBeGreaterThan(20);
+      // One row per distinct edge: the same edge again (a message redelivered) is one row (ReplacingMergeTree).
+      expect(stored.map((r) => r.row).sort()).toEqual([...new Set(made)].sort());
+      const [staged] = await s.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${s.database}.${Table.edgesIn}`);
+      expect(staged?.n).toBe("0"); // Null: the staging table keeps nothing
+    } finally {
+      await s.close();
+    }
   });
 
   it("gives the same affected count from the daily aggregate views, exact and approximate", async () => {
