@@ -17,6 +17,7 @@ import { createProcessor } from "../services/processor/index.ts";
 import { openStore, Table } from "../services/store/index.ts";
 import { startIngestServer } from "../services/api/index.ts";
 import { createOpenLineageIntake } from "../services/openlineage/index.ts";
+import { openIntakeJournal } from "../services/ingest/index.ts";
 
 const FIELDS = 20;
 const DATASETS = 500;
@@ -24,6 +25,9 @@ const PRODUCER = "https://github.com/lineage-audit/lineage-audit/scripts/bench-o
 
 export interface OpenLineageBench {
   runEvents: number;
+  /** Every RunEvent answered 201 (on disk in the journal), per second of the posting. */
+  answeredPerSecond: number;
+  /** Every RunEvent stored (queryable), per second from the first post: the end-to-end figure. */
   runEventsPerSecond: number;
   avroEventsPerSecond: number;
   clients: number;
@@ -107,7 +111,11 @@ function deriveInput(i: number): EmitInput {
 }
 
 /** Posts RunEvents 0..n-1 from a worker thread (so the load generator does not share the server's event loop). */
-function postFromWorker(url: string, n: number, clients: number): Promise<{ ms: number; statuses: Record<string, number> }> {
+function postFromWorker(
+  url: string,
+  bodies: readonly string[],
+  clients: number,
+): Promise<{ ms: number; startedAt: number; statuses: Record<string, number> }> {
   const source = `
     const { parentPort, workerData } = require("node:worker_threads");
     const http = require("node:http");
@@ -130,13 +138,12 @@ function postFromWorker(url: string, n: number, clients: number): Promise<{ ms: 
     }
     async function client() { while (next < n) { const i = next++; await post(Buffer.from(bodies[i])); } }
     Promise.all(Array.from({ length: clients }, client)).then(() => {
-      parentPort.postMessage({ ms: performance.now() - started, statuses });
+      parentPort.postMessage({ ms: performance.now() - started, startedAt: performance.timeOrigin + started, statuses });
       agent.destroy();
     });`;
-  const bodies = Array.from({ length: n }, (_, i) => runEventBytes(i).toString("utf8"));
-  const worker = new Worker(source, { eval: true, workerData: { url, n, clients, bodies } });
+  const worker = new Worker(source, { eval: true, workerData: { url, n: bodies.length, clients, bodies } });
   return new Promise((resolve, reject) => {
-    worker.once("message", (m: { ms: number; statuses: Record<string, number> }) => resolve(m));
+    worker.once("message", (m: { ms: number; startedAt: number; statuses: Record<string, number> }) => resolve(m));
     worker.once("error", reject);
   });
 }
@@ -150,26 +157,41 @@ export async function benchOpenLineage(options: { runEvents: number; clients: nu
   try {
     await store.migrate();
     const processor = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
-    const openLineage = createOpenLineageIntake({ processor, store, taxonomy });
+    // As serve runs it: answered once in the journal, stored behind it in batches.
+    const journal = await openIntakeJournal({ dir: join(dir, "openlineage-journal") });
+    const openLineage = createOpenLineageIntake({ processor, store, taxonomy, journal });
     const server = await startIngestServer(processor, { port: 0, openLineage });
     try {
       const n = options.runEvents;
-      const posted = await postFromWorker(server.url, n, options.clients);
-      if (posted.statuses["201"] !== n) throw new Error(`not every RunEvent was stored: ${JSON.stringify(posted.statuses)}`);
+      const bodies = Array.from({ length: n }, (_, i) => runEventBytes(i).toString("utf8"));
+      const elu0 = performance.eventLoopUtilization();
+      const cpu0 = process.cpuUsage();
+      const posted = await postFromWorker(server.url, bodies, options.clients);
+      if (posted.statuses["201"] !== n) throw new Error(`not every RunEvent was answered 201: ${JSON.stringify(posted.statuses)}`);
+      await openLineage.settled();
+      // From the worker's first post (one clock for both threads).
+      const storedMs = performance.timeOrigin + performance.now() - posted.startedAt;
+      if (process.env["BENCH_DEBUG"]) {
+        const cpu = process.cpuUsage(cpu0);
+        console.error(
+          `main thread busy ${(performance.eventLoopUtilization(elu0).utilization * 100).toFixed(0)}%; process CPU ${((cpu.user + cpu.system) / 1000 / storedMs).toFixed(2)} cores (user ${(cpu.user / n).toFixed(0)} µs, sys ${(cpu.system / n).toFixed(0)} µs per RunEvent); journal syncs ${journal.syncs}`,
+        );
+      }
       const emitter = createEmitter({
         transport: createHttpTransport({ url: server.url }),
         pseudonymKey: "bench-key-".repeat(4),
         maxBatch: 1000,
       });
-      const started = performance.now();
+      const avroStarted = performance.now();
       for (let i = 0; i < n; i++) await emitter.emit(deriveInput(i));
       await emitter.close();
-      const avroMs = performance.now() - started;
+      const avroMs = performance.now() - avroStarted;
       const [row] = await store.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${store.database}.${Table.openLineage}`);
       if (Number(row?.n) !== n) throw new Error(`openlineage_events_v1 holds ${row?.n} rows, not ${n}`);
       return {
         runEvents: n,
-        runEventsPerSecond: n / (posted.ms / 1000),
+        answeredPerSecond: n / (posted.ms / 1000),
+        runEventsPerSecond: n / (storedMs / 1000),
         avroEventsPerSecond: n / (avroMs / 1000),
         clients: options.clients,
       };
@@ -187,7 +209,8 @@ export function formatOpenLineageBench(r: OpenLineageBench): string {
   const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
   return [
     `\nOpenLineage over HTTP, ${fmt(r.runEvents)} COMPLETE RunEvents with column lineage of ${FIELDS} fields, ${r.clients} keep-alive clients, one RunEvent a request`,
-    `  POST /api/v1/lineage (OpenLineage JSON)      ${fmt(r.runEventsPerSecond).padStart(8)} RunEvents/s (goal 5,000)`,
+    `  POST /api/v1/lineage (OpenLineage JSON)      ${fmt(r.runEventsPerSecond).padStart(8)} RunEvents/s stored, first post to last stored (goal 5,000)`,
+    `    of which answered 201 (in the journal)     ${fmt(r.answeredPerSecond).padStart(8)} RunEvents/s`,
     `  POST /v1/events (our Avro, SDK batches)      ${fmt(r.avroEventsPerSecond).padStart(8)} events/s, the same derivations`,
   ].join("\n");
 }

@@ -18,7 +18,7 @@ export interface IngestServerOptions {
   /** Largest request body accepted; a message over the message limit inside it is dead-lettered alone. @default 33554432 (32 MiB) */
   maxBodyBytes?: number;
   /** When set, POST /api/v1/lineage takes OpenLineage RunEvents (docs/openlineage.md), with the same token. */
-  openLineage?: Pick<OpenLineageIntake, "submit">;
+  openLineage?: Pick<OpenLineageIntake, "submit"> & Partial<Pick<OpenLineageIntake, "backlog">>;
   /** When set, the investigation console answers its own paths (`/`, `/login`, `/api/console/…`), behind its own sign-in. */
   console?: ConsoleHandler;
 }
@@ -53,7 +53,11 @@ export async function startIngestServer(
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0];
-    if (req.method === "GET" && path === "/healthz") return send(res, 200, { status: "ok" });
+    if (req.method === "GET" && path === "/healthz") {
+      // RunEvents answered and not yet stored (journaled behind the answer): 0 once all are queryable.
+      const backlog = options.openLineage?.backlog?.();
+      return send(res, 200, { status: "ok", ...(backlog === undefined ? {} : { openLineage: { notYetStored: backlog } }) });
+    }
     if (options.console && (await options.console(req, res))) return;
     const lineage = path === LINEAGE_PATH && options.openLineage !== undefined;
     if (path !== "/v1/events" && !lineage)
@@ -83,7 +87,8 @@ export async function startIngestServer(
   }
 
   /**
-   * One OpenLineage RunEvent, answered as Marquez answers: 201 once stored; 400 for a body that is
+   * One OpenLineage RunEvent, answered as Marquez answers: 201 once stored (through a journal: once
+   * on disk there, stored behind); 400 for a body that is
    * not JSON; 422 for one that breaks the schema or a mapped event the auditor refuses (both
    * dead-lettered with the reason); 413 over the message limit; 415 for another content type.
    */

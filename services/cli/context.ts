@@ -10,6 +10,7 @@ import { loadPolicy, type Policy } from "../rules/index.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { createProcessor, defaultAuditorOptions, type Processor, type ProcessorConfig } from "../processor/index.ts";
 import { createOpenLineageIntake, loadClassification, type OpenLineageIntake } from "../openlineage/index.ts";
+import { openIntakeJournal } from "../ingest/index.ts";
 
 /** The shortest ingest token or analyst password `serve` accepts when it listens beyond loopback. */
 export const MIN_EXPOSED_SECRET_LENGTH = 16;
@@ -56,7 +57,14 @@ export interface AuditorContext {
 /** Opens the store (migrating it), loads taxonomy and rules, and rebuilds lineage from stored facts. */
 export async function openAuditor(
   config: AppConfig,
-  overrides: { database?: string; alerts?: ProcessorConfig["alerts"] } = {},
+  overrides: {
+    database?: string;
+    alerts?: ProcessorConfig["alerts"];
+    /** `serve`: OpenLineage RunEvents over HTTP go through the journal (answered once on disk, stored behind). */
+    openLineageJournal?: boolean;
+    /** Told of a journaled batch that could not be stored yet (it is tried again). */
+    onError?: (error: unknown) => void;
+  } = {},
 ): Promise<AuditorContext> {
   const taxonomy = loadFideslangTaxonomy();
   const policy = loadPolicy(config.rulesPath, taxonomy);
@@ -72,7 +80,16 @@ export async function openAuditor(
       { sink: store, lineage: store },
     );
     await processor.restore(store.lineageFacts(), await store.recentUses(defaultAuditorOptions.recheckWindow));
-    const openLineage = createOpenLineageIntake({ processor, store, taxonomy, classification });
+    // The journal is opened after the store: what it still holds from before a crash is stored first.
+    const journal = overrides.openLineageJournal ? await openIntakeJournal({ dir: openLineageJournalDir(config) }) : undefined;
+    const openLineage = createOpenLineageIntake({
+      processor,
+      store,
+      taxonomy,
+      classification,
+      ...(journal ? { journal } : {}),
+      ...(overrides.onError ? { onError: overrides.onError } : {}),
+    });
     return {
       codec,
       taxonomy,
@@ -89,6 +106,11 @@ export async function openAuditor(
     await store.close();
     throw error;
   }
+}
+
+/** Where `serve` journals OpenLineage RunEvents: LINEAGE_AUDIT_OPENLINEAGE_JOURNAL, else inside the store's directory. */
+export function openLineageJournalDir(config: AppConfig): string {
+  return resolve(config.openLineageJournalPath ?? join(config.store.path ?? defaults.storePath, "openlineage-journal"));
 }
 
 /** The configured key, or for the demo a fresh random one (pseudonyms then differ per run). */

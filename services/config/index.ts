@@ -69,6 +69,8 @@ export interface AppConfig {
   webhooksPath?: string;
   /** Data categories for OpenLineage datasets whose producers send no tags (docs/openlineage.md). */
   classificationPath?: string;
+  /** Where `serve` journals OpenLineage RunEvents it has answered and not yet stored; unset: `openlineage-journal` in the store's directory. */
+  openLineageJournalPath?: string;
   /** The receiver's signing secret for `webhooks test`, when set. */
   webhookSecret?: string;
   log: LogFormat;
@@ -147,6 +149,12 @@ export const settings: readonly SettingDoc[] = [
     env: ["LINEAGE_AUDIT_CLASSIFICATION"],
     shown: "(none)",
     doc: "data categories (dataset glob → field → categories) for OpenLineage datasets whose producers send no tags ([docs/openlineage.md](docs/openlineage.md)); checked at start-up",
+  },
+  {
+    section: "general",
+    env: ["LINEAGE_AUDIT_OPENLINEAGE_JOURNAL"],
+    shown: `\`<LINEAGE_AUDIT_DATA>/openlineage-journal\``,
+    doc: "where `serve` writes each OpenLineage RunEvent before it answers 201, and keeps it until it is stored; after a crash it stores what the journal still holds ([docs/openlineage.md](docs/openlineage.md#http))",
   },
   { section: "general", env: ["LINEAGE_AUDIT_DEBUG"], shown: "", doc: "print stacks with errors (`1`)" },
   {
@@ -264,6 +272,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): AppConfig {
   if (env["LINEAGE_AUDIT_WEBHOOKS"]) config.webhooksPath = env["LINEAGE_AUDIT_WEBHOOKS"];
   if (env["LINEAGE_AUDIT_WEBHOOK_SECRET"]) config.webhookSecret = env["LINEAGE_AUDIT_WEBHOOK_SECRET"];
   if (env["LINEAGE_AUDIT_CLASSIFICATION"]) config.classificationPath = env["LINEAGE_AUDIT_CLASSIFICATION"];
+  if (env["LINEAGE_AUDIT_OPENLINEAGE_JOURNAL"]) config.openLineageJournalPath = env["LINEAGE_AUDIT_OPENLINEAGE_JOURNAL"];
   if (env["OTEL_EXPORTER_OTLP_ENDPOINT"] || env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] || env["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]) {
     const interval = env["OTEL_METRIC_EXPORT_INTERVAL"] ? Number(env["OTEL_METRIC_EXPORT_INTERVAL"]) : defaults.otelMetricExportIntervalMs;
     if (!Number.isInteger(interval) || interval < 100)

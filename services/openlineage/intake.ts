@@ -6,8 +6,9 @@ import { LineageAuditError, TransportError } from "../errors/index.ts";
 import { validateEvent, type InboundEvent, type Processor, type ProcessResult, type Rejection } from "../processor/index.ts";
 import type { Taxonomy } from "../taxonomy/index.ts";
 import { Table } from "../store/index.ts";
+import type { IntakeJournal, JournalRecord } from "../ingest/journal.ts";
 import type { Classification } from "./classification.ts";
-import { mapRunEvent, type RunEventInput } from "./map.ts";
+import { mapRunEvent, type Mapped, type RunEventInput } from "./map.ts";
 import { checkRunEventBytes, validateRunEvent } from "./validate.ts";
 
 export interface OpenLineageItem {
@@ -45,7 +46,11 @@ export interface OpenLineageIntake {
    * store write per batch instead of per request. Resolves with its own outcome once stored.
    */
   submit(item: OpenLineageItem): Promise<OpenLineageOutcome>;
-  /** Writes what is waiting. */
+  /** RunEvents submitted and not yet stored (queryable). */
+  backlog(): number;
+  /** Resolves once every RunEvent submitted before the call is stored. */
+  settled(): Promise<void>;
+  /** Writes what is waiting (and what the journal holds), then closes the journal. */
   close(): Promise<void>;
 }
 
@@ -62,7 +67,20 @@ export interface OpenLineageIntakeOptions {
   maxInFlight?: number;
   /** RunEvents `submit` holds waiting beyond those; more are refused as busy (HTTP 503: clients retry). @default 10000 */
   maxWaiting?: number;
+  /**
+   * When given, `submit` answers once a RunEvent is in this journal (on disk), and stores
+   * journaled RunEvents behind it in batches of up to `maxBatch` (services/ingest/journal.ts).
+   */
+  journal?: IntakeJournal;
+  /** Told of a batch that could not be stored (it is tried again). */
+  onError?: (error: unknown) => void;
 }
+
+/** Journaled RunEvents waiting beyond which no mapped copy is kept beside their bytes. */
+const MEMO_LIMIT = 10_000;
+
+/** A RunEvent checked and mapped, or refused with its outcome. */
+type Prepared = { ol: RunEventInput; mapped: Mapped } | { failure: LineageAuditError; outcome: OpenLineageOutcome & { stored: false } };
 
 export const defaultOpenLineageIntakeOptions = { maxBatch: 1000, lingerMs: 5, maxInFlight: 2, maxWaiting: 10_000 } as const;
 
@@ -73,32 +91,43 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
   const maxInFlight = Math.max(1, options.maxInFlight ?? defaultOpenLineageIntakeOptions.maxInFlight);
   const maxWaiting = options.maxWaiting ?? defaultOpenLineageIntakeOptions.maxWaiting;
 
-  async function ingest(items: readonly OpenLineageItem[]): Promise<OpenLineageResult> {
+  /** Checks and maps one RunEvent (no I/O): what it becomes, or why it is refused. */
+  function prepare(item: OpenLineageItem): Prepared {
+    let stage: "parse" | "schema" | "event" = "parse";
+    try {
+      const doc = checkRunEventBytes(item.bytes);
+      stage = "schema";
+      const ol = validateRunEvent(doc) as RunEventInput;
+      const mapped = mapRunEvent(ol, mapOptions);
+      // All or nothing: the events a RunEvent becomes are checked as the processor checks them
+      // (taxonomy keys, what each kind needs) before any is stored, so none is stored alone.
+      stage = "event";
+      for (const event of mapped.events) validateEvent(event, options.taxonomy);
+      return { ol, mapped };
+    } catch (error) {
+      if (!(error instanceof LineageAuditError)) throw error;
+      return { failure: error, outcome: { source: item.source, stored: false, stage, code: error.code, reason: error.message } };
+    }
+  }
+
+  /** Stores prepared RunEvents: their events through the processor, then each one's row in openlineage_events_v1. */
+  async function store(items: readonly OpenLineageItem[], prepared: readonly Prepared[]): Promise<OpenLineageResult> {
     const inbound: InboundEvent[] = [];
     const outcomes: (OpenLineageOutcome | undefined)[] = [];
     const logged: { index: number; ol: RunEventInput; explanation: string; eventIds: string[] }[] = [];
     items.forEach((item, index) => {
-      let stage: "parse" | "schema" | "event" = "parse";
-      try {
-        const doc = checkRunEventBytes(item.bytes);
-        stage = "schema";
-        const ol = validateRunEvent(doc) as RunEventInput;
-        const mapped = mapRunEvent(ol, mapOptions);
-        // All or nothing: the events a RunEvent becomes are checked as the processor checks them
-        // (taxonomy keys, what each kind needs) before any is stored, so none is stored alone.
-        stage = "event";
-        for (const event of mapped.events) validateEvent(event, options.taxonomy);
-        // A RunEvent carries no raw identifiers the schema lets through (subjects must be
-        // pseudonyms): its events are kept as they are.
-        for (const event of mapped.events) inbound.push({ event, source: item.source });
-        logged.push({ index, ol, explanation: mapped.explanation, eventIds: mapped.events.map((e) => e.eventId) });
-      } catch (error) {
-        if (!(error instanceof LineageAuditError)) throw error;
+      const p = prepared[index] as Prepared;
+      if ("failure" in p) {
         // Dead-lettered through the processor like any bad message: its length and SHA-256 kept,
         // its bytes withheld (unchecked input).
-        inbound.push({ event: undefined, source: item.source, raw: item.bytes, failure: error });
-        outcomes[index] = { source: item.source, stored: false, stage, code: error.code, reason: error.message };
+        inbound.push({ event: undefined, source: item.source, raw: item.bytes, failure: p.failure });
+        outcomes[index] = p.outcome;
+        return;
       }
+      // A RunEvent carries no raw identifiers the schema lets through (subjects must be
+      // pseudonyms): its events are kept as they are.
+      for (const event of p.mapped.events) inbound.push({ event, source: item.source });
+      logged.push({ index, ol: p.ol, explanation: p.mapped.explanation, eventIds: p.mapped.events.map((e) => e.eventId) });
     });
     const result: Pick<ProcessResult, "accepted" | "rejected" | "violations" | "facts"> =
       inbound.length > 0 ? await options.processor.processEvents(inbound) : { accepted: 0, rejected: [], violations: 0, facts: [] };
@@ -134,11 +163,14 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
     };
   }
 
+  const ingest = (items: readonly OpenLineageItem[]) => store(items, items.map(prepare));
+
   // Group commit for submit(): up to `maxInFlight` batches are written at once (one is evaluated
   // while the other is stored); what arrives meanwhile is the next batch, taken as soon as a write
   // ends (or after lingerMs when idle).
   const waiting: { item: OpenLineageItem; resolve: (o: OpenLineageOutcome) => void; reject: (e: unknown) => void }[] = [];
   let timer: NodeJS.Timeout | undefined;
+  let unsettled = 0;
   const inFlight = new Set<Promise<void>>();
 
   function drain(): void {
@@ -158,15 +190,35 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
     }
   }
 
+  if (options.journal) return journaled(options.journal);
+
   return {
     ingest,
+    backlog: () => unsettled,
+    settled: async () => {
+      while (inFlight.size > 0 || waiting.length > 0) {
+        drain();
+        await Promise.all(inFlight);
+      }
+    },
     submit(item) {
       if (waiting.length >= maxWaiting)
         return Promise.reject(
           new TransportError(`the OpenLineage intake holds ${maxWaiting} RunEvents waiting to be stored; retry`, { retriable: true }),
         );
+      unsettled++;
       return new Promise<OpenLineageOutcome>((resolve, reject) => {
-        waiting.push({ item, resolve, reject });
+        waiting.push({
+          item,
+          resolve: (o) => {
+            unsettled--;
+            resolve(o);
+          },
+          reject: (e) => {
+            unsettled--;
+            reject(e instanceof Error ? e : new Error(String(e)));
+          },
+        });
         if (inFlight.size >= maxInFlight) return; // taken when a write in flight ends
         if (waiting.length >= maxBatch) drain();
         else timer ??= setTimeout(drain, lingerMs);
@@ -177,4 +229,113 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
       while (inFlight.size > 0) await Promise.all(inFlight);
     },
   };
+
+  /**
+   * submit() through the journal: a RunEvent is checked and mapped at once, appended to the
+   * journal, and answered when the append is on disk; batches of journaled RunEvents are stored
+   * behind it, in order, and marked done once stored. One that cannot be stored yet (the store is
+   * down) is tried again, never dropped; after a crash the journal gives back what was not done.
+   */
+  function journaled(journal: IntakeJournal): OpenLineageIntake {
+    let appended = journal.waiting; // recovered at open, then counted as appends resolve
+    let stored = 0;
+    let closing = false; // submit refuses; a batch that fails now stays journaled for the next start
+    let halted = false;
+    let closed = false;
+    const running = new Set<Promise<void>>();
+    let order: Promise<void> = Promise.resolve(); // done() in the order batches were taken
+    const settledWaiters: { target: number; resolve: () => void }[] = [];
+    let listening = false;
+
+    function wake(): void {
+      for (let i = settledWaiters.length - 1; i >= 0; i--) {
+        const w = settledWaiters[i] as (typeof settledWaiters)[number];
+        if (stored >= w.target) {
+          settledWaiters.splice(i, 1);
+          w.resolve();
+        }
+      }
+    }
+
+    // A batch starts when none runs, or when a whole batch waits: under load, batches grow to what
+    // arrives while one is stored (few large writes); when idle, each RunEvent is stored at once.
+    function pump(): void {
+      if (closed) return;
+      while (!halted && journal.waiting > 0 && (running.size === 0 || (running.size < maxInFlight && journal.waiting >= maxBatch))) {
+        const records = journal.take(maxBatch);
+        if (records.length === 0) break;
+        const last = (records.at(-1) as JournalRecord).seq;
+        const previous = order;
+        const finished = storeRecords(records)
+          .then(() => previous)
+          .then(() => journal.done(last))
+          .then(() => {
+            stored += records.length;
+            wake();
+          });
+        // A batch that fails keeps every later one from being marked done (each would mark it done too).
+        order = finished;
+        const tracked: Promise<void> = finished
+          .catch((error: unknown) => options.onError?.(error))
+          .finally(() => {
+            running.delete(tracked);
+            pump();
+          });
+        running.add(tracked);
+      }
+      if (journal.waiting === 0 && !listening && !closing) {
+        listening = true;
+        void journal.readable().then(() => {
+          listening = false;
+          pump();
+        });
+      }
+    }
+
+    async function storeRecords(records: readonly JournalRecord[]): Promise<void> {
+      const items = records.map((r) => ({ bytes: r.bytes, source: r.source }));
+      // Checked when it arrived; a RunEvent recovered after a restart is checked again.
+      const prepared = records.map((r, i) => (r.memo as Prepared | undefined) ?? prepare(items[i] as OpenLineageItem));
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await store(items, prepared);
+          return;
+        } catch (error) {
+          if (closing) {
+            halted = true;
+            throw error;
+          }
+          options.onError?.(error);
+          await new Promise((r) => setTimeout(r, Math.min(5_000, 100 * 2 ** attempt)));
+        }
+      }
+    }
+
+    pump();
+    return {
+      ingest,
+      backlog: () => appended - stored,
+      settled: () => new Promise<void>((resolve) => (stored >= appended ? resolve() : settledWaiters.push({ target: appended, resolve }))),
+      async submit(item) {
+        if (closing) throw new TransportError("the OpenLineage intake is closing; retry", { retriable: true });
+        const p = prepare(item);
+        // Refused ones too: their dead letters are stored with the batch they fall in.
+        // What it became is kept beside it for the batch that stores it, while few wait (a long
+        // backlog keeps only the bytes, bounded by the journal, and maps them again when stored).
+        await journal.append([{ source: item.source, bytes: item.bytes, ...(journal.waiting < MEMO_LIMIT ? { memo: p } : {}) }]);
+        appended++;
+        pump();
+        if ("failure" in p) return p.outcome;
+        return { source: item.source, stored: true, events: p.mapped.events.length, explanation: p.mapped.explanation };
+      },
+      async close() {
+        // What is journaled is stored before the journal closes, unless the store fails meanwhile:
+        // then it stays there for the next start (as after a crash).
+        closing = true;
+        for (pump(); running.size > 0; pump()) await Promise.allSettled([...running]);
+        closed = true;
+        await journal.close();
+      },
+    };
+  }
 }

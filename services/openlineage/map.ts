@@ -180,8 +180,15 @@ export function mapRunEvent(ol: RunEventInput, options: MapOptions): Mapped {
 /** A dataset with its fields (schema facet) and their categories (tags, else the classification file). */
 function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Dataset {
   const schema = d.facets?.["schema"] as { fields?: { name: string }[] } | undefined;
-  const fields = new Map<string, Set<string>>();
-  for (const f of schema?.fields ?? []) fields.set(f.name, new Set());
+  // Field name -> its categories (a set made only for a field that gets one: most get none).
+  const fields = new Map<string, Set<string> | undefined>();
+  for (const f of schema?.fields ?? []) if (!fields.has(f.name)) fields.set(f.name, undefined);
+  const add = (field: string, category: string) => {
+    if (!fields.has(field)) return;
+    const set = fields.get(field);
+    if (set) set.add(category);
+    else fields.set(field, new Set([category]));
+  };
   const tags = (d.facets?.["tags"] as { tags?: { key: string; value: string; field?: string }[] } | undefined)?.tags ?? [];
   let tagged = false;
   tags.forEach((tag, i) => {
@@ -197,19 +204,14 @@ function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Datase
     tagged = true;
     // Categories annotate the fields the schema lists; they never add one (a field list narrows
     // what a use of the dataset reads, and no schema means the whole dataset).
-    fields.get(tag.field)?.add(tag.value);
+    add(tag.field, tag.value);
   });
   if (!tagged && options.classification) {
-    for (const [field, categories] of options.classification.categoriesOf(d.namespace, d.name)) {
-      const set = fields.get(field);
-      if (set) for (const c of categories) set.add(c);
-    }
+    for (const [field, categories] of options.classification.categoriesOf(d.namespace, d.name)) for (const c of categories) add(field, c);
   }
-  return {
-    namespace: d.namespace,
-    name: d.name,
-    fields: [...fields].map(([name, categories]) => ({ name, categories: [...categories].sort() })),
-  };
+  const list: Dataset["fields"] = [];
+  for (const [name, categories] of fields) list.push({ name, categories: categories ? [...categories].sort() : [] });
+  return { namespace: d.namespace, name: d.name, fields: list };
 }
 
 /** How strongly an input field's value reaches the output field: the strongest DIRECT transformation. */
@@ -224,24 +226,29 @@ function fieldLineageOf(outputs: readonly DatasetInputOL[]): { plain: FieldMappi
     const facet = out.facets?.["columnLineage"] as ColumnLineageFacet | undefined;
     if (!facet?.fields) continue;
     mappedOutputs.push(`${out.namespace}\u0000${out.name}`);
-    for (const [field, spec] of Object.entries(facet.fields)) {
-      // Per input field: its subtype and whether it is masked; grouped by (transform, masking).
-      const groups = new Map<string, { transform: Transform; masking: boolean; inputs: FieldMapping["inputs"] }>();
+    for (const field in facet.fields) {
+      if (!Object.hasOwn(facet.fields, field)) continue;
+      const spec = facet.fields[field] as { inputFields?: ColumnInputField[]; transformationType?: string };
+      // Per input field: its subtype and whether it is masked; grouped by (transform, masking), in
+      // the order each group first appears (a field has few: a list, not a map).
+      const groups: { transform: Transform; masking: boolean; inputs: FieldMapping["inputs"] }[] = [];
       for (const input of spec.inputFields ?? []) {
         // No transformations (older facets, or an empty list as dbt sends): how the value moves is not said.
         const given = input.transformations ?? [];
-        const direct = given.length === 0 ? undefined : given.filter((t) => t.type === "DIRECT");
-        if (direct !== undefined && direct.length === 0) continue; // only INDIRECT: no value flows
         // The older facet's transformationType: IDENTITY, or MASKED ("no original data available, like a hash").
         let subtype = spec.transformationType === "IDENTITY" ? "IDENTITY" : "TRANSFORMATION";
         let masking = spec.transformationType === "MASKED";
-        if (direct !== undefined) {
+        if (given.length > 0) {
+          let direct = 0;
           subtype = "IDENTITY";
-          for (const t of direct) {
+          for (const t of given) {
+            if (t.type !== "DIRECT") continue;
+            direct++;
             const s = t.subtype ?? "TRANSFORMATION";
             if ((STRENGTH[s] ?? 2) > (STRENGTH[subtype] ?? 2)) subtype = s;
             if (t.masking === true) masking = true;
           }
+          if (direct === 0) continue; // only INDIRECT: no value flows
         }
         const transform =
           subtype === "AGGREGATION"
@@ -251,12 +258,11 @@ function fieldLineageOf(outputs: readonly DatasetInputOL[]): { plain: FieldMappi
               : masking
                 ? Transform.hash
                 : Transform.other;
-        const key = `${transform}|${masking}`;
-        const group = groups.get(key) ?? { transform, masking, inputs: [] };
+        let group = groups.find((g) => g.transform === transform && g.masking === masking);
+        if (!group) groups.push((group = { transform, masking, inputs: [] }));
         group.inputs.push({ namespace: input.namespace, name: input.name, field: input.field });
-        groups.set(key, group);
       }
-      for (const g of groups.values()) {
+      for (const g of groups) {
         (g.masking ? masked : plain).push({
           output: { namespace: out.namespace, name: out.name, field },
           inputs: g.inputs,

@@ -28,7 +28,12 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
   const stopTelemetry = await startTelemetry(config.telemetry);
   // Bad alert configuration is found before anything starts.
   const alerting = config.webhooksPath ? loadAlertingConfig(config.webhooksPath) : undefined;
-  const ctx = await openAuditor(config, alerting ? { alerts: createAlertPlanner(alerting.subscriptions, alerting.windowMs) } : {});
+  const ctx = await openAuditor(config, {
+    ...(alerting ? { alerts: createAlertPlanner(alerting.subscriptions, alerting.windowMs) } : {}),
+    openLineageJournal: true,
+    onError: (error) =>
+      logger.error(`OpenLineage: a journaled batch is not stored yet, retrying: ${(error as Error).message.split("\n")[0]}`),
+  });
   const closers: (() => Promise<void>)[] = [() => ctx.close()];
   if (stopTelemetry) closers.push(stopTelemetry);
   try {

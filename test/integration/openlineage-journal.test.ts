@@ -1,0 +1,141 @@
+// `serve` (the compiled CLI as a process) answers an OpenLineage RunEvent 201 once it is in the
+// intake journal, and stores it behind. Killed with SIGKILL while RunEvents it answered are not
+// yet stored, and started again on the same data directory, it stores every one of them: a 201 is
+// durable. /healthz says how many answered RunEvents are not yet stored.
+import { spawn, type ChildProcess } from "node:child_process";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { openStore } from "../../services/store/index.ts";
+import { HMAC_KEY, tempDir } from "./helpers.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const BIN = join(ROOT, "bin/lineage-audit.mjs");
+const dir = tempDir("lineage-ol-journal-");
+const store = join(dir, "store");
+const children: ChildProcess[] = [];
+
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function startServe(): Promise<{ child: ChildProcess; url: string; log: () => string }> {
+  const child = spawn(process.execPath, [BIN, "serve", "--port", "0"], {
+    env: { PATH: process.env["PATH"] ?? "", HOME: dir, LINEAGE_AUDIT_DATA: store, LINEAGE_AUDIT_HMAC_KEY: HMAC_KEY },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  children.push(child);
+  let err = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr.on("data", (d: Buffer) => {
+      err += d.toString("utf8");
+      const m = /POST (http:\/\/[^ ]+)\/v1\/events/.exec(err);
+      if (m) resolve(m[1]!);
+    });
+    child.once("exit", (code) => reject(new Error(`serve exited ${code}: ${err}`)));
+  });
+  return { child, url, log: () => err };
+}
+
+const FIELDS = 20;
+const PRODUCER = "https://github.com/lineage-audit/lineage-audit/test/integration/openlineage-journal.test.ts";
+const field = (f: number) => `f${String(f).padStart(2, "0")}`;
+
+/** RunEvent i: a COMPLETE copying 20 columns of table_i into table_{i+1}. */
+function runEvent(i: number): string {
+  const input = { namespace: "warehouse", name: `journal.table_${i % 50}` };
+  const output = { namespace: "warehouse", name: `journal.table_${(i % 50) + 1}` };
+  return JSON.stringify({
+    eventType: "COMPLETE",
+    eventTime: new Date(Date.UTC(2019, 5, 1) + i * 1000).toISOString(),
+    producer: PRODUCER,
+    schemaURL: "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+    run: { runId: `0190d8a0-1c2b-7c3d-8e4f-${i.toString(16).padStart(12, "0")}` },
+    job: { namespace: "journal-jobs", name: `job_${i}` },
+    inputs: [input],
+    outputs: [
+      {
+        ...output,
+        facets: {
+          columnLineage: {
+            _producer: PRODUCER,
+            _schemaURL: "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json",
+            fields: Object.fromEntries(
+              Array.from({ length: FIELDS }, (_, f) => [
+                field(f),
+                { inputFields: [{ ...input, field: field(f), transformations: [{ type: "DIRECT", subtype: "IDENTITY" }] }] },
+              ]),
+            ),
+          },
+        },
+      },
+    ],
+  });
+}
+
+async function notYetStored(url: string): Promise<number> {
+  const health = (await (await fetch(`${url}/healthz`)).json()) as { openLineage?: { notYetStored: number } };
+  return health.openLineage?.notYetStored ?? Number.NaN;
+}
+
+/** Posts RunEvents from..to-1 over `clients` connections; the indexes answered 201. */
+async function post(url: string, from: number, to: number, clients: number): Promise<number[]> {
+  const answered: number[] = [];
+  let next = from;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (next < to) {
+        const i = next++;
+        const res = await fetch(`${url}/api/v1/lineage`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: runEvent(i),
+        });
+        await res.arrayBuffer();
+        if (res.status === 201) answered.push(i);
+      }
+    }),
+  );
+  return answered;
+}
+
+describe("serve's OpenLineage intake journal", () => {
+  it("stores after a SIGKILL every RunEvent it had answered 201 but not yet stored", async () => {
+    const first = await startServe();
+    expect(await notYetStored(first.url)).toBe(0);
+    // Rounds of RunEvents until some answered ones are still waiting to be stored, then the kill.
+    const answered: number[] = [];
+    let waiting = 0;
+    for (let round = 0; round < 20 && waiting === 0; round++) {
+      answered.push(...(await post(first.url, round * 600, (round + 1) * 600, 48)));
+      waiting = await notYetStored(first.url);
+    }
+    first.child.kill("SIGKILL");
+    await new Promise((r) => first.child.once("exit", r));
+    expect(waiting, "the store kept up with every round: nothing was left to recover").toBeGreaterThan(0);
+    expect(answered.length % 600).toBe(0); // every RunEvent posted was answered 201
+
+    const second = await startServe();
+    for (let i = 0; i < 600 && (await notYetStored(second.url)) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await notYetStored(second.url)).toBe(0);
+    second.child.kill("SIGTERM");
+    expect(await new Promise((r) => second.child.once("exit", r))).toBe(0);
+
+    const s = await openStore({ path: store });
+    try {
+      const [logged] = await s.query<{ runs: string; derives: string }>(
+        `SELECT toString(uniqExact(run_id)) AS runs, toString((SELECT uniqExact(run_id) FROM lineage.events_v1 WHERE kind = 'DERIVE')) AS derives
+         FROM lineage.openlineage_events_v1`,
+      );
+      expect(Number(logged?.runs)).toBe(answered.length);
+      expect(Number(logged?.derives)).toBe(answered.length);
+      const [edges] = await s.query<{ n: string }>(`SELECT toString(count()) AS n FROM lineage.lineage_edges_v1 FINAL`);
+      expect(Number(edges?.n)).toBe(answered.length * FIELDS);
+      const dead = await s.query<{ reason: string }>(`SELECT reason FROM lineage.dead_letters_v1`);
+      expect(dead).toEqual([]);
+    } finally {
+      await s.close();
+    }
+  }, 300_000);
+});
