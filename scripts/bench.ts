@@ -19,7 +19,7 @@ const { values } = parseArgs({
     batch: { type: "string", default: "20000" },
     runs: { type: "string", default: "2" },
     /** The OpenLineage line: RunEvents through the HTTP intake (0 leaves it out). */
-    runevents: { type: "string", default: "10000" },
+    runevents: { type: "string", default: "20000" },
     clients: { type: "string", default: "256" },
   },
 });
