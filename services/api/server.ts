@@ -5,7 +5,7 @@ import { LineageAuditError } from "../errors/index.ts";
 import { EVENT_BATCH_MEDIA_TYPE, defaultDecodeLimits, unframeBatch } from "../codec/index.ts";
 import type { Processor } from "../processor/index.ts";
 import { defaults } from "../config/index.ts";
-import type { OpenLineageIntake } from "../openlineage/intake.ts";
+import type { OpenLineageIntake, OpenLineageOutcome } from "../openlineage/intake.ts";
 import type { ConsoleHandler } from "../console/server.ts";
 
 export interface IngestServerOptions {
@@ -101,7 +101,14 @@ export async function startIngestServer(
     const body = await readBounded(req, limit);
     if (!body) return send(res, 413, { error: `a RunEvent over ${limit} bytes is not taken` });
     const peer = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
-    const outcome = await intake.submit({ bytes: body, source: `openlineage http ${peer} #${received++}` });
+    let outcome: OpenLineageOutcome;
+    try {
+      outcome = await intake.submit({ bytes: body, source: `openlineage http ${peer} #${received++}` });
+    } catch (error) {
+      // The RunEvent was fine; the auditor could not take it (journal full or failing): the client retries a 503.
+      const reason = error instanceof LineageAuditError ? error.message : "the auditor could not take the RunEvent";
+      return send(res, 503, { error: `${(reason.split("\n")[0] ?? "").replace(/; retry$/, "")}; retry` });
+    }
     if (outcome.stored) {
       res.writeHead(201, { "content-length": 0 });
       return void res.end();

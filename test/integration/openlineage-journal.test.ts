@@ -1,12 +1,17 @@
 // `serve` (the compiled CLI as a process) answers an OpenLineage RunEvent 201 once it is in the
 // intake journal, and stores it behind. Killed with SIGKILL while RunEvents it answered are not
 // yet stored, and started again on the same data directory, it stores every one of them: a 201 is
-// durable. /healthz says how many answered RunEvents are not yet stored.
+// durable. /healthz says how many answered RunEvents are not yet stored. In process: a journal as
+// full as it may be answers 503 until what it holds is stored.
 import { spawn, type ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { openStore } from "../../services/store/index.ts";
+import { startIngestServer } from "../../services/api/index.ts";
+import { openIntakeJournal } from "../../services/ingest/index.ts";
+import { createOpenLineageIntake } from "../../services/openlineage/index.ts";
+import { loadFideslangTaxonomy } from "../../services/taxonomy/index.ts";
 import { HMAC_KEY, tempDir } from "./helpers.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -138,4 +143,60 @@ describe("serve's OpenLineage intake journal", () => {
       await s.close();
     }
   }, 300_000);
+
+  it("answers 503 (retry) when the journal holds as much as it may, and 201 again once that is stored", async () => {
+    const journalDir = join(dir, "small-journal");
+    let release = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    const stored: string[] = [];
+    const intake = createOpenLineageIntake({
+      processor: {
+        async processEvents(events) {
+          await gate; // the store is slow: nothing journaled is stored until released
+          stored.push(...events.map((e) => e.source));
+          return { accepted: events.length, rejected: [], violations: 0, findings: 0, facts: [] };
+        },
+      },
+      store: { insert: async () => {} },
+      taxonomy: loadFideslangTaxonomy(),
+      journal: await openIntakeJournal({ dir: journalDir, maxRecordBytes: 16_384, maxPendingBytes: 16_384 }),
+    });
+    const server = await startIngestServer(
+      { processMessages: () => Promise.reject(new Error("not used")) },
+      { port: 0, openLineage: intake },
+    );
+    try {
+      const statuses: number[] = [];
+      const bodies: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const res = await fetch(`${server.url}/api/v1/lineage`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: runEvent(5000 + i),
+        });
+        statuses.push(res.status);
+        bodies.push(await res.text());
+      }
+      // RunEvents of about 3.5 KiB: what fits in 16 KiB is taken, the rest refused until it is stored.
+      const taken = statuses.indexOf(503);
+      expect(taken).toBeGreaterThan(1);
+      expect(statuses).toEqual([...Array<number>(taken).fill(201), ...Array<number>(8 - taken).fill(503)]);
+      expect(JSON.parse(bodies[taken]!)).toEqual({
+        error: expect.stringMatching(/^the intake journal holds \d+ bytes not yet stored; retry$/),
+      });
+      release();
+      await intake.settled();
+      expect(stored).toHaveLength(taken);
+      const again = await fetch(`${server.url}/api/v1/lineage`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: runEvent(5003),
+      });
+      expect(again.status).toBe(201);
+    } finally {
+      release();
+      await intake.close();
+      await server.close();
+    }
+  });
 });
