@@ -33,6 +33,7 @@ export const MetricName = {
   deadLetters: "lineage_audit.dead_letters",
   batchDuration: "lineage_audit.batch.duration",
   consumerLag: "lineage_audit.consumer.lag",
+  openLineageNotYetStored: "lineage_audit.openlineage.not_yet_stored",
 } as const;
 
 export function tracer(): Tracer {

@@ -95,6 +95,8 @@ describe("serve with an OTLP endpoint", () => {
         60_000,
         "metrics export",
       );
+      // serve's own gauge beside the consumer's: the OpenLineage RunEvents answered and not yet stored.
+      expect(received.some((r) => r.path === "/v1/metrics" && r.body.includes("lineage_audit.openlineage.not_yet_stored"))).toBe(true);
       child.kill("SIGTERM");
       const [code] = (await once(child, "exit")) as [number];
       expect(code, log).toBe(0);

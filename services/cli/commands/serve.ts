@@ -4,7 +4,7 @@ import { createConsoleAuth, createConsoleData, createConsoleHandler } from "../.
 import { createPseudonymizer } from "../../emitter/index.ts";
 import { startKafkaProcessor, topicsOf } from "../../kafka/index.ts";
 import { createAlertPlanner, createDeliverer, loadAlertingConfig } from "../../alerting/index.ts";
-import { createLineLogger } from "../../telemetry/index.ts";
+import { createLineLogger, meter, MetricName } from "../../telemetry/index.ts";
 import { defaults, type AppConfig } from "../../config/index.ts";
 import { args, portFlag, text } from "../args.ts";
 import { checkExposure, openAuditor, serveFile } from "../context.ts";
@@ -35,6 +35,13 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
       logger.error(`OpenLineage: a journaled batch is not stored yet, retrying: ${(error as Error).message.split("\n")[0]}`),
   });
   const closers: (() => Promise<void>)[] = [() => ctx.close()];
+  // How far the store is behind the answers given over HTTP (the journal's backlog).
+  meter()
+    .createObservableGauge(MetricName.openLineageNotYetStored, {
+      description: "OpenLineage RunEvents answered 201 and not yet stored",
+      unit: "{runevent}",
+    })
+    .addCallback((result) => result.observe(ctx.openLineage.backlog()));
   if (stopTelemetry) closers.push(stopTelemetry);
   try {
     if (alerting) {
