@@ -371,7 +371,11 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         // One content per event id: another content under a known id is a finding, not a second event.
         if (input.events.length > 0) batch = guardEventIds(input, await storedDigests(input)).batch;
         // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
-        await Promise.all([insert(Table.facts, batch.facts), insert(Table.edgesIn, edgesByEvent(batch.edges)), insert(Table.labels, batch.labels)]);
+        await Promise.all([
+          insert(Table.facts, batch.facts),
+          insert(Table.edgesIn, edgesByEvent(batch.edges)),
+          insert(Table.labels, batch.labels),
+        ]);
         await insert(Table.events, batch.events);
       } finally {
         for (const id of ids) if (idsInFlight.get(id) === mine) idsInFlight.delete(id);
@@ -698,23 +702,15 @@ export function splitStatements(text: string): string[] {
     .filter((s) => s.length > 0);
 }
 
+/** A row of lineage_edges_in_v1: the event's columns once, its edges' in parallel arrays. */
+type StagedEdges = Pick<EdgeRow, "event_id" | "occurred_at" | "service" | "job_namespace" | "job_name" | "run_id"> & {
+  [K in "from_datasets" | "from_fields" | "to_datasets" | "to_fields" | "transforms" | "maskings"]: string[];
+};
+
 /** One staging row per run of consecutive edges of one event (as the processor writes them): lineage_edges_in_v1. */
 export function edgesByEvent(edges: readonly EdgeRow[]): object[] {
-  const rows: {
-    event_id: string;
-    occurred_at: number;
-    service: string;
-    job_namespace: string;
-    job_name: string;
-    run_id: string;
-    from_datasets: string[];
-    from_fields: string[];
-    to_datasets: string[];
-    to_fields: string[];
-    transforms: string[];
-    maskings: string[];
-  }[] = [];
-  let row: (typeof rows)[number] | undefined;
+  const rows: StagedEdges[] = [];
+  let row: StagedEdges | undefined;
   for (const e of edges) {
     if (
       row === undefined ||
