@@ -115,6 +115,8 @@ export interface ConsoleDataOptions {
   pseudonymize?: (raw: string) => string;
   /** The Kafka consumer's lag, when serve consumes Kafka (read when asked: Kafka may start later). */
   lag?: () => { topic: string; partition: number; lag: number }[] | undefined;
+  /** OpenLineage RunEvents answered over HTTP and not yet stored (the intake journal's backlog). */
+  openLineageBacklog?: () => number;
   /** How often at most a refresh of the exact model starts. @default defaults.modelRefreshMs (30 s) */
   modelRefreshMs?: number;
   /** Where a failure of the background model refresh is reported (one line, no personal data). */
@@ -539,6 +541,7 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
         })),
       },
       lag: options.lag?.() ?? null,
+      openLineage: options.openLineageBacklog ? { notYetStored: options.openLineageBacklog() } : null,
       endpoints: options.subscriptions
         ? options.subscriptions.map((s) => ({
             id: s.id,

@@ -141,6 +141,8 @@ export interface OperationsView {
   };
   /** Null when this serve consumes no Kafka topic. */
   lag: { topic: string; partition: number; lag: number }[] | null;
+  /** RunEvents answered 201 over HTTP and not yet stored (still in the intake journal); null without that intake. */
+  openLineage: { notYetStored: number } | null;
   /** Null when no alert subscriptions are configured. */
   endpoints: { id: string; target: string; enabled: boolean; disabledBy: string | null }[] | null;
   failedDeliveries: {

@@ -320,6 +320,12 @@ describe("the investigation console in Chromium", () => {
       body: "{ not json",
     });
     expect(bad.status).toBe(400);
+    // Answered once journaled; its dead letter is stored right behind.
+    await expect
+      .poll(
+        async () => ((await (await fetch(`${url}/healthz`)).json()) as { openLineage: { notYetStored: number } }).openLineage.notYetStored,
+      )
+      .toBe(0);
     const page = await browser!.newPage({ viewport: { width: 1400, height: 1000 } });
     await signIn(page);
     await page.getByRole("link", { name: "Operations" }).click();
@@ -329,6 +335,7 @@ describe("the investigation console in Chromium", () => {
     const reasons = await page.locator("table", { hasText: "by error code and reason" }).locator("tbody tr").allTextContents();
     expect(reasons.some((r) => r.includes("OpenLineage event is not valid JSON"))).toBe(true);
     expect(await page.getByText("This serve consumes no Kafka topic").count()).toBe(1);
+    expect(await page.getByText("Every RunEvent answered 201 is stored.").count()).toBe(1);
     const endpoints = page.locator("table", { hasText: "Alert subscriptions and whether they are delivered to" }).locator("tbody tr");
     await expect.poll(() => endpoints.count()).toBe(3);
     const endpointRows = await endpoints.allTextContents();

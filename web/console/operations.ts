@@ -1,5 +1,6 @@
 // Operations: what did not go in (dead letters, with their reasons), how far behind Kafka the
-// consumer is, and what did not go out (webhook endpoints, failed deliveries).
+// consumer and the OpenLineage journal are, and what did not go out (webhook endpoints, failed
+// deliveries).
 import type { OperationsView } from "../../services/console/types.ts";
 import { clock, el, section } from "./dom.ts";
 
@@ -7,7 +8,7 @@ const n = (v: number) => v.toLocaleString("en-US");
 
 export function renderOperations(root: HTMLElement, ops: OperationsView): void {
   root.replaceChildren();
-  root.append(el("p", `${n(ops.deadLetters.total)} dead letters stored.`, "desc"));
+  root.append(el("p", `${n(ops.deadLetters.total)} dead letter${ops.deadLetters.total === 1 ? "" : "s"} stored.`, "desc"));
   section(
     root,
     "Dead letters by reason",
@@ -35,6 +36,18 @@ export function renderOperations(root: HTMLElement, ops: OperationsView): void {
       ["Topic", "Partition", "Lag"],
       ops.lag.map((l) => [l.topic, String(l.partition), n(l.lag)]),
     );
+  if (ops.openLineage !== null) {
+    const waiting = ops.openLineage.notYetStored;
+    root.append(
+      el("h3", "OpenLineage over HTTP"),
+      el(
+        "p",
+        waiting === 0
+          ? "Every RunEvent answered 201 is stored."
+          : `${n(waiting)} RunEvent${waiting === 1 ? "" : "s"} answered 201 and not yet stored (in the intake journal; stored in order, in batches).`,
+      ),
+    );
+  }
   if (ops.endpoints === null)
     root.append(el("h3", "Webhook endpoints"), el("p", "No alert subscriptions are configured (LINEAGE_AUDIT_WEBHOOKS)."));
   else

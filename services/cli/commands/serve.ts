@@ -60,6 +60,7 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
       ? createConsoleData(ctx.store, ctx.policy, {
           ...(config.hmacKey ? { pseudonymize: createPseudonymizer(config.hmacKey) } : {}),
           lag: () => kafkaLag?.(),
+          openLineageBacklog: () => ctx.openLineage.backlog(),
           onError: (line) => logger.error(line),
           modelRefreshMs: config.modelRefreshMs,
           ...(alerting ? { subscriptions: alerting.subscriptions } : {}),
