@@ -16,7 +16,8 @@ let ctx: AuditorContext;
 let server: IngestServer;
 
 beforeAll(async () => {
-  ctx = await openAuditor(parseConfig({ LINEAGE_AUDIT_DATA: join(dir, "store") }));
+  // As serve opens it: RunEvents over HTTP answered once journaled, stored behind the answer.
+  ctx = await openAuditor(parseConfig({ LINEAGE_AUDIT_DATA: join(dir, "store") }), { openLineageJournal: true });
   server = await startIngestServer(ctx.processor, { port: 0, token: TOKEN, openLineage: ctx.openLineage });
 });
 afterAll(async () => {
@@ -138,6 +139,7 @@ describe("POST /api/v1/lineage", () => {
       outputs: [],
     });
     expect((await post(share)).status).toBe(201);
+    await ctx.openLineage.settled();
 
     const violations = await ctx.store.query<{ rule_id: string; kind: string; service: string; path: string }>(
       `SELECT v.rule_id AS rule_id, v.kind AS kind, v.service AS service, p.lineage_path AS path
@@ -175,6 +177,7 @@ describe("POST /api/v1/lineage", () => {
     expect(r.status).toBe(422);
     expect(r.body!.error).toMatch(/^OpenLineage event: \/run\/runId /);
     expect(r.body!.error).not.toContain("alice");
+    await ctx.openLineage.settled();
     const letters = await ctx.store.query<{ reason: string; redacted: number; payload_base64: string }>(
       `SELECT reason, redacted, payload_base64 FROM lineage.dead_letters_v1 WHERE source LIKE 'openlineage http %'`,
     );
@@ -196,6 +199,7 @@ describe("POST /api/v1/lineage", () => {
     expect(tagged.body!.error).toBe(
       "OpenLineage event: /inputs/0/facets/tags/tags/0/value is not a fideslang data category ('user.contact.fax')",
     );
+    await ctx.openLineage.settled();
     const count = await ctx.store.query<{ n: string }>(
       `SELECT toString(count()) AS n FROM lineage.dead_letters_v1 WHERE source LIKE 'openlineage http %'`,
     );
