@@ -200,6 +200,15 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
    * (Datasets that became resident this round only caught up with what was applied before.)
    */
   const dirty = new Set<string>();
+  /**
+   * Datasets read by uses in the recheck window whose lineage is not resident (restored after a
+   * restart, or the graph emptied): what is stored may have changed since their rows were written
+   * (a fact stored by another instance, or by this one killed before writing the recheck it gave),
+   * so they are checked again when it is loaded. A recheck that finds the same labels writes nothing.
+   */
+  const recheckOnLoad = new Set<string>();
+  /** Of those, the ones loaded this round: their uses are checked again at the next handle. */
+  const reloaded = new Set<string>();
   let loadedNew = false;
   const retained: (DataAccessEvent | undefined)[] = [];
   let retainedPos = 0;
@@ -396,12 +405,22 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
    * labels grew is written again, event row and violations, even when it violated the same rules
    * already: the violation keeps its id and gets the complete categories, labels and path.
    */
-  function recheck(changed: readonly string[], out: AuditBatch): void {
+  /**
+   * Checks the recent uses of the changed datasets again and writes those whose labels or
+   * violations changed. `onlyGrown`: only those that now carry a label their rows lack (after
+   * their lineage was loaded again, the graph may know more fields than when they were written,
+   * which narrows a whole-dataset reading; that alone is no reason to rewrite them).
+   */
+  function recheck(changed: readonly string[], out: AuditBatch, onlyGrown = false): void {
     const hits = new Set<RecentUse>();
     for (const d of changed) for (const r of recentByDataset.get(d) ?? []) hits.add(r);
     for (const r of [...hits].sort((a, b) => a.seq - b.seq)) {
       const ev = evaluate(r.event);
       if (ev.unknown.length > 0) continue;
+      if (onlyGrown) {
+        const had = new Set(r.labels.split(","));
+        if (ev.labelIds.every((id) => had.has(id))) continue;
+      }
       const labels = ev.labelIds.join(",");
       const same = ev.verdicts.every((v, i) => r.written.get(v.ruleId) === (ev.paths[i] as Evaluation["paths"][number]).labelIds.join(","));
       if (same && labels === r.labels) continue;
@@ -423,10 +442,16 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
   function flush(out: AuditBatch): void {
     if (loadedNew && pendingCount > 0) resolvePending(out);
     loadedNew = false;
-    if (dirty.size === 0) return;
-    const changed = [...dirty];
-    dirty.clear();
-    recheck(changed, out);
+    if (dirty.size > 0) {
+      const changed = [...dirty];
+      dirty.clear();
+      recheck(changed, out);
+    }
+    if (reloaded.size > 0) {
+      const loaded = [...reloaded];
+      reloaded.clear();
+      recheck(loaded, out, true);
+    }
   }
 
   /** Over capacity: empty the graph; what the pinned uses read is loaded again on demand. */
@@ -438,8 +463,12 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
     upstreamDone.clear();
     frontier.clear();
     dirty.clear();
+    reloaded.clear();
     for (const f of retained) if (f) graph.apply(f);
-    for (const d of recentByDataset.keys()) toLoad.add(d);
+    for (const d of recentByDataset.keys()) {
+      toLoad.add(d);
+      recheckOnLoad.add(d);
+    }
     for (const list of pending.values()) for (const { event } of list) for (const s of selectors(event)) toLoad.add(s.dataset);
     measureAfterLoad = true;
   }
@@ -553,7 +582,12 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       const datasets = [...new Set(e.inputs.map(datasetId))];
       const byRule = new Map(rules.map((r) => [r, (written?.ruleLabels[r] ?? []).join(",")]));
       addRecent({ seq: 0, event: e, meta, datasets, labels: (written?.labelIds ?? []).join(","), written: byRule });
-      if (o.onDemand) for (const d of datasets) if (!resident.has(d)) toLoad.add(d);
+      if (o.onDemand)
+        for (const d of datasets)
+          if (!resident.has(d)) {
+            toLoad.add(d);
+            recheckOnLoad.add(d);
+          }
     },
     missingLineage(events) {
       if (!o.onDemand) return undefined;
@@ -591,6 +625,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
         if (f.kind === EventKind.derive) derives.push(f);
       }
       for (const d of need.datasets) {
+        if (recheckOnLoad.delete(d)) reloaded.add(d);
         resident.set(d, round);
         upstreamDone.add(d);
         toLoad.delete(d);

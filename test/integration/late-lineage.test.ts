@@ -151,6 +151,29 @@ describe("a use parked for unknown provenance, across a restart (chDB)", () => {
   });
 });
 
+describe("a checked use in the recheck window, across a restart (chDB)", () => {
+  it("is rewritten after a restart when the lineage that makes it a violation was stored meanwhile by a process that did not hold it", async () => {
+    const first = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
+    // A copy of a table whose collection is late (another partition): the use of the copy finds
+    // it described but carrying no label yet, so nothing is flagged; it stays in the recheck window.
+    await batch(first, deriveFields([map(ref("shop.copy", "mail"), [ref("shop.people", "mail")])]));
+    const misuse = use([read("shop.copy", "mail")], [ADS], { subjects: [pseudo("window-1")] });
+    await batch(first, misuse);
+    expect((await violationRows(misuse.eventId)).final).toBe(0);
+    // The collection is stored by a process that never held the use (another instance; or this
+    // one, killed after storing the fact and before writing what rechecking the use gave).
+    const other = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
+    await batch(other, collect("shop.people", { mail: [EMAIL] }, [SERVICE]));
+    expect((await violationRows(misuse.eventId)).final).toBe(0);
+
+    const restarted = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
+    await restarted.restore(store.lineageFacts(), await store.recentUses(100));
+    // Any next batch fetches what the remembered use reads, and checks it again against it.
+    await batch(restarted, collect("unrelated.things", { v: ["user.name"] }, [SERVICE]));
+    expect(await violationRows(misuse.eventId)).toMatchObject({ final: 1, categories: [EMAIL], subjectRows: 1 });
+  });
+});
+
 describe("stored lineage facts (chDB)", () => {
   it("streams every stored fact a page at a time, in time order, and finds the facts of a dataset through lineage_fact_datasets_v1", async () => {
     const n = 25_001; // more than two pages
