@@ -697,13 +697,35 @@ const datasetsOf = new WeakMap<DataAccessEvent, { inputs: readonly string[]; out
 function ioOf(e: DataAccessEvent): { inputs: readonly string[]; outputs: readonly string[] } {
   let io = datasetsOf.get(e);
   if (!io) {
-    io = {
-      inputs: [...new Set([...e.inputs.map(datasetId), ...e.fieldLineage.flatMap((m) => m.inputs.map(datasetId))])],
-      outputs: [...new Set([...e.outputs.map(datasetId), ...e.fieldLineage.map((m) => datasetId(m.output))])],
-    };
+    const inputs = new DatasetIds();
+    for (const d of e.inputs) inputs.add(d);
+    for (const m of e.fieldLineage) for (const i of m.inputs) inputs.add(i);
+    const outputs = new DatasetIds();
+    for (const d of e.outputs) outputs.add(d);
+    for (const m of e.fieldLineage) outputs.add(m.output);
+    io = { inputs: inputs.ids, outputs: outputs.ids };
     datasetsOf.set(e, io);
   }
   return io;
+}
+
+/**
+ * Distinct dataset ids in order of first appearance. Field mappings name the same dataset over and
+ * over (20 columns of one table): a reference equal to the one before is skipped without making its id.
+ */
+class DatasetIds {
+  readonly ids: string[] = [];
+  private readonly seen = new Set<string>();
+  private last: { namespace: string; name: string } | undefined;
+
+  add(d: { namespace: string; name: string }): void {
+    if (this.last !== undefined && this.last.namespace === d.namespace && this.last.name === d.name) return;
+    this.last = d;
+    const id = datasetId(d);
+    if (this.seen.has(id)) return;
+    this.seen.add(id);
+    this.ids.push(id);
+  }
 }
 
 function inputsOf(e: DataAccessEvent): readonly string[] {
