@@ -109,7 +109,7 @@ export async function openAuditor(
 }
 
 /** Where `serve` journals OpenLineage RunEvents: LINEAGE_AUDIT_OPENLINEAGE_JOURNAL, else inside the store's directory. */
-export function openLineageJournalDir(config: AppConfig): string {
+function openLineageJournalDir(config: AppConfig): string {
   return resolve(config.openLineageJournalPath ?? join(config.store.path ?? defaults.storePath, "openlineage-journal"));
 }
 

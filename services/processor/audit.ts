@@ -404,12 +404,9 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
    * Lineage changed what some datasets carry: check the recent uses of them again. A use whose
    * labels grew is written again, event row and violations, even when it violated the same rules
    * already: the violation keeps its id and gets the complete categories, labels and path.
-   */
-  /**
-   * Checks the recent uses of the changed datasets again and writes those whose labels or
-   * violations changed. `onlyGrown`: only those that now carry a label their rows lack (after
-   * their lineage was loaded again, the graph may know more fields than when they were written,
-   * which narrows a whole-dataset reading; that alone is no reason to rewrite them).
+   * `onlyGrown`: only uses that now carry a label their rows lack (after their lineage was loaded
+   * again, the graph may know more fields than when they were written, which narrows a
+   * whole-dataset reading; that alone is no reason to rewrite them).
    */
   function recheck(changed: readonly string[], out: AuditBatch, onlyGrown = false): void {
     const hits = new Set<RecentUse>();
