@@ -25,7 +25,7 @@
  * (A crash of the machine that persists a later page of an unsynced write but not an earlier
  * one is reported as corruption too: it is rare, and refusing loses nothing.)
  */
-import { link, mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from "node:fs/promises";
+import { link, mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { ConfigError, InputError, StoreError, TransportError } from "../errors/index.ts";
@@ -505,6 +505,11 @@ function validRecordAfter(buffer: Buffer, offset: number, limit: number): boolea
 async function recover(config: JournalConfig): Promise<Recovered> {
   const { dir } = config;
   const limit = Math.max(config.maxRecordBytes, defaultIntakeJournalOptions.maxRecordBytes) + 2;
+  // Segments written with other options are read too: the larger of these and the defaults.
+  const segmentBound =
+    Math.max(config.segmentBytes, defaultIntakeJournalOptions.segmentBytes) +
+    Math.max(config.maxPendingBytes, defaultIntakeJournalOptions.maxPendingBytes) +
+    HEADER_BYTES;
   const checkpoint = await readCheckpoint(dir);
   await unlink(join(dir, CHECKPOINT_TMP)).catch(() => undefined);
 
@@ -546,7 +551,15 @@ async function recover(config: JournalConfig): Promise<Recovered> {
         },
       );
     const newest = index === firsts.length - 1;
-    const buffer = await readFile(file);
+    // Bounded before it is read: a segment rolls at segmentBytes, after at most one group commit
+    // (itself within maxPendingBytes); a file grown past that is not ours.
+    const read = await readBounded(file, segmentBound);
+    if (read.tooLarge !== undefined)
+      throw new StoreError(
+        `intake journal segment ${file} is ${read.tooLarge} bytes, more than a segment grows to (${segmentBound}); move it out of ${dir}`,
+        { context: { file, offset: 0, bytes: read.tooLarge } },
+      );
+    const buffer = read.bytes;
     let offset = 0;
     let seq = first;
     while (offset < buffer.length) {
@@ -606,11 +619,39 @@ async function recover(config: JournalConfig): Promise<Recovered> {
   };
 }
 
+/** The checkpoint's and the lock's most: one number and a newline. */
+const SMALL_FILE_BYTES = 64;
+
+/**
+ * Reads a file of at most `maxBytes`: its size is taken from the open handle before anything is
+ * allocated; a larger file gives `tooLarge` (its size) and no bytes (an empty buffer: a caller
+ * that only parses them finds nothing there). Reads no more than the size it saw.
+ */
+async function readBounded(file: string, maxBytes: number): Promise<{ bytes: Buffer; tooLarge?: number }> {
+  const handle = await open(file, "r");
+  try {
+    const { size } = await handle.stat();
+    if (size > maxBytes) return { bytes: Buffer.alloc(0), tooLarge: size };
+    const bytes = Buffer.allocUnsafe(size);
+    let filled = 0;
+    while (filled < size) {
+      const { bytesRead } = await handle.read(bytes, filled, size - filled, filled);
+      if (bytesRead === 0) break; // cut short meanwhile
+      filled += bytesRead;
+    }
+    return { bytes: bytes.subarray(0, filled) };
+  } finally {
+    await handle.close();
+  }
+}
+
 async function readCheckpoint(dir: string): Promise<number> {
   const file = join(dir, CHECKPOINT);
   let text: string;
   try {
-    text = await readFile(file, "utf8");
+    // A seq is at most 16 digits: anything longer holds no seq, and is not read whole.
+    const read = await readBounded(file, SMALL_FILE_BYTES);
+    text = read.bytes.toString("utf8");
   } catch (cause) {
     if (errnoCode(cause) === "ENOENT") return 0;
     throw new StoreError(`cannot read the intake journal checkpoint ${file} (${errnoCode(cause)})`, { cause, context: { file } });
@@ -651,7 +692,7 @@ async function acquireLock(dir: string): Promise<void> {
       }
       let text: string;
       try {
-        text = await readFile(lock, "utf8");
+        text = (await readBounded(lock, SMALL_FILE_BYTES)).bytes.toString("utf8");
       } catch (cause) {
         if (errnoCode(cause) === "ENOENT") continue; // released meanwhile
         throw new StoreError(`cannot read the intake journal lock ${lock} (${errnoCode(cause)})`, { cause, context: { file: lock } });

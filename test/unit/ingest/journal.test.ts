@@ -273,6 +273,36 @@ describe("intake journal", () => {
     expect(statSync(file).size).toBe(500); // nothing truncated
   });
 
+  it("refuses a segment, checkpoint or lock larger than the journal writes before reading it", async () => {
+    const dir = freshDir();
+    const journal = await openJournal({ dir });
+    for (let seq = 1; seq <= 3; seq++) await journal.append([fixed(seq, 100)]);
+    await journal.close();
+    const file = join(dir, segments(dir)[0]!);
+    // Sparse: 1 TiB on paper, nothing on disk. Read whole, it could not even be allocated.
+    const huge = 2 ** 40;
+    truncateSync(file, huge);
+    const error = await rejection(openIntakeJournal({ dir }));
+    expect(error).toBeInstanceOf(StoreError);
+    expect((error as StoreError).message).toBe(
+      `intake journal segment ${file} is ${huge} bytes, more than a segment grows to (${64 * 2 ** 20 + 256 * 2 ** 20 + 10}); move it out of ${dir}`,
+    );
+    expect((error as StoreError).context).toMatchObject({ file, bytes: huge });
+    expect(existsSync(join(dir, "lock"))).toBe(false);
+    truncateSync(file, 300); // as written
+    const reopened = await openJournal({ dir });
+    expect(reopened.waiting).toBe(3);
+    await reopened.close();
+
+    // A checkpoint is one seq: a large one holds none (and the lock, one pid).
+    writeFileSync(join(dir, "checkpoint"), "1".repeat(5_000_000));
+    const badCheckpoint = await rejection(openIntakeJournal({ dir }));
+    expect((badCheckpoint as StoreError).message).toContain("does not hold a seq");
+    writeFileSync(join(dir, "checkpoint"), "0\n");
+    writeFileSync(join(dir, "lock"), "1".repeat(5_000_000));
+    expect(((await rejection(openIntakeJournal({ dir }))) as StoreError).message).toContain("holds no pid");
+  });
+
   it("refuses a record over maxRecordBytes without writing anything of the append", async () => {
     const dir = freshDir();
     const journal = await openJournal({ dir, maxRecordBytes: 100, maxPendingBytes: 1000 });
