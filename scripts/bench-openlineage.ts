@@ -7,7 +7,9 @@
 // batches of 1,000).
 // Each RunEvent is a COMPLETE with column lineage of 20 fields (goal: 5,000 RunEvents/s).
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
@@ -41,6 +43,21 @@ export interface OpenLineageBench {
   directPerSecond: number;
   avroEventsPerSecond: number;
   clients: number;
+  /**
+   * What the machine allows whatever the intake does, measured in the same run: HTTP alone (the
+   * same requests from the same load generator, answered 201 unread) and storing alone (the rows
+   * these RunEvents become, written as the intake writes them), each in µs of CPU of the whole
+   * process a RunEvent; and the RunEvents/s the machine's cores would allow if checking, mapping,
+   * processing and journaling cost nothing.
+   */
+  floors: {
+    httpCpuPerRequest: number;
+    httpPerSecond: number;
+    parseCpuPerRunEvent: number;
+    storeCpuPerRunEvent: number;
+    cores: number;
+    ceilingPerSecond: number;
+  };
 }
 
 const field = (i: number) => `f${String(i).padStart(2, "0")}`;
@@ -220,6 +237,13 @@ export async function benchOpenLineage(options: { runEvents: number; clients: nu
       const [row] = await store.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${store.database}.${Table.openLineage}`);
       if (Number(row?.n) !== n) throw new Error(`openlineage_events_v1 holds ${row?.n} rows, not ${n}`);
       const directPerSecond = await withoutJournal(dir, bodies, options.clients, { policy, taxonomy, codec });
+      // Each after ClickHouse's background merges of what came before have settled (they would count).
+      await quiet();
+      const http = await httpFloor(bodies, options.clients);
+      await quiet();
+      const storeCpuPerRunEvent = await storeFloor(dir, bodies, { policy, taxonomy, codec });
+      const parseCpuPerRunEvent = parseFloor(bodies);
+      const machineCores = availableParallelism();
       return {
         runEvents: n,
         answeredPerSecond: n / (posted.ms / 1000),
@@ -230,6 +254,14 @@ export async function benchOpenLineage(options: { runEvents: number; clients: nu
         avroEventsPerSecond: n / (avroMs / 1000),
         directPerSecond,
         clients: options.clients,
+        floors: {
+          httpCpuPerRequest: http.cpuPerRequest,
+          httpPerSecond: http.perSecond,
+          parseCpuPerRunEvent,
+          storeCpuPerRunEvent,
+          cores: machineCores,
+          ceilingPerSecond: (machineCores * 1e6) / (http.cpuPerRequest + parseCpuPerRunEvent + storeCpuPerRunEvent),
+        },
       };
     } finally {
       await openLineage.close();
@@ -271,6 +303,90 @@ async function withoutJournal(
   }
 }
 
+/** Waits (at most 15 s) until the process uses under a tenth of a core over a quarter second. */
+async function quiet(): Promise<void> {
+  for (let tries = 0; tries < 60; tries++) {
+    const cpu0 = process.cpuUsage();
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const cpu = process.cpuUsage(cpu0);
+    if (cpu.user + cpu.system < 25_000) return;
+  }
+}
+
+/** JSON.parse alone, of each body's bytes as they arrive (the second of two passes, warm), in µs of CPU. */
+function parseFloor(bodies: readonly string[]): number {
+  const bytes = bodies.map((b) => Buffer.from(b));
+  let kept = 0;
+  let cpu = 0;
+  for (let pass = 0; pass < 2; pass++) {
+    const cpu0 = process.cpuUsage();
+    for (const b of bytes) kept += (JSON.parse(b.toString("utf8")) as { eventTime: string }).eventTime.length;
+    const used = process.cpuUsage(cpu0);
+    cpu = used.user + used.system;
+  }
+  if (kept === 0) throw new Error("parse floor: nothing parsed");
+  return cpu / bodies.length;
+}
+
+/** HTTP alone: the same requests from the same load generator, each answered 201 with its body unread. */
+async function httpFloor(bodies: readonly string[], clients: number): Promise<{ cpuPerRequest: number; perSecond: number }> {
+  const server = createServer((req, res) => {
+    req.on("data", () => {});
+    req.on("end", () => {
+      // With its length: the load generator reads answers by Content-Length, as serve sends them.
+      res.writeHead(201, { "content-type": "application/json", "content-length": 15 });
+      res.end('{"stored":true}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const cpu0 = process.cpuUsage();
+    const posted = await postFromWorker(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies, clients);
+    const cpu = process.cpuUsage(cpu0);
+    if (posted.statuses["201"] !== bodies.length) throw new Error(`HTTP floor: ${JSON.stringify(posted.statuses)}`);
+    return { cpuPerRequest: (cpu.user + cpu.system) / bodies.length, perSecond: bodies.length / (posted.ms / 1000) };
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+/**
+ * Storing alone: the RunEvents are checked, mapped and processed first with every write held back
+ * (not timed), then those writes are made as the intake makes them, in batches of 1,000 RunEvents,
+ * into a fresh database; the process's CPU (ClickHouse's threads included) a RunEvent.
+ */
+async function storeFloor(
+  dir: string,
+  bodies: readonly string[],
+  core: {
+    policy: ReturnType<typeof loadPolicy>;
+    taxonomy: ReturnType<typeof loadFideslangTaxonomy>;
+    codec: ReturnType<typeof createEventCodec>;
+  },
+): Promise<number> {
+  const store = await openStore({ path: dir, database: "bench_openlineage_store" });
+  try {
+    await store.migrate();
+    const writes: (() => Promise<void>)[] = [];
+    const processor = createProcessor(core, {
+      sink: { write: async (batch) => void writes.push(() => store.write(batch)) },
+    });
+    const held = { insert: async (table: string, rows: readonly object[]) => void writes.push(() => store.insert(table, rows)) };
+    const intake = createOpenLineageIntake({ processor, store: held, taxonomy: core.taxonomy });
+    for (let i = 0; i < bodies.length; i += 1000) {
+      const items = bodies.slice(i, i + 1000).map((b, k) => ({ bytes: Buffer.from(b), source: `floor:${i + k}` }));
+      const result = await intake.ingest(items);
+      if (result.accepted !== items.length * 2) throw new Error(`store floor: ${result.accepted} events accepted`);
+    }
+    const cpu0 = process.cpuUsage();
+    for (const write of writes) await write();
+    const cpu = process.cpuUsage(cpu0);
+    return (cpu.user + cpu.system) / bodies.length;
+  } finally {
+    await store.close();
+  }
+}
+
 export function formatOpenLineageBench(r: OpenLineageBench): string {
   const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
   return [
@@ -280,6 +396,11 @@ export function formatOpenLineageBench(r: OpenLineageBench): string {
     `    main thread busy ${Math.round(r.mainBusy * 100)}%, the process ${r.cores.toFixed(2)} of the machine's cores, ${fmt(r.cpuPerRunEvent)} µs of CPU a RunEvent (load generator included)`,
     `  beside it: the same without the journal     ${fmt(r.directPerSecond).padStart(8)} RunEvents/s, each answered once stored`,
     `  POST /v1/events (our Avro, SDK batches)      ${fmt(r.avroEventsPerSecond).padStart(8)} events/s, the same derivations`,
+    `  what this machine allows, in the same run:`,
+    `    HTTP alone (answered 201 unread)           ${fmt(r.floors.httpPerSecond).padStart(8)} requests/s, ${fmt(r.floors.httpCpuPerRequest)} µs of CPU a request (load generator included)`,
+    `    JSON.parse alone                                     ${fmt(r.floors.parseCpuPerRunEvent)} µs of CPU a RunEvent`,
+    `    storing what a RunEvent becomes alone                ${fmt(r.floors.storeCpuPerRunEvent)} µs of CPU a RunEvent (ClickHouse's threads included)`,
+    `    so, were schema checks, mapping, processing and the journal free: at most ${fmt(r.floors.ceilingPerSecond)} RunEvents/s on ${r.floors.cores} cores`,
   ].join("\n");
 }
 
