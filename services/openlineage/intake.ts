@@ -80,7 +80,22 @@ export interface OpenLineageIntakeOptions {
 const MEMO_LIMIT = 10_000;
 
 /** A RunEvent checked and mapped, or refused with its outcome. */
-type Prepared = { ol: RunEventInput; mapped: Mapped } | { failure: LineageAuditError; outcome: OpenLineageOutcome & { stored: false } };
+/** What the openlineage_events_v1 row keeps of a RunEvent. */
+interface RunEventHead {
+  jobNamespace: string;
+  jobName: string;
+  runId: string;
+  eventType: string;
+  eventTime: string;
+  producer: string;
+}
+
+/**
+ * A RunEvent checked and mapped, kept until its batch is stored (under load, hundreds of
+ * milliseconds): its head and what it became, not the parsed document, which is left to the
+ * young generation instead of being copied into the old one.
+ */
+type Prepared = { head: RunEventHead; mapped: Mapped } | { failure: LineageAuditError; outcome: OpenLineageOutcome & { stored: false } };
 
 export const defaultOpenLineageIntakeOptions = { maxBatch: 1000, lingerMs: 5, maxInFlight: 2, maxWaiting: 10_000 } as const;
 
@@ -103,7 +118,15 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
       // (taxonomy keys, what each kind needs) before any is stored, so none is stored alone.
       stage = "event";
       for (const event of mapped.events) validateEvent(event, options.taxonomy);
-      return { ol, mapped };
+      const head = {
+        jobNamespace: ol.job.namespace,
+        jobName: ol.job.name,
+        runId: ol.run.runId,
+        eventType: ol.eventType ?? "",
+        eventTime: ol.eventTime,
+        producer: ol.producer,
+      };
+      return { head, mapped };
     } catch (error) {
       if (!(error instanceof LineageAuditError)) throw error;
       return { failure: error, outcome: { source: item.source, stored: false, stage, code: error.code, reason: error.message } };
@@ -114,7 +137,7 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
   async function store(items: readonly OpenLineageItem[], prepared: readonly Prepared[]): Promise<OpenLineageResult> {
     const inbound: InboundEvent[] = [];
     const outcomes: (OpenLineageOutcome | undefined)[] = [];
-    const logged: { index: number; ol: RunEventInput; explanation: string; eventIds: string[] }[] = [];
+    const logged: { index: number; head: RunEventHead; explanation: string; eventIds: string[] }[] = [];
     items.forEach((item, index) => {
       const p = prepared[index] as Prepared;
       if ("failure" in p) {
@@ -127,7 +150,7 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
       // A RunEvent carries no raw identifiers the schema lets through (subjects must be
       // pseudonyms): its events are kept as they are.
       for (const event of p.mapped.events) inbound.push({ event, source: item.source });
-      logged.push({ index, ol: p.ol, explanation: p.mapped.explanation, eventIds: p.mapped.events.map((e) => e.eventId) });
+      logged.push({ index, head: p.head, explanation: p.mapped.explanation, eventIds: p.mapped.events.map((e) => e.eventId) });
     });
     const result: Pick<ProcessResult, "accepted" | "rejected" | "violations" | "facts"> =
       inbound.length > 0 ? await options.processor.processEvents(inbound) : { accepted: 0, rejected: [], violations: 0, facts: [] };
@@ -141,13 +164,13 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
         ? { source: item.source, stored: false, stage: "event", code: rejection.code, reason: rejection.reason }
         : { source: item.source, stored: true, events: entry.eventIds.length, explanation: entry.explanation };
       rows.push({
-        job_namespace: entry.ol.job.namespace,
-        job_name: entry.ol.job.name,
-        run_id: entry.ol.run.runId,
-        event_type: entry.ol.eventType ?? "",
-        event_time: entry.ol.eventTime,
-        event_time_ms: Date.parse(entry.ol.eventTime) || 0,
-        producer: entry.ol.producer,
+        job_namespace: entry.head.jobNamespace,
+        job_name: entry.head.jobName,
+        run_id: entry.head.runId,
+        event_type: entry.head.eventType,
+        event_time: entry.head.eventTime,
+        event_time_ms: Date.parse(entry.head.eventTime) || 0,
+        producer: entry.head.producer,
         explanation: rejection ? `dead-lettered: ${rejection.reason}` : entry.explanation,
         event_ids: rejection ? [] : entry.eventIds,
         source: item.source,
