@@ -1,7 +1,7 @@
 // OpenLineage RunEvents (spec 2-0-2) mapped onto our data-access events: pure, no I/O.
 // docs/openlineage.md states every rule with an example; test/unit/openlineage/map.test.ts has a
 // test per rule.
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { InputError } from "../errors/index.ts";
 import { EVENT_TIME_RANGE, EventKind, Masking, Transform, type DataAccessEvent, type Dataset, type FieldMapping } from "../codec/index.ts";
 import { TaxonomyKind, type Taxonomy } from "../taxonomy/index.ts";
@@ -286,13 +286,13 @@ function transformOf(mappings: readonly FieldMapping[]): Transform {
  * is stored once.
  */
 export function eventIdOf(ol: Pick<RunEventInput, "eventType" | "eventTime" | "run" | "job">, part: string): string {
-  const h = createHash("sha256")
-    .update(
-      `openlineage\u0000${ol.job.namespace}\u0000${ol.job.name}\u0000${ol.run.runId}\u0000${ol.eventType ?? ""}\u0000${ol.eventTime}\u0000${part}`,
-    )
-    .digest();
-  h[6] = ((h[6] as number) & 0x0f) | 0x80;
-  h[8] = ((h[8] as number) & 0x3f) | 0x80;
-  const hex = h.subarray(0, 16).toString("hex");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  // One-shot SHA-256 as hex (no Hash object); its first 16 bytes with the version and variant set.
+  const hex = hash(
+    "sha256",
+    `openlineage\u0000${ol.job.namespace}\u0000${ol.job.name}\u0000${ol.run.runId}\u0000${ol.eventType ?? ""}\u0000${ol.eventTime}\u0000${part}`,
+    "hex",
+  );
+  // Byte 6's high nibble is the version (8); byte 8's top two bits are the variant (10).
+  const variant = ((parseInt(hex.charAt(16), 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }

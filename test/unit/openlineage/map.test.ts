@@ -368,6 +368,18 @@ describe("mapping OpenLineage RunEvents", () => {
     expect(eventIdOf({ ...runEvent(), run: { runId: "other" } }, "derive:NONE")).not.toBe(a);
   });
 
+  it("keeps the event ids of every earlier version (a RunEvent delivered again after an upgrade is stored once)", () => {
+    // Fixed values, computed by the first version (SHA-256 of the fields joined by NUL, as a UUIDv8).
+    const ol = {
+      eventType: "COMPLETE",
+      eventTime: "2019-06-01T00:00:07.000Z",
+      run: { runId: "r7\u00e9" },
+      job: { namespace: "ns", name: "j7" },
+    };
+    expect(eventIdOf(ol, "derive:NONE")).toBe("9f4c0e26-a1aa-8bc6-ba7a-f0493496959b");
+    expect(eventIdOf({ ...ol, eventType: undefined }, "purpose:USE")).toBe("63de6f14-4627-8632-a0e0-4c92e4a8a7b3");
+  });
+
   it("keeps namespace and name as they are: an OpenLineage dataset with the namespace and name of ours is the same dataset", () => {
     const [e] = mapRunEvent(runEvent(), { taxonomy }).events;
     expect(e!.inputs[0]).toMatchObject({ namespace: "warehouse", name: "profile.contact_points" });
