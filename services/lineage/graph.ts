@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { coveredByAny } from "../taxonomy/index.ts";
 import { EventKind, Masking, type DataAccessEvent, type Transform } from "../codec/index.ts";
 import type { Declassification } from "../rules/index.ts";
@@ -295,7 +295,7 @@ export function createLineageGraph(declassify: readonly Declassification[], obse
 
 /** Short stable id of a label key (16 hex digits of its SHA-256), as stored in the tables. */
 export function labelId(key: string): string {
-  return createHash("sha256").update(key).digest("hex").slice(0, 16);
+  return hash("sha256", key, "hex").slice(0, 16);
 }
 
 export function labelKey(origin: string, category: string, collectedFor: readonly string[], dataSubject: string): string {

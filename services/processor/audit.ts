@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { EventKind, type DataAccessEvent } from "../codec/index.ts";
 import { createEvaluator, type Policy, type Verdict } from "../rules/index.ts";
 import type { Taxonomy } from "../taxonomy/index.ts";
@@ -545,7 +545,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       if (result.applied) {
         const { subjects: _omitted, ...fact } = e;
         out.facts.push({
-          fact_key: createHash("sha256").update(factKey(e)).digest("hex").slice(0, 32),
+          fact_key: hash("sha256", factKey(e), "hex").slice(0, 32),
           kind: e.kind,
           occurred_at: e.occurredAt,
           event_id: e.eventId,
@@ -785,7 +785,7 @@ export function describePaths(v: Pick<Verdict<Label>, "labels" | "purposes">, e:
     : "";
   const json = JSON.stringify({ paths, use, totalPaths: v.labels.length });
   return {
-    id: createHash("sha256").update(json).digest("hex").slice(0, 16),
+    id: hash("sha256", json, "hex").slice(0, 16),
     json,
     text,
     categories: uniqueSorted(v.labels.map((l) => l.category)),

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { LineageAuditError, StoreDataError } from "../errors/index.ts";
 import type { DataAccessEvent, EventCodec } from "../codec/index.ts";
 import type { Policy } from "../rules/index.ts";
@@ -124,9 +124,9 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     }
     const redacted = error instanceof RawIdentifierError || bytes === undefined || !codec.holdsOnlyPseudonyms(event);
     const payload = bytes ?? new Uint8Array();
-    const sha = createHash("sha256").update(payload).digest("hex");
+    const sha = hash("sha256", payload, "hex");
     const row: DeadLetterRow = {
-      dead_letter_id: createHash("sha256").update(source).update(sha).digest("hex").slice(0, 32),
+      dead_letter_id: hash("sha256", `${source}${sha}`, "hex").slice(0, 32),
       source,
       reason: error.message,
       error_code: error.code,

@@ -4,7 +4,7 @@
 // filled from events_v1 by event_ids_v2_mv); per batch the store looks the batch's ids up once and
 // lets through only rows of the first content; any other content under the id is recorded as
 // an EVENT_ID_CONFLICT finding and not counted.
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { AuditBatch, EventRow, FindingRow } from "../processor/index.ts";
 
 export const EventIdConflict = { kind: "EVENT_ID_CONFLICT", severity: "high" } as const;
@@ -42,7 +42,7 @@ export function eventContentDigest(row: EventRow): string {
   text(String(row.recipient_external ?? 0));
   text(row.traceparent ?? "");
   text(row.pseudonym_key_id ?? "default");
-  return createHash("sha256").update(parts.join("")).digest("hex");
+  return hash("sha256", parts.join(""), "hex");
 }
 
 /**
