@@ -239,8 +239,8 @@ export function createLineageGraph(declassify: readonly Declassification[], obse
   return {
     apply(event) {
       if (event.kind !== EventKind.collect && event.kind !== EventKind.derive) return { applied: false, changedDatasets: [] };
-      const fact = factKey(event);
-      if (facts.has(fact)) return { applied: false, changedDatasets: [] };
+      const fact = factDigest(event);
+      if (facts.has(fact)) return { applied: false, changedDatasets: [], fact };
       facts.add(fact);
       const changed = new Set<string>();
       const describedBefore = described.size;
@@ -255,7 +255,7 @@ export function createLineageGraph(declassify: readonly Declassification[], obse
       }
       // Lookups depend on labels and on which datasets are described: either change invalidates them.
       if (changed.size > 0 || described.size > describedBefore) version++;
-      return { applied: true, changedDatasets: [...changed] };
+      return { applied: true, changedDatasets: [...changed], fact };
     },
     labelsOf(selectors) {
       const found = new Map<string, Label>();
@@ -300,6 +300,11 @@ export function labelId(key: string): string {
 
 export function labelKey(origin: string, category: string, collectedFor: readonly string[], dataSubject: string): string {
   return `${origin}|${category}|${collectedFor.join(",")}|${dataSubject}`;
+}
+
+/** A lineage fact's id, as stored (lineage_facts_v1.fact_key): 32 hex digits of the SHA-256 of its factKey. */
+export function factDigest(e: DataAccessEvent): string {
+  return hash("sha256", factKey(e), "hex").slice(0, 32);
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Taxonomy } from "../taxonomy/index.ts";
 import {
   createLineageGraph,
   datasetId,
-  factKey,
+  factDigest,
   fieldKey,
   WHOLE_DATASET,
   type FieldSelector,
@@ -545,7 +545,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       if (result.applied) {
         const { subjects: _omitted, ...fact } = e;
         out.facts.push({
-          fact_key: hash("sha256", factKey(e), "hex").slice(0, 32),
+          fact_key: result.fact ?? factDigest(e),
           kind: e.kind,
           occurred_at: e.occurredAt,
           event_id: e.eventId,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { createLineageGraph, labelId, labelKey, type Label, type LineageGraph } from "../../../services/lineage/index.ts";
+import { createLineageGraph, factDigest, labelId, labelKey, type Label, type LineageGraph } from "../../../services/lineage/index.ts";
 import { Masking, Transform } from "../../../services/codec/index.ts";
 import { parsePolicy, type Declassification } from "../../../services/rules/index.ts";
 import {
@@ -291,7 +291,9 @@ describe("lineage graph: late facts, unknown datasets, idempotence, cycles", () 
   it("returns applied=false and leaves version alone when the same fact is applied again", () => {
     const g = createLineageGraph([]);
     const first = collect("src", { phone: [PHONE] }, [SECURITY]);
-    expect(g.apply(first)).toEqual({ applied: true, changedDatasets: [dsId("src")] });
+    const fact = factDigest(first);
+    expect(fact).toMatch(/^[0-9a-f]{32}$/);
+    expect(g.apply(first)).toEqual({ applied: true, changedDatasets: [dsId("src")], fact });
     expect(g.version).toBe(1);
 
     // Same fact, new identity, time, run and subjects.
@@ -302,8 +304,8 @@ describe("lineage graph: late facts, unknown datasets, idempotence, cycles", () 
       runId: "run-2",
       subjects: [pseudo(1)],
     };
-    expect(g.apply(again)).toEqual({ applied: false, changedDatasets: [] });
-    expect(g.apply(first)).toEqual({ applied: false, changedDatasets: [] });
+    expect(g.apply(again)).toEqual({ applied: false, changedDatasets: [], fact });
+    expect(g.apply(first)).toEqual({ applied: false, changedDatasets: [], fact });
     expect(g.version).toBe(1);
     expect(g.stats.facts).toBe(1);
     expect(labelsAt(g, "src", "phone")).toHaveLength(1);
@@ -314,8 +316,8 @@ describe("lineage graph: late facts, unknown datasets, idempotence, cycles", () 
     g.apply(collect("src", { phone: [PHONE] }, [SECURITY]));
     g.apply(deriveFields([map(ref("elsewhere", "x"), [ref("unrelated", "x")])]));
     const version = g.version;
-    const result = g.apply(deriveFields([map(ref("elsewhere", "y"), [ref("unrelated", "y")])]));
-    expect(result).toEqual({ applied: true, changedDatasets: [] });
+    const derive = deriveFields([map(ref("elsewhere", "y"), [ref("unrelated", "y")])]);
+    expect(g.apply(derive)).toEqual({ applied: true, changedDatasets: [], fact: factDigest(derive) });
     expect(g.version).toBe(version);
   });
 
