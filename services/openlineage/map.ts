@@ -115,7 +115,14 @@ export function mapRunEvent(ol: RunEventInput, options: MapOptions): Mapped {
     // Outputs with column lineage are listed without fields, and only in the DERIVE whose mappings
     // write them: their fields take labels only through those mappings.
     const mappedIn = (mappings: readonly FieldMapping[]) => {
-      const written = new Set(mappings.map((m) => key(m.output)));
+      // Consecutive mappings mostly write the same output: its key is made once per run of them.
+      const written = new Set<string>();
+      let last: FieldMapping["output"] | undefined;
+      for (const m of mappings) {
+        if (last !== undefined && last.namespace === m.output.namespace && last.name === m.output.name) continue;
+        last = m.output;
+        written.add(key(m.output));
+      }
       return outputs.filter((d) => columnMapped.has(key(d)) && written.has(key(d))).map((d) => ({ ...d, fields: [] }));
     };
     const parts: { masking: Masking; fieldLineage: FieldMapping[]; outputs: Dataset[] }[] = [];
@@ -123,8 +130,15 @@ export function mapRunEvent(ol: RunEventInput, options: MapOptions): Mapped {
       parts.push({ masking: Masking.none, fieldLineage: groups.plain, outputs: [...datasetLevel, ...mappedIn(groups.plain)] });
     if (groups.masked.length > 0) parts.push({ masking: Masking.masked, fieldLineage: groups.masked, outputs: mappedIn(groups.masked) });
     for (const part of parts) {
+      // Written out, not spread from base: one object with every property in place.
       events.push({
-        ...base,
+        occurredAt: base.occurredAt,
+        service: base.service,
+        job: base.job,
+        runId: base.runId,
+        traceparent: null,
+        pseudonymKeyId: base.pseudonymKeyId,
+        attributes: base.attributes,
         eventId: eventIdOf(ol, `derive:${part.masking}`),
         kind: EventKind.derive,
         inputs,
@@ -150,7 +164,13 @@ export function mapRunEvent(ol: RunEventInput, options: MapOptions): Mapped {
 
   if (purpose) {
     events.push({
-      ...base,
+      occurredAt: base.occurredAt,
+      service: base.service,
+      job: base.job,
+      runId: base.runId,
+      traceparent: null,
+      pseudonymKeyId: base.pseudonymKeyId,
+      attributes: base.attributes,
       eventId: eventIdOf(ol, `purpose:${purpose.kind}`),
       kind: purpose.kind === "SHARE" ? EventKind.share : EventKind.use,
       inputs,
@@ -214,6 +234,13 @@ function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Datase
   return { namespace: d.namespace, name: d.name, fields: list };
 }
 
+/** An output field's inputs that reach it the same way. */
+interface InputGroup {
+  transform: Transform;
+  masking: boolean;
+  inputs: FieldMapping["inputs"];
+}
+
 /** How strongly an input field's value reaches the output field: the strongest DIRECT transformation. */
 const STRENGTH: Record<string, number> = { IDENTITY: 1, TRANSFORMATION: 2, AGGREGATION: 3 };
 
@@ -230,15 +257,17 @@ function fieldLineageOf(outputs: readonly DatasetInputOL[]): { plain: FieldMappi
       if (!Object.hasOwn(facet.fields, field)) continue;
       const spec = facet.fields[field] as { inputFields?: ColumnInputField[]; transformationType?: string };
       // Per input field: its subtype and whether it is masked; grouped by (transform, masking), in
-      // the order each group first appears (a field has few: a list, not a map).
-      const groups: { transform: Transform; masking: boolean; inputs: FieldMapping["inputs"] }[] = [];
+      // the order each group first appears. Most fields have one group, often of one input: the
+      // first group is kept in locals and a list is made only for a second.
+      let first: InputGroup | undefined;
+      let more: InputGroup[] | undefined;
       for (const input of spec.inputFields ?? []) {
         // No transformations (older facets, or an empty list as dbt sends): how the value moves is not said.
-        const given = input.transformations ?? [];
+        const given = input.transformations;
         // The older facet's transformationType: IDENTITY, or MASKED ("no original data available, like a hash").
         let subtype = spec.transformationType === "IDENTITY" ? "IDENTITY" : "TRANSFORMATION";
         let masking = spec.transformationType === "MASKED";
-        if (given.length > 0) {
+        if (given !== undefined && given.length > 0) {
           let direct = 0;
           subtype = "IDENTITY";
           for (const t of given) {
@@ -258,11 +287,22 @@ function fieldLineageOf(outputs: readonly DatasetInputOL[]): { plain: FieldMappi
               : masking
                 ? Transform.hash
                 : Transform.other;
-        let group = groups.find((g) => g.transform === transform && g.masking === masking);
-        if (!group) groups.push((group = { transform, masking, inputs: [] }));
-        group.inputs.push({ namespace: input.namespace, name: input.name, field: input.field });
+        const ref = { namespace: input.namespace, name: input.name, field: input.field };
+        if (first === undefined) {
+          first = { transform, masking, inputs: [ref] };
+          continue;
+        }
+        if (first.transform === transform && first.masking === masking) {
+          first.inputs.push(ref);
+          continue;
+        }
+        let group: InputGroup | undefined;
+        for (const g of (more ??= [])) if (g.transform === transform && g.masking === masking) group = g;
+        if (group) group.inputs.push(ref);
+        else more.push({ transform, masking, inputs: [ref] });
       }
-      for (const g of groups) {
+      if (first === undefined) continue;
+      for (const g of more === undefined ? [first] : [first, ...more]) {
         (g.masking ? masked : plain).push({
           output: { namespace: out.namespace, name: out.name, field },
           inputs: g.inputs,
@@ -276,8 +316,9 @@ function fieldLineageOf(outputs: readonly DatasetInputOL[]): { plain: FieldMappi
 
 /** The event's transform: the one its mappings share, else OTHER. */
 function transformOf(mappings: readonly FieldMapping[]): Transform {
-  const kinds = new Set(mappings.map((m) => m.transform));
-  return kinds.size === 1 ? ([...kinds][0] as Transform) : Transform.other;
+  const first = mappings[0]?.transform ?? Transform.other;
+  for (const m of mappings) if (m.transform !== first) return Transform.other;
+  return first;
 }
 
 /**

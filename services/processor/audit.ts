@@ -526,15 +526,19 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
         // Per output field (aligned with output_fields): the exact model rebuilds collections from these.
         row.output_categories = e.outputs.flatMap((d) => (d.fields.length === 0 ? [[]] : d.fields.map((f) => f.categories)));
       } else {
+        const fromIds = new LastDatasetId();
+        const toIds = new LastDatasetId();
+        const mappedDatasets = new Set<string>();
         for (const m of e.fieldLineage) {
-          for (const input of m.inputs) {
-            out.edges.push(edgeRow(e, datasetId(input), input.field, datasetId(m.output), m.output.field, m.transform));
-          }
+          const to = toIds.of(m.output);
+          mappedDatasets.add(to);
+          for (const input of m.inputs) out.edges.push(edgeRow(e, fromIds.of(input), input.field, to, m.output.field, m.transform));
         }
-        const mapped = new Set(e.fieldLineage.map((m) => fieldKey(datasetId(m.output), m.output.field)));
-        const mappedDatasets = new Set(e.fieldLineage.map((m) => datasetId(m.output)));
+        // The mapped fields, made only for an output that is not just a mapped dataset listed without fields.
+        let mapped: Set<string> | undefined;
         for (const o of e.outputs) {
           if (o.fields.length === 0 && mappedDatasets.has(datasetId(o))) continue;
+          mapped ??= new Set(e.fieldLineage.map((m) => fieldKey(datasetId(m.output), m.output.field)));
           const outFields = o.fields.length > 0 ? o.fields.map((f) => f.name) : [WHOLE_DATASET];
           for (const f of outFields) {
             if (mapped.has(fieldKey(datasetId(o), f))) continue;
@@ -704,6 +708,20 @@ function ioOf(e: DataAccessEvent): { inputs: readonly string[]; outputs: readonl
     datasetsOf.set(e, io);
   }
   return io;
+}
+
+/** A dataset's id, the last one's kept: field mappings name the same dataset over and over. */
+class LastDatasetId {
+  private last: { namespace: string; name: string } | undefined;
+  private id = "";
+
+  of(d: { namespace: string; name: string }): string {
+    if (this.last === undefined || this.last.namespace !== d.namespace || this.last.name !== d.name) {
+      this.last = d;
+      this.id = datasetId(d);
+    }
+    return this.id;
+  }
 }
 
 /**
