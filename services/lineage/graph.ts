@@ -239,9 +239,10 @@ export function createLineageGraph(declassify: readonly Declassification[], obse
   return {
     apply(event) {
       if (event.kind !== EventKind.collect && event.kind !== EventKind.derive) return { applied: false, changedDatasets: [] };
-      const fact = factDigest(event);
-      if (facts.has(fact)) return { applied: false, changedDatasets: [], fact };
-      facts.add(fact);
+      // Known by its whole key: a fact seen before (most of a stream's COLLECTs) costs no hashing.
+      const key = factKey(event);
+      if (facts.has(key)) return { applied: false, changedDatasets: [] };
+      facts.add(key);
       const changed = new Set<string>();
       const describedBefore = described.size;
       if (event.kind === EventKind.collect) applyCollect(event, changed);
@@ -255,7 +256,7 @@ export function createLineageGraph(declassify: readonly Declassification[], obse
       }
       // Lookups depend on labels and on which datasets are described: either change invalidates them.
       if (changed.size > 0 || described.size > describedBefore) version++;
-      return { applied: true, changedDatasets: [...changed], fact };
+      return { applied: true, changedDatasets: [...changed], fact: digestOf(key) };
     },
     labelsOf(selectors) {
       const found = new Map<string, Label>();
@@ -304,8 +305,10 @@ export function labelKey(origin: string, category: string, collectedFor: readonl
 
 /** A lineage fact's id, as stored (lineage_facts_v1.fact_key): 32 hex digits of the SHA-256 of its factKey. */
 export function factDigest(e: DataAccessEvent): string {
-  return hash("sha256", factKey(e), "hex").slice(0, 32);
+  return digestOf(factKey(e));
 }
+
+const digestOf = (key: string): string => hash("sha256", key, "hex").slice(0, 32);
 
 /**
  * What makes two lineage facts the same fact: everything but the event's identity, time, run

@@ -51,6 +51,6 @@ export interface ApplyResult {
   /** False when the same lineage fact was applied before (idempotent replays, repeated daily jobs). */
   applied: boolean;
   changedDatasets: string[];
-  /** The fact's id (`factDigest`) when the event is a lineage fact (COLLECT or DERIVE), applied or not. */
+  /** The fact's id (`factDigest`) when it was applied (a new lineage fact). */
   fact?: string;
 }
