@@ -107,7 +107,20 @@ describe("crash safety", () => {
       expect(Number(row?.ids)).toBe(truth.events);
       expect(Number(row?.rows)).toBe(truth.events);
       const summary = await affectedSummary(store, { ruleId: SCENARIO_RULE });
-      expect(summary.subjects).toBe(truth.affectedUsers);
+      // When it fails, which way: uses stored with each verdict, uses whose row says violation
+      // without a violation row, uses flagged in rows that are older than their newest row.
+      const verdicts = await store.query<{ verdict: string; n: string }>(
+        `SELECT verdict, toString(count()) AS n FROM crash.${Table.events} FINAL WHERE kind IN ('USE', 'SHARE') GROUP BY verdict ORDER BY verdict`,
+      );
+      const [split] = await store.query<{ without_row: string; stale: string; violations: string }>(
+        `SELECT toString(countIf(verdict = 'violation' AND event_id NOT IN (SELECT event_id FROM crash.${Table.violations}))) AS without_row,
+                toString(countIf(verdict != 'violation' AND event_id IN (SELECT event_id FROM crash.${Table.violations}))) AS stale,
+                toString((SELECT uniqExact(event_id) FROM crash.${Table.violations} WHERE rule_id = {rule:String})) AS violations
+         FROM crash.${Table.events} FINAL WHERE kind IN ('USE', 'SHARE')`,
+        { rule: SCENARIO_RULE },
+      );
+      const why = `uses by verdict ${verdicts.map((v) => `${v.verdict || "-"}: ${v.n}`).join(", ")}; flagged without a violation row ${split?.without_row}; with a violation row but not flagged ${split?.stale}; uses with a violation of the rule ${split?.violations} (expected ${truth.violatingEvents})`;
+      expect(summary.subjects, why).toBe(truth.affectedUsers);
       expect(summary.records).toBe(truth.affectedRecords);
       expect(summary.violationEvents).toBe(truth.violatingEvents);
     } finally {
