@@ -404,9 +404,11 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
    * Lineage changed what some datasets carry: check the recent uses of them again. A use whose
    * labels grew is written again, event row and violations, even when it violated the same rules
    * already: the violation keeps its id and gets the complete categories, labels and path.
-   * `onlyGrown`: only uses that now carry a label their rows lack (after their lineage was loaded
-   * again, the graph may know more fields than when they were written, which narrows a
-   * whole-dataset reading; that alone is no reason to rewrite them).
+   * `onlyGrown`: only uses that now carry a label their rows lack, or violate a rule with no
+   * violation stored (after their lineage was loaded again, the graph may know more fields than
+   * when they were written, which narrows a whole-dataset reading; that alone is no reason to
+   * rewrite them). A violation can be missing where the row has its labels: the store writes a
+   * batch's event rows before its violations, and a kill between the two leaves exactly that.
    */
   function recheck(changed: readonly string[], out: AuditBatch, onlyGrown = false): void {
     const hits = new Set<RecentUse>();
@@ -416,7 +418,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       if (ev.unknown.length > 0) continue;
       if (onlyGrown) {
         const had = new Set(r.labels.split(","));
-        if (ev.labelIds.every((id) => had.has(id))) continue;
+        if (ev.labelIds.every((id) => had.has(id)) && ev.verdicts.every((v) => r.written.has(v.ruleId))) continue;
       }
       const labels = ev.labelIds.join(",");
       const same = ev.verdicts.every((v, i) => r.written.get(v.ruleId) === (ev.paths[i] as Evaluation["paths"][number]).labelIds.join(","));

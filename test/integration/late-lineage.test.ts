@@ -172,6 +172,35 @@ describe("a checked use in the recheck window, across a restart (chDB)", () => {
     await batch(restarted, collect("unrelated.things", { v: ["user.name"] }, [SERVICE]));
     expect(await violationRows(misuse.eventId)).toMatchObject({ final: 1, categories: [EMAIL], subjectRows: 1 });
   });
+
+  it("is rewritten after a restart when a kill came between its rewritten row and its violation", async () => {
+    // The store writes a batch's event rows before its violations: a kill between the two leaves
+    // the use's row flagged, with the label, and no violation row.
+    let killedAfterEvents = false;
+    const sink = {
+      write: (b: Parameters<typeof store.write>[0]) =>
+        store.write(killedAfterEvents ? { ...b, paths: [], violations: [], outbox: [], findings: [], deadLetters: [] } : b),
+    };
+    const first = createProcessor({ policy, taxonomy, codec }, { sink, lineage: store });
+    await batch(first, deriveFields([map(ref("mail.copy", "mail"), [ref("mail.people", "mail")])]));
+    const misuse = use([read("mail.copy", "mail")], [ADS], { subjects: [pseudo("torn-1")] });
+    await batch(first, misuse);
+    const late = collect("mail.people", { mail: [EMAIL] }, [SERVICE]);
+    killedAfterEvents = true;
+    await batch(first, late); // the late collection: the use is rechecked, its row rewritten, its violation lost
+    const [row] = await store.query<{ verdict: string }>(
+      `SELECT verdict FROM ${store.database}.${Table.events} FINAL WHERE event_id = {id:String}`,
+      { id: misuse.eventId },
+    );
+    expect(row?.verdict).toBe("violation");
+    expect((await violationRows(misuse.eventId)).final).toBe(0);
+
+    // Restarted, it is given the collection again (its offset was never committed).
+    const restarted = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
+    await restarted.restore(store.lineageFacts(), await store.recentUses(100));
+    await batch(restarted, late);
+    expect(await violationRows(misuse.eventId)).toMatchObject({ final: 1, categories: [EMAIL], subjectRows: 1 });
+  });
 });
 
 describe("stored lineage facts (chDB)", () => {
