@@ -273,17 +273,15 @@ export async function benchOpenLineage(options: { runEvents: number; clients: nu
   }
 }
 
+/** What a processor is made of: the policy, the taxonomy and the codec. */
+interface BenchCore {
+  policy: ReturnType<typeof loadPolicy>;
+  taxonomy: ReturnType<typeof loadFideslangTaxonomy>;
+  codec: ReturnType<typeof createEventCodec>;
+}
+
 /** The baseline: the same RunEvents into a fresh database, each answered once stored (group commit, no journal). */
-async function withoutJournal(
-  dir: string,
-  bodies: readonly string[],
-  clients: number,
-  core: {
-    policy: ReturnType<typeof loadPolicy>;
-    taxonomy: ReturnType<typeof loadFideslangTaxonomy>;
-    codec: ReturnType<typeof createEventCodec>;
-  },
-): Promise<number> {
+async function withoutJournal(dir: string, bodies: readonly string[], clients: number, core: BenchCore): Promise<number> {
   const store = await openStore({ path: dir, database: "bench_openlineage_direct" });
   try {
     await store.migrate();
@@ -355,15 +353,7 @@ async function httpFloor(bodies: readonly string[], clients: number): Promise<{ 
  * (not timed), then those writes are made as the intake makes them, in batches of 1,000 RunEvents,
  * into a fresh database; the process's CPU (ClickHouse's threads included) a RunEvent.
  */
-async function storeFloor(
-  dir: string,
-  bodies: readonly string[],
-  core: {
-    policy: ReturnType<typeof loadPolicy>;
-    taxonomy: ReturnType<typeof loadFideslangTaxonomy>;
-    codec: ReturnType<typeof createEventCodec>;
-  },
-): Promise<number> {
+async function storeFloor(dir: string, bodies: readonly string[], core: BenchCore): Promise<number> {
   const store = await openStore({ path: dir, database: "bench_openlineage_store" });
   try {
     await store.migrate();

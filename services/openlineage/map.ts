@@ -130,28 +130,22 @@ export function mapRunEvent(ol: RunEventInput, options: MapOptions): Mapped {
       parts.push({ masking: Masking.none, fieldLineage: groups.plain, outputs: [...datasetLevel, ...mappedIn(groups.plain)] });
     if (groups.masked.length > 0) parts.push({ masking: Masking.masked, fieldLineage: groups.masked, outputs: mappedIn(groups.masked) });
     for (const part of parts) {
-      // Written out, not spread from base: one object with every property in place.
-      events.push({
-        occurredAt: base.occurredAt,
-        service: base.service,
-        job: base.job,
-        runId: base.runId,
-        traceparent: null,
-        pseudonymKeyId: base.pseudonymKeyId,
-        attributes: base.attributes,
-        eventId: eventIdOf(ol, `derive:${part.masking}`),
-        kind: EventKind.derive,
-        inputs,
-        outputs: part.outputs,
-        // The event's transform is that of its dataset-level edges: OTHER when it has any.
-        transform: part.masking === Masking.none && datasetLevel.length > 0 ? Transform.other : transformOf(part.fieldLineage),
-        fieldLineage: part.fieldLineage,
-        masking: part.masking,
-        purposes: [],
-        dataSubject: DERIVE_DATA_SUBJECT,
-        subjects: [],
-        recipient: null,
-      });
+      events.push(
+        eventOf(base, {
+          eventId: eventIdOf(ol, `derive:${part.masking}`),
+          kind: EventKind.derive,
+          inputs,
+          outputs: part.outputs,
+          // The event's transform is that of its dataset-level edges: OTHER when it has any.
+          transform: part.masking === Masking.none && datasetLevel.length > 0 ? Transform.other : transformOf(part.fieldLineage),
+          fieldLineage: part.fieldLineage,
+          masking: part.masking,
+          purposes: [],
+          dataSubject: DERIVE_DATA_SUBJECT,
+          subjects: [],
+          recipient: null,
+        }),
+      );
     }
     const columns = groups.plain.length + groups.masked.length;
     if (parts.length > 0)
@@ -163,26 +157,21 @@ export function mapRunEvent(ol: RunEventInput, options: MapOptions): Mapped {
   }
 
   if (purpose) {
-    events.push({
-      occurredAt: base.occurredAt,
-      service: base.service,
-      job: base.job,
-      runId: base.runId,
-      traceparent: null,
-      pseudonymKeyId: base.pseudonymKeyId,
-      attributes: base.attributes,
-      eventId: eventIdOf(ol, `purpose:${purpose.kind}`),
-      kind: purpose.kind === "SHARE" ? EventKind.share : EventKind.use,
-      inputs,
-      outputs: [],
-      transform: Transform.other,
-      fieldLineage: [],
-      masking: Masking.none,
-      purposes: [...purpose.purposes],
-      dataSubject: purpose.dataSubject,
-      subjects: [...(purpose.subjects ?? [])],
-      recipient: purpose.kind === "SHARE" && purpose.recipient ? { ...purpose.recipient } : null,
-    });
+    events.push(
+      eventOf(base, {
+        eventId: eventIdOf(ol, `purpose:${purpose.kind}`),
+        kind: purpose.kind === "SHARE" ? EventKind.share : EventKind.use,
+        inputs,
+        outputs: [],
+        transform: Transform.other,
+        fieldLineage: [],
+        masking: Masking.none,
+        purposes: [...purpose.purposes],
+        dataSubject: purpose.dataSubject,
+        subjects: [...(purpose.subjects ?? [])],
+        recipient: purpose.kind === "SHARE" && purpose.recipient ? { ...purpose.recipient } : null,
+      }),
+    );
     said.push(`a ${purpose.kind} for ${purpose.purposes.join(", ")}`);
   }
 
@@ -195,6 +184,36 @@ export function mapRunEvent(ol: RunEventInput, options: MapOptions): Mapped {
     return { events, explanation: `run ${ol.run.runId} of ${job} ${why}; stored, no lineage` };
   }
   return { events, explanation: `run ${ol.run.runId} of ${job} completed: ${said.join(" and ")}` };
+}
+
+/** What every event a RunEvent becomes shares. */
+type EventBase = Pick<DataAccessEvent, "occurredAt" | "service" | "job" | "runId" | "traceparent" | "pseudonymKeyId" | "attributes">;
+
+/**
+ * An event of the RunEvent: written out, not spread from the base, so it is one object with every
+ * property in place (a spread grows the object's property store step by step).
+ */
+function eventOf(base: EventBase, e: Omit<DataAccessEvent, keyof EventBase>): DataAccessEvent {
+  return {
+    occurredAt: base.occurredAt,
+    service: base.service,
+    job: base.job,
+    runId: base.runId,
+    traceparent: base.traceparent,
+    pseudonymKeyId: base.pseudonymKeyId,
+    attributes: base.attributes,
+    eventId: e.eventId,
+    kind: e.kind,
+    inputs: e.inputs,
+    outputs: e.outputs,
+    transform: e.transform,
+    fieldLineage: e.fieldLineage,
+    masking: e.masking,
+    purposes: e.purposes,
+    dataSubject: e.dataSubject,
+    subjects: e.subjects,
+    recipient: e.recipient,
+  };
 }
 
 /** A dataset with its fields (schema facet) and their categories (tags, else the classification file). */
