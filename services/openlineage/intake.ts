@@ -79,7 +79,6 @@ export interface OpenLineageIntakeOptions {
 /** Journaled RunEvents waiting beyond which no mapped copy is kept beside their bytes. */
 const MEMO_LIMIT = 10_000;
 
-/** A RunEvent checked and mapped, or refused with its outcome. */
 /** What the openlineage_events_v1 row keeps of a RunEvent. */
 interface RunEventHead {
   jobNamespace: string;
@@ -91,9 +90,9 @@ interface RunEventHead {
 }
 
 /**
- * A RunEvent checked and mapped, kept until its batch is stored (under load, hundreds of
- * milliseconds): its head and what it became, not the parsed document, which is left to the
- * young generation instead of being copied into the old one.
+ * A RunEvent checked and mapped (or refused, with its outcome), kept until its batch is stored
+ * (under load, hundreds of milliseconds): its head and what it became, not the parsed document,
+ * which is left to the young generation instead of being copied into the old one.
  */
 type Prepared = { head: RunEventHead; mapped: Mapped } | { failure: LineageAuditError; outcome: OpenLineageOutcome & { stored: false } };
 

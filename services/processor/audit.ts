@@ -728,17 +728,15 @@ class LastDatasetId {
 
 /**
  * Distinct dataset ids in order of first appearance. Field mappings name the same dataset over and
- * over (20 columns of one table): a reference equal to the one before is skipped without making its id.
+ * over (20 columns of one table): a reference equal to the one before reuses its id.
  */
 class DatasetIds {
   readonly ids: string[] = [];
   private readonly seen = new Set<string>();
-  private last: { namespace: string; name: string } | undefined;
+  private readonly last = new LastDatasetId();
 
   add(d: { namespace: string; name: string }): void {
-    if (this.last !== undefined && this.last.namespace === d.namespace && this.last.name === d.name) return;
-    this.last = d;
-    const id = datasetId(d);
+    const id = this.last.of(d);
     if (this.seen.has(id)) return;
     this.seen.add(id);
     this.ids.push(id);
