@@ -39,9 +39,16 @@ export interface DelivererOptions {
    * with the connection, so a receiver cannot fill memory. @default 65536
    */
   maxResponseBytes?: number;
+  /**
+   * How long an alert whose violations are not stored yet is held back (from when it was decided).
+   * The store writes an alert before its violations; after a crash between the two, a redelivery
+   * or a recheck writes them. Should they never come, the alert is sent with what is stored rather
+   * than lost. @default 600000
+   */
+  violationWaitMs?: number;
 }
 
-export const defaultDelivererOptions = { maxResponseBytes: 64 * 1024 } satisfies Partial<DelivererOptions>;
+export const defaultDelivererOptions = { maxResponseBytes: 64 * 1024, violationWaitMs: 600_000 } satisfies Partial<DelivererOptions>;
 
 export interface Deliverer {
   /** Delivers what is due now; returns how many attempts were made. */
@@ -67,6 +74,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
   const maxBackoff = options.maxBackoffMs ?? 300_000;
   const maxAttempts = options.maxAttempts ?? 20;
   const maxResponseBytes = options.maxResponseBytes ?? defaultDelivererOptions.maxResponseBytes;
+  const violationWaitMs = options.violationWaitMs ?? defaultDelivererOptions.violationWaitMs;
   const sentAt = new Map<string, number[]>(); // subscription -> recent send times
   const pausedUntil = new Map<string, number>(); // subscription -> Retry-After deadline
   let running = false;
@@ -116,7 +124,8 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
     };
   }
 
-  async function payloadFor(e: OutboxEntry): Promise<string> {
+  /** The alert's payload; undefined while its violations are not stored and it may still wait for them. */
+  async function payloadFor(e: OutboxEntry): Promise<string | undefined> {
     const scope = `rule_id = {rule:String} AND job_namespace = {ns:String} AND job_name = {job:String} AND run_id = {run:String}
       AND occurred_at >= parseDateTime64BestEffort({from:String}, 3, 'UTC') AND occurred_at < parseDateTime64BestEffort({to:String}, 3, 'UTC')`;
     const params = { rule: e.rule_id, ns: e.job_namespace, job: e.job_name, run: e.run_id, from: e.window_start, to: e.window_end };
@@ -136,6 +145,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
        FROM ${db}.${Table.violations} WHERE ${scope}`,
       params,
     );
+    if (Number(v?.events ?? 0) === 0 && Date.now() - Date.parse(storedTimeToIso(e.created_at)) < violationWaitMs) return undefined;
     const [counts] = await store.query<{ subjects: string; records: string }>(
       `SELECT uniqExact(subject_id) AS subjects, uniqExact(subject_id, c) AS records
        FROM ${db}.${Table.violationSubjects} ARRAY JOIN categories AS c
@@ -182,6 +192,12 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
 
   async function attempt(e: OutboxEntry, s: Subscription): Promise<string> {
     const body = await payloadFor(e);
+    if (body === undefined) {
+      // Not an attempt (its attempts unchanged): looked at again after about as long as it has waited.
+      const waited = Date.now() - Date.parse(storedTimeToIso(e.created_at));
+      await update(e, "pending", e.attempts, 0, Date.now() + Math.min(maxBackoff, Math.max(backoff, waited)));
+      return "held";
+    }
     const attemptNo = e.attempts + 1;
     const started = Date.now();
     const times = sentAt.get(s.id) ?? [];
@@ -274,8 +290,9 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
         continue;
       }
       if ((pausedUntil.get(s.id) ?? 0) > Date.now() || rateLimited(s, now)) continue;
-      if ((await attempt(e, s)) === "disabled") disabled.add(s.id);
-      attempts++;
+      const outcome = await attempt(e, s);
+      if (outcome === "disabled") disabled.add(s.id);
+      if (outcome !== "held") attempts++;
     }
     return attempts;
   }

@@ -381,11 +381,14 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         for (const id of ids) if (idsInFlight.get(id) === mine) idsInFlight.delete(id);
         release();
       }
+      // The alerts these violations raise (the durable outbox), before the violations: a violation is
+      // never stored without its alert, so a write cut short leaves the violation missing, which a
+      // redelivery or a recheck writes again with its alert. The deliverer holds back an alert
+      // whose violations are not stored yet.
+      await insert(Table.outbox, batch.outbox);
       await Promise.all([
         insert(Table.paths, batch.paths),
         insert(Table.violations, batch.violations),
-        // The alerts these violations raise, stored before the batch counts as done (durable outbox).
-        insert(Table.outbox, batch.outbox),
         insert(Table.findings, batch.findings),
         insert(Table.deadLetters, batch.deadLetters),
       ]);

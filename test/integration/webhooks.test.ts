@@ -8,7 +8,7 @@ import { rmSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { Webhook } from "standardwebhooks";
 import { openStore, Table, type Store } from "../../services/store/index.ts";
-import { createProcessor } from "../../services/processor/index.ts";
+import { createProcessor, type AuditBatch } from "../../services/processor/index.ts";
 import { createAlertPlanner, createDeliverer, parseAlertingConfig, type Subscription } from "../../services/alerting/index.ts";
 import type { DataAccessEvent } from "../../services/codec/index.ts";
 import { core, randomDatabase, tempDir, waitFor } from "./helpers.ts";
@@ -326,6 +326,90 @@ describe("alert webhooks", () => {
     expect(body.soFar).toMatchObject({ subjects: 1_000_000, violatingEvents: 100 });
     const [outbox] = await store.query<{ n: string }>(`SELECT count() AS n FROM ${store.database}.${Table.outbox} FINAL`);
     expect(Number(outbox?.n)).toBe(1);
+    r.close();
+    await store.close();
+  });
+
+  it("stores a batch's alerts before its violations: when the alert cannot be stored, neither are they", async () => {
+    const r = await receiver(ok);
+    const sub = subscription(r.url, secret());
+    const database = randomDatabase("order");
+    const store = await openStore({ path: dir, database });
+    await store.migrate();
+    const held: AuditBatch[] = [];
+    const processor = createProcessor(
+      { policy, taxonomy, codec, alerts: createAlertPlanner([sub], 3_600_000) },
+      { sink: { write: async (batch) => void held.push(batch) } },
+    );
+    const at = Date.parse("2019-04-07T10:00:00Z");
+    await feed(processor, [event("COLLECT", "c", [hex(7)], at), event("USE", "run-7", [hex(7)], at + 1000)]);
+    const batch = held.find((b) => b.outbox.length > 0)!;
+    expect(batch.violations.length).toBeGreaterThan(0);
+    // The alert's row is refused (a window that is no time): the write stops before the violations.
+    const refused = { ...batch, outbox: batch.outbox.map((o) => ({ ...o, window_start: "not a time" as unknown as number })) };
+    await expect(store.write(refused)).rejects.toThrow();
+    const count = async (table: string) =>
+      Number((await store.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${database}.${table}`))[0]?.n);
+    expect(await count(Table.outbox)).toBe(0);
+    expect(await count(Table.violations)).toBe(0);
+    // Written again whole (as a retry or a redelivery writes it), the alert goes out with its violation.
+    await store.write(batch);
+    const deliverer = createDeliverer(store, [sub], { backoffMs: 10 });
+    await deliverer.runOnce();
+    expect(r.received).toHaveLength(1);
+    expect(JSON.parse(r.received[0]!.body)).toMatchObject({ runId: "run-7", soFar: { subjects: 1, violatingEvents: 1 } });
+    r.close();
+    await store.close();
+  });
+
+  it("holds back an alert whose violations are not stored yet, then sends it once they are", async () => {
+    const r = await receiver(ok);
+    const sub = subscription(r.url, secret());
+    const database = randomDatabase("early");
+    const store = await openStore({ path: dir, database });
+    await store.migrate();
+    const held: AuditBatch[] = [];
+    const processor = createProcessor(
+      { policy, taxonomy, codec, alerts: createAlertPlanner([sub], 3_600_000) },
+      { sink: { write: async (batch) => void held.push(batch) } },
+    );
+    const at = Date.parse("2019-04-08T10:00:00Z");
+    await feed(processor, [event("COLLECT", "c", [hex(8), hex(9)], at), event("USE", "run-8", [hex(8), hex(9)], at + 1000)]);
+    const batch = held.find((b) => b.outbox.length > 0)!;
+    // The alert's row is stored and its violations not yet (a write in progress, or cut short by a crash).
+    await store.insert(Table.outbox, batch.outbox);
+    const deliverer = createDeliverer(store, [sub], { backoffMs: 10, violationWaitMs: 60_000 });
+    await deliverer.runOnce();
+    expect(r.received).toHaveLength(0);
+    expect(await deliveries(store)).toEqual([]);
+    await store.write(batch);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // past the deferral
+    await deliverer.runOnce();
+    expect(r.received).toHaveLength(1);
+    expect(JSON.parse(r.received[0]!.body)).toMatchObject({
+      runId: "run-8",
+      purposeUsed: ["marketing.advertising.third_party.targeted"],
+      soFar: { subjects: 2, violatingEvents: 1 },
+    });
+    r.close();
+    await store.close();
+  });
+
+  it("sends an alert whose violations never come once it has waited violationWaitMs, so no alert is lost", async () => {
+    const r = await receiver(ok);
+    const sub = subscription(r.url, secret());
+    const { store, processor } = await setup([sub]);
+    const at = Date.parse("2019-04-09T10:00:00Z");
+    await feed(processor, [event("COLLECT", "c", [hex(10)], at), event("USE", "run-9", [hex(10)], at + 1000)]);
+    // As if only the violations had been lost.
+    await store.command(`TRUNCATE TABLE ${store.database}.${Table.violations}`);
+    const deliverer = createDeliverer(store, [sub], { backoffMs: 10, violationWaitMs: 300 });
+    await deliverer.runOnce();
+    expect(r.received).toHaveLength(0);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await deliverer.runOnce();
+    expect(r.received).toHaveLength(1);
+    expect(JSON.parse(r.received[0]!.body)).toMatchObject({ runId: "run-9", soFar: { violatingEvents: 0 } });
     r.close();
     await store.close();
   });
