@@ -53,7 +53,7 @@ describe("Kafka end to end", () => {
   it("emits onto a real broker; a processor group stores every event and the affected count equals the ground truth", async () => {
     const config = kafkaForTest(inject);
     const s = await storeFor(randomDatabase("k1"));
-    await startInstance(config, s, "a", `g-${config.clientId}`);
+    const { kafka } = await startInstance(config, s, "a", `g-${config.clientId}`);
     const truth = emptyGroundTruth();
     const emitter = createEmitter(
       { transport: createKafkaTransport(config), pseudonymKey: HMAC_KEY, maxBatch: 8000, lingerMs: 5 },
@@ -61,7 +61,12 @@ describe("Kafka end to end", () => {
     );
     for (const input of generateScenario({ users: 2000, seed: 21 }, truth)) await emitter.emit(input);
     await emitter.close();
-    await waitFor(async () => (await storedEvents(s)) === truth.events, 90_000, "all events stored");
+    // Every event row stored, and every batch written whole (its violations come after its event rows).
+    await waitFor(
+      async () => (await storedEvents(s)) === truth.events && kafka.lag().every((l) => l.lag === 0),
+      90_000,
+      "all events stored",
+    );
     const summary = await affectedSummary(s, { ruleId: SCENARIO_RULE });
     expect(summary.subjects).toBe(truth.affectedUsers);
     expect(summary.records).toBe(truth.affectedRecords);
