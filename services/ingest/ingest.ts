@@ -4,7 +4,7 @@ import { ConfigError, InputError, LineageAuditError, SchemaError } from "../erro
 import { defaultDecodeLimits, readContainerFile, type EventCodec } from "../codec/index.ts";
 import type { EmitInput } from "../emitter/index.ts";
 import type { InboundEvent, Processor, Rejection } from "../processor/index.ts";
-import { isRunEventShape, type OpenLineageIntake, type OpenLineageItem } from "../openlineage/index.ts";
+import { isOpenLineageShape, type OpenLineageIntake, type OpenLineageItem } from "../openlineage/index.ts";
 
 export interface IngestOptions {
   processor: Pick<Processor, "processEvents">;
@@ -162,7 +162,7 @@ async function readNdjson(
       if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
         throw new InputError("line must be a JSON object (one event)");
       // An OpenLineage RunEvent: the intake checks its bytes and schema itself.
-      if (isRunEventShape(parsed)) event = RUN_EVENT;
+      if (isOpenLineageShape(parsed)) event = RUN_EVENT;
       else
         try {
           event = build(parsed as EmitInput);

@@ -8,8 +8,8 @@ import type { Taxonomy } from "../taxonomy/index.ts";
 import { Table } from "../store/index.ts";
 import type { IntakeJournal, JournalRecord } from "../ingest/journal.ts";
 import type { Classification } from "./classification.ts";
-import { mapRunEvent, type Mapped, type RunEventInput } from "./map.ts";
-import { checkRunEventBytes, validateRunEvent } from "./validate.ts";
+import { explainStaticEvent, mapRunEvent, type Mapped, type RunEventInput } from "./map.ts";
+import { checkRunEventBytes, validateOpenLineageEvent, type OpenLineageEventKind } from "./validate.ts";
 
 export interface OpenLineageItem {
   bytes: Uint8Array;
@@ -79,11 +79,14 @@ export interface OpenLineageIntakeOptions {
 /** Journaled RunEvents waiting beyond which no mapped copy is kept beside their bytes. */
 const MEMO_LIMIT = 10_000;
 
-/** What the openlineage_events_v1 row keeps of a RunEvent. */
+/** What the openlineage_events_v1 row keeps of an event (a JobEvent has no run, a DatasetEvent no job either). */
 interface RunEventHead {
+  kind: OpenLineageEventKind;
   jobNamespace: string;
   jobName: string;
   runId: string;
+  /** A DatasetEvent's dataset, namespace/name. */
+  dataset: string;
   eventType: string;
   eventTime: string;
   producer: string;
@@ -111,16 +114,35 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
     try {
       const doc = checkRunEventBytes(item.bytes);
       stage = "schema";
-      const ol = validateRunEvent(doc) as RunEventInput;
+      const checked = validateOpenLineageEvent(doc);
+      if (checked.kind !== "RunEvent") {
+        // Static metadata: logged and explained, never lineage.
+        const { event } = checked;
+        const job = "job" in event ? event.job : undefined;
+        const head = {
+          kind: checked.kind,
+          jobNamespace: job?.namespace ?? "",
+          jobName: job?.name ?? "",
+          runId: "",
+          dataset: "dataset" in event ? `${event.dataset.namespace}/${event.dataset.name}` : "",
+          eventType: "",
+          eventTime: event.eventTime,
+          producer: event.producer,
+        };
+        return { head, mapped: { events: [], explanation: explainStaticEvent(checked) } };
+      }
+      const ol = checked.event as RunEventInput;
       const mapped = mapRunEvent(ol, mapOptions);
       // All or nothing: the events a RunEvent becomes are checked as the processor checks them
       // (taxonomy keys, what each kind needs) before any is stored, so none is stored alone.
       stage = "event";
       for (const event of mapped.events) validateEvent(event, options.taxonomy);
       const head = {
+        kind: checked.kind,
         jobNamespace: ol.job.namespace,
         jobName: ol.job.name,
         runId: ol.run.runId,
+        dataset: "",
         eventType: ol.eventType ?? "",
         eventTime: ol.eventTime,
         producer: ol.producer,
@@ -166,6 +188,8 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
         job_namespace: entry.head.jobNamespace,
         job_name: entry.head.jobName,
         run_id: entry.head.runId,
+        event_kind: entry.head.kind,
+        dataset: entry.head.dataset,
         event_type: entry.head.eventType,
         event_time: entry.head.eventTime,
         event_time_ms: Date.parse(entry.head.eventTime) || 0,

@@ -8,7 +8,11 @@ import { TaxonomyKind, type Taxonomy } from "../taxonomy/index.ts";
 // As our own events' errors: a value is quoted only when shaped like a taxonomy key.
 import { quoted } from "../processor/validate.ts";
 import type { Classification } from "./classification.ts";
-import { LINEAGE_AUDIT_PURPOSE_FACET as PURPOSE_FACET, type LineageAuditPurposeRunFacet as PurposeFacet } from "./validate.ts";
+import {
+  LINEAGE_AUDIT_PURPOSE_FACET as PURPOSE_FACET,
+  type LineageAuditPurposeRunFacet as PurposeFacet,
+  type OpenLineageEvent,
+} from "./validate.ts";
 
 /** The tag key whose values are fideslang data categories (TagsDatasetFacet: key, value, field). */
 export const CATEGORY_TAG_KEY = "data_category";
@@ -61,6 +65,20 @@ export interface MapOptions {
   taxonomy: Taxonomy;
   /** Categories for datasets whose producers send no tags. */
   classification?: Classification;
+}
+
+/**
+ * What a JobEvent or DatasetEvent (static metadata: no run, so nothing happened to any data) is
+ * logged as: stored and explained, never lineage. A job's lineage is taken from its runs' COMPLETE
+ * events; a dataset's categories from tags on the datasets of those events, or the classification file.
+ */
+export function explainStaticEvent(checked: Exclude<OpenLineageEvent, { kind: "RunEvent" }>): string {
+  if (checked.kind === "DatasetEvent") {
+    const { namespace, name } = checked.event.dataset;
+    return `a DatasetEvent for ${namespace}/${name}: static dataset metadata, no run; stored, no lineage`;
+  }
+  const { job, inputs = [], outputs = [] } = checked.event;
+  return `a JobEvent for ${job.namespace}/${job.name} (${inputs.length} input(s), ${outputs.length} output(s)): static job metadata, no run; stored, no lineage (lineage is taken from a run's COMPLETE event)`;
 }
 
 /**

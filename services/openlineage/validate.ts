@@ -152,6 +152,31 @@ export interface RunEvent {
   schemaURL: string;
 }
 
+/** An OpenLineage 2-0-2 JobEvent: a job's static metadata, no run (as far as the intake reads it). */
+export interface JobEvent {
+  eventTime: string;
+  job: { namespace: string; name: string; facets?: Record<string, OpenLineageFacet> };
+  inputs?: InputDataset[];
+  outputs?: OutputDataset[];
+  producer: string;
+  schemaURL: string;
+}
+
+/** An OpenLineage 2-0-2 DatasetEvent: a dataset's static metadata, no job, no run. */
+export interface DatasetEvent {
+  eventTime: string;
+  dataset: OpenLineageDataset;
+  producer: string;
+  schemaURL: string;
+}
+
+/** The three kinds of OpenLineage 2-0-2 event: a RunEvent may carry lineage, the other two are static metadata. */
+export type OpenLineageEventKind = "RunEvent" | "JobEvent" | "DatasetEvent";
+
+/** An event the intake validated, with its kind. */
+export type OpenLineageEvent =
+  { kind: "RunEvent"; event: RunEvent } | { kind: "JobEvent"; event: JobEvent } | { kind: "DatasetEvent"; event: DatasetEvent };
+
 /** The run facet name and `_schemaURL` of lineage-audit's purpose facet. */
 export const LINEAGE_AUDIT_PURPOSE_FACET = "lineageAudit_purpose";
 export const LINEAGE_AUDIT_PURPOSE_FACET_SCHEMA_URL =
@@ -229,22 +254,29 @@ function wellFormed(value: unknown): boolean {
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /**
- * Whether a parsed JSON value is shaped like an OpenLineage RunEvent (eventTime, producer,
- * run.runId, job.namespace and job.name present) rather than an `emit()` input (kind, service,
- * runId at the top): tells the two apart in NDJSON files. Says nothing about validity.
+ * Whether a parsed JSON value is shaped like an OpenLineage event rather than an `emit()` input
+ * (kind, service, occurredAt at the top): eventTime and producer, and a run with a runId, a job
+ * or a dataset with a namespace and a name. Tells the two apart in NDJSON files; says nothing
+ * about validity.
  */
-export function isRunEventShape(doc: unknown): boolean {
-  if (!isObject(doc)) return false;
-  const { run, job } = doc;
-  return (
-    doc["eventTime"] !== undefined &&
-    doc["producer"] !== undefined &&
-    isObject(run) &&
-    run["runId"] !== undefined &&
-    isObject(job) &&
-    job["namespace"] !== undefined &&
-    job["name"] !== undefined
-  );
+export function isOpenLineageShape(doc: unknown): boolean {
+  if (!isObject(doc) || doc["eventTime"] === undefined || doc["producer"] === undefined) return false;
+  const named = (v: unknown) => isObject(v) && v["namespace"] !== undefined && v["name"] !== undefined;
+  const { run } = doc;
+  if (run !== undefined) return isObject(run) && run["runId"] !== undefined && named(doc["job"]);
+  return named(doc["job"]) || named(doc["dataset"]);
+}
+
+/**
+ * The kind a parsed document is by its shape, as the spec tells them apart: one with a `run` is a
+ * RunEvent, one with a `dataset` and no run a DatasetEvent, one with a `job` and no run a
+ * JobEvent; anything else is checked as a RunEvent, so its refusal names what a RunEvent lacks.
+ */
+export function eventKindOf(doc: unknown): OpenLineageEventKind {
+  if (!isObject(doc) || doc["run"] !== undefined) return "RunEvent";
+  if (doc["dataset"] !== undefined) return "DatasetEvent";
+  if (doc["job"] !== undefined) return "JobEvent";
+  return "RunEvent";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,19 +296,22 @@ const idOf = (schema: Record<string, unknown>) => schema["$id"] as string;
 const [COLUMN_LINEAGE_ID, SCHEMA_ID, TAGS_ID, PURPOSE_ID] = FACETS.map(idOf) as [string, string, string, string];
 
 /**
- * One schema for the whole intake, so ajv checks an event in one pass: the spec's RunEvent, each
- * dataset's `facets` against the ColumnLineage, Schema and Tags facet schemas, and the run's
- * `facets` against our purpose facet schema. Each facet schema is a `facets` object schema that
- * applies to its facet only when present; other facets are held to the spec's base facet only.
+ * One schema per kind of event, so ajv checks an event in one pass: the spec's RunEvent, JobEvent
+ * or DatasetEvent, each dataset's `facets` against the ColumnLineage, Schema and Tags facet
+ * schemas, and a run's `facets` against our purpose facet schema. Each facet schema is a `facets`
+ * object schema that applies to its facet only when present; other facets are held to the spec's
+ * base facet only.
  */
-const INTAKE_SCHEMA = {
-  $id: "urn:lineage-audit:openlineage:run-event-intake",
-  $ref: `${idOf(SPEC)}#/$defs/RunEvent`,
-  properties: {
-    run: { properties: { facets: { $ref: PURPOSE_ID } } },
-    inputs: { items: { properties: { facets: { $ref: "#/$defs/datasetFacets" } } } },
-    outputs: { items: { properties: { facets: { $ref: "#/$defs/datasetFacets" } } } },
-  },
+const datasetList = { items: { properties: { facets: { $ref: "#/$defs/datasetFacets" } } } };
+const INTAKE_PROPERTIES: Record<OpenLineageEventKind, Record<string, unknown>> = {
+  RunEvent: { run: { properties: { facets: { $ref: PURPOSE_ID } } }, inputs: datasetList, outputs: datasetList },
+  JobEvent: { inputs: datasetList, outputs: datasetList },
+  DatasetEvent: { dataset: { properties: { facets: { $ref: "#/$defs/datasetFacets" } } } },
+};
+const intakeSchema = (kind: OpenLineageEventKind) => ({
+  $id: `urn:lineage-audit:openlineage:${kind === "RunEvent" ? "run-event" : kind === "JobEvent" ? "job-event" : "dataset-event"}-intake`,
+  $ref: `${idOf(SPEC)}#/$defs/${kind}`,
+  properties: INTAKE_PROPERTIES[kind],
   $defs: {
     datasetFacets: {
       allOf: [{ $ref: COLUMN_LINEAGE_ID }, { $ref: SCHEMA_ID }, { $ref: TAGS_ID }],
@@ -293,18 +328,28 @@ const INTAKE_SCHEMA = {
     },
     inputField: { properties: { transformations: { items: { properties: { type: { enum: ["DIRECT", "INDIRECT"] } } } } } },
   },
-};
+});
 
-let compiled: ValidateFunction | undefined;
+let ajv: Ajv2020 | undefined;
+const compiled = new Map<OpenLineageEventKind, ValidateFunction>();
 
-function intakeValidator(): ValidateFunction {
-  if (compiled === undefined) {
+function intakeValidator(kind: OpenLineageEventKind): ValidateFunction {
+  let validate = compiled.get(kind);
+  if (validate === undefined) {
+    validate = schemas().compile(intakeSchema(kind));
+    compiled.set(kind, validate);
+  }
+  return validate;
+}
+
+function schemas(): Ajv2020 {
+  if (ajv === undefined) {
     // ajv's CommonJS modules: the named export `Ajv2020` is typed and loads from ESM; the default
     // import is typed as the module object under NodeNext, whose `.default` is the plugin itself.
     // Unknown keywords are errors (strictSchema); the strict checks that the official schemas do
     // not pass (`not: { required: [...] }` in DatasetEvent/JobEvent, applicators without `type`)
     // are off rather than logged.
-    const ajv = new Ajv2020({
+    ajv = new Ajv2020({
       strictSchema: true,
       strictTypes: false,
       strictTuples: false,
@@ -316,9 +361,8 @@ function intakeValidator(): ValidateFunction {
     ajv.addKeyword("example"); // an annotation the OpenLineage schemas use
     ajv.addSchema(SPEC);
     for (const facet of FACETS) ajv.addSchema(facet);
-    compiled = ajv.compile(INTAKE_SCHEMA);
   }
-  return compiled;
+  return ajv;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,31 +404,37 @@ function checkCounts(doc: unknown, limits: Readonly<RunEventLimits>): void {
   const outputs = Array.isArray(doc["outputs"]) ? (doc["outputs"] as unknown[]) : [];
   const datasets = inputs.length + outputs.length;
   if (datasets > limits.maxDatasets) fail("/", `has ${n(datasets)} inputs and outputs; the limit is ${n(limits.maxDatasets)}`);
-  let inputFields = 0;
+  // A DatasetEvent's one dataset, then a RunEvent's or JobEvent's inputs and outputs.
+  let inputFields = checkFacets(isObject(doc["dataset"]) ? doc["dataset"]["facets"] : undefined, "/dataset", limits);
   for (const [side, list] of [
     ["inputs", inputs],
     ["outputs", outputs],
   ] as const) {
-    for (let i = 0; i < list.length; i++) {
-      const facets = (list[i] as { facets?: unknown } | null)?.facets;
-      if (!isObject(facets)) continue;
-      const schema = facets["schema"];
-      if (isObject(schema) && Array.isArray(schema["fields"])) checkSchemaFields(schema["fields"], `/${side}/${i}/facets/schema`, limits);
-      const lineage = facets["columnLineage"];
-      if (!isObject(lineage)) continue;
-      const fields = lineage["fields"];
-      if (isObject(fields)) {
-        for (const name in fields) {
-          const mapping = fields[name];
-          if (isObject(mapping) && Array.isArray(mapping["inputFields"])) inputFields += mapping["inputFields"].length;
-        }
-      }
-      if (Array.isArray(lineage["dataset"])) inputFields += lineage["dataset"].length;
-    }
+    for (let i = 0; i < list.length; i++)
+      inputFields += checkFacets((list[i] as { facets?: unknown } | null)?.facets, `/${side}/${i}`, limits);
   }
   if (inputFields > limits.maxColumnLineageInputFields) {
     fail("/", `has ${n(inputFields)} column-lineage input fields; the limit is ${n(limits.maxColumnLineageInputFields)}`);
   }
+}
+
+/** Checks a dataset's schema facet fields; returns its column-lineage input fields. */
+function checkFacets(facets: unknown, path: string, limits: Readonly<RunEventLimits>): number {
+  if (!isObject(facets)) return 0;
+  const schema = facets["schema"];
+  if (isObject(schema) && Array.isArray(schema["fields"])) checkSchemaFields(schema["fields"], `${path}/facets/schema`, limits);
+  const lineage = facets["columnLineage"];
+  if (!isObject(lineage)) return 0;
+  let inputFields = 0;
+  const fields = lineage["fields"];
+  if (isObject(fields)) {
+    for (const name in fields) {
+      const mapping = fields[name];
+      if (isObject(mapping) && Array.isArray(mapping["inputFields"])) inputFields += mapping["inputFields"].length;
+    }
+  }
+  if (Array.isArray(lineage["dataset"])) inputFields += lineage["dataset"].length;
+  return inputFields;
 }
 
 /** Counts a schema facet's fields, nested ones included, without recursion (ajv's check of them recurses). */
@@ -411,14 +461,28 @@ function checkSchemaFields(top: unknown[], path: string, limits: Readonly<RunEve
  * `OpenLineage event: /run/runId must match format "uuid"`. Safe on any JSON.parse result.
  */
 export function validateRunEvent(doc: unknown, limits?: Partial<RunEventLimits>): RunEvent {
+  return check(doc, "RunEvent", limits) as RunEvent;
+}
+
+/**
+ * Validates a parsed document as the OpenLineage 2-0-2 event its shape says it is (`eventKindOf`):
+ * a RunEvent as `validateRunEvent` does, a JobEvent or DatasetEvent against the spec's schema
+ * for it, with the same facet schemas and limits. Throws as `validateRunEvent` does.
+ */
+export function validateOpenLineageEvent(doc: unknown, limits?: Partial<RunEventLimits>): OpenLineageEvent {
+  const kind = eventKindOf(doc);
+  return { kind, event: check(doc, kind, limits) } as OpenLineageEvent;
+}
+
+function check(doc: unknown, kind: OpenLineageEventKind, limits: Partial<RunEventLimits> | undefined): unknown {
   checkCounts(doc, withDefaults(limits));
-  const validate = intakeValidator();
+  const validate = intakeValidator(kind);
   if (!validate(doc)) {
     const first = validate.errors?.[0];
     const path = first === undefined ? "/" : safePath(first.instancePath);
-    throw new InputError(`OpenLineage event: ${first === undefined ? "/ is not a valid RunEvent" : describe(first)}`, {
+    throw new InputError(`OpenLineage event: ${first === undefined ? `/ is not a valid ${kind}` : describe(first)}`, {
       context: { path: path.slice(0, MAX_PATH_CHARS), keyword: first?.keyword },
     });
   }
-  return doc as RunEvent;
+  return doc;
 }

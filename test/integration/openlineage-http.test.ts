@@ -206,4 +206,48 @@ describe("POST /api/v1/lineage", () => {
     // The bad JSON is dead-lettered too; the 415, 401 and 413 answers never reached the intake.
     expect(count[0]!.n).toBe("3");
   });
+
+  it("takes JobEvents and DatasetEvents as Marquez does, logs and explains each, and makes no lineage of them", async () => {
+    const at = "2019-07-01T00:00:00.000Z";
+    const base = { eventTime: at, producer: PRODUCER };
+    const jobEvent = {
+      ...base,
+      schemaURL: "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/JobEvent",
+      job: { namespace: "static-jobs", name: "nightly.export" },
+      inputs: [{ namespace: "warehouse", name: "profile.contact_points" }],
+      outputs: [{ namespace: "warehouse", name: "static.copy" }],
+    };
+    const datasetEvent = (name: string) => ({
+      ...base,
+      schemaURL: "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/DatasetEvent",
+      dataset: {
+        namespace: "warehouse",
+        name,
+        facets: { schema: { ...facet("SchemaDatasetFacet"), fields: [{ name: "phone_number" }] } },
+      },
+    });
+    const edgesBefore = await ctx.store.query<{ n: string }>(`SELECT toString(count()) AS n FROM lineage.lineage_edges_v1`);
+    for (const body of [jobEvent, datasetEvent("static.a"), datasetEvent("static.b"), datasetEvent("static.a")])
+      expect((await post(body)).status).toBe(201);
+    // A JobEvent with a run is neither kind: refused with the path of what it breaks.
+    const mixed = await post({ ...datasetEvent("static.c"), run: { runId: RUN } });
+    expect(mixed.status).toBe(422);
+    expect(mixed.body!.error).toBe("OpenLineage event: / must have required property 'job'");
+    await ctx.openLineage.settled();
+    const logged = await ctx.store.query<{ event_kind: string; job_name: string; dataset: string; explanation: string; events: string }>(
+      `SELECT event_kind, job_name, dataset, explanation, toString(length(event_ids)) AS events
+       FROM lineage.openlineage_events_v1 FINAL WHERE event_kind != 'RunEvent' ORDER BY event_kind, dataset`,
+    );
+    expect(logged.map((r) => [r.event_kind, r.job_name, r.dataset, r.events])).toEqual([
+      ["DatasetEvent", "", "warehouse/static.a", "0"],
+      ["DatasetEvent", "", "warehouse/static.b", "0"],
+      ["JobEvent", "nightly.export", "", "0"],
+    ]);
+    expect(logged[0]!.explanation).toBe("a DatasetEvent for warehouse/static.a: static dataset metadata, no run; stored, no lineage");
+    expect(logged[2]!.explanation).toMatch(
+      /^a JobEvent for static-jobs\/nightly.export \(1 input\(s\), 1 output\(s\)\): static job metadata/,
+    );
+    const edgesAfter = await ctx.store.query<{ n: string }>(`SELECT toString(count()) AS n FROM lineage.lineage_edges_v1`);
+    expect(edgesAfter).toEqual(edgesBefore);
+  });
 });

@@ -110,9 +110,24 @@ describe("OpenLineage in NDJSON files", () => {
     const bad = JSON.parse(fixture("002.json")) as { eventTime: string; run: { runId: string } };
     bad.run.runId = "0190d8a0-1c2b-7c3d-8e4f-5a6b7c8d9e0f";
     bad.eventTime = "yesterday";
+    // Static metadata (a DatasetEvent: no job, no run) is recognised as OpenLineage too.
+    const datasetEvent = {
+      eventTime: "2019-01-02T00:00:00Z",
+      producer: "https://github.com/OpenLineage/OpenLineage/tree/1.54.0/client/python",
+      schemaURL: "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/DatasetEvent",
+      dataset: { namespace: "warehouse", name: "profile.contact_points" },
+    };
     writeFileSync(
       file,
-      [JSON.stringify(collect), fixture("001.json"), fixture("002.json"), JSON.stringify(bad), fixture("004.json"), ""].join("\n"),
+      [
+        JSON.stringify(collect),
+        fixture("001.json"),
+        fixture("002.json"),
+        JSON.stringify(bad),
+        fixture("004.json"),
+        JSON.stringify(datasetEvent),
+        "",
+      ].join("\n"),
     );
     const env = {
       PATH: process.env["PATH"] ?? "",
@@ -127,7 +142,9 @@ describe("OpenLineage in NDJSON files", () => {
       `lineage-audit: ${file}:4: OpenLineage event: /eventTime must match format "date-time" (dead-lettered)`,
     ]);
     expect(r.status).toBe(1);
-    expect(JSON.parse(r.stdout)).toMatchObject({ files: 1, records: 5, rejected: 1 });
+    expect(JSON.parse(r.stdout)).toMatchObject({ files: 1, records: 6, rejected: 1 });
+    const kinds = cli("sql", "SELECT event_kind, dataset FROM openlineage_events_v1 FINAL WHERE event_kind != 'RunEvent'", "--json");
+    expect(JSON.parse(kinds.stdout)).toEqual([{ event_kind: "DatasetEvent", dataset: "warehouse/profile.contact_points" }]);
     const rows = cli("sql", "SELECT kind, count() AS n FROM events_v1 FINAL GROUP BY kind ORDER BY kind", "--json");
     expect(JSON.parse(rows.stdout)).toEqual([
       { kind: "COLLECT", n: 1 },

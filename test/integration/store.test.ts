@@ -86,6 +86,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "016_replay_sql.sql",
       "017_openlineage_events_v1.sql",
       "018_lineage_edges_in.sql",
+      "019_openlineage_static_events.sql",
     ]);
   });
 

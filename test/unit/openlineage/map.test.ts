@@ -2,7 +2,15 @@
 import { describe, expect, it } from "vitest";
 import { loadFideslangTaxonomy } from "../../../services/taxonomy/index.ts";
 import { InputError } from "../../../services/errors/index.ts";
-import { CATEGORY_TAG_KEY, eventIdOf, mapRunEvent, parseClassification, type RunEventInput } from "../../../services/openlineage/index.ts";
+import {
+  CATEGORY_TAG_KEY,
+  eventIdOf,
+  explainStaticEvent,
+  mapRunEvent,
+  parseClassification,
+  validateOpenLineageEvent,
+  type RunEventInput,
+} from "../../../services/openlineage/index.ts";
 
 const taxonomy = loadFideslangTaxonomy();
 const RUN = "0190d8a0-1c2b-7c3d-8e4f-5a6b7c8d9e0f";
@@ -205,6 +213,27 @@ describe("mapping OpenLineage RunEvents", () => {
     expect(events).toEqual([]);
     expect(explanation).toMatch(/stored, no lineage$/);
     expect(explanation).toContain(eventType ?? "no eventType");
+  });
+
+  it("explains a JobEvent and a DatasetEvent (static metadata), never lineage", () => {
+    const base = {
+      eventTime: "2019-06-01T10:00:00Z",
+      producer: "https://p.example/x",
+      schemaURL: "https://openlineage.io/spec/2-0-2/OpenLineage.json",
+    };
+    const job = validateOpenLineageEvent({
+      ...base,
+      job: { namespace: "warehouse-jobs", name: "ads.identity-graph" },
+      inputs: [{ namespace: "warehouse", name: "profile.contact_points" }],
+    });
+    const dataset = validateOpenLineageEvent({ ...base, dataset: { namespace: "warehouse", name: "ads.matching_keys" } });
+    if (job.kind === "RunEvent" || dataset.kind === "RunEvent") throw new Error("static events taken as RunEvents");
+    expect(explainStaticEvent(job)).toBe(
+      "a JobEvent for warehouse-jobs/ads.identity-graph (1 input(s), 0 output(s)): static job metadata, no run; stored, no lineage (lineage is taken from a run's COMPLETE event)",
+    );
+    expect(explainStaticEvent(dataset)).toBe(
+      "a DatasetEvent for warehouse/ads.matching_keys: static dataset metadata, no run; stored, no lineage",
+    );
   });
 
   it("explains a COMPLETE event with nothing to record", () => {

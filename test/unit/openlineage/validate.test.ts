@@ -4,11 +4,13 @@ import { InputError } from "../../../services/errors/index.ts";
 import {
   checkRunEventBytes,
   defaultRunEventLimits,
-  isRunEventShape,
+  eventKindOf,
+  isOpenLineageShape,
   LINEAGE_AUDIT_PURPOSE_FACET_SCHEMA_URL,
   MAX_COLUMN_LINEAGE_INPUT_FIELDS,
   MAX_RUN_EVENT_DATASETS,
   MAX_SCHEMA_FIELDS_PER_DATASET,
+  validateOpenLineageEvent,
   validateRunEvent,
 } from "../../../services/openlineage/validate.ts";
 
@@ -28,6 +30,38 @@ function minimal(): Json {
     schemaURL: "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
     run: { runId: "0190d8a0-1c2b-7c3d-8e4f-5a6b7c8d9e0f" },
     job: { namespace: "warehouse-jobs", name: "ads.identity-graph" },
+  };
+}
+
+/** A JobEvent (static metadata of a job, no run). */
+function jobEvent(): Json {
+  return {
+    eventTime: "2024-05-01T12:34:56.789Z",
+    producer: PRODUCER,
+    schemaURL: "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/JobEvent",
+    job: { namespace: "warehouse-jobs", name: "ads.identity-graph" },
+    inputs: [{ namespace: "warehouse", name: "security.two_factor" }],
+    outputs: [{ namespace: "warehouse", name: "ads.identity_graph" }],
+  };
+}
+
+/** A DatasetEvent (static metadata of a dataset) with a schema and tags. */
+function datasetEvent(): Json {
+  return {
+    eventTime: "2024-05-01T12:34:56.789Z",
+    producer: PRODUCER,
+    schemaURL: "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/DatasetEvent",
+    dataset: {
+      namespace: "warehouse",
+      name: "security.two_factor",
+      facets: {
+        schema: { ...facet("https://openlineage.io/spec/facets/1-2-0/SchemaDatasetFacet.json"), fields: [{ name: "phone_number" }] },
+        tags: {
+          ...facet("https://openlineage.io/spec/facets/1-0-0/TagsDatasetFacet.json"),
+          tags: [{ key: "data_category", value: "user.contact.phone_number", source: "CATALOG", field: "phone_number" }],
+        },
+      },
+    },
   };
 }
 
@@ -420,11 +454,16 @@ describe("checkRunEventBytes", () => {
   });
 });
 
-describe("isRunEventShape", () => {
+describe("isOpenLineageShape", () => {
   it("recognises RunEvents, valid or not", () => {
-    expect(isRunEventShape(minimal())).toBe(true);
-    expect(isRunEventShape(full())).toBe(true);
-    expect(isRunEventShape({ ...minimal(), run: { runId: "not-a-uuid" }, eventType: "NOPE" })).toBe(true);
+    expect(isOpenLineageShape(minimal())).toBe(true);
+    expect(isOpenLineageShape(full())).toBe(true);
+    expect(isOpenLineageShape({ ...minimal(), run: { runId: "not-a-uuid" }, eventType: "NOPE" })).toBe(true);
+  });
+
+  it("recognises JobEvents and DatasetEvents", () => {
+    expect(isOpenLineageShape(jobEvent())).toBe(true);
+    expect(isOpenLineageShape(datasetEvent())).toBe(true);
   });
 
   it("tells our emit() input apart", () => {
@@ -439,22 +478,64 @@ describe("isRunEventShape", () => {
       dataSubject: "customer",
       subjects: [EMAIL],
     };
-    expect(isRunEventShape(emitInput)).toBe(false);
+    expect(isOpenLineageShape(emitInput)).toBe(false);
   });
 
   it("false for what lacks a part", () => {
-    for (const key of ["eventTime", "producer", "run", "job"]) {
+    for (const key of ["eventTime", "producer", "job"]) {
       const doc = minimal();
       delete doc[key];
-      expect(isRunEventShape(doc)).toBe(false);
+      expect(isOpenLineageShape(doc)).toBe(false);
     }
-    expect(isRunEventShape({ ...minimal(), run: {} })).toBe(false);
-    expect(isRunEventShape({ ...minimal(), run: ["runId"] })).toBe(false);
-    expect(isRunEventShape({ ...minimal(), job: { namespace: "x" } })).toBe(false);
-    expect(isRunEventShape({ ...minimal(), job: { name: "x" } })).toBe(false);
-    for (const other of [null, undefined, "event", 42, [minimal()]]) expect(isRunEventShape(other)).toBe(false);
+    for (const key of ["eventTime", "producer", "dataset"]) {
+      const doc = datasetEvent();
+      delete doc[key];
+      expect(isOpenLineageShape(doc)).toBe(false);
+    }
+    expect(isOpenLineageShape({ ...minimal(), run: {} })).toBe(false);
+    expect(isOpenLineageShape({ ...minimal(), run: ["runId"] })).toBe(false);
+    expect(isOpenLineageShape({ ...minimal(), job: { namespace: "x" } })).toBe(false);
+    expect(isOpenLineageShape({ ...minimal(), job: { name: "x" } })).toBe(false);
+    expect(isOpenLineageShape({ ...datasetEvent(), dataset: { name: "x" } })).toBe(false);
+    for (const other of [null, undefined, "event", 42, [minimal()]]) expect(isOpenLineageShape(other)).toBe(false);
+  });
+});
+
+describe("JobEvents and DatasetEvents", () => {
+  it("tells the three kinds apart by shape, as the spec does", () => {
+    expect(eventKindOf(minimal())).toBe("RunEvent");
+    expect(eventKindOf(jobEvent())).toBe("JobEvent");
+    expect(eventKindOf(datasetEvent())).toBe("DatasetEvent");
+    expect(eventKindOf({})).toBe("RunEvent");
+    expect(eventKindOf([jobEvent()])).toBe("RunEvent");
   });
 
+  it("validates each against the spec's schema for its kind, with the facet schemas we read", () => {
+    expect(validateOpenLineageEvent(jobEvent())).toEqual({ kind: "JobEvent", event: jobEvent() });
+    expect(validateOpenLineageEvent(datasetEvent())).toEqual({ kind: "DatasetEvent", event: datasetEvent() });
+    expect(validateOpenLineageEvent(full())).toEqual({ kind: "RunEvent", event: full() });
+    expect(() => validateOpenLineageEvent({ ...jobEvent(), job: { namespace: "x" } })).toThrow(
+      "OpenLineage event: /job must have required property 'name'",
+    );
+    expect(() => validateOpenLineageEvent({ ...datasetEvent(), eventTime: "yesterday" })).toThrow(
+      'OpenLineage event: /eventTime must match format "date-time"',
+    );
+    // The tags facet is held to its schema on a DatasetEvent as on a RunEvent's datasets.
+    const badTags = datasetEvent();
+    badTags.dataset.facets.tags.tags[0].key = 7;
+    expect(() => validateOpenLineageEvent(badTags)).toThrow("OpenLineage event: /dataset/facets/tags/tags/0/key must be string");
+  });
+
+  it("bounds a DatasetEvent's schema fields as a RunEvent's", () => {
+    const doc = datasetEvent();
+    doc.dataset.facets.schema.fields = Array.from({ length: 11 }, (_, i) => ({ name: `c${i}` }));
+    expect(() => validateOpenLineageEvent(doc, { maxSchemaFields: 10 })).toThrow(
+      "OpenLineage event: /dataset/facets/schema has more than 10 fields",
+    );
+  });
+});
+
+describe("strings and keys a producer chose", () => {
   it("refuses a lone surrogate escape, in a value or a key, which no store would take; a surrogate pair is fine", () => {
     for (const text of ['{"a":"x\\ud800"}', '{"x\\udc00":1}'])
       expect(() => checkRunEventBytes(Buffer.from(text))).toThrow(/unpaired UTF-16 surrogate/);
