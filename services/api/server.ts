@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { timingSafeEqual } from "node:crypto";
 import type { AddressInfo } from "node:net";
+import { promisify } from "node:util";
+import { gunzip } from "node:zlib";
 import { LineageAuditError } from "../errors/index.ts";
 import { EVENT_BATCH_MEDIA_TYPE, defaultDecodeLimits, unframeBatch } from "../codec/index.ts";
 import type { Processor } from "../processor/index.ts";
@@ -95,11 +97,24 @@ export async function startIngestServer(
   async function openLineage(req: IncomingMessage, res: ServerResponse, intake: Pick<OpenLineageIntake, "submit">): Promise<void> {
     const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
     if (type !== "application/json") return send(res, 415, { error: "content-type must be application/json (an OpenLineage RunEvent)" });
+    // OpenLineage clients gzip their bodies when compression is on (openlineage-python's `compression: gzip`).
+    const encoding = (req.headers["content-encoding"] ?? "identity").trim().toLowerCase();
+    if (encoding !== "identity" && encoding !== "gzip") return send(res, 415, { error: "content-encoding must be gzip or identity" });
     const limit = defaultDecodeLimits.maxMessageBytes;
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > limit) return send(res, 413, { error: `a RunEvent over ${limit} bytes is not taken` });
-    const body = await readBounded(req, limit);
+    let body = await readBounded(req, limit);
     if (!body) return send(res, 413, { error: `a RunEvent over ${limit} bytes is not taken` });
+    if (encoding === "gzip") {
+      try {
+        // Decompressed only up to the limit: a small body that would inflate past it is refused there.
+        body = await gunzipAsync(body, { maxOutputLength: limit });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE")
+          return send(res, 413, { error: `a RunEvent over ${limit} bytes (decompressed) is not taken` });
+        return send(res, 400, { error: "the body is not valid gzip (Content-Encoding: gzip)" });
+      }
+    }
     const peer = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
     let outcome: OpenLineageOutcome;
     try {
@@ -130,6 +145,8 @@ export async function startIngestServer(
       }),
   };
 }
+
+const gunzipAsync = promisify(gunzip);
 
 /** A request's body, read until it passes `limit` bytes (then undefined: the rest is never held). */
 async function readBounded(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {

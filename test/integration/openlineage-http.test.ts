@@ -3,6 +3,7 @@
 // flagging a use the way our own DERIVE events would.
 import { rmSync } from "node:fs";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEmitter, createHttpTransport } from "../../services/emitter/index.ts";
 import { startIngestServer, type IngestServer } from "../../services/api/index.ts";
@@ -74,11 +75,11 @@ function runEvent(eventType: string, over: Record<string, unknown> = {}) {
   };
 }
 
-async function post(body: unknown, headers: Record<string, string> = {}) {
+async function post(body: unknown, headers: Record<string, string> = {}, encode: (text: string) => string | Buffer = (t) => t) {
   const res = await fetch(`${server.url}/api/v1/lineage`, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}`, ...headers },
-    body: typeof body === "string" ? body : JSON.stringify(body),
+    body: encode(typeof body === "string" ? body : JSON.stringify(body)),
   });
   const text = await res.text();
   return { status: res.status, body: text === "" ? undefined : (JSON.parse(text) as { error: string; code: string }) };
@@ -249,5 +250,26 @@ describe("POST /api/v1/lineage", () => {
     );
     const edgesAfter = await ctx.store.query<{ n: string }>(`SELECT toString(count()) AS n FROM lineage.lineage_edges_v1`);
     expect(edgesAfter).toEqual(edgesBefore);
+  });
+
+  it("takes a gzip body (Content-Encoding: gzip, as OpenLineage clients send with compression on), bounded once decompressed", async () => {
+    const gz = (text: string) => gzipSync(text);
+    const event = runEvent("COMPLETE", { eventTime: "2019-08-01T00:00:00.000Z", job: { namespace: "gzip-jobs", name: "compressed" } });
+    expect(await post(event, { "content-encoding": "gzip" }, gz)).toEqual({ status: 201, body: undefined });
+    // A bomb: 64 KiB on the wire, 64 MiB once decompressed; refused without decompressing it all.
+    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024, 0x20));
+    expect(bomb.length).toBeLessThan(128 * 1024);
+    const refused = await post("", { "content-encoding": "gzip" }, () => bomb);
+    expect(refused).toEqual({ status: 413, body: { error: "a RunEvent over 1048576 bytes (decompressed) is not taken" } });
+    expect(await post(event, { "content-encoding": "gzip" })).toEqual({
+      status: 400,
+      body: { error: "the body is not valid gzip (Content-Encoding: gzip)" },
+    });
+    expect((await post(event, { "content-encoding": "br" }, gz)).status).toBe(415);
+    await ctx.openLineage.settled();
+    const logged = await ctx.store.query<{ job_name: string; events: string }>(
+      `SELECT job_name, toString(length(event_ids)) AS events FROM lineage.openlineage_events_v1 FINAL WHERE job_namespace = 'gzip-jobs'`,
+    );
+    expect(logged).toEqual([{ job_name: "compressed", events: "1" }]);
   });
 });

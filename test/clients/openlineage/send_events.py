@@ -7,6 +7,7 @@ what that client really produces.
 URL (or env OPENLINEAGE_URL) is the server's base URL, e.g. http://127.0.0.1:5000; the events go to
 URL + endpoint, the endpoint being env OPENLINEAGE_ENDPOINT or the client's default api/v1/lineage.
 Env OPENLINEAGE_API_KEY, if set, is sent as `Authorization: Bearer <key>` (the client's api_key auth).
+Env OPENLINEAGE_COMPRESSION=gzip turns on the transport's compression (`Content-Encoding: gzip`).
 
 Prints one line per event sent. Exits non-zero on any failure: the 1.54.0 HTTP transport calls
 raise_for_status() after each POST (after retrying 500/502/503/504 and connection errors), and
@@ -190,6 +191,8 @@ def main() -> int:
     }
     if api_key := os.environ.get("OPENLINEAGE_API_KEY"):
         config["auth"] = {"type": "api_key", "apiKey": api_key}
+    if compression := os.environ.get("OPENLINEAGE_COMPRESSION"):
+        config["compression"] = compression
     transport = HttpTransport(HttpConfig.from_dict(config))
     statuses: list[int] = []
     transport.session.hooks["response"].append(lambda resp, *_a, **_k: statuses.append(resp.status_code))
