@@ -7,6 +7,18 @@ import { signWebhook } from "./signing.ts";
 import { silentLogger, type Logger } from "../telemetry/index.ts";
 import { PAYLOAD_VERSION, serializePayload, type AlertPayload, type SoFar } from "./payload.ts";
 
+/** What an alert's stored violations say, as ClickHouse gives it. */
+interface AlertViolations {
+  events: string;
+  first: string;
+  last: string;
+  purposes: string[];
+  collected_for: string[];
+  categories: string[];
+  trace_id: string;
+  path_id: string;
+}
+
 /** An outbox row as read back: times as ClickHouse text, plus the delivery progress. */
 type OutboxEntry = Omit<OutboxRow, "window_start" | "window_end" | "version"> & {
   window_start: string;
@@ -46,9 +58,20 @@ export interface DelivererOptions {
    * than lost. @default 600000
    */
   violationWaitMs?: number;
+  /**
+   * With a policy: how long a round of deliveries waits for the exact model to be brought up to
+   * date with what is stored (it rebuilds from the whole history: minutes at a million users).
+   * Past it, the round's alerts go out without waiting, with the field-level counts, `exact: false`
+   * and `exactPending: true`; the refresh goes on, for later alerts. @default 10000
+   */
+  exactWaitMs?: number;
 }
 
-export const defaultDelivererOptions = { maxResponseBytes: 64 * 1024, violationWaitMs: 600_000 } satisfies Partial<DelivererOptions>;
+export const defaultDelivererOptions = {
+  maxResponseBytes: 64 * 1024,
+  violationWaitMs: 600_000,
+  exactWaitMs: 10_000,
+} satisfies Partial<DelivererOptions>;
 
 export interface Deliverer {
   /** Delivers what is due now; returns how many attempts were made. */
@@ -75,6 +98,10 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
   const maxAttempts = options.maxAttempts ?? 20;
   const maxResponseBytes = options.maxResponseBytes ?? defaultDelivererOptions.maxResponseBytes;
   const violationWaitMs = options.violationWaitMs ?? defaultDelivererOptions.violationWaitMs;
+  const exactWaitMs = options.exactWaitMs ?? defaultDelivererOptions.exactWaitMs;
+  const logger = options.logger ?? silentLogger;
+  /** The latest refresh of the exact model asked for: when it began reading (Infinity while queued behind another), and its end. */
+  let refresh: { startedAt: number; done: Promise<void> } | undefined;
   const sentAt = new Map<string, number[]>(); // subscription -> recent send times
   const pausedUntil = new Map<string, number>(); // subscription -> Retry-After deadline
   let running = false;
@@ -107,8 +134,52 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
    * The alert's counts so far: exact per person from the model when there is a policy, with the
    * field-level ones beside them as "possibly affected"; else the field-level ones, marked as such.
    */
-  async function soFar(e: OutboxEntry, fieldLevel: { subjects: number; records: number; violatingEvents: number }): Promise<SoFar> {
+  /**
+   * The exact model brought up to date with what was stored at `since` or later: a refresh that
+   * began reading then is shared, else one is queued behind the one running (one at a time).
+   */
+  function modelUpToDate(policy: Policy, since: number): Promise<void> {
+    if (refresh && refresh.startedAt >= since) return refresh.done;
+    const before = refresh?.done ?? Promise.resolve();
+    const next: { startedAt: number; done: Promise<void> } = { startedAt: Infinity, done: Promise.resolve() };
+    next.done = before
+      .catch(() => undefined) // its round was told
+      .then(async () => {
+        next.startedAt = Date.now();
+        await refreshProvenance(store, policy);
+      });
+    refresh = next;
+    return next.done;
+  }
+
+  /** Whether the exact model is up to date with what was stored at `since`, waiting at most exactWaitMs. */
+  async function exactReady(policy: Policy, since: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), exactWaitMs)));
+    try {
+      return await Promise.race([
+        modelUpToDate(policy, since).then(
+          () => true,
+          (error: unknown) => {
+            logger.error(`webhook delivery: bringing the exact model up to date failed: ${(error as Error).message.split("\n")[0]}`);
+            return false;
+          },
+        ),
+        late,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function soFar(
+    e: OutboxEntry,
+    fieldLevel: { subjects: number; records: number; violatingEvents: number },
+    exact: boolean,
+  ): Promise<SoFar> {
     if (!options.policy) return { ...fieldLevel, exact: false };
+    // The model is still being brought up to date: the field-level counts, said to be so, rather than a late alert.
+    if (!exact) return { ...fieldLevel, exact: false, exactPending: true };
     const x = await exactAffected(store, e.rule_id, {
       from: Date.parse(storedTimeToIso(e.window_start)),
       to: Date.parse(storedTimeToIso(e.window_end)),
@@ -124,28 +195,40 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
     };
   }
 
-  /** The alert's payload; undefined while its violations are not stored and it may still wait for them. */
-  async function payloadFor(e: OutboxEntry): Promise<string | undefined> {
-    const scope = `rule_id = {rule:String} AND job_namespace = {ns:String} AND job_name = {job:String} AND run_id = {run:String}
-      AND occurred_at >= parseDateTime64BestEffort({from:String}, 3, 'UTC') AND occurred_at < parseDateTime64BestEffort({to:String}, 3, 'UTC')`;
-    const params = { rule: e.rule_id, ns: e.job_namespace, job: e.job_name, run: e.run_id, from: e.window_start, to: e.window_end };
-    const [v] = await store.query<{
-      events: string;
-      first: string;
-      last: string;
-      purposes: string[];
-      collected_for: string[];
-      categories: string[];
-      trace_id: string;
-      path_id: string;
-    }>(
+  /** Where an alert's violations are: its rule, job run and window. */
+  function scopeOf(e: OutboxEntry) {
+    return {
+      where: `rule_id = {rule:String} AND job_namespace = {ns:String} AND job_name = {job:String} AND run_id = {run:String}
+      AND occurred_at >= parseDateTime64BestEffort({from:String}, 3, 'UTC') AND occurred_at < parseDateTime64BestEffort({to:String}, 3, 'UTC')`,
+      params: { rule: e.rule_id, ns: e.job_namespace, job: e.job_name, run: e.run_id, from: e.window_start, to: e.window_end },
+    };
+  }
+
+  /** What the alert's stored violations say (`events` 0 while none is stored). */
+  async function violationsOf(e: OutboxEntry): Promise<AlertViolations | undefined> {
+    const scope = scopeOf(e);
+    const [v] = await store.query<AlertViolations>(
       `SELECT uniqExact(violation_id) AS events, toString(min(occurred_at)) AS first, toString(max(occurred_at)) AS last,
               groupUniqArrayArray(purposes) AS purposes, groupUniqArrayArray(collected_for) AS collected_for,
               groupUniqArrayArray(categories) AS categories, anyIf(trace_id, trace_id != '') AS trace_id, any(path_id) AS path_id
-       FROM ${db}.${Table.violations} WHERE ${scope}`,
-      params,
+       FROM ${db}.${Table.violations} WHERE ${scope.where}`,
+      scope.params,
     );
-    if (Number(v?.events ?? 0) === 0 && Date.now() - Date.parse(storedTimeToIso(e.created_at)) < violationWaitMs) return undefined;
+    return v;
+  }
+
+  /** Whether the alert is held back: none of its violations stored yet, and it has not waited violationWaitMs. */
+  const heldBack = (e: OutboxEntry, v: AlertViolations | undefined) =>
+    Number(v?.events ?? 0) === 0 && Date.now() - Date.parse(storedTimeToIso(e.created_at)) < violationWaitMs;
+
+  /** Not an attempt (its attempts unchanged): looked at again after about as long as it has waited. */
+  async function holdBack(e: OutboxEntry): Promise<void> {
+    const waited = Date.now() - Date.parse(storedTimeToIso(e.created_at));
+    await update(e, "pending", e.attempts, 0, Date.now() + Math.min(maxBackoff, Math.max(backoff, waited)));
+  }
+
+  async function payloadFor(e: OutboxEntry, v: AlertViolations | undefined, exact: boolean): Promise<string> {
+    const { where: scope, params } = scopeOf(e);
     const [counts] = await store.query<{ subjects: string; records: string }>(
       `SELECT uniqExact(subject_id) AS subjects, uniqExact(subject_id, c) AS records
        FROM ${db}.${Table.violationSubjects} ARRAY JOIN categories AS c
@@ -170,11 +253,15 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
       collectedFor: v?.collected_for ?? [],
       dataCategories: v?.categories ?? [],
       lineagePath: { ...lineage, paths: lineage.paths.slice(0, 2) },
-      soFar: await soFar(e, {
-        subjects: Number(counts?.subjects ?? 0),
-        records: Number(counts?.records ?? 0),
-        violatingEvents: Number(v?.events ?? 0),
-      }),
+      soFar: await soFar(
+        e,
+        {
+          subjects: Number(counts?.subjects ?? 0),
+          records: Number(counts?.records ?? 0),
+          violatingEvents: Number(v?.events ?? 0),
+        },
+        exact,
+      ),
       window: { start: storedTimeToIso(e.window_start), end: storedTimeToIso(e.window_end) },
       firstViolation: v?.first ? storedTimeToIso(v.first) : null,
       lastViolation: v?.last ? storedTimeToIso(v.last) : null,
@@ -190,14 +277,8 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
     return recent.length >= s.ratePerMinute;
   }
 
-  async function attempt(e: OutboxEntry, s: Subscription): Promise<string> {
-    const body = await payloadFor(e);
-    if (body === undefined) {
-      // Not an attempt (its attempts unchanged): looked at again after about as long as it has waited.
-      const waited = Date.now() - Date.parse(storedTimeToIso(e.created_at));
-      await update(e, "pending", e.attempts, 0, Date.now() + Math.min(maxBackoff, Math.max(backoff, waited)));
-      return "held";
-    }
+  async function attempt(e: OutboxEntry, s: Subscription, v: AlertViolations | undefined, exact: boolean): Promise<string> {
+    const body = await payloadFor(e, v, exact);
     const attemptNo = e.attempts + 1;
     const started = Date.now();
     const times = sentAt.get(s.id) ?? [];
@@ -261,8 +342,8 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
   }
 
   async function runOnce(): Promise<number> {
-    const disabled = await disabledEndpoints();
     const now = Date.now();
+    const disabled = await disabledEndpoints();
     // Only endpoints that can take an alert now (configured, enabled, not paused by Retry-After,
     // under their rate), and disabled ones (their alerts are marked so), each with a share of the
     // round: one endpoint's queue never holds back another's alerts.
@@ -280,19 +361,26 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
       { ready },
     );
     if (due.length === 0) return 0;
-    // The exact counts of this round's alerts: the model up to date with what is stored (nothing done when it is).
-    if (options.policy) await refreshProvenance(store, options.policy);
-    let attempts = 0;
+    // Alerts whose violations are stored (the others are held back), then the exact model up to
+    // date with what was stored by then (nothing done when it is), waited for at most exactWaitMs.
+    const sendable: { e: OutboxEntry; s: Subscription; v: AlertViolations | undefined }[] = [];
     for (const e of due) {
       const s = byId.get(e.subscription_id);
       if (!s || !s.enabled || disabled.has(e.subscription_id)) {
         if (s && disabled.has(e.subscription_id)) await update(e, "disabled", e.attempts, 410, now);
         continue;
       }
-      if ((pausedUntil.get(s.id) ?? 0) > Date.now() || rateLimited(s, now)) continue;
-      const outcome = await attempt(e, s);
-      if (outcome === "disabled") disabled.add(s.id);
-      if (outcome !== "held") attempts++;
+      const v = await violationsOf(e);
+      if (heldBack(e, v)) await holdBack(e);
+      else sendable.push({ e, s, v });
+    }
+    if (sendable.length === 0) return 0;
+    const exact = options.policy ? await exactReady(options.policy, Date.now()) : false;
+    let attempts = 0;
+    for (const { e, s, v } of sendable) {
+      if (disabled.has(s.id) || (pausedUntil.get(s.id) ?? 0) > Date.now() || rateLimited(s, now)) continue;
+      if ((await attempt(e, s, v, exact)) === "disabled") disabled.add(s.id);
+      attempts++;
     }
     return attempts;
   }
@@ -307,7 +395,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
           try {
             await runOnce();
           } catch (error) {
-            (options.logger ?? silentLogger).error(`webhook delivery: ${(error as Error).message.split("\n")[0]}`);
+            logger.error(`webhook delivery: ${(error as Error).message.split("\n")[0]}`);
           }
           await sleep(options.pollMs ?? 250);
         }
@@ -316,6 +404,8 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
     async close() {
       running = false;
       await loop;
+      // A refresh still running writes to the store: the caller closes it after this.
+      await refresh?.done.catch(() => undefined);
     },
   };
 }

@@ -12,6 +12,12 @@ export interface SoFar {
   violatingEvents: number;
   /** Whether `subjects` counts people exactly (the exact model) rather than field-level. */
   exact: boolean;
+  /**
+   * Present, and true, when there is a policy but the exact model was still being brought up to
+   * date when the alert went out (the deliverer waits for it at most `exactWaitMs`): `subjects`,
+   * `records` and `violatingEvents` are then the field-level counts, and `exact` is false.
+   */
+  exactPending?: true;
   possiblyAffected?: { subjects: number; records: number; violatingEvents: number };
   sharedOutside?: { shared: boolean; subjects: number; events: number };
   [more: string]: unknown;

@@ -182,6 +182,31 @@ describe("alert webhooks", () => {
     r.close();
   });
 
+  it("does not hold an alert for the exact model past exactWaitMs: sent with the field-level counts, marked exactPending", async () => {
+    const r = await receiver(ok);
+    const key = secret();
+    const sub = subscription(r.url, key);
+    const { store, processor } = await setup([sub]);
+    const at = Date.parse("2019-04-10T10:00:00Z");
+    await feed(processor, [event("COLLECT", "c", [hex(11)], at), event("USE", "run-10", [hex(11), hex(12), hex(13)], at + 1000)]);
+    // The model must be rebuilt from the new events (several queries): a wait of 0 ms is always shorter.
+    const first = createDeliverer(store, [sub], { backoffMs: 10, policy, exactWaitMs: 0 });
+    await first.runOnce();
+    await first.close(); // waits for the refresh it started
+    expect(r.received).toHaveLength(1);
+    const pending = new Webhook(key).verify(r.received[0]!.body, r.received[0]!.headers) as { soFar: unknown };
+    expect(pending.soFar).toEqual({ subjects: 3, records: 3, violatingEvents: 1, exact: false, exactPending: true });
+    // A later run's alert, the model waited for: counted exactly.
+    await feed(processor, [event("USE", "run-11", [hex(11), hex(12)], at + 2000)]);
+    const second = createDeliverer(store, [sub], { backoffMs: 10, policy });
+    await second.runOnce();
+    expect(r.received).toHaveLength(2);
+    const exact = new Webhook(key).verify(r.received[1]!.body, r.received[1]!.headers) as { soFar: unknown };
+    expect(exact.soFar).toMatchObject({ subjects: 1, exact: true, possiblyAffected: { subjects: 2 } });
+    r.close();
+    await store.close();
+  });
+
   it("retries a receiver that is down, then fails, then is slow, and delivers once with the same webhook-id", async () => {
     const r = await receiver((n, req, res) => {
       if (n === 1)
