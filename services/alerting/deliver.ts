@@ -61,8 +61,9 @@ export interface DelivererOptions {
   /**
    * With a policy: how long a round of deliveries waits for the exact model to be brought up to
    * date with what is stored (it rebuilds from the whole history: minutes at a million users).
-   * Past it, the round's alerts go out without waiting, with the field-level counts, `exact: false`
-   * and `exactPending: true`; the refresh goes on, for later alerts. @default 10000
+   * Past it, the round's alerts go out without waiting: `exact: false`, `exactPending: true`, no
+   * exact counts yet and the field-level ones under `possiblyAffected`; the refresh goes on, for
+   * later alerts. @default 10000
    */
   exactWaitMs?: number;
 }
@@ -178,8 +179,10 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
     exact: boolean,
   ): Promise<SoFar> {
     if (!options.policy) return { ...fieldLevel, exact: false };
-    // The model is still being brought up to date: the field-level counts, said to be so, rather than a late alert.
-    if (!exact) return { ...fieldLevel, exact: false, exactPending: true };
+    // The model is still being brought up to date: no exact counts yet, the field-level ones beside
+    // where they will be, rather than a late alert.
+    if (!exact)
+      return { subjects: null, records: null, violatingEvents: null, exact: false, exactPending: true, possiblyAffected: fieldLevel };
     const x = await exactAffected(store, e.rule_id, {
       from: Date.parse(storedTimeToIso(e.window_start)),
       to: Date.parse(storedTimeToIso(e.window_end)),

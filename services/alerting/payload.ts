@@ -7,15 +7,17 @@ export const PAYLOAD_VERSION = 2;
 export const MAX_PAYLOAD_BYTES = 20_000;
 
 export interface SoFar {
-  subjects: number;
-  records: number;
-  violatingEvents: number;
+  /** null while the exact count is pending (`exactPending`): the field-level one is then only under `possiblyAffected`. */
+  subjects: number | null;
+  records: number | null;
+  violatingEvents: number | null;
   /** Whether `subjects` counts people exactly (the exact model) rather than field-level. */
   exact: boolean;
   /**
    * Present, and true, when there is a policy but the exact model was still being brought up to
    * date when the alert went out (the deliverer waits for it at most `exactWaitMs`): `subjects`,
-   * `records` and `violatingEvents` are then the field-level counts, and `exact` is false.
+   * `records` and `violatingEvents` are then null, `exact` is false, and the field-level counts
+   * are under `possiblyAffected`, as always beside the exact ones, never in their place.
    */
   exactPending?: true;
   possiblyAffected?: { subjects: number; records: number; violatingEvents: number };

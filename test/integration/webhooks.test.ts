@@ -182,7 +182,7 @@ describe("alert webhooks", () => {
     r.close();
   });
 
-  it("does not hold an alert for the exact model past exactWaitMs: sent with the field-level counts, marked exactPending", async () => {
+  it("does not hold an alert for the exact model past exactWaitMs: sent marked exactPending, the field-level counts beside", async () => {
     const r = await receiver(ok);
     const key = secret();
     const sub = subscription(r.url, key);
@@ -195,7 +195,14 @@ describe("alert webhooks", () => {
     await first.close(); // waits for the refresh it started
     expect(r.received).toHaveLength(1);
     const pending = new Webhook(key).verify(r.received[0]!.body, r.received[0]!.headers) as { soFar: unknown };
-    expect(pending.soFar).toEqual({ subjects: 3, records: 3, violatingEvents: 1, exact: false, exactPending: true });
+    expect(pending.soFar).toEqual({
+      subjects: null,
+      records: null,
+      violatingEvents: null,
+      exact: false,
+      exactPending: true,
+      possiblyAffected: { subjects: 3, records: 3, violatingEvents: 1 },
+    });
     // A later run's alert, the model waited for: counted exactly.
     await feed(processor, [event("USE", "run-11", [hex(11), hex(12)], at + 2000)]);
     const second = createDeliverer(store, [sub], { backoffMs: 10, policy });
