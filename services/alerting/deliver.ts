@@ -132,10 +132,6 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
   }
 
   /**
-   * The alert's counts so far: exact per person from the model when there is a policy, with the
-   * field-level ones beside them as "possibly affected"; else the field-level ones, marked as such.
-   */
-  /**
    * The exact model brought up to date with what was stored at `since` or later: a refresh that
    * began reading then is shared, else one is queued behind the one running (one at a time).
    */
@@ -173,6 +169,10 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
     }
   }
 
+  /**
+   * The alert's counts so far: exact per person from the model when there is a policy, with the
+   * field-level ones beside them as "possibly affected"; else the field-level ones, marked as such.
+   */
   async function soFar(
     e: OutboxEntry,
     fieldLevel: { subjects: number; records: number; violatingEvents: number },
