@@ -139,6 +139,9 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     rejected.push({ source, code: error.code, reason: error.message, redacted });
   }
 
+  /** The source of the unit holding the alerts a write's violations raise. */
+  const ALERT_PLANNING = "alert planning";
+
   // Rows that exist only once (the first time a fact, label or path is seen) must reach the store
   // even when their write fails: a failed write's units are carried and written with the next
   // write, whichever intake (HTTP, Kafka, files) makes it. A write takes what is carried when it
@@ -177,9 +180,9 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
         if (shared && last && TABLES.every((t, i) => last.end[i] === shared[t].length)) {
           const start = marks(shared);
           shared.outbox.push(...outbox);
-          units.push(unit("alert planning", undefined, shared, `alerts#${sequence++}`, { start, end: marks(shared) }));
+          units.push(unit(ALERT_PLANNING, undefined, shared, `alerts#${sequence++}`, { start, end: marks(shared) }));
         } else {
-          units.push(unit("alert planning", undefined, { ...emptyBatch(), outbox }, `alerts#${sequence++}`));
+          units.push(unit(ALERT_PLANNING, undefined, { ...emptyBatch(), outbox }, `alerts#${sequence++}`));
         }
       }
     }
@@ -204,9 +207,12 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
     } catch (error) {
       if (!(error instanceof StoreDataError)) throw error;
       if (units.length > 1) {
-        const half = Math.ceil(units.length / 2);
-        await writeUnits(units.slice(0, half));
-        await writeUnits(units.slice(half));
+        // Alerts go with the first half, so none is written after a violation it is raised by
+        // (a write stores its alerts before its violations).
+        const ordered = [...units.filter((u) => u.source === ALERT_PLANNING), ...units.filter((u) => u.source !== ALERT_PLANNING)];
+        const half = Math.ceil(ordered.length / 2);
+        await writeUnits(ordered.slice(0, half));
+        await writeUnits(ordered.slice(half));
         return;
       }
       const poison = units[0] as Unit;

@@ -408,4 +408,42 @@ describe("processor: the store refuses a record", () => {
     const u = use([read("ads.matching_keys", "phone_sha256")], [ADS], { subjects: [pseudo(1)] });
     expect((await processor.processMessages([msg(u, "t/0/5")])).violations).toBe(2);
   });
+
+  it("writes the alerts of a halved batch no later than the violations that raise them", async () => {
+    const { policy, taxonomy } = defaultPolicy();
+    const stored: AuditBatch[] = [];
+    const processor = createProcessor(
+      {
+        policy,
+        taxonomy,
+        codec,
+        alerts: {
+          plan: (violations) =>
+            violations.map((v) => ({ webhook_id: `w-${v.violation_id}`, subscription_id: "s" }) as unknown as OutboxRow),
+        },
+      },
+      {
+        sink: {
+          async write(batch) {
+            if (batch.events.some((r) => r.service === "poison")) {
+              throw new StoreDataError("writing 1 rows to t.events_v1 failed: ClickHouse error 469 (VIOLATED_CONSTRAINT)");
+            }
+            stored.push(structuredClone(batch));
+          },
+        },
+      },
+    );
+    const p = pipeline2019();
+    const poison = collect("other", { phone: [PHONE] }, [SECURITY], { service: "poison", subjects: [pseudo(3)] });
+    const uses = [1, 2].map((n) => use([read("ads.matching_keys", "phone_sha256")], [ADS], { subjects: [pseudo(n)] }));
+    const events = [p.collect, p.copy, p.join, p.hash, poison, ...uses];
+    const result = await processor.processMessages(events.map((e, i) => msg(e, `t/0/${i}`)));
+    expect(result.violations).toBe(4);
+    expect(stored.length).toBeGreaterThan(1);
+    // Each violation's alert is in its write or an earlier one (the store writes a write's alerts first).
+    const alertWrite = new Map(stored.flatMap((b, i) => b.outbox.map((o) => [o.webhook_id, i] as const)));
+    const violationWrites = stored.flatMap((b, i) => b.violations.map((v) => [v.violation_id, i] as const));
+    expect(violationWrites).toHaveLength(4);
+    for (const [id, i] of violationWrites) expect(alertWrite.get(`w-${id}`), id).toBeLessThanOrEqual(i);
+  });
 });
