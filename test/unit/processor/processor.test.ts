@@ -5,6 +5,7 @@ import {
   createProcessor,
   type AuditBatch,
   type OutboxRow,
+  type ViolationRow,
   type InboundMessage,
   type Processor,
 } from "../../../services/processor/index.ts";
@@ -326,20 +327,18 @@ describe("processor: writes from several intakes", () => {
   });
 });
 
+/** A planner raising one alert per violation, `w-<violation id>`. */
+const alertPerViolation = {
+  plan: (violations: readonly ViolationRow[]) =>
+    violations.map((v) => ({ webhook_id: `w-${v.violation_id}`, subscription_id: "s" }) as unknown as OutboxRow),
+};
+
 describe("processor: one write per batch", () => {
   it("writes a batch that the store takes as one write of every message's rows, with the alerts it raises", async () => {
     const { policy, taxonomy } = defaultPolicy();
     const writes: AuditBatch[] = [];
     const processor = createProcessor(
-      {
-        policy,
-        taxonomy,
-        codec,
-        alerts: {
-          plan: (violations) =>
-            violations.map((v) => ({ webhook_id: `w-${v.violation_id}`, subscription_id: "s" }) as unknown as OutboxRow),
-        },
-      },
+      { policy, taxonomy, codec, alerts: alertPerViolation },
       { sink: { write: async (batch) => void writes.push(structuredClone(batch)) } },
     );
     const p = pipeline2019();
@@ -413,15 +412,7 @@ describe("processor: the store refuses a record", () => {
     const { policy, taxonomy } = defaultPolicy();
     const stored: AuditBatch[] = [];
     const processor = createProcessor(
-      {
-        policy,
-        taxonomy,
-        codec,
-        alerts: {
-          plan: (violations) =>
-            violations.map((v) => ({ webhook_id: `w-${v.violation_id}`, subscription_id: "s" }) as unknown as OutboxRow),
-        },
-      },
+      { policy, taxonomy, codec, alerts: alertPerViolation },
       {
         sink: {
           async write(batch) {
