@@ -4,6 +4,7 @@ import kafkajs from "kafkajs";
 import type { Admin, Consumer, ConsumerConfig, Kafka, Producer, SASLOptions } from "kafkajs";
 import { silentLogger, type Logger } from "../telemetry/index.ts";
 import { defaults } from "../config/index.ts";
+import { registerCompressionCodecs } from "./codecs.ts";
 
 const { Kafka: KafkaClient, logLevel, CompressionTypes } = kafkajs;
 
@@ -48,6 +49,8 @@ export function topicsOf(config: KafkaConfig): KafkaTopics {
  * message contents.
  */
 export function createKafka(config: KafkaConfig, logger: Logger = silentLogger): Kafka {
+  // Batches compressed with snappy, lz4 or zstd (Java producers' compression.type), bounded.
+  registerCompressionCodecs();
   return new KafkaClient({
     clientId: config.clientId ?? defaults.kafkaClientId,
     brokers: config.brokers,

@@ -87,6 +87,52 @@ describe("OpenLineage on Kafka", () => {
   });
 });
 
+describe("compressed batches on Kafka", () => {
+  it("takes batches a Java producer compressed with gzip, snappy, lz4 and zstd", async () => {
+    const base = kafkaForTest(inject, 1);
+    const config = { ...base, topics: { ...base.topics, openLineage: `${base.topics.events}.openlineage` } };
+    const processor = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
+    const openLineage = createOpenLineageIntake({ processor, store, taxonomy });
+    running.push(
+      await startKafkaProcessor(config, { instanceId: "z", groupId: `g-${config.clientId}` }, { processor, codec, store, openLineage }),
+    );
+    const codecs = ["gzip", "snappy", "lz4", "zstd"];
+    for (const [i, compression] of codecs.entries()) {
+      // Kafka's own console producer (the broker's jars), one RunEvent of a job named after the codec.
+      const event = JSON.parse(fixture("001.json")) as { run: { runId: string }; job: { namespace: string; name: string } };
+      event.run.runId = `01a22817-2518-7059-bdd4-f2b7beb72b9${i}`;
+      event.job = { namespace: "compressed-jobs", name: compression };
+      const sent = spawnSync(
+        "java",
+        [
+          "-Xmx256m",
+          "-XX:TieredStopAtLevel=1",
+          `-Dlog4j2.configurationFile=${join(ROOT, "infra/kafka/log4j2-tools.properties")}`,
+          "-cp",
+          join(ROOT, "infra/kafka/lib/*"),
+          "org.apache.kafka.tools.ConsoleProducer",
+          "--bootstrap-server",
+          config.brokers[0]!,
+          "--topic",
+          config.topics.openLineage,
+          "--compression-codec",
+          compression,
+        ],
+        { input: `${JSON.stringify(event)}\n`, encoding: "utf8", timeout: 60_000 },
+      );
+      expect(sent.status, sent.stderr).toBe(0);
+    }
+    const logged = async () =>
+      (
+        await store.query<{ job_name: string }>(
+          `SELECT job_name FROM ${store.database}.${Table.openLineage} FINAL WHERE job_namespace = 'compressed-jobs' ORDER BY job_name`,
+        )
+      ).map((r) => r.job_name);
+    await waitFor(async () => (await logged()).length === codecs.length, 60_000, "a RunEvent of each codec logged");
+    expect(await logged()).toEqual([...codecs].sort());
+  });
+});
+
 describe("OpenLineage in NDJSON files", () => {
   it("lineage-audit ingest recognises RunEvent lines beside our own inputs, in file order, and names a bad one by file:line", () => {
     const file = join(dir, "mixed.ndjson");

@@ -1,0 +1,223 @@
+// Compressed record batches: Kafka producers compress a batch with gzip, snappy, lz4 or zstd
+// (Java producers often do: `compression.type`), and KafkaJS decodes only gzip by itself. A
+// batch it cannot decode stops its partition, so the other three are registered here, in pure
+// JavaScript (snappyjs, lz4js, fzstd: nothing to build). Every codec, gzip included, decompresses
+// at most MAX_DECOMPRESSED_BATCH_BYTES: sizes a batch declares are checked before anything is
+// allocated, and a batch over the limit is refused with one line naming the codec.
+
+import { promisify } from "node:util";
+import { gunzip, gzip } from "node:zlib";
+import kafkajs from "kafkajs";
+import snappy from "snappyjs";
+import lz4 from "lz4js";
+import { decompress as zstdDecompress } from "fzstd";
+
+const { CompressionTypes, CompressionCodecs } = kafkajs;
+
+/** Largest record batch taken once decompressed (a fetch brings at most 4 MiB a partition, compressed). */
+export const MAX_DECOMPRESSED_BATCH_BYTES = 128 * 1024 * 1024;
+
+/** A compressed batch that cannot be decoded within the limit. */
+export class CompressedBatchError extends Error {
+  constructor(codec: string, why: string) {
+    super(`a ${codec} record batch ${why}`);
+    this.name = "CompressedBatchError";
+  }
+}
+
+interface Codec {
+  compress(encoder: { buffer: Buffer }): Promise<Buffer>;
+  decompress(buffer: Buffer): Promise<Buffer>;
+}
+
+const mib = (n: number) => `${Math.round(n / 1024 / 1024)} MiB`;
+function within(codec: string, size: number, limit: number): void {
+  if (size > limit) throw new CompressedBatchError(codec, `would decompress past ${mib(limit)}; batches are taken up to ${mib(limit)}`);
+}
+
+// gzip: as KafkaJS's own, with the output bounded.
+const gunzipAsync = promisify(gunzip);
+const gzipAsync = promisify(gzip);
+export function gzipCodec(limit = MAX_DECOMPRESSED_BATCH_BYTES): Codec {
+  return {
+    compress: (encoder) => gzipAsync(encoder.buffer),
+    async decompress(buffer) {
+      try {
+        return await gunzipAsync(buffer, { maxOutputLength: limit });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") within("gzip", limit + 1, limit);
+        throw new CompressedBatchError("gzip", `is not valid gzip (${(error as Error).message})`);
+      }
+    },
+  };
+}
+
+// snappy: raw, or in the xerial framing Java's snappy-java writes (a 16-byte header, then
+// chunks each a 4-byte big-endian length and a raw snappy block). A raw block starts with its
+// uncompressed length as a varint, read here before the block is decoded.
+const XERIAL = Buffer.from([0x82, 0x53, 0x4e, 0x41, 0x50, 0x50, 0x59, 0x00]);
+function snappyLength(block: Uint8Array): number {
+  let length = 0;
+  for (let i = 0, shift = 1; i < 5 && i < block.length; i++, shift *= 128) {
+    const b = block[i] as number;
+    length += (b & 0x7f) * shift;
+    if (b < 0x80) return length;
+  }
+  throw new CompressedBatchError("snappy", "has a broken length");
+}
+export function snappyCodec(limit = MAX_DECOMPRESSED_BATCH_BYTES): Codec {
+  return {
+    compress: async (encoder) => snappy.compress(encoder.buffer),
+    async decompress(buffer) {
+      const blocks: Buffer[] = [];
+      if (buffer.length >= 16 && buffer.subarray(0, 8).equals(XERIAL)) {
+        for (let at = 16; at < buffer.length;) {
+          if (at + 4 > buffer.length) throw new CompressedBatchError("snappy", "is cut short");
+          const size = buffer.readUInt32BE(at);
+          if (at + 4 + size > buffer.length) throw new CompressedBatchError("snappy", "is cut short");
+          blocks.push(buffer.subarray(at + 4, at + 4 + size));
+          at += 4 + size;
+        }
+      } else blocks.push(buffer);
+      let total = 0;
+      for (const block of blocks) within("snappy", (total += snappyLength(block)), limit);
+      try {
+        return Buffer.concat(blocks.map((block) => snappy.uncompress(block)));
+      } catch (error) {
+        throw new CompressedBatchError("snappy", `is not valid snappy (${(error as Error).message})`);
+      }
+    },
+  };
+}
+
+// lz4: the LZ4 frame format (magic 0x184D2204). The frame's blocks are walked first: each must
+// lie within the buffer, and their largest output (content size when declared, else a full block
+// each) within the limit.
+const LZ4_MAGIC = 0x184d2204;
+const LZ4_BLOCK_SIZES: Record<number, number> = { 4: 64 * 1024, 5: 256 * 1024, 6: 1024 * 1024, 7: 4 * 1024 * 1024 };
+function lz4Bound(frame: Buffer): number {
+  if (frame.length < 7 || frame.readUInt32LE(0) !== LZ4_MAGIC) throw new CompressedBatchError("lz4", "is not an LZ4 frame");
+  const flags = frame[4] as number;
+  const blockSize = LZ4_BLOCK_SIZES[((frame[5] as number) >> 4) & 7];
+  if ((flags & 0xc0) !== 0x40 || blockSize === undefined) throw new CompressedBatchError("lz4", "has an LZ4 frame header it cannot read");
+  const blockChecksums = (flags & 0x10) !== 0;
+  const contentSize = (flags & 0x08) !== 0;
+  let at = 6;
+  let declared: number | undefined;
+  if (contentSize) {
+    if (frame.length < 14) throw new CompressedBatchError("lz4", "is cut short");
+    declared = Number(frame.readBigUInt64LE(6));
+    at += 8;
+  }
+  at += 1; // header checksum
+  let bound = 0;
+  for (;;) {
+    if (at + 4 > frame.length) throw new CompressedBatchError("lz4", "is cut short");
+    const word = frame.readUInt32LE(at);
+    at += 4;
+    if (word === 0) break; // end mark
+    const size = word & 0x7fffffff;
+    if (size > blockSize || at + size + (blockChecksums ? 4 : 0) > frame.length) throw new CompressedBatchError("lz4", "is cut short");
+    bound += word & 0x80000000 ? size : blockSize;
+    at += size + (blockChecksums ? 4 : 0);
+  }
+  return declared ?? bound;
+}
+export function lz4Codec(limit = MAX_DECOMPRESSED_BATCH_BYTES): Codec {
+  return {
+    compress: async (encoder) => Buffer.from(lz4.compress(encoder.buffer)),
+    async decompress(buffer) {
+      const bound = lz4Bound(buffer);
+      within("lz4", bound, limit);
+      try {
+        return Buffer.from(lz4.decompress(buffer, bound));
+      } catch (error) {
+        throw new CompressedBatchError("lz4", `is not valid LZ4 (${(error as Error).message})`);
+      }
+    },
+  };
+}
+
+// zstd: every frame's header is read first (the decoder allocates the window or the content size
+// it declares), walking blocks by their sizes, without decoding them.
+const ZSTD_MAGIC = 0xfd2fb528;
+function zstdFrames(data: Buffer, limit: number): void {
+  let at = 0;
+  let total = 0;
+  while (at < data.length) {
+    if (at + 8 > data.length) throw new CompressedBatchError("zstd", "is cut short");
+    const magic = data.readUInt32LE(at);
+    if ((magic & 0xfffffff0) === 0x184d2a50) {
+      // A skippable frame: its length, then that many bytes.
+      at += 8 + data.readUInt32LE(at + 4);
+      continue;
+    }
+    if (magic !== ZSTD_MAGIC) throw new CompressedBatchError("zstd", "is not a zstd frame");
+    const descriptor = data[at + 4] as number;
+    const singleSegment = (descriptor >> 5) & 1;
+    const contentFlag = descriptor >> 6;
+    const dictBytes = [0, 1, 2, 4][descriptor & 3] as number;
+    const checksum = (descriptor >> 2) & 1;
+    let p = at + 5;
+    let window = 0;
+    if (!singleSegment) {
+      const w = data[p++] as number;
+      const base = 2 ** (10 + (w >> 3));
+      window = base + (base / 8) * (w & 7);
+    }
+    p += dictBytes;
+    const sizeBytes = contentFlag === 0 ? singleSegment : 2 ** contentFlag;
+    if (p + sizeBytes > data.length) throw new CompressedBatchError("zstd", "is cut short");
+    let content = 0;
+    for (let i = sizeBytes - 1; i >= 0; i--) content = content * 256 + (data[p + i] as number);
+    if (sizeBytes === 2) content += 256;
+    p += sizeBytes;
+    within("zstd", Math.max(window, content), limit);
+    // The most its blocks can make: a raw or RLE block its size, a compressed one at most 128 KiB.
+    let bound = 0;
+    for (;;) {
+      if (p + 3 > data.length) throw new CompressedBatchError("zstd", "is cut short");
+      const header = (data[p] as number) | ((data[p + 1] as number) << 8) | ((data[p + 2] as number) << 16);
+      const type = (header >> 1) & 3;
+      const size = header >>> 3;
+      if (type === 3) throw new CompressedBatchError("zstd", "has a reserved block type");
+      bound += type === 2 ? 128 * 1024 : size;
+      within("zstd", total + bound, limit);
+      p += 3 + (type === 1 ? 1 : size); // an RLE block is one byte on the wire
+      if (header & 1) break;
+    }
+    p += checksum * 4;
+    if (p > data.length) throw new CompressedBatchError("zstd", "is cut short");
+    total += contentFlag === 0 && !singleSegment ? bound : Math.min(bound, content);
+    at = p;
+  }
+}
+export function zstdCodec(limit = MAX_DECOMPRESSED_BATCH_BYTES): Codec {
+  return {
+    compress() {
+      return Promise.reject(new CompressedBatchError("zstd", "cannot be written here: the auditor's producers use gzip or none"));
+    },
+    async decompress(buffer) {
+      zstdFrames(buffer, limit);
+      let out: Uint8Array;
+      try {
+        out = zstdDecompress(buffer);
+      } catch (error) {
+        throw new CompressedBatchError("zstd", `is not valid zstd (${(error as Error).message})`);
+      }
+      within("zstd", out.length, limit);
+      return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+    },
+  };
+}
+
+let registered = false;
+/** Registers the bounded codecs with KafkaJS (its registry is global): once, before the first fetch. */
+export function registerCompressionCodecs(): void {
+  if (registered) return;
+  registered = true;
+  CompressionCodecs[CompressionTypes.GZIP] = () => gzipCodec();
+  CompressionCodecs[CompressionTypes.Snappy] = () => snappyCodec();
+  CompressionCodecs[CompressionTypes.LZ4] = () => lz4Codec();
+  CompressionCodecs[CompressionTypes.ZSTD] = () => zstdCodec();
+}
