@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { exactAffected, refreshProvenance, storedTimeToIso, Table, type Store } from "../store/index.ts";
+import { createModelRefresher, exactAffected, storedTimeToIso, Table, type ModelRefresher, type Store } from "../store/index.ts";
 import type { Policy } from "../rules/index.ts";
 import type { OutboxRow } from "../processor/index.ts";
 import type { Subscription } from "./subscriptions.ts";
@@ -66,6 +66,8 @@ export interface DelivererOptions {
    * later alerts. @default 10000
    */
   exactWaitMs?: number;
+  /** The process's one refresher of the exact model, shared with the console. @default one of its own, given a policy */
+  refresher?: ModelRefresher;
 }
 
 export const defaultDelivererOptions = {
@@ -101,8 +103,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
   const violationWaitMs = options.violationWaitMs ?? defaultDelivererOptions.violationWaitMs;
   const exactWaitMs = options.exactWaitMs ?? defaultDelivererOptions.exactWaitMs;
   const logger = options.logger ?? silentLogger;
-  /** The latest refresh of the exact model asked for: when it began reading (Infinity while queued behind another), and its end. */
-  let refresh: { startedAt: number; done: Promise<void> } | undefined;
+  const refresher = options.policy ? (options.refresher ?? createModelRefresher(store, options.policy)) : undefined;
   const sentAt = new Map<string, number[]>(); // subscription -> recent send times
   const pausedUntil = new Map<string, number>(); // subscription -> Retry-After deadline
   let running = false;
@@ -131,31 +132,13 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
     ]);
   }
 
-  /**
-   * The exact model brought up to date with what was stored at `since` or later: a refresh that
-   * began reading then is shared, else one is queued behind the one running (one at a time).
-   */
-  function modelUpToDate(policy: Policy, since: number): Promise<void> {
-    if (refresh && refresh.startedAt >= since) return refresh.done;
-    const before = refresh?.done ?? Promise.resolve();
-    const next: { startedAt: number; done: Promise<void> } = { startedAt: Infinity, done: Promise.resolve() };
-    next.done = before
-      .catch(() => undefined) // its round was told
-      .then(async () => {
-        next.startedAt = Date.now();
-        await refreshProvenance(store, policy);
-      });
-    refresh = next;
-    return next.done;
-  }
-
   /** Whether the exact model is up to date with what was stored at `since`, waiting at most exactWaitMs. */
-  async function exactReady(policy: Policy, since: number): Promise<boolean> {
+  async function exactReady(refresher: ModelRefresher, since: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), exactWaitMs)));
     try {
       return await Promise.race([
-        modelUpToDate(policy, since).then(
+        refresher.upToDate(since).then(
           () => true,
           (error: unknown) => {
             logger.error(`webhook delivery: bringing the exact model up to date failed: ${(error as Error).message.split("\n")[0]}`);
@@ -378,7 +361,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
       else sendable.push({ e, s, v });
     }
     if (sendable.length === 0) return 0;
-    const exact = options.policy ? await exactReady(options.policy, Date.now()) : false;
+    const exact = refresher ? await exactReady(refresher, Date.now()) : false;
     let attempts = 0;
     for (const { e, s, v } of sendable) {
       if (disabled.has(s.id) || (pausedUntil.get(s.id) ?? 0) > Date.now() || rateLimited(s, now)) continue;
@@ -408,7 +391,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
       running = false;
       await loop;
       // A refresh still running writes to the store: the caller closes it after this.
-      await refresh?.done.catch(() => undefined);
+      await refresher?.idle();
     },
   };
 }

@@ -142,7 +142,7 @@ export const settings: readonly SettingDoc[] = [
     section: "general",
     env: ["LINEAGE_AUDIT_MODEL_REFRESH_MS"],
     shown: code(defaults.modelRefreshMs),
-    doc: "how often at most the investigation console starts bringing the exact model up to date, in the background (no page waits for it; each says when its exact counts were computed)",
+    doc: "how often at most the investigation console starts bringing the exact model up to date, in the background (no page waits for it; each says when its exact counts were computed); the console and the alert deliverer share one refresh at a time",
   },
   {
     section: "general",

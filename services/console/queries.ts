@@ -3,11 +3,12 @@
 import {
   exactCount,
   exactCounts,
-  refreshProvenance,
+  createModelRefresher,
   storedTimeToIso,
   subjectHistory,
   subjectViolations,
   Table,
+  type ModelRefresher,
   type Store,
 } from "../store/index.ts";
 import type { Policy } from "../rules/index.ts";
@@ -123,6 +124,8 @@ export interface ConsoleDataOptions {
   onError?: (line: string) => void;
   /** The alert subscriptions serve delivers to (their URLs are shown as origin and path only). */
   subscriptions?: readonly { id: string; url: string; enabled: boolean }[];
+  /** The process's one refresher of the exact model, shared with the alert deliverer. @default one of its own */
+  refresher?: ModelRefresher;
 }
 
 export function createConsoleData(store: Store, policy: Policy, options: ConsoleDataOptions = {}): ConsoleData {
@@ -140,7 +143,7 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
   ]);
   const modelRefreshMs = options.modelRefreshMs ?? defaults.modelRefreshMs;
   let lastStarted = 0;
-  let refreshing: Promise<unknown> | undefined;
+  const refresher = options.refresher ?? createModelRefresher(store, policy);
 
   /**
    * Brings the exact model up to date in the background: at most one refresh at a time, started
@@ -149,13 +152,13 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
    * and the pages say when it was computed.
    */
   function refreshModelSoon(): void {
-    if (refreshing || Date.now() - lastStarted < modelRefreshMs) return;
+    if (refresher.updating || Date.now() - lastStarted < modelRefreshMs) return;
     lastStarted = Date.now();
-    refreshing = refreshProvenance(store, policy)
+    refresher
+      .upToDate(lastStarted)
       .catch((error: unknown) =>
         options.onError?.(`bringing the exact model up to date failed: ${(error as Error).message.split("\n")[0]}`),
-      )
-      .finally(() => (refreshing = undefined));
+      );
   }
 
   async function modelComputedAt(): Promise<string | null> {
@@ -166,7 +169,7 @@ export function createConsoleData(store: Store, policy: Policy, options: Console
   }
 
   async function modelState(): Promise<ModelState> {
-    return { computedAt: await modelComputedAt(), updating: refreshing !== undefined };
+    return { computedAt: await modelComputedAt(), updating: refresher.updating };
   }
 
   // Answers computed from whole tables, kept while those tables' active parts are the same: any

@@ -21,6 +21,8 @@ export type { AnalystLimits, AnalystQuery, AnalystResult } from "./analyst-sessi
 export { ALLOWED_FORMATS, ALLOWED_SYSTEM_TABLES, ALLOWED_TABLE_FUNCTIONS } from "./analyst-policy.ts";
 export { eventContentDigest, guardEventIds, EventIdConflict } from "./identity.ts";
 export type { GuardedBatch } from "./identity.ts";
+export { createModelRefresher } from "./refresher.ts";
+export type { ModelRefresher } from "./refresher.ts";
 export { affectedAnswer, exactAffected, exactWeekly, refreshProvenance, subjectViolations } from "./provenance.ts";
 export { exactCount, exactCounts, materializeExactCounts, ROLLUP_HOURS, rollUpExactCounts, windowPieces } from "./exact-counts.ts";
 export type { ExactCount, WindowPieces } from "./exact-counts.ts";

@@ -5,6 +5,7 @@ import { createPseudonymizer } from "../../emitter/index.ts";
 import { startKafkaProcessor, topicsOf } from "../../kafka/index.ts";
 import { createAlertPlanner, createDeliverer, loadAlertingConfig } from "../../alerting/index.ts";
 import { createLineLogger, meter, MetricName } from "../../telemetry/index.ts";
+import { createModelRefresher } from "../../store/index.ts";
 import { defaults, type AppConfig } from "../../config/index.ts";
 import { args, portFlag, text } from "../args.ts";
 import { checkExposure, openAuditor, serveFile } from "../context.ts";
@@ -43,12 +44,15 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
     })
     .addCallback((result) => result.observe(ctx.openLineage.backlog()));
   if (stopTelemetry) closers.push(stopTelemetry);
+  // One refresher of the exact model for the deliverer and the console: never two rebuilds at once.
+  const refresher = createModelRefresher(ctx.store, ctx.policy);
   try {
     if (alerting) {
       const deliverer = createDeliverer(ctx.store, alerting.subscriptions, {
         logger,
         ruleDescriptions: Object.fromEntries(ctx.policy.rules.map((r) => [r.id, r.description])),
         policy: ctx.policy,
+        refresher,
       });
       deliverer.start();
       closers.unshift(() => deliverer.close());
@@ -63,6 +67,7 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
           openLineageBacklog: () => ctx.openLineage.backlog(),
           onError: (line) => logger.error(line),
           modelRefreshMs: config.modelRefreshMs,
+          refresher,
           ...(alerting ? { subscriptions: alerting.subscriptions } : {}),
         })
       : undefined;
