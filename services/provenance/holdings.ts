@@ -212,11 +212,13 @@ interface Held {
 }
 
 const PHASE: Record<string, number> = { COLLECT: 0, DERIVE: 0, USE: 1, SHARE: 1, DELETE: 2 };
+/** Equal times and phases in event id order (as the store reads them), not in the order given. */
+const byId = (a: DataAccessEvent, b: DataAccessEvent): number => (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0);
 
 function inTimeOrder(history: readonly DataAccessEvent[]): DataAccessEvent[] {
   return history
     .map((e, i) => ({ e, i }))
-    .sort((a, b) => a.e.occurredAt - b.e.occurredAt || (PHASE[a.e.kind] ?? 0) - (PHASE[b.e.kind] ?? 0) || a.i - b.i)
+    .sort((a, b) => a.e.occurredAt - b.e.occurredAt || (PHASE[a.e.kind] ?? 0) - (PHASE[b.e.kind] ?? 0) || byId(a.e, b.e) || a.i - b.i)
     .map((x) => x.e);
 }
 

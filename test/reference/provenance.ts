@@ -92,16 +92,18 @@ export interface RuleSummary {
 }
 
 const PHASE: Record<string, number> = { COLLECT: 0, DERIVE: 0, USE: 1, SHARE: 1, DELETE: 2 };
+/** Equal times and phases in event id order (as the store reads them), not in the order given. */
+const byId = (a: DataAccessEvent, b: DataAccessEvent): number => (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0);
 
 /**
  * The history in the order its effects apply: by time; at equal times lineage (collections and
  * derivations) first, then uses and shares, then deletions (a deletion at t takes effect after the
- * uses at t); otherwise the order given.
+ * uses at t); then by event id (so never by the order given).
  */
 export function timeOrder(history: readonly DataAccessEvent[]): DataAccessEvent[] {
   return history
     .map((e, i) => ({ e, i }))
-    .sort((a, b) => a.e.occurredAt - b.e.occurredAt || (PHASE[a.e.kind] ?? 0) - (PHASE[b.e.kind] ?? 0) || a.i - b.i)
+    .sort((a, b) => a.e.occurredAt - b.e.occurredAt || (PHASE[a.e.kind] ?? 0) - (PHASE[b.e.kind] ?? 0) || byId(a.e, b.e) || a.i - b.i)
     .map((x) => x.e);
 }
 
