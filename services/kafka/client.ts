@@ -5,6 +5,7 @@ import type { Admin, Consumer, ConsumerConfig, Kafka, Producer, SASLOptions } fr
 import { silentLogger, type Logger } from "../telemetry/index.ts";
 import { defaults } from "../config/index.ts";
 import { registerCompressionCodecs } from "./codecs.ts";
+import { TransportError } from "../errors/index.ts";
 
 const { Kafka: KafkaClient, logLevel, CompressionTypes } = kafkajs;
 
@@ -86,9 +87,43 @@ export async function ensureTopics(kafka: Kafka, config: KafkaConfig): Promise<v
         ? [{ topic: topics.openLineage, numPartitions: config.partitions ?? defaults.kafkaPartitions, replicationFactor }]
         : []),
     ].filter((t) => !existing.has(t.topic));
-    if (wanted.length > 0) await admin.createTopics({ topics: wanted, waitForLeaders: true });
+    if (wanted.length > 0) {
+      // KafkaJS's own wait for leaders gives up at the first "does not host this topic-partition",
+      // which a KRaft broker answers until the new topic's metadata has reached it: wait here.
+      await admin.createTopics({ topics: wanted, waitForLeaders: false });
+      await waitForLeaders(
+        admin,
+        wanted.map((t) => t.topic),
+      );
+    }
   } finally {
     await admin.disconnect();
+  }
+}
+
+/** How long ensureTopics waits for new topics to have a leader for every partition. */
+const TOPIC_LEADERS_TIMEOUT_MS = 30_000;
+
+async function waitForLeaders(admin: Admin, topics: readonly string[]): Promise<void> {
+  const deadline = Date.now() + TOPIC_LEADERS_TIMEOUT_MS;
+  let last = "";
+  for (let delay = 50; ; delay = Math.min(1_000, delay * 2)) {
+    try {
+      const { topics: found } = await admin.fetchTopicMetadata({ topics: [...topics] });
+      if (found.length === topics.length && found.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return;
+      last = "some partitions have no leader yet";
+    } catch (error) {
+      const type = (error as { type?: string }).type;
+      if (type !== "UNKNOWN_TOPIC_OR_PARTITION" && type !== "LEADER_NOT_AVAILABLE") throw error;
+      last = (error as Error).message;
+    }
+    if (Date.now() > deadline) {
+      throw new TransportError(
+        `the Kafka topics ${topics.join(", ")} were created but have no leader after ${TOPIC_LEADERS_TIMEOUT_MS / 1000} s (${last}); check the brokers`,
+        { retriable: true, context: { topics: topics.join(",") } },
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
   }
 }
 

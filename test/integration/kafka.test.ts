@@ -12,6 +12,7 @@ import {
   startKafkaProcessor,
   DeadLetterHeader,
   createKafka,
+  ensureTopics,
   type KafkaProcessor,
   type KafkaConfig,
 } from "../../services/kafka/index.ts";
@@ -50,6 +51,24 @@ const storedEvents = async (s: Store) =>
   Number((await s.query<{ n: string }>(`SELECT uniqExact(event_id) AS n FROM ${s.database}.${Table.events}`))[0]?.n);
 
 describe("Kafka end to end", () => {
+  it("creates its topics with a leader for every partition, even while other instances create theirs", async () => {
+    // A KRaft broker answers "does not host this topic-partition" for a moment after a topic is
+    // created; several instances starting at once on a new cluster met it (KafkaJS gave up there).
+    const configs = Array.from({ length: 24 }, () => kafkaForTest(inject));
+    const results = await Promise.allSettled(configs.map((c) => ensureTopics(createKafka(c), c)));
+    expect(results.filter((r) => r.status === "rejected").map((r) => String((r as PromiseRejectedResult).reason))).toEqual([]);
+    const admin = createKafka(configs[0]!).admin();
+    await admin.connect();
+    try {
+      const names = configs.flatMap((c) => [c.topics.events, c.topics.deadLetters, c.topics.lineage]);
+      const { topics } = await admin.fetchTopicMetadata({ topics: names });
+      expect(topics.filter((t) => t.partitions.some((p) => p.leader < 0)).map((t) => t.name)).toEqual([]);
+      expect(topics).toHaveLength(names.length);
+    } finally {
+      await admin.disconnect();
+    }
+  });
+
   it("emits onto a real broker; a processor group stores every event and the affected count equals the ground truth", async () => {
     const config = kafkaForTest(inject);
     const s = await storeFor(randomDatabase("k1"));
