@@ -133,12 +133,12 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
   }
 
   /** Whether the exact model is up to date with what was stored at `since`, waiting at most exactWaitMs. */
-  async function exactReady(refresher: ModelRefresher, since: number): Promise<boolean> {
+  async function exactReady(model: ModelRefresher, since: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), exactWaitMs)));
     try {
       return await Promise.race([
-        refresher.upToDate(since).then(
+        model.upToDate(since).then(
           () => true,
           (error: unknown) => {
             logger.error(`webhook delivery: bringing the exact model up to date failed: ${(error as Error).message.split("\n")[0]}`);
@@ -203,14 +203,16 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
     return v;
   }
 
-  /** Whether the alert is held back: none of its violations stored yet, and it has not waited violationWaitMs. */
-  const heldBack = (e: OutboxEntry, v: AlertViolations | undefined) =>
-    Number(v?.events ?? 0) === 0 && Date.now() - Date.parse(storedTimeToIso(e.created_at)) < violationWaitMs;
-
-  /** Not an attempt (its attempts unchanged): looked at again after about as long as it has waited. */
-  async function holdBack(e: OutboxEntry): Promise<void> {
+  /**
+   * Holds the alert back while none of its violations is stored and it has waited less than
+   * violationWaitMs: not an attempt (its attempts unchanged), looked at again after about as long
+   * as it has waited. Whether it did.
+   */
+  async function heldBack(e: OutboxEntry, v: AlertViolations | undefined): Promise<boolean> {
     const waited = Date.now() - Date.parse(storedTimeToIso(e.created_at));
+    if (Number(v?.events ?? 0) > 0 || waited >= violationWaitMs) return false;
     await update(e, "pending", e.attempts, 0, Date.now() + Math.min(maxBackoff, Math.max(backoff, waited)));
+    return true;
   }
 
   async function payloadFor(e: OutboxEntry, v: AlertViolations | undefined, exact: boolean): Promise<string> {
@@ -357,8 +359,7 @@ export function createDeliverer(store: Store, subscriptions: readonly Subscripti
         continue;
       }
       const v = await violationsOf(e);
-      if (heldBack(e, v)) await holdBack(e);
-      else sendable.push({ e, s, v });
+      if (!(await heldBack(e, v))) sendable.push({ e, s, v });
     }
     if (sendable.length === 0) return 0;
     const exact = refresher ? await exactReady(refresher, Date.now()) : false;

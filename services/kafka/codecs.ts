@@ -31,8 +31,10 @@ interface Codec {
 }
 
 const mib = (n: number) => `${Math.round(n / 1024 / 1024)} MiB`;
+const tooLarge = (codec: string, limit: number) =>
+  new CompressedBatchError(codec, `would decompress past ${mib(limit)}; batches are taken up to ${mib(limit)}`);
 function within(codec: string, size: number, limit: number): void {
-  if (size > limit) throw new CompressedBatchError(codec, `would decompress past ${mib(limit)}; batches are taken up to ${mib(limit)}`);
+  if (size > limit) throw tooLarge(codec, limit);
 }
 
 // gzip: as KafkaJS's own, with the output bounded.
@@ -45,7 +47,7 @@ export function gzipCodec(limit = MAX_DECOMPRESSED_BATCH_BYTES): Codec {
       try {
         return await gunzipAsync(buffer, { maxOutputLength: limit });
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") within("gzip", limit + 1, limit);
+        if ((error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") throw tooLarge("gzip", limit);
         throw new CompressedBatchError("gzip", `is not valid gzip (${(error as Error).message})`);
       }
     },

@@ -30,15 +30,21 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** A processor instance on fresh topics, the OpenLineage topic included, consuming into the store: its configuration. */
+async function consumeOpenLineage(instanceId: string) {
+  const base = kafkaForTest(inject, 1);
+  const config = { ...base, topics: { ...base.topics, openLineage: `${base.topics.events}.openlineage` } };
+  const processor = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
+  const openLineage = createOpenLineageIntake({ processor, store, taxonomy });
+  running.push(
+    await startKafkaProcessor(config, { instanceId, groupId: `g-${config.clientId}` }, { processor, codec, store, openLineage }),
+  );
+  return config;
+}
+
 describe("OpenLineage on Kafka", () => {
   it("consumes the OpenLineage topic in the same group: RunEvents are stored, a bad one goes to the dead-letter topic with its JSON path", async () => {
-    const base = kafkaForTest(inject, 1);
-    const config = { ...base, topics: { ...base.topics, openLineage: `${base.topics.events}.openlineage` } };
-    const processor = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
-    const openLineage = createOpenLineageIntake({ processor, store, taxonomy });
-    running.push(
-      await startKafkaProcessor(config, { instanceId: "a", groupId: `g-${config.clientId}` }, { processor, codec, store, openLineage }),
-    );
+    const config = await consumeOpenLineage("a");
     const bad = JSON.parse(fixture("002.json")) as { run: { runId: string } };
     bad.run.runId = "not-a-uuid";
     const kafka = createKafka(config);
@@ -89,13 +95,7 @@ describe("OpenLineage on Kafka", () => {
 
 describe("compressed batches on Kafka", () => {
   it("takes batches a Java producer compressed with gzip, snappy, lz4 and zstd", async () => {
-    const base = kafkaForTest(inject, 1);
-    const config = { ...base, topics: { ...base.topics, openLineage: `${base.topics.events}.openlineage` } };
-    const processor = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
-    const openLineage = createOpenLineageIntake({ processor, store, taxonomy });
-    running.push(
-      await startKafkaProcessor(config, { instanceId: "z", groupId: `g-${config.clientId}` }, { processor, codec, store, openLineage }),
-    );
+    const config = await consumeOpenLineage("z");
     const codecs = ["gzip", "snappy", "lz4", "zstd"];
     for (const [i, compression] of codecs.entries()) {
       // Kafka's own console producer (the broker's jars), one RunEvent of a job named after the codec.

@@ -8,7 +8,7 @@ import { rmSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { Webhook } from "standardwebhooks";
 import { openStore, Table, type Store } from "../../services/store/index.ts";
-import { createProcessor, type AuditBatch } from "../../services/processor/index.ts";
+import { createProcessor, type AuditBatch, type AuditSink } from "../../services/processor/index.ts";
 import { createAlertPlanner, createDeliverer, parseAlertingConfig, type Subscription } from "../../services/alerting/index.ts";
 import type { DataAccessEvent } from "../../services/codec/index.ts";
 import { core, randomDatabase, tempDir, waitFor } from "./helpers.ts";
@@ -95,11 +95,18 @@ function event(kind: "COLLECT" | "USE", runId: string, subjects: string[], at: n
       };
 }
 
-async function setup(subs: Subscription[], database = randomDatabase("wh")) {
+/** A store and a processor writing to it, or to `sinkOf(store)` (e.g. writes held back, to store by hand). */
+async function setup(subs: Subscription[], database = randomDatabase("wh"), sinkOf: (store: Store) => AuditSink = (store) => store) {
   const store = await openStore({ path: dir, database });
   await store.migrate();
-  const processor = createProcessor({ policy, taxonomy, codec, alerts: createAlertPlanner(subs, 3_600_000) }, { sink: store });
+  const processor = createProcessor({ policy, taxonomy, codec, alerts: createAlertPlanner(subs, 3_600_000) }, { sink: sinkOf(store) });
   return { store, processor };
+}
+
+/** setup() with every write held back in `held`. */
+async function setupHeld(subs: Subscription[], database: string) {
+  const held: AuditBatch[] = [];
+  return { held, ...(await setup(subs, database, () => ({ write: async (batch) => void held.push(batch) }))) };
 }
 
 async function feed(processor: ReturnType<typeof createProcessor>, events: DataAccessEvent[]) {
@@ -365,14 +372,7 @@ describe("alert webhooks", () => {
   it("stores a batch's alerts before its violations: when the alert cannot be stored, neither are they", async () => {
     const r = await receiver(ok);
     const sub = subscription(r.url, secret());
-    const database = randomDatabase("order");
-    const store = await openStore({ path: dir, database });
-    await store.migrate();
-    const held: AuditBatch[] = [];
-    const processor = createProcessor(
-      { policy, taxonomy, codec, alerts: createAlertPlanner([sub], 3_600_000) },
-      { sink: { write: async (batch) => void held.push(batch) } },
-    );
+    const { store, processor, held } = await setupHeld([sub], randomDatabase("order"));
     const at = Date.parse("2019-04-07T10:00:00Z");
     await feed(processor, [event("COLLECT", "c", [hex(7)], at), event("USE", "run-7", [hex(7)], at + 1000)]);
     const batch = held.find((b) => b.outbox.length > 0)!;
@@ -381,7 +381,7 @@ describe("alert webhooks", () => {
     const refused = { ...batch, outbox: batch.outbox.map((o) => ({ ...o, window_start: "not a time" as unknown as number })) };
     await expect(store.write(refused)).rejects.toThrow();
     const count = async (table: string) =>
-      Number((await store.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${database}.${table}`))[0]?.n);
+      Number((await store.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${store.database}.${table}`))[0]?.n);
     expect(await count(Table.outbox)).toBe(0);
     expect(await count(Table.violations)).toBe(0);
     // Written again whole (as a retry or a redelivery writes it), the alert goes out with its violation.
@@ -397,14 +397,7 @@ describe("alert webhooks", () => {
   it("holds back an alert whose violations are not stored yet, then sends it once they are", async () => {
     const r = await receiver(ok);
     const sub = subscription(r.url, secret());
-    const database = randomDatabase("early");
-    const store = await openStore({ path: dir, database });
-    await store.migrate();
-    const held: AuditBatch[] = [];
-    const processor = createProcessor(
-      { policy, taxonomy, codec, alerts: createAlertPlanner([sub], 3_600_000) },
-      { sink: { write: async (batch) => void held.push(batch) } },
-    );
+    const { store, processor, held } = await setupHeld([sub], randomDatabase("early"));
     const at = Date.parse("2019-04-08T10:00:00Z");
     await feed(processor, [event("COLLECT", "c", [hex(8), hex(9)], at), event("USE", "run-8", [hex(8), hex(9)], at + 1000)]);
     const batch = held.find((b) => b.outbox.length > 0)!;
