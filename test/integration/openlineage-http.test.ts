@@ -3,6 +3,7 @@
 // flagging a use the way our own DERIVE events would.
 import { rmSync } from "node:fs";
 import { join } from "node:path";
+import { request } from "node:http";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEmitter, createHttpTransport } from "../../services/emitter/index.ts";
@@ -206,6 +207,30 @@ describe("POST /api/v1/lineage", () => {
     );
     // The bad JSON is dead-lettered too; the 415, 401 and 413 answers never reached the intake.
     expect(count[0]!.n).toBe("3");
+  });
+
+  it("answers 413 to a chunked body (no Content-Length) once it passes the limit, reads no further, and closes the connection", async () => {
+    // 1.5 MiB in chunks of 64 KiB: the length is known only by reading.
+    const answer = await new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {
+      const req = request(`${server.url}/api/v1/lineage`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}`, "transfer-encoding": "chunked" },
+      });
+      req.on("response", (res) => {
+        let body = "";
+        res.setEncoding("utf8").on("data", (c: string) => (body += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body }));
+      });
+      req.on("error", reject);
+      req.write(`{"pad":"`);
+      for (let i = 0; i < 24; i++) req.write("x".repeat(64 * 1024));
+      req.end(`"}`);
+    });
+    expect(answer).toEqual({
+      status: 413,
+      connection: "close",
+      body: JSON.stringify({ error: "a RunEvent over 1048576 bytes is not taken" }),
+    });
   });
 
   it("takes JobEvents and DatasetEvents as Marquez does, logs and explains each, and makes no lineage of them", async () => {
