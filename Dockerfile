@@ -26,5 +26,5 @@ COPY bin ./bin
 COPY schemas ./schemas
 COPY rules ./rules
 USER node
-ENTRYPOINT ["node", "bin/lineage-audit.mjs"]
+ENTRYPOINT ["node", "--max-semi-space-size=64", "bin/lineage-audit.mjs"]
 CMD ["serve", "--host", "0.0.0.0"]

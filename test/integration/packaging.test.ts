@@ -427,6 +427,13 @@ describe("installed into a fresh project", { timeout: TIMEOUT }, () => {
     expect(version.stdout.trim()).toBe(repoPackage.version);
   });
 
+  it("runs the installed command with V8's young generation as the benchmarks measure it (64 MiB semi-spaces)", () => {
+    // What the kernel ran for npm's bin link, through its #! line (Linux: /proc).
+    const argv = readFileSync(`/proc/${serve?.pid}/cmdline`, "utf8").split("\0");
+    expect(argv.slice(0, 2)).toEqual(["node", "--max-semi-space-size=64"]);
+    expect(argv.slice(-4)).toEqual(["serve", "--port", "0", ""]);
+  });
+
   it("type-checks a consumer under strict settings (strict, noUncheckedIndexedAccess, exactOptionalPropertyTypes, nodenext)", async () => {
     const tsc = join(app, "node_modules", "typescript", "bin", "tsc");
     const r = await run(process.execPath, [tsc, "-p", "tsconfig.json", "--listFiles"], { cwd: app, env: consumerEnv });
