@@ -20,7 +20,7 @@ import { createEmitter, createHttpTransport, type EmitInput } from "../services/
 import { createProcessor } from "../services/processor/index.ts";
 import { openStore, Table } from "../services/store/index.ts";
 import { startIngestServer } from "../services/api/index.ts";
-import { createOpenLineageIntake } from "../services/openlineage/index.ts";
+import { createOpenLineageIntake, defaultOpenLineageIntakeOptions } from "../services/openlineage/index.ts";
 import { openIntakeJournal } from "../services/ingest/index.ts";
 
 const FIELDS = 20;
@@ -350,8 +350,8 @@ async function httpFloor(bodies: readonly string[], clients: number): Promise<{ 
 
 /**
  * Storing alone: the RunEvents are checked, mapped and processed first with every write held back
- * (not timed), then those writes are made as the intake makes them, in batches of 1,000 RunEvents,
- * into a fresh database; the process's CPU (ClickHouse's threads included) a RunEvent.
+ * (not timed), then those writes are made as the intake makes them, in its batches (under load,
+ * `maxBatch` RunEvents), into a fresh database; the process's CPU (ClickHouse's threads included) a RunEvent.
  */
 async function storeFloor(dir: string, bodies: readonly string[], core: BenchCore): Promise<number> {
   const store = await openStore({ path: dir, database: "bench_openlineage_store" });
@@ -363,8 +363,9 @@ async function storeFloor(dir: string, bodies: readonly string[], core: BenchCor
     });
     const held = { insert: async (table: string, rows: readonly object[]) => void writes.push(() => store.insert(table, rows)) };
     const intake = createOpenLineageIntake({ processor, store: held, taxonomy: core.taxonomy });
-    for (let i = 0; i < bodies.length; i += 1000) {
-      const items = bodies.slice(i, i + 1000).map((b, k) => ({ bytes: Buffer.from(b), source: `floor:${i + k}` }));
+    const batch = defaultOpenLineageIntakeOptions.maxBatch;
+    for (let i = 0; i < bodies.length; i += batch) {
+      const items = bodies.slice(i, i + batch).map((b, k) => ({ bytes: Buffer.from(b), source: `floor:${i + k}` }));
       const result = await intake.ingest(items);
       if (result.accepted !== items.length * 2) throw new Error(`store floor: ${result.accepted} events accepted`);
     }
