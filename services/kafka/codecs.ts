@@ -4,7 +4,14 @@
 // JavaScript (snappyjs, lz4js, fzstd: nothing to build). Every codec, gzip included, decompresses
 // at most MAX_DECOMPRESSED_BATCH_BYTES: sizes a batch declares are checked before anything is
 // allocated, and a batch over the limit is refused with one line naming the codec.
+//
+// A refusal must not stop the partition: KafkaJS decodes a whole fetch before the consumer sees any
+// of it, so a codec that throws fails every fetch from that broker, again and again. A refused
+// batch is therefore handed back as stand-in records, one per record the batch holds, each empty
+// but for a header with the reason; the consumer dead-letters them (refusedBatchReason) and the
+// partition moves past the batch.
 
+import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { gunzip, gzip } from "node:zlib";
 import kafkajs from "kafkajs";
@@ -213,13 +220,102 @@ export function zstdCodec(limit = MAX_DECOMPRESSED_BATCH_BYTES): Codec {
   };
 }
 
+/** The header of a stand-in record: this process's nonce, a space, the reason its batch was refused. */
+export const REFUSED_BATCH_HEADER = "lineage-audit-refused-batch";
+/** Proves a stand-in was made here: a producer cannot forge one (the header alone is not believed). */
+const NONCE = randomBytes(16).toString("hex");
+
+/** The reason a record stands for a batch a codec here refused, or undefined for any other record. */
+export function refusedBatchReason(headers: Record<string, unknown> | undefined): string | undefined {
+  const value = headers?.[REFUSED_BATCH_HEADER];
+  if (!Buffer.isBuffer(value) || value.length <= NONCE.length + 1) return undefined;
+  const text = value.toString("utf8");
+  return text.startsWith(`${NONCE} `) ? text.slice(NONCE.length + 1) : undefined;
+}
+
+// A record batch (magic 2) ends its header with these fields just before its records, which is
+// where the compressed bytes KafkaJS hands a codec begin (a view into the fetch response):
+// baseOffset int64, batchLength int32, partitionLeaderEpoch int32, magic int8, crc int32,
+// attributes int16, lastOffsetDelta int32, baseTimestamp int64, maxTimestamp int64, producerId
+// int64, producerEpoch int16, baseSequence int32, records count int32.
+const BATCH_HEADER_BYTES = 61;
+const AT = { batchLength: 8, magic: 16, attributes: 21, lastOffsetDelta: 23, count: 57 } as const;
+/** batchLength counts the bytes after baseOffset and itself: the rest of the header, then the records. */
+const AFTER_BATCH_LENGTH = BATCH_HEADER_BYTES - 12;
+
+/** A Kafka varint (zigzag, base 128) of a 32-bit signed value. */
+function varint(n: number): number[] {
+  let z = ((n << 1) ^ (n >> 31)) >>> 0;
+  const out: number[] = [];
+  while (z > 0x7f) {
+    out.push((z & 0x7f) | 0x80);
+    z >>>= 7;
+  }
+  out.push(z);
+  return out;
+}
+
+/**
+ * The stand-ins for a batch refused with `reason`: one record per record its header counts, at
+ * its offsets (the last at its last offset, so the partition moves past the whole batch), empty
+ * but for the header. Undefined when the bytes before `compressed` are not that batch's header
+ * (its length, magic and codec must agree), or when the stand-ins would pass the limit: then the
+ * refusal stands as an error.
+ */
+export function standIns(compressed: Buffer, codecType: number, reason: string, limit = MAX_DECOMPRESSED_BATCH_BYTES): Buffer | undefined {
+  if (compressed.byteOffset < BATCH_HEADER_BYTES) return undefined;
+  const header = Buffer.from(compressed.buffer, compressed.byteOffset - BATCH_HEADER_BYTES, BATCH_HEADER_BYTES);
+  if (header.readInt8(AT.magic) !== 2) return undefined;
+  if (header.readInt32BE(AT.batchLength) !== compressed.length + AFTER_BATCH_LENGTH) return undefined;
+  if ((header.readInt16BE(AT.attributes) & 0x07) !== codecType) return undefined;
+  const lastOffsetDelta = header.readInt32BE(AT.lastOffsetDelta);
+  const count = header.readInt32BE(AT.count);
+  if (count < 1 || lastOffsetDelta < count - 1) return undefined;
+  const key = Buffer.from(REFUSED_BATCH_HEADER, "utf8");
+  const value = Buffer.from(`${NONCE} ${reason}`, "utf8");
+  // attributes 0, timestampDelta 0, offsetDelta, key and value null (-1), one header.
+  const tail = Buffer.from([...varint(-1), ...varint(-1), ...varint(1), ...varint(key.length), ...key, ...varint(value.length), ...value]);
+  const deltaOf = (i: number) => (i === count - 1 ? lastOffsetDelta : i);
+  let size = 0;
+  for (let i = 0; i < count; i++) {
+    const length = 2 + varint(deltaOf(i)).length + tail.length;
+    size += varint(length).length + length;
+    if (size > limit) return undefined;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    const delta = varint(deltaOf(i));
+    for (const b of [...varint(2 + delta.length + tail.length), 0, 0, ...delta]) out[at++] = b;
+    at += tail.copy(out, at);
+  }
+  return out;
+}
+
+/** A codec whose refusals become stand-in records when the batch's header can be read. */
+function standingIn(codec: Codec, codecType: number): Codec {
+  return {
+    compress: (encoder) => codec.compress(encoder),
+    async decompress(buffer) {
+      try {
+        return await codec.decompress(buffer);
+      } catch (error) {
+        if (!(error instanceof CompressedBatchError)) throw error;
+        const records = standIns(buffer, codecType, error.message);
+        if (!records) throw error;
+        return records;
+      }
+    },
+  };
+}
+
 let registered = false;
 /** Registers the bounded codecs with KafkaJS (its registry is global): once, before the first fetch. */
 export function registerCompressionCodecs(): void {
   if (registered) return;
   registered = true;
-  CompressionCodecs[CompressionTypes.GZIP] = () => gzipCodec();
-  CompressionCodecs[CompressionTypes.Snappy] = () => snappyCodec();
-  CompressionCodecs[CompressionTypes.LZ4] = () => lz4Codec();
-  CompressionCodecs[CompressionTypes.ZSTD] = () => zstdCodec();
+  CompressionCodecs[CompressionTypes.GZIP] = () => standingIn(gzipCodec(), CompressionTypes.GZIP);
+  CompressionCodecs[CompressionTypes.Snappy] = () => standingIn(snappyCodec(), CompressionTypes.Snappy);
+  CompressionCodecs[CompressionTypes.LZ4] = () => standingIn(lz4Codec(), CompressionTypes.LZ4);
+  CompressionCodecs[CompressionTypes.ZSTD] = () => standingIn(zstdCodec(), CompressionTypes.ZSTD);
 }

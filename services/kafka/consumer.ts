@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KafkaMessage } from "kafkajs";
 import { context, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
-import { ConfigError, InternalError, LineageAuditError, TransportError } from "../errors/index.ts";
+import { ConfigError, InputError, InternalError, LineageAuditError, TransportError } from "../errors/index.ts";
 import {
   Attr,
   contextFromTraceparent,
@@ -15,6 +15,7 @@ import {
   type Logger,
 } from "../telemetry/index.ts";
 import { TRACEPARENT_HEADER } from "./transport.ts";
+import { refusedBatchReason } from "./codecs.ts";
 import type { EventCodec, DataAccessEvent } from "../codec/index.ts";
 import type { Processor, ProcessResult } from "../processor/index.ts";
 import {
@@ -376,6 +377,21 @@ export async function startKafkaProcessor(
        * letter so the partition moves on.
        */
       async function settle(messages: KafkaMessage[]): Promise<Outcome> {
+        // Stand-ins for a compressed batch the codecs refused (codecs.ts): each offset is
+        // dead-lettered with the reason, without bytes (there are none), and the partition moves on.
+        if (messages.some((m) => refusedBatchReason(m.headers) !== undefined)) {
+          const standIns = messages.filter((m) => refusedBatchReason(m.headers) !== undefined);
+          const others = messages.filter((m) => refusedBatchReason(m.headers) === undefined);
+          const failed = standIns.map((m) => ({
+            event: undefined,
+            source: inbound(m).source,
+            failure: new InputError(`${refusedBatchReason(m.headers) ?? ""}; its records were dead-lettered unread`, {
+              context: { topic: batch.topic, partition: batch.partition, offset: m.offset },
+            }),
+          }));
+          const set = outcomeOf(await deps.processor.processEvents(failed), standIns);
+          return others.length > 0 ? merge(set, await settle(others)) : set;
+        }
         try {
           if (batch.topic === openLineageTopic && deps.openLineage) {
             // RunEvents (JSON) through the same intake as HTTP and files; same outcome, same dead letters.
@@ -390,12 +406,7 @@ export async function startKafkaProcessor(
             const first = await settle(messages.slice(0, half));
             await heartbeat().catch(() => undefined);
             const second = await settle(messages.slice(half));
-            return {
-              accepted: first.accepted + second.accepted,
-              violations: first.violations + second.violations,
-              dead: [...first.dead, ...second.dead],
-              facts: [...first.facts, ...second.facts],
-            };
+            return merge(first, second);
           }
           const message = messages[0] as KafkaMessage;
           const failure =
@@ -460,6 +471,15 @@ export async function startKafkaProcessor(
 }
 
 /** What a stored slice of a batch gave: counts, dead letters to send, facts to publish. */
+function merge(a: Outcome, b: Outcome): Outcome {
+  return {
+    accepted: a.accepted + b.accepted,
+    violations: a.violations + b.violations,
+    dead: [...a.dead, ...b.dead],
+    facts: [...a.facts, ...b.facts],
+  };
+}
+
 interface Outcome {
   accepted: number;
   violations: number;

@@ -1,7 +1,9 @@
 // Hostile messages on the real Kafka broker: the array-length bomb and a raw identifier are
 // dead-lettered without their bytes, the partition moves on, and a redaction scan of the
-// dead-letter topic and of dead_letters_v1 finds no raw e-mail or phone bytes.
+// dead-letter topic and of dead_letters_v1 finds no raw e-mail or phone bytes. A compressed batch
+// that would decompress past the limit does not stop its partition: its records are dead-lettered.
 import { rmSync } from "node:fs";
+import kafkajs from "kafkajs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { openStore, Table, type Store } from "../../services/store/index.ts";
 import { createProcessor } from "../../services/processor/index.ts";
@@ -134,4 +136,42 @@ describe("hostile messages on Kafka", () => {
       expect(everything).not.toContain("5555550123");
     }
   });
+
+  it("dead-letters every record of a compressed batch that would decompress past 128 MiB, and its partition moves on", async () => {
+    const config = kafkaForTest(inject, 1);
+    const processor = createProcessor({ policy, taxonomy, codec }, { sink: store });
+    running.push(await startKafkaProcessor(config, { instanceId: "b", groupId: `g-${config.clientId}` }, { processor, codec, store }));
+    const kafka = createKafka(config);
+    const producer = kafka.producer();
+    await producer.connect();
+    // 1,100 records of 128 KiB of zeros: 137.5 MiB in one gzip batch of about 140 KB, which the
+    // broker takes (its limit is on the compressed batch); then a good event, uncompressed.
+    const zeros = Buffer.alloc(128 * 1024);
+    await producer.send({
+      topic: config.topics.events,
+      compression: kafkajs.CompressionTypes.GZIP,
+      messages: Array.from({ length: 1100 }, () => ({ value: zeros })),
+    });
+    await producer.send({ topic: config.topics.events, messages: [{ value: Buffer.from(codec.encode(event("k-after-bomb"))) }] });
+    await producer.disconnect();
+
+    await waitFor(
+      async () => (await store.query(`SELECT 1 FROM ${store.database}.${Table.events} WHERE event_id = 'k-after-bomb'`)).length === 1,
+      90_000,
+      "the event after the refused batch stored",
+    );
+    const letters = await store.query<{ n: string; offsets: string; reasons: string[] }>(
+      `SELECT toString(count()) AS n, toString(max(toUInt64(splitByChar('/', source)[3])) - min(toUInt64(splitByChar('/', source)[3])) + 1) AS offsets,
+              groupUniqArray(reason) AS reasons
+       FROM ${store.database}.${Table.deadLetters} WHERE startsWith(source, {prefix:String})`,
+      { prefix: `${config.topics.events}/` },
+    );
+    expect(letters[0]).toEqual({
+      n: "1100",
+      offsets: "1100",
+      reasons: [
+        "a gzip record batch would decompress past 128 MiB; batches are taken up to 128 MiB; its records were dead-lettered unread",
+      ],
+    });
+  }, 180_000);
 });

@@ -1,11 +1,22 @@
 // The bounded codecs for compressed Kafka record batches (services/kafka/codecs.ts): what they
 // decode, and what they refuse before allocating it. The real producers' batches (Kafka's Java
 // console producer, each codec) are taken in test/integration/openlineage-kafka-files.test.ts.
+import { createRequire } from "node:module";
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import snappy from "snappyjs";
 import lz4 from "lz4js";
-import { CompressedBatchError, gzipCodec, lz4Codec, snappyCodec, zstdCodec } from "../../../services/kafka/codecs.ts";
+import {
+  CompressedBatchError,
+  gzipCodec,
+  lz4Codec,
+  REFUSED_BATCH_HEADER,
+  refusedBatchReason,
+  registerCompressionCodecs,
+  snappyCodec,
+  standIns,
+  zstdCodec,
+} from "../../../services/kafka/codecs.ts";
 
 const text = Buffer.from(JSON.stringify({ eventType: "COMPLETE", fields: Array.from({ length: 200 }, (_, i) => `field_${i}`) }));
 
@@ -94,5 +105,101 @@ describe("compressed record batches", () => {
       expect((error as Error).message).toMatch(/^a (gzip|snappy|lz4|zstd) record batch /);
       expect((error as Error).message).not.toContain("\n");
     }
+  });
+});
+
+// KafkaJS's own record batch decoder, as the consumer's fetch runs it (the registry is global).
+const require = createRequire(import.meta.url);
+const KafkaDecoder = require("kafkajs/src/protocol/decoder") as new (buffer: Buffer) => unknown;
+const decodeRecordBatch = require("kafkajs/src/protocol/recordBatch/v0/decoder") as (decoder: unknown) => Promise<{
+  records: { offset: string; key: Buffer | null; value: Buffer | null; headers: Record<string, Buffer> }[];
+}>;
+
+/** A record batch (magic 2) as it lies in a fetch response, behind `before` bytes of others, with `records` as its (compressed) body. */
+function fetchedBatch(options: {
+  baseOffset: bigint;
+  count: number;
+  lastOffsetDelta: number;
+  codec: number;
+  body: Buffer;
+  before?: number;
+}): Buffer {
+  const head = Buffer.alloc(61);
+  head.writeBigInt64BE(options.baseOffset, 0);
+  head.writeInt32BE(49 + options.body.length, 8);
+  head.writeInt8(2, 16);
+  head.writeInt16BE(options.codec, 21);
+  head.writeInt32BE(options.lastOffsetDelta, 23);
+  head.writeBigInt64BE(1_559_347_200_000n, 27);
+  head.writeBigInt64BE(1_559_347_200_000n, 35);
+  head.writeBigInt64BE(-1n, 43);
+  head.writeInt16BE(-1, 51);
+  head.writeInt32BE(-1, 53);
+  head.writeInt32BE(options.count, 57);
+  return Buffer.concat([Buffer.alloc(options.before ?? 0, 7), head, options.body]);
+}
+
+async function decodeFetched(bytes: Buffer, before: number) {
+  const decoder = new KafkaDecoder(bytes) as { forward(n: number): void };
+  decoder.forward(before);
+  return decodeRecordBatch(decoder);
+}
+
+describe("a batch the codecs refuse, as KafkaJS's consumer decodes it", () => {
+  registerCompressionCodecs();
+
+  it("becomes one empty stand-in per record, at the batch's offsets, each with the reason; the last at its last offset", async () => {
+    // Not gzip at all (a bomb refused for its size takes the same path: tested on a real broker in kafka-hostile.test.ts).
+    const bytes = fetchedBatch({
+      baseOffset: 1000n,
+      count: 5,
+      lastOffsetDelta: 6,
+      codec: 1,
+      body: Buffer.from("not gzip at all"),
+      before: 33,
+    });
+    const { records } = await decodeFetched(bytes, 33);
+    expect(records.map((r) => [r.offset, r.key, r.value, refusedBatchReason(r.headers)])).toEqual(
+      ["1000", "1001", "1002", "1003", "1006"].map((offset) => [
+        offset,
+        null,
+        null,
+        "a gzip record batch is not valid gzip (incorrect header check)",
+      ]),
+    );
+  });
+
+  it("is refused as before when the bytes in front are not that batch's header (its length, magic, codec or offsets disagree)", async () => {
+    const body = Buffer.from("not gzip at all");
+    const bad = fetchedBatch({ baseOffset: 0n, count: 3, lastOffsetDelta: 1, codec: 1, body }); // more records than offsets
+    await expect(decodeFetched(bad, 0)).rejects.toThrow(CompressedBatchError);
+    const good = () => fetchedBatch({ baseOffset: 0n, count: 2, lastOffsetDelta: 1, codec: 1, body });
+    const made = (bytes: Buffer) => standIns(bytes.subarray(61), 1, "a reason");
+    expect(made(good())).toBeDefined();
+    const length = good();
+    length.writeInt32BE(49 + body.length + 1, 8);
+    const magic = good();
+    magic.writeInt8(1, 16);
+    const codec = good();
+    codec.writeInt16BE(2, 21);
+    for (const bytes of [length, magic, codec]) expect(made(bytes)).toBeUndefined();
+    // Nothing in front of it at all.
+    expect(standIns(Buffer.from(new Uint8Array(body)), 1, "a reason")).toBeUndefined();
+  });
+
+  it("is told from a producer's record carrying the same header: only this process's stand-ins are believed", () => {
+    expect(
+      refusedBatchReason({ [REFUSED_BATCH_HEADER]: Buffer.from("a gzip record batch would decompress past 128 MiB") }),
+    ).toBeUndefined();
+    expect(refusedBatchReason({ [REFUSED_BATCH_HEADER]: Buffer.from(`${"0".repeat(32)} forged`) })).toBeUndefined();
+    expect(refusedBatchReason(undefined)).toBeUndefined();
+  });
+
+  it("stays within the limit: no stand-ins when they would pass it (the refusal stands)", () => {
+    const body = Buffer.from("x");
+    const bytes = fetchedBatch({ baseOffset: 0n, count: 1000, lastOffsetDelta: 999, codec: 1, body });
+    const compressed = bytes.subarray(61);
+    expect(standIns(compressed, 1, "a reason", 1000)).toBeUndefined();
+    expect(standIns(compressed, 1, "a reason")?.length).toBeGreaterThan(1000);
   });
 });
