@@ -47,6 +47,17 @@ export interface FieldMapping {
   output: FieldRef;
   inputs: FieldRef[];
   transform: Transform;
+  /**
+   * Whether this mapping masks or anonymises its output field, besides the event's `masking`
+   * (which applies to every mapping): absent, null or NONE, as the event. Schema version 3.
+   */
+  masking?: Masking | null;
+}
+
+/** The masking a field mapping applies: its own, or else its event's. */
+export function mappingMasking(event: Pick<DataAccessEvent, "masking">, mapping: Pick<FieldMapping, "masking">): Masking {
+  const own = mapping.masking;
+  return own && own !== Masking.none ? own : event.masking;
 }
 
 export interface Recipient {
@@ -54,7 +65,7 @@ export interface Recipient {
   external: boolean;
 }
 
-/** One data-access event as the current reader schema (DataAccessEvent v2) sees it. */
+/** One data-access event as the current reader schema (DataAccessEvent v3) sees it. */
 export interface DataAccessEvent {
   eventId: string;
   kind: EventKind;

@@ -1,5 +1,5 @@
 import { hash } from "node:crypto";
-import { EventKind, type DataAccessEvent } from "../codec/index.ts";
+import { EventKind, mappingMasking, type DataAccessEvent } from "../codec/index.ts";
 import { createEvaluator, type Policy, type Verdict } from "../rules/index.ts";
 import type { Taxonomy } from "../taxonomy/index.ts";
 import {
@@ -534,7 +534,8 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
         for (const m of e.fieldLineage) {
           const to = toIds.of(m.output);
           mappedDatasets.add(to);
-          for (const input of m.inputs) out.edges.push(edgeRow(e, fromIds.of(input), input.field, to, m.output.field, m.transform));
+          for (const input of m.inputs)
+            out.edges.push(edgeRow(e, fromIds.of(input), input.field, to, m.output.field, m.transform, mappingMasking(e, m)));
         }
         // The mapped fields, made only for an output that is not just a mapped dataset listed without fields.
         let mapped: Set<string> | undefined;
@@ -544,7 +545,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
           const outFields = o.fields.length > 0 ? o.fields.map((f) => f.name) : [WHOLE_DATASET];
           for (const f of outFields) {
             if (mapped.has(fieldKey(datasetId(o), f))) continue;
-            for (const i of e.inputs) out.edges.push(edgeRow(e, datasetId(i), WHOLE_DATASET, datasetId(o), f, e.transform));
+            for (const i of e.inputs) out.edges.push(edgeRow(e, datasetId(i), WHOLE_DATASET, datasetId(o), f, e.transform, e.masking));
           }
         }
       }
@@ -666,7 +667,15 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
   };
 }
 
-function edgeRow(e: DataAccessEvent, fromDataset: string, fromField: string, toDataset: string, toField: string, transform: string) {
+function edgeRow(
+  e: DataAccessEvent,
+  fromDataset: string,
+  fromField: string,
+  toDataset: string,
+  toField: string,
+  transform: string,
+  masking: string,
+) {
   return {
     event_id: e.eventId,
     occurred_at: e.occurredAt,
@@ -679,7 +688,7 @@ function edgeRow(e: DataAccessEvent, fromDataset: string, fromField: string, toD
     to_dataset: toDataset,
     to_field: toField,
     transform,
-    masking: e.masking,
+    masking,
   };
 }
 

@@ -8,7 +8,7 @@
 // It recomputes everything from the history it is given (an incremental refresh is a later step);
 // subjects with alike timelines share one computed template.
 
-import { EventKind, Masking, type DataAccessEvent, type Transform } from "../codec/index.ts";
+import { EventKind, Masking, mappingMasking, type DataAccessEvent, type Transform } from "../codec/index.ts";
 import { datasetId, fieldKey, labelKey, WHOLE_DATASET } from "../lineage/index.ts";
 import { createEvaluator, type Policy, type UseContext } from "../rules/index.ts";
 import { coveredByAny } from "../taxonomy/index.ts";
@@ -149,7 +149,7 @@ function shapeOf(history: readonly DataAccessEvent[]): Shape {
         mapped.add(to);
         for (const i of m.inputs) {
           touch(datasetId(i), i.field);
-          out.push(edge(fieldKey(datasetId(i), i.field), datasetId(i), to, toDataset, m.transform, e.masking));
+          out.push(edge(fieldKey(datasetId(i), i.field), datasetId(i), to, toDataset, m.transform, mappingMasking(e, m)));
         }
       }
       // An output without column-level lineage takes every field of every input.

@@ -541,8 +541,9 @@ async function storedHistory(store: Store, onProgress: (done: number, total: num
   if (derives.size > 0) {
     let edgeCursor = "";
     for (;;) {
-      const edges = await store.query<{ event_id: string; from: string; to: string; transform: string }>(
-        `SELECT event_id, concat(from_dataset, '#', from_field) AS from, concat(to_dataset, '#', to_field) AS to, any(transform) AS transform
+      const edges = await store.query<{ event_id: string; from: string; to: string; transform: string; masking: string }>(
+        `SELECT event_id, concat(from_dataset, '#', from_field) AS from, concat(to_dataset, '#', to_field) AS to, any(transform) AS transform,
+                any(masking) AS masking
          FROM ${db}.${Table.edges} WHERE from_field != '*' AND event_id > {after:String}
          GROUP BY event_id, from, to ORDER BY event_id, to, from LIMIT {limit:UInt32}`,
         { after: edgeCursor, limit: PAGE },
@@ -552,7 +553,13 @@ async function storedHistory(store: Store, onProgress: (done: number, total: num
         if (!e) continue;
         const lineage = new Map<string, DataAccessEvent["fieldLineage"][number]>();
         for (const x of g) {
-          const m = lineage.get(x.to) ?? { output: fieldRef(x.to), inputs: [], transform: x.transform as Transform };
+          // Each edge keeps the masking its mapping applied (its own or the event's, schema version 3).
+          const m = lineage.get(x.to) ?? {
+            output: fieldRef(x.to),
+            inputs: [],
+            transform: x.transform as Transform,
+            masking: (x.masking || "NONE") as Masking,
+          };
           lineage.set(x.to, m);
           m.inputs.push(fieldRef(x.from));
         }

@@ -123,6 +123,32 @@ describe("exact affected users in the store", () => {
     expect((await exact(RULE, window)).exact.users).toBe(1);
   });
 
+  it("reads each mapping's own masking back from the store: an anonymising aggregate carries nobody (schema version 3)", async () => {
+    await freshStore();
+    const batch = pipeline();
+    await batch(
+      collect("security.two_factor", { phone: [PHONE] }, [SECURITY], { subjects: [alice, bob], occurredAt: day(1) }),
+      collect("security.two_factor", { backup_phone: [PHONE] }, [SECURITY], { subjects: [carol], occurredAt: day(1) }),
+    );
+    // One DERIVE, not masked as a whole: its count of backup phones anonymises (the default policy's
+    // anonymised-aggregates rule drops user.* labels over it); its phone column does not.
+    const count = {
+      ...map(ref("reports.stats", "backups"), [ref("security.two_factor", "backup_phone")], Transform.aggregate),
+      masking: "ANONYMISED" as const,
+    };
+    const phones = map(ref("reports.stats", "phones"), [ref("security.two_factor", "phone")], Transform.aggregate);
+    await batch(deriveFields([count, phones], { occurredAt: day(2) }));
+    await batch(
+      use([read("reports.stats", "backups"), read("reports.stats", "phones")], [ADS], {
+        subjects: [alice, bob, carol],
+        occurredAt: day(3),
+      }),
+    );
+    const answer = await exact(RULE);
+    // carol's backup phone reached the used fields only through the anonymising mapping.
+    expect(answer.exact).toEqual({ users: 2, records: 2, violatingEvents: 1, first: day(3), last: day(3) });
+  });
+
   it("gives the reference's reasons on the worked examples: deleted before, not carried by a subject-named run", async () => {
     const twoFactor = (subjects: string[], at: number) =>
       collect("security.two_factor", { phone: [PHONE] }, [SECURITY], { subjects, occurredAt: at });

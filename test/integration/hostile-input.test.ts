@@ -143,7 +143,7 @@ describe("hostile messages through the HTTP intake", () => {
   it("keeps no byte of a raw e-mail as subject plus one trailing byte", async () => {
     const leaky = Buffer.concat([Buffer.from(codec.encode(event({ subjects: [EMAIL] }))), Buffer.from([0])]);
     const { body } = await post([leaky]);
-    expect(body.rejected).toEqual([{ index: 0, code: "SCHEMA", reason: "message body does not decode with schema version 2" }]);
+    expect(body.rejected).toEqual([{ index: 0, code: "SCHEMA", reason: "message body does not decode with schema version 3" }]);
     expect(await letter(sha256(leaky))).toEqual([{ redacted: 1, payload_base64: "", payload_bytes: leaky.length }]);
   });
 });
@@ -287,8 +287,8 @@ describe("what is stored", () => {
     expect(rows.length).toBeGreaterThan(5);
     for (const r of rows) expect([r.event_id, r.schema_version]).toEqual([r.event_id, codec.versionOf(r.schema_fingerprint)]);
     expect(rows.find((r) => r.event_id === "avro-v1")?.schema_version).toBe(1);
-    expect(rows.find((r) => r.event_id === "nd-utc")?.schema_version).toBe(2);
-    expect(rows.find((r) => r.event_id === "sdk-1")?.schema_version).toBe(2);
+    expect(rows.find((r) => r.event_id === "nd-utc")?.schema_version).toBe(3);
+    expect(rows.find((r) => r.event_id === "sdk-1")?.schema_version).toBe(3);
   });
 
   it("redaction scan: no dead letter holds raw e-mail or phone bytes; a payload is kept only when it decoded and holds only pseudonyms", async () => {

@@ -115,10 +115,16 @@ export function deriveArb(days = 5): fc.Arbitrary<DataAccessEvent> {
   const fieldLevel = fc
     .record({
       at: timeArb(days),
-      mappings: fc.array(fc.record({ output: ref, inputs: fc.array(ref, { minLength: 1, maxLength: 2 }), transform }), {
-        minLength: 1,
-        maxLength: 2,
-      }),
+      // A mapping may mask on its own (schema version 3), besides the event's masking.
+      mappings: fc.array(
+        fc.record({
+          output: ref,
+          inputs: fc.array(ref, { minLength: 1, maxLength: 2 }),
+          transform,
+          masking: fc.option(masking, { nil: null }),
+        }),
+        { minLength: 1, maxLength: 2 },
+      ),
       masking,
       subjects: subjectsArb,
     })

@@ -157,18 +157,20 @@ function shapeOf(history: readonly DataAccessEvent[]): Shape {
         const to = fieldKey(toDataset, m.output.field);
         touch(toDataset, m.output.field);
         mapped.add(to);
+        // A mapping's own masking, when it has one, else the event's (written out here, not shared).
+        const masking = m.masking && m.masking !== Masking.none ? m.masking : e.masking;
         for (const i of m.inputs) {
           const fromDataset = datasetId(i);
           const from = fieldKey(fromDataset, i.field);
           touch(fromDataset, i.field);
           edges.push({
-            id: edgeId(from, fromDataset, to, m.transform, e.masking),
+            id: edgeId(from, fromDataset, to, m.transform, masking),
             from,
             fromDataset,
             to,
             toDataset,
             transform: m.transform,
-            masking: e.masking,
+            masking,
           });
         }
       }

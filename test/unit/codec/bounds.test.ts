@@ -25,7 +25,12 @@ function event(overrides: Partial<DataAccessEvent> = {}): DataAccessEvent {
     outputs: [],
     transform: "OTHER",
     fieldLineage: [
-      { output: { namespace: "wh", name: "a", field: "x" }, inputs: [{ namespace: "wh", name: "b", field: "y" }], transform: "COPY" },
+      {
+        output: { namespace: "wh", name: "a", field: "x" },
+        inputs: [{ namespace: "wh", name: "b", field: "y" }],
+        transform: "COPY",
+        masking: null,
+      },
     ],
     masking: "NONE",
     purposes: ["marketing.advertising"],
@@ -106,7 +111,7 @@ describe("bounded decoding", () => {
     const bytes = Buffer.concat([Buffer.from(codec.encode(event({ subjects: ["alice@example.com"] }))), Buffer.from([0])]);
     const error = decodeError(bytes);
     expect(error).toBeInstanceOf(SchemaError);
-    expect((error as Error).message).toBe("message body does not decode with schema version 2");
+    expect((error as Error).message).toBe("message body does not decode with schema version 3");
     expect(((error as Error).cause as Error).message).toBe("trailing bytes after body");
     expect(JSON.stringify({ ...(error as SchemaError), message: (error as Error).message })).not.toContain("alice");
   });

@@ -23,7 +23,9 @@ import { SchemaError } from "../../../services/errors/index.ts";
 const v1Schema = JSON.parse(readFileSync(join(AVRO_SCHEMA_DIR, "data_access_event.v1.avsc"), "utf8")) as object;
 const v2Schema = JSON.parse(readFileSync(join(AVRO_SCHEMA_DIR, "data_access_event.v2.avsc"), "utf8")) as object;
 const V1_FINGERPRINT = "aa6e5da2d92c23a9";
+const v3Schema = JSON.parse(readFileSync(join(AVRO_SCHEMA_DIR, "data_access_event.v3.avsc"), "utf8")) as object;
 const V2_FINGERPRINT = "1a40b161c7197c49";
+const V3_FINGERPRINT = "c9df0802215f7e98";
 
 const codec: EventCodec = createEventCodec(loadEventSchemas());
 
@@ -56,6 +58,7 @@ function fullEvent(): DataAccessEvent {
           { namespace: "postgres://accounts", name: "security.two_factor", field: "email" },
         ],
         transform: "HASH",
+        masking: "ANONYMISED",
       },
     ],
     masking: "MASKED",
@@ -69,38 +72,45 @@ function fullEvent(): DataAccessEvent {
   };
 }
 
+/** The event as a reader of a version-1 or -2 body sees it: no mapping carries a masking of its own (null). */
+function withoutMappingMasking(event: DataAccessEvent): DataAccessEvent {
+  return { ...event, fieldLineage: event.fieldLineage.map((m) => ({ ...m, masking: null })) };
+}
+
 /** Copy of a decoded value with plain prototypes, so comparisons look at data only. */
 function plain<T>(value: T): T {
   return JSON.parse(JSON.stringify(value)) as T;
 }
 
 describe("single-object encoding", () => {
-  it("starts with the marker C3 01 followed by the little-endian CRC-64-AVRO fingerprint of the v2 canonical form", () => {
+  it("starts with the marker C3 01 followed by the little-endian CRC-64-AVRO fingerprint of the v3 canonical form", () => {
     const bytes = Buffer.from(codec.encode(fullEvent()));
     expect(bytes[0]).toBe(0xc3);
     expect(bytes[1]).toBe(0x01);
-    const expected = fingerprintBytes(schemaFingerprint(parsingCanonicalForm(v2Schema as never)));
+    const expected = fingerprintBytes(schemaFingerprint(parsingCanonicalForm(v3Schema as never)));
     expect([...bytes.subarray(2, 10)]).toEqual([...expected]);
-    expect(bytes.readBigUInt64LE(2).toString(16).padStart(16, "0")).toBe(V2_FINGERPRINT);
+    expect(bytes.readBigUInt64LE(2).toString(16).padStart(16, "0")).toBe(V3_FINGERPRINT);
   });
 
-  it("puts exactly the Avro binary body of the v2 schema after the 10-byte header", () => {
+  it("puts exactly the Avro binary body of the v3 schema after the 10-byte header", () => {
     const event = fullEvent();
     const bytes = Buffer.from(codec.encode(event));
     expect(bytes.subarray(10).equals(codec.readerType.toBuffer(event))).toBe(true);
   });
 
-  it("pins the fingerprints of the shipped schemas (v1 aa6e5da2d92c23a9, v2 1a40b161c7197c49)", () => {
-    expect(codec.writerFingerprint).toBe(V2_FINGERPRINT);
+  it("pins the fingerprints of the shipped schemas (v1 aa6e5da2d92c23a9, v2 1a40b161c7197c49, v3 c9df0802215f7e98)", () => {
+    expect(codec.writerFingerprint).toBe(V3_FINGERPRINT);
+    expect(fingerprintHex(schemaFingerprint(parsingCanonicalForm(v3Schema as never)))).toBe(V3_FINGERPRINT);
     expect(fingerprintHex(schemaFingerprint(parsingCanonicalForm(v1Schema as never)))).toBe(V1_FINGERPRINT);
     expect(fingerprintHex(schemaFingerprint(parsingCanonicalForm(v2Schema as never)))).toBe(V2_FINGERPRINT);
   });
 
-  it("computes the same canonical form for the v2 schema as avsc does", () => {
-    expect(parsingCanonicalForm(v2Schema as never)).toBe(JSON.stringify(codec.readerType.schema()));
+  it("computes the same canonical form for the v3 schema as avsc does", () => {
+    expect(parsingCanonicalForm(v3Schema as never)).toBe(JSON.stringify(codec.readerType.schema()));
   });
 
   it("maps fingerprints back to registered versions and unknown ones to undefined", () => {
+    expect(codec.versionOf(V3_FINGERPRINT)).toBe(3);
     expect(codec.versionOf(V2_FINGERPRINT)).toBe(2);
     expect(codec.versionOf(V1_FINGERPRINT)).toBe(1);
     expect(codec.versionOf("0000000000000000")).toBeUndefined();
@@ -110,8 +120,8 @@ describe("single-object encoding", () => {
     const event = fullEvent();
     const decoded = codec.decode(codec.encode(event));
     expect(plain(decoded.event)).toEqual(event);
-    expect(decoded.writerVersion).toBe(2);
-    expect(decoded.writerFingerprint).toBe(V2_FINGERPRINT);
+    expect(decoded.writerVersion).toBe(3);
+    expect(decoded.writerFingerprint).toBe(V3_FINGERPRINT);
   });
 
   it("round-trips an event whose optional unions are null and arrays empty", () => {
@@ -140,7 +150,7 @@ describe("single-object encoding", () => {
 });
 
 describe("schema evolution", () => {
-  it("decodes a v1-written message into the v2 reader with pseudonymKeyId 'default', attributes {} and writerVersion 1", () => {
+  it("decodes a v1-written message into the v3 reader with pseudonymKeyId 'default', attributes {}, no masking per mapping and writerVersion 1", () => {
     const event = fullEvent();
     const bytes = Buffer.from(codec.encodeWithVersion(event, 1));
     expect(bytes.readBigUInt64LE(2).toString(16).padStart(16, "0")).toBe(V1_FINGERPRINT);
@@ -149,7 +159,7 @@ describe("schema evolution", () => {
     expect(decoded.writerFingerprint).toBe(V1_FINGERPRINT);
     expect(decoded.event.pseudonymKeyId).toBe("default");
     expect(decoded.event.attributes).toEqual({});
-    expect(plain(decoded.event)).toEqual({ ...event, pseudonymKeyId: "default", attributes: {} });
+    expect(plain(decoded.event)).toEqual({ ...withoutMappingMasking(event), pseudonymKeyId: "default", attributes: {} });
   });
 
   it("writes a v1 body that a plain v1 reader reads (no v2 fields on the wire)", () => {
@@ -164,8 +174,8 @@ describe("schema evolution", () => {
   });
 
   it("refuses to encode with a version that is not registered", () => {
-    expect(() => codec.encodeWithVersion(fullEvent(), 3)).toThrow(SchemaError);
-    expect(() => codec.encodeWithVersion(fullEvent(), 3)).toThrow("no event schema version 3 is registered");
+    expect(() => codec.encodeWithVersion(fullEvent(), 4)).toThrow(SchemaError);
+    expect(() => codec.encodeWithVersion(fullEvent(), 4)).toThrow("no event schema version 4 is registered");
   });
 
   it("validates the event against the older schema before encoding with it", () => {
@@ -188,24 +198,24 @@ describe("schema evolution", () => {
 describe("Confluent framing", () => {
   it("writes magic byte 00 and the registry id as 4 bytes big-endian, then the body, and decodes it back", () => {
     const event = fullEvent();
-    const bytes = Buffer.from(codec.encodeConfluent(event, 2));
+    const bytes = Buffer.from(codec.encodeConfluent(event, 3));
     expect(bytes[0]).toBe(0x00);
-    expect([...bytes.subarray(1, 5)]).toEqual([0, 0, 0, 2]);
+    expect([...bytes.subarray(1, 5)]).toEqual([0, 0, 0, 3]);
     expect(bytes.subarray(5).equals(codec.readerType.toBuffer(event))).toBe(true);
     const decoded = codec.decode(bytes);
     expect(plain(decoded.event)).toEqual(event);
-    expect(decoded.writerVersion).toBe(2);
-    expect(decoded.writerFingerprint).toBe(V2_FINGERPRINT);
+    expect(decoded.writerVersion).toBe(3);
+    expect(decoded.writerFingerprint).toBe(V3_FINGERPRINT);
   });
 
   it("writes a multi-byte registry id big-endian (0x01020304 as 01 02 03 04)", () => {
-    const c = createEventCodec([{ version: 2, schema: v2Schema, registryId: 0x01020304 }]);
+    const c = createEventCodec([{ version: 3, schema: v3Schema, registryId: 0x01020304 }]);
     const bytes = Buffer.from(c.encodeConfluent(fullEvent(), 0x01020304));
     expect([...bytes.subarray(0, 5)]).toEqual([0, 1, 2, 3, 4]);
     expect(plain(c.decode(bytes).event)).toEqual(fullEvent());
   });
 
-  it("resolves a message framed with the v1 registry id into the v2 reader with defaults", () => {
+  it("resolves a message framed with the v1 registry id into the v3 reader with defaults", () => {
     const decoded = codec.decode(codec.encodeConfluent(fullEvent(), 1));
     expect(decoded.writerVersion).toBe(1);
     expect(decoded.event.pseudonymKeyId).toBe("default");
@@ -253,7 +263,7 @@ describe("decode errors", () => {
   it("rejects a body cut one byte short as truncated", () => {
     const bytes = codec.encode(fullEvent());
     const err = errorOf(() => codec.decode(bytes.subarray(0, bytes.length - 1)));
-    expect(err.message).toBe("message body does not decode with schema version 2");
+    expect(err.message).toBe("message body does not decode with schema version 3");
     expect((err.cause as Error).message).toBe("message field 'attributes' is truncated");
   });
 
@@ -261,14 +271,14 @@ describe("decode errors", () => {
     const bytes = codec.encode(fullEvent());
     for (let end = 10; end < bytes.length; end++) {
       const err = errorOf(() => codec.decode(bytes.subarray(0, end)));
-      expect(err.message).toBe("message body does not decode with schema version 2");
+      expect(err.message).toBe("message body does not decode with schema version 3");
     }
   });
 
   it("rejects trailing bytes after the body", () => {
     const bytes = Buffer.concat([codec.encode(fullEvent()), Buffer.from([0x00])]);
     const err = errorOf(() => codec.decode(bytes));
-    expect(err.message).toBe("message body does not decode with schema version 2");
+    expect(err.message).toBe("message body does not decode with schema version 3");
     expect((err.cause as Error).message).toBe("trailing bytes after body");
   });
 
@@ -438,7 +448,15 @@ const eventArb: fc.Arbitrary<DataAccessEvent> = fc.record({
   inputs: fc.array(dataset, { maxLength: 3 }),
   outputs: fc.array(dataset, { maxLength: 3 }),
   transform,
-  fieldLineage: fc.array(fc.record({ output: fieldRef, inputs: fc.array(fieldRef, { maxLength: 3 }), transform }), { maxLength: 3 }),
+  fieldLineage: fc.array(
+    fc.record({
+      output: fieldRef,
+      inputs: fc.array(fieldRef, { maxLength: 3 }),
+      transform,
+      masking: fc.option(fc.constantFrom(...Object.values(Masking)), { nil: null }),
+    }),
+    { maxLength: 3 },
+  ),
   masking: fc.constantFrom(...Object.values(Masking)),
   purposes: fc.array(text, { maxLength: 3 }),
   dataSubject: text,
@@ -455,7 +473,7 @@ describe("round-trip properties", () => {
       fc.property(eventArb, (event) => {
         codec.validate(event);
         const decoded = codec.decode(codec.encode(event));
-        expect(decoded.writerVersion).toBe(2);
+        expect(decoded.writerVersion).toBe(3);
         expect(plain(decoded.event)).toEqual(plain(event));
       }),
       { numRuns: 300 },
@@ -465,18 +483,19 @@ describe("round-trip properties", () => {
   it("round-trips any random valid event through Confluent framing unchanged", () => {
     fc.assert(
       fc.property(eventArb, (event) => {
-        expect(plain(codec.decode(codec.encodeConfluent(event, 2)).event)).toEqual(plain(event));
+        expect(plain(codec.decode(codec.encodeConfluent(event, 3)).event)).toEqual(plain(event));
+        expect(plain(codec.decode(codec.encodeConfluent(event, 2)).event)).toEqual(plain(withoutMappingMasking(event)));
       }),
       { numRuns: 100 },
     );
   });
 
-  it("reads any random event written as v1 with only the v2 fields replaced by their defaults", () => {
+  it("reads any random event written as v1 with only the v2 and v3 fields replaced by their defaults", () => {
     fc.assert(
       fc.property(eventArb, (event) => {
         const decoded = codec.decode(codec.encodeWithVersion(event, 1));
         expect(decoded.writerVersion).toBe(1);
-        expect(plain(decoded.event)).toEqual(plain({ ...event, pseudonymKeyId: "default", attributes: {} }));
+        expect(plain(decoded.event)).toEqual(plain({ ...withoutMappingMasking(event), pseudonymKeyId: "default", attributes: {} }));
       }),
       { numRuns: 100 },
     );
@@ -498,7 +517,7 @@ describe("length-prefixed batches", () => {
     const messages = [codec.encode(fullEvent()), codec.encodeWithVersion(fullEvent(), 1), codec.encodeConfluent(fullEvent(), 2)];
     const parts = unframeBatch(frameBatch(messages));
     expect(parts).toHaveLength(3);
-    expect(parts.map((p) => codec.decode(p).writerVersion)).toEqual([2, 1, 2]);
+    expect(parts.map((p) => codec.decode(p).writerVersion)).toEqual([3, 1, 2]);
     parts.forEach((p, i) => expect(p.equals(Buffer.from(messages[i] as Uint8Array))).toBe(true));
   });
 

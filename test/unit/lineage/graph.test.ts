@@ -193,6 +193,36 @@ describe("lineage graph: declassification", () => {
     expect(labels[0]?.path[1]).toMatchObject({ transform: "AGGREGATE", masking: "ANONYMISED" });
   });
 
+  it("declassifies over the mapping that anonymises, and only that one, when masking is per mapping (schema version 3)", () => {
+    const { policy } = defaultPolicy();
+    const g = createLineageGraph(policy.declassify);
+    g.apply(users());
+    // One DERIVE, not masked as a whole: one mapping aggregates and anonymises, the other copies.
+    const count = {
+      ...map(ref("reports.daily", "users"), [ref("accounts.users", "email")], Transform.aggregate),
+      masking: Masking.anonymised,
+    };
+    const copy = { ...map(ref("reports.daily", "email"), [ref("accounts.users", "email")], Transform.aggregate), masking: null };
+    g.apply(deriveFields([count, copy], { masking: Masking.none }));
+    expect(summary(labelsAt(g, "reports.daily", "users"))).toEqual([]);
+    const kept = labelsAt(g, "reports.daily", "email");
+    expect(summary(kept)).toEqual([`${EMAIL}@wh/accounts.users#email`]);
+    expect(kept[0]?.path[1]).toMatchObject({ transform: "AGGREGATE", masking: "NONE" });
+    // The event's masking applies to every mapping; a mapping's own adds to it.
+    const h = createLineageGraph(policy.declassify);
+    h.apply(users());
+    h.apply(deriveFields([{ ...copy, masking: Masking.none }], { masking: Masking.anonymised }));
+    expect(summary(labelsAt(h, "reports.daily", "email"))).toEqual([]);
+  });
+
+  it("keys a fact by each mapping's own masking; a mapping without one keys as before version 3", () => {
+    const m = map(ref("b", "x"), [ref("a", "x")], Transform.hash);
+    const e = deriveFields([m]);
+    expect(factDigest({ ...e, fieldLineage: [{ ...m, masking: null }] })).toBe(factDigest(e));
+    expect(factDigest({ ...e, fieldLineage: [{ ...m, masking: Masking.none }] })).toBe(factDigest(e));
+    expect(factDigest({ ...e, fieldLineage: [{ ...m, masking: Masking.masked }] })).not.toBe(factDigest(e));
+  });
+
   it("keeps labels over a MASKED aggregate when the rule requires ANONYMISED", () => {
     const { policy } = defaultPolicy();
     const g = createLineageGraph(policy.declassify);

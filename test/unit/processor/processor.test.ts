@@ -95,7 +95,7 @@ describe("processor.processMessages", () => {
     expect(t).toMatchObject({
       source: "topic/0/4",
       error_code: "SCHEMA",
-      reason: "message body does not decode with schema version 2",
+      reason: "message body does not decode with schema version 3",
       payload_base64: "",
       payload_bytes: truncated.byteLength,
       redacted: 1,
@@ -150,7 +150,7 @@ describe("processor.processMessages", () => {
     const result = await processor.processMessages([{ bytes, source: "m/1" }]);
 
     expect(result.rejected).toEqual([
-      { source: "m/1", code: "SCHEMA", reason: "message body does not decode with schema version 2", redacted: true },
+      { source: "m/1", code: "SCHEMA", reason: "message body does not decode with schema version 3", redacted: true },
     ]);
     const dl = sink.batches[0]!.deadLetters[0]!;
     expect(dl).toMatchObject({ payload_base64: "", payload_sha256: sha(bytes), payload_bytes: bytes.byteLength, redacted: 1 });
@@ -198,8 +198,8 @@ describe("processor.processMessages", () => {
 
     const rows = sink.batches.flatMap((b) => b.events);
     expect(rows.map((r) => [r.schema_fingerprint, r.schema_version])).toEqual([
-      [codec.writerFingerprint, 2],
-      [codec.writerFingerprint, 2],
+      [codec.writerFingerprint, 3],
+      [codec.writerFingerprint, 3],
     ]);
   });
 
