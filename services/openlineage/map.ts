@@ -82,8 +82,8 @@ export function explainStaticEvent(checked: Exclude<OpenLineageEvent, { kind: "R
 }
 
 /**
- * Maps a validated RunEvent. A COMPLETE event with inputs and outputs becomes a DERIVE (one per
- * masking: masking is per event in ours, per column in OpenLineage); one with the purpose facet
+ * Maps a validated RunEvent. A COMPLETE event with inputs and outputs becomes one DERIVE (a masked
+ * column's mapping carries its masking); one with the purpose facet
  * also becomes its USE or SHARE; every other event type is explained, never lineage. Throws an
  * InputError naming the JSON path of what cannot be mapped (an unknown category, a time the store
  * cannot keep); values are quoted only when shaped like taxonomy keys.
@@ -125,53 +125,48 @@ export function mapRunEvent(ol: RunEventInput, options: MapOptions): Mapped {
 
   // A derivation: outputs, and inputs or column lineage naming them (dbt names a seed only there).
   const groups = fieldLineageOf(ol.outputs ?? []);
-  if (outputs.length > 0 && (inputs.length > 0 || groups.plain.length + groups.masked.length > 0)) {
+  const mappings = groups.mappings;
+  if (outputs.length > 0 && (inputs.length > 0 || mappings.length > 0)) {
     const key = (d: { namespace: string; name: string }) => `${d.namespace}\u0000${d.name}`;
     const columnMapped = new Set(groups.mappedOutputs);
-    // Outputs without column lineage take every input's labels (dataset level), in the first DERIVE.
+    // Outputs without column lineage take every input's labels (dataset level).
     const datasetLevel = outputs.filter((d) => !columnMapped.has(key(d)));
-    // Outputs with column lineage are listed without fields, and only in the DERIVE whose mappings
-    // write them: their fields take labels only through those mappings.
-    const mappedIn = (mappings: readonly FieldMapping[]) => {
+    // Outputs with column lineage are listed without fields, and only when a mapping writes them:
+    // their fields take labels only through the mappings.
+    const written = new Set<string>();
+    let last: FieldMapping["output"] | undefined;
+    for (const m of mappings) {
       // Consecutive mappings mostly write the same output: its key is made once per run of them.
-      const written = new Set<string>();
-      let last: FieldMapping["output"] | undefined;
-      for (const m of mappings) {
-        if (last !== undefined && last.namespace === m.output.namespace && last.name === m.output.name) continue;
-        last = m.output;
-        written.add(key(m.output));
-      }
-      return outputs.filter((d) => columnMapped.has(key(d)) && written.has(key(d))).map((d) => ({ ...d, fields: [] }));
-    };
-    const parts: { masking: Masking; fieldLineage: FieldMapping[]; outputs: Dataset[] }[] = [];
-    if (groups.plain.length > 0 || datasetLevel.length > 0)
-      parts.push({ masking: Masking.none, fieldLineage: groups.plain, outputs: [...datasetLevel, ...mappedIn(groups.plain)] });
-    if (groups.masked.length > 0) parts.push({ masking: Masking.masked, fieldLineage: groups.masked, outputs: mappedIn(groups.masked) });
-    for (const part of parts) {
+      if (last !== undefined && last.namespace === m.output.namespace && last.name === m.output.name) continue;
+      last = m.output;
+      written.add(key(m.output));
+    }
+    const mapped = outputs.filter((d) => columnMapped.has(key(d)) && written.has(key(d))).map((d) => ({ ...d, fields: [] }));
+    if (mappings.length > 0 || datasetLevel.length > 0) {
       events.push(
         eventOf(base, {
-          eventId: eventIdOf(ol, `derive:${part.masking}`),
+          // The id of a RunEvent without masked columns is as it was when those with some became two DERIVEs.
+          eventId: eventIdOf(ol, groups.masked > 0 ? "derive" : "derive:NONE"),
           kind: EventKind.derive,
           inputs,
-          outputs: part.outputs,
+          outputs: [...datasetLevel, ...mapped],
           // The event's transform is that of its dataset-level edges: OTHER when it has any.
-          transform: part.masking === Masking.none && datasetLevel.length > 0 ? Transform.other : transformOf(part.fieldLineage),
-          fieldLineage: part.fieldLineage,
-          masking: part.masking,
+          transform: datasetLevel.length > 0 ? Transform.other : transformOf(mappings),
+          fieldLineage: mappings,
+          // Masking is per column in OpenLineage: each masked column's mapping carries its own.
+          masking: Masking.none,
           purposes: [],
           dataSubject: DERIVE_DATA_SUBJECT,
           subjects: [],
           recipient: null,
         }),
       );
-    }
-    const columns = groups.plain.length + groups.masked.length;
-    if (parts.length > 0)
       said.push(
-        columns > 0
-          ? `a DERIVE with ${columns} column mapping(s)${groups.masked.length > 0 ? `, ${groups.masked.length} of them masking` : ""}${datasetLevel.length > 0 ? ` and ${datasetLevel.length} dataset-level output(s)` : ""}`
+        mappings.length > 0
+          ? `a DERIVE with ${mappings.length} column mapping(s)${groups.masked > 0 ? `, ${groups.masked} of them masking` : ""}${datasetLevel.length > 0 ? ` and ${datasetLevel.length} dataset-level output(s)` : ""}`
           : "a dataset-level DERIVE (no column lineage)",
       );
+    }
   }
 
   if (purpose) {
@@ -282,9 +277,9 @@ interface InputGroup {
 const STRENGTH: Record<string, number> = { IDENTITY: 1, TRANSFORMATION: 2, AGGREGATION: 3 };
 
 /** Column lineage as field mappings: DIRECT transformations carry values; INDIRECT ones (filters, joins' keys, sorts) do not. */
-function fieldLineageOf(outputs: readonly DatasetInputOL[]): { plain: FieldMapping[]; masked: FieldMapping[]; mappedOutputs: string[] } {
-  const plain: FieldMapping[] = [];
-  const masked: FieldMapping[] = [];
+function fieldLineageOf(outputs: readonly DatasetInputOL[]): { mappings: FieldMapping[]; masked: number; mappedOutputs: string[] } {
+  const mappings: FieldMapping[] = [];
+  let masked = 0;
   const mappedOutputs: string[] = [];
   for (const out of outputs) {
     const facet = out.facets?.["columnLineage"] as ColumnLineageFacet | undefined;
@@ -340,15 +335,17 @@ function fieldLineageOf(outputs: readonly DatasetInputOL[]): { plain: FieldMappi
       }
       if (first === undefined) continue;
       for (const g of more === undefined ? [first] : [first, ...more]) {
-        (g.masking ? masked : plain).push({
+        if (g.masking) masked++;
+        mappings.push({
           output: { namespace: out.namespace, name: out.name, field },
           inputs: g.inputs,
           transform: g.transform,
+          masking: g.masking ? Masking.masked : null,
         });
       }
     }
   }
-  return { plain, masked, mappedOutputs };
+  return { mappings, masked, mappedOutputs };
 }
 
 /** The event's transform: the one its mappings share, else OTHER. */

@@ -96,16 +96,16 @@ describe("mapping OpenLineage RunEvents", () => {
     expect(rest).toEqual([]);
     const out = { namespace: "warehouse", name: "ads.matching_keys" };
     expect(e!.fieldLineage).toEqual([
-      { output: { ...out, field: "user_id" }, inputs: [input("user_id")], transform: "COPY" },
-      { output: { ...out, field: "contact" }, inputs: [input("email")], transform: "OTHER" },
-      { output: { ...out, field: "users" }, inputs: [input("user_id")], transform: "AGGREGATE" },
+      { output: { ...out, field: "user_id" }, inputs: [input("user_id")], transform: "COPY", masking: null },
+      { output: { ...out, field: "contact" }, inputs: [input("email")], transform: "OTHER", masking: null },
+      { output: { ...out, field: "users" }, inputs: [input("user_id")], transform: "AGGREGATE", masking: null },
     ]);
     expect(e!.transform).toBe("OTHER");
     // A column-mapped output lists no fields: they take labels only through their mappings.
     expect(e!.outputs).toEqual([{ ...out, fields: [] }]);
   });
 
-  it("maps masking: true to a HASH in a second DERIVE marked MASKED, with the same run", () => {
+  it("maps masking: true to a HASH whose mapping is marked MASKED, in the one DERIVE of the run", () => {
     const ol = runEvent({
       outputs: [
         {
@@ -119,12 +119,12 @@ describe("mapping OpenLineage RunEvents", () => {
       ],
     });
     const { events, explanation } = mapRunEvent(ol, { taxonomy });
-    expect(events.map((e) => [e.kind, e.masking, e.transform, e.fieldLineage.map((m) => m.output.field)])).toEqual([
-      ["DERIVE", "NONE", "COPY", ["user_id"]],
-      ["DERIVE", "MASKED", "HASH", ["phone_sha256"]],
+    // Masking is per column in OpenLineage, and per mapping in ours (schema version 3): one event.
+    expect(events.map((e) => [e.kind, e.masking, e.transform, e.runId])).toEqual([["DERIVE", "NONE", "OTHER", RUN]]);
+    expect(events[0]!.fieldLineage.map((m) => [m.output.field, m.transform, m.masking])).toEqual([
+      ["phone_sha256", "HASH", "MASKED"],
+      ["user_id", "COPY", null],
     ]);
-    expect(events[1]!.runId).toBe(RUN);
-    expect(new Set(events.map((e) => e.eventId)).size).toBe(2);
     expect(explanation).toMatch(/2 column mapping\(s\), 1 of them masking/);
   });
 
@@ -147,7 +147,12 @@ describe("mapping OpenLineage RunEvents", () => {
     });
     const [e] = mapRunEvent(ol, { taxonomy }).events;
     expect(e!.fieldLineage).toEqual([
-      { output: { namespace: "warehouse", name: "ads.matching_keys", field: "total" }, inputs: [input("user_id")], transform: "AGGREGATE" },
+      {
+        output: { namespace: "warehouse", name: "ads.matching_keys", field: "total" },
+        inputs: [input("user_id")],
+        transform: "AGGREGATE",
+        masking: null,
+      },
     ]);
   });
 
@@ -181,6 +186,7 @@ describe("mapping OpenLineage RunEvents", () => {
         output: { namespace: "duckdb://target/warehouse.duckdb", name: "warehouse.main.contact_points", field: "phone_number" },
         inputs: [{ namespace: "duckdb://target/warehouse.duckdb", name: "warehouse.main.two_factor", field: "phone_number" }],
         transform: "OTHER",
+        masking: null,
       },
     ]);
   });
@@ -335,7 +341,7 @@ describe("mapping OpenLineage RunEvents", () => {
       ],
     });
     const events = mapRunEvent(ol, { taxonomy }).events;
-    expect(events.map((e) => [e.masking, e.transform])).toEqual([["MASKED", "HASH"]]);
+    expect(events.map((e) => [e.masking, e.transform, e.fieldLineage.map((m) => m.masking)])).toEqual([["NONE", "HASH", ["MASKED"]]]);
   });
 
   it("gives dataset-level edges the transform OTHER when a DERIVE also carries column mappings", () => {
