@@ -202,11 +202,20 @@ export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventL
   // parts of other characters, valid UTF-8 or not.
   let depth = 0;
   let inString = false;
+  // Whether a string holds an escape \uD800-\uDFFF (a surrogate, perhaps unpaired): seen here,
+  // so the text needs no second pass to find one.
+  let surrogateEscape = false;
   for (let i = 0; i < size; i++) {
     const b = bytes[i];
     if (inString) {
-      if (b === 0x5c /* \ */) i++;
-      else if (b === 0x22 /* " */) inString = false;
+      if (b === 0x5c /* \ */) {
+        if (bytes[i + 1] === 0x75 /* u */ && (bytes[i + 2] === 0x64 || bytes[i + 2] === 0x44) /* d D */) {
+          const c = bytes[i + 3] as number;
+          // 8, 9, a-f, A-F
+          if (c === 0x38 || c === 0x39 || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46)) surrogateEscape = true;
+        }
+        i++;
+      } else if (b === 0x22 /* " */) inString = false;
     } else if (b === 0x22) {
       inString = true;
     } else if (b === 0x5b /* [ */ || b === 0x7b /* { */) {
@@ -231,12 +240,11 @@ export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventL
   // A \uD800 escape is ASCII in the bytes but an unpaired surrogate once parsed: no store takes it
   // (ClickHouse refuses the row), so it is refused here, before it reaches a write.
   // Raw UTF-8 cannot hold a surrogate: only an escape can, so only a text with one is walked.
-  if (SURROGATE_ESCAPE.test(text) && !wellFormed(doc))
+  if (surrogateEscape && !wellFormed(doc))
     throw new InputError("OpenLineage event holds a string with an unpaired UTF-16 surrogate (a lone \\uD800-\\uDFFF escape)");
   return doc;
 }
 
-const SURROGATE_ESCAPE = /\\u[dD][89abcdefABCDEF]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Whether every key and string in a parsed document is well-formed UTF-16 (nesting already bounded). */
@@ -358,11 +366,31 @@ function schemas(): Ajv2020 {
       logger: false, // modules under services/ never write to stderr
     });
     addFormats.default(ajv, ["date-time", "uri", "uuid"]);
+    // The same few URIs (the producer, each facet's _producer and _schemaURL) come in every event:
+    // each is checked by ajv-formats' full RFC 3986 pattern once, then remembered.
+    const uri = ajv.formats["uri"];
+    if (typeof uri !== "function") throw new Error("ajv-formats gave no uri check");
+    ajv.addFormat("uri", { type: "string", validate: (s: string) => knownUri(s, uri) });
     ajv.addKeyword("example"); // an annotation the OpenLineage schemas use
     ajv.addSchema(SPEC);
     for (const facet of FACETS) ajv.addSchema(facet);
   }
   return ajv;
+}
+
+/** URIs that passed the full check (bounded: at most this many, each at most URI_MEMO_CHARS long). */
+const validUris = new Set<string>();
+const URI_MEMO_SIZE = 1024;
+const URI_MEMO_CHARS = 512;
+
+function knownUri(s: string, check: (s: string) => boolean): boolean {
+  if (validUris.has(s)) return true;
+  if (!check(s)) return false;
+  if (s.length <= URI_MEMO_CHARS) {
+    if (validUris.size >= URI_MEMO_SIZE) validUris.clear();
+    validUris.add(s);
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------

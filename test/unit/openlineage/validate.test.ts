@@ -231,6 +231,19 @@ describe("validateRunEvent: failures name the JSON path", () => {
     expect(messageFor({ ...minimal(), producer: "not a uri" })).toBe('OpenLineage event: /producer must match format "uri"');
   });
 
+  it("checks every URI in full, whatever URIs came before (good ones are remembered, up to a bound)", () => {
+    // RFC 3986 refuses these; a looser "scheme, then no spaces" check would take them.
+    const bad = ["https://[::1", "http://exa%zzmple.org/", "https://example.org/a b"];
+    for (let i = 0; i < 1_100; i++) expect(validateRunEvent({ ...minimal(), producer: `https://example.org/producer/${i}` })).toBeDefined();
+    for (const producer of bad) {
+      expect(messageFor({ ...minimal(), producer })).toBe('OpenLineage event: /producer must match format "uri"');
+      // A good event in between does not make it pass next time.
+      expect(validateRunEvent(minimal())).toBeDefined();
+      expect(messageFor({ ...minimal(), producer })).toBe('OpenLineage event: /producer must match format "uri"');
+    }
+    expect(validateRunEvent({ ...minimal(), producer: "https://example.org/producer/1099" })).toBeDefined();
+  });
+
   it("not an object at all: the root is /", () => {
     expect(messageFor(null)).toBe("OpenLineage event: / must be object");
     expect(messageFor([minimal()])).toBe("OpenLineage event: / must be object");
@@ -537,9 +550,19 @@ describe("JobEvents and DatasetEvents", () => {
 
 describe("strings and keys a producer chose", () => {
   it("refuses a lone surrogate escape, in a value or a key, which no store would take; a surrogate pair is fine", () => {
-    for (const text of ['{"a":"x\\ud800"}', '{"x\\udc00":1}'])
-      expect(() => checkRunEventBytes(Buffer.from(text))).toThrow(/unpaired UTF-16 surrogate/);
+    for (const text of [
+      '{"a":"x\\ud800"}',
+      '{"x\\udc00":1}',
+      '{"a":"\\uD800"}',
+      '{"a":"\\uDBFFx"}',
+      '{"a":["\\uDfFf"]}',
+      '{"a":"\\"\\udAbc"}',
+    ])
+      expect(() => checkRunEventBytes(Buffer.from(text)), text).toThrow(/unpaired UTF-16 surrogate/);
     expect(checkRunEventBytes(Buffer.from('{"a":"\\ud83d\\ude00"}'))).toEqual({ a: "\u{1F600}" });
+    expect(checkRunEventBytes(Buffer.from('{"a":"\\uD83D\\uDE00"}'))).toEqual({ a: "\u{1F600}" });
+    // An escaped backslash before "ud800" is text, not an escape; \ud7ff and \ue000 are not surrogates.
+    expect(checkRunEventBytes(Buffer.from('{"a":"\\\\ud800","b":"\\ud7ff\\ue000"}'))).toEqual({ a: "\\ud800", b: "\ud7ff\ue000" });
   });
 
   it("shows a key a producer chose as <key> in the path when it could be data", () => {
