@@ -11,6 +11,6 @@ export { loadEventSchemas, AVRO_SCHEMA_DIR } from "./schemas.ts";
 export { writeContainerFile } from "./avro.ts";
 export { readContainerFile } from "./container.ts";
 export type { ContainerRecord } from "./container.ts";
-export { EventKind, Transform, Masking, PSEUDONYM_PATTERN, mappingMasking } from "./types.ts";
+export { EventKind, Transform, Masking, PSEUDONYM_PATTERN, mappingMasking, ownMasking } from "./types.ts";
 export type { DataAccessEvent, Dataset, DatasetField, FieldRef, FieldMapping, Recipient } from "./types.ts";
 export { frameBatch, unframeBatch, EVENT_BATCH_MEDIA_TYPE } from "./framing.ts";

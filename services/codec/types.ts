@@ -54,10 +54,15 @@ export interface FieldMapping {
   masking?: Masking | null;
 }
 
+/** A field mapping's own masking, when it has one (not absent, null or NONE). */
+export function ownMasking(mapping: Pick<FieldMapping, "masking">): Masking | undefined {
+  const own = mapping.masking;
+  return own && own !== Masking.none ? own : undefined;
+}
+
 /** The masking a field mapping applies: its own, or else its event's. */
 export function mappingMasking(event: Pick<DataAccessEvent, "masking">, mapping: Pick<FieldMapping, "masking">): Masking {
-  const own = mapping.masking;
-  return own && own !== Masking.none ? own : event.masking;
+  return ownMasking(mapping) ?? event.masking;
 }
 
 export interface Recipient {

@@ -1,6 +1,6 @@
 import { hash } from "node:crypto";
 import { coveredByAny } from "../taxonomy/index.ts";
-import { EventKind, Masking, mappingMasking, type DataAccessEvent, type Transform } from "../codec/index.ts";
+import { EventKind, Masking, mappingMasking, ownMasking, type DataAccessEvent, type Transform } from "../codec/index.ts";
 import type { Declassification } from "../rules/index.ts";
 import type { ApplyResult, FieldSelector, Hop, Label, LabelLookup } from "./types.ts";
 
@@ -333,7 +333,8 @@ export function factKey(e: DataAccessEvent): string {
   for (const m of e.fieldLineage) {
     key += `\u0000=${m.output.namespace}/${m.output.name}#${m.output.field}:${m.transform}`;
     // A mapping's own masking (schema version 3); keys of mappings without one are as before.
-    if (m.masking && m.masking !== Masking.none) key += `/${m.masking}`;
+    const own = ownMasking(m);
+    if (own) key += `/${own}`;
     for (const i of m.inputs) key += `<${i.namespace}/${i.name}#${i.field}`;
   }
   return key;
