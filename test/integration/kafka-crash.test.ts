@@ -119,7 +119,14 @@ describe("crash safety", () => {
          FROM crash.${Table.events} FINAL WHERE kind IN ('USE', 'SHARE')`,
         { rule: SCENARIO_RULE },
       );
-      const why = `uses by verdict ${verdicts.map((v) => `${v.verdict || "-"}: ${v.n}`).join(", ")}; flagged without a violation row ${split?.without_row}; with a violation row but not flagged ${split?.stale}; uses with a violation of the rule ${split?.violations} (expected ${truth.violatingEvents})`;
+      // Subjects as violations_v1 holds them against what its materialized view (violation_subjects_v1)
+      // holds: a kill between the two inserts of one write would leave the second short.
+      const [subjects] = await store.query<{ in_violations: string; in_view: string }>(
+        `SELECT toString((SELECT uniqExact(s) FROM crash.${Table.violations} ARRAY JOIN subjects AS s WHERE rule_id = {rule:String})) AS in_violations,
+                toString((SELECT uniqExact(subject_id) FROM crash.${Table.violationSubjects} WHERE rule_id = {rule:String})) AS in_view`,
+        { rule: SCENARIO_RULE },
+      );
+      const why = `subjects in violations_v1 ${subjects?.in_violations}, in violation_subjects_v1 ${subjects?.in_view}; uses by verdict ${verdicts.map((v) => `${v.verdict || "-"}: ${v.n}`).join(", ")}; flagged without a violation row ${split?.without_row}; with a violation row but not flagged ${split?.stale}; uses with a violation of the rule ${split?.violations} (expected ${truth.violatingEvents})`;
       expect(summary.subjects, why).toBe(truth.affectedUsers);
       expect(summary.records).toBe(truth.affectedRecords);
       expect(summary.violationEvents).toBe(truth.violatingEvents);
