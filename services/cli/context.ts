@@ -7,7 +7,7 @@ import { defaults, type AppConfig } from "../config/index.ts";
 import { createEventCodec, loadEventSchemas, type EventCodec } from "../codec/index.ts";
 import { loadFideslangTaxonomy, type Taxonomy } from "../taxonomy/index.ts";
 import { loadPolicy, type Policy } from "../rules/index.ts";
-import { openStore, type Store } from "../store/index.ts";
+import { openStore, refillViews, type RefillReport, type Store } from "../store/index.ts";
 import { createProcessor, defaultAuditorOptions, type Processor, type ProcessorConfig } from "../processor/index.ts";
 import { createOpenLineageIntake, loadClassification, type OpenLineageIntake } from "../openlineage/index.ts";
 import { openIntakeJournal } from "../ingest/index.ts";
@@ -51,6 +51,8 @@ export interface AuditorContext {
   processor: Processor;
   /** OpenLineage RunEvents into the same processor (HTTP, Kafka, files). */
   openLineage: OpenLineageIntake;
+  /** Rows given to materialized views again at open: a write before was cut short between a table's insert and its views'. */
+  refilled: RefillReport[];
   close(): Promise<void>;
 }
 
@@ -74,6 +76,9 @@ export async function openAuditor(
   const store = await openStore({ ...config.store, ...(overrides.database ? { database: overrides.database } : {}) });
   try {
     await store.migrate();
+    // Before anything reads "is it stored?": a process killed between a table's insert and its
+    // views' left rows the views never received (services/store/refill.ts).
+    const refilled = await refillViews(store);
     const processor = createProcessor(
       { policy, taxonomy, codec, ...(overrides.alerts ? { alerts: overrides.alerts } : {}) },
       // The lineage graph is a bounded cache of the store: memory stays flat however long it runs.
@@ -97,6 +102,7 @@ export async function openAuditor(
       store,
       processor,
       openLineage,
+      refilled,
       close: async () => {
         await openLineage.close();
         await store.close();

@@ -10,6 +10,8 @@ export {
   eventFromRow,
 } from "./store.ts";
 export type { Store, StoreOptions, StoredUse } from "./store.ts";
+export { refillViews, REFILL_BLOCKS } from "./refill.ts";
+export type { RefillReport } from "./refill.ts";
 export { affectedSummary } from "./queries.ts";
 export type { AffectedQuery, AffectedSummary } from "./queries.ts";
 export { subjectHistory } from "./subject.ts";

@@ -35,6 +35,8 @@ export async function run(argv: string[], config: AppConfig): Promise<number> {
     onError: (error) =>
       logger.error(`OpenLineage: a journaled batch is not stored yet, retrying: ${(error as Error).message.split("\n")[0]}`),
   });
+  for (const r of ctx.refilled)
+    say(`${r.rows} row(s) of ${r.table} given to ${r.views.join(" and ")} again: a write before was cut short between them`);
   const closers: (() => Promise<void>)[] = [() => ctx.close()];
   // How far the store is behind the answers given over HTTP (the journal's backlog).
   meter()
