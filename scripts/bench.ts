@@ -134,7 +134,6 @@ const [check] = await store.query<{ events: string; subjects: string }>(
 );
 await store.close();
 await ceilingStore.close();
-rmSync(dir, { recursive: true, force: true });
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US").padStart(10);
 console.log(
@@ -151,5 +150,12 @@ console.log(
 );
 
 // The OpenLineage line: RunEvents through serve's HTTP intake, our Avro intake beside it.
-if (Number(values.runevents) > 0)
-  console.log(formatOpenLineageBench(await benchOpenLineage({ runEvents: Number(values.runevents), clients: Number(values.clients) })));
+// The pipeline's files are removed after it, not before: on ext4 without a journal (this machine's
+// disk) each file created in the next minutes skips every inode freed in them, which cost the
+// OpenLineage part 34-44 µs of CPU a RunEvent after a large removal (docs/performance.md).
+try {
+  if (Number(values.runevents) > 0)
+    console.log(formatOpenLineageBench(await benchOpenLineage({ runEvents: Number(values.runevents), clients: Number(values.clients) })));
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
