@@ -10,7 +10,7 @@ export {
   eventFromRow,
 } from "./store.ts";
 export type { Store, StoreOptions, StoredUse } from "./store.ts";
-export { refillViews, REFILL_BLOCKS } from "./refill.ts";
+export { refillViews, REFILL_INSERTS } from "./refill.ts";
 export type { RefillReport } from "./refill.ts";
 export { affectedSummary } from "./queries.ts";
 export type { AffectedQuery, AffectedSummary } from "./queries.ts";

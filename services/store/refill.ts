@@ -23,11 +23,12 @@ export interface RefillReport {
 }
 
 /**
- * Inserts (block numbers) back from a table's newest that are checked. A process has at most a few
- * writes in flight when it dies; the rest is margin for other instances writing to the same
- * server until this one restarts.
+ * Inserts back from a table's newest that are checked. A process has at most a few writes in
+ * flight when it dies; the rest is margin for other instances writing to the same server until
+ * this one restarts. An insert takes one block number for each partition (month) it writes, so
+ * the window is this many times the partitions the newest inserts wrote.
  */
-export const REFILL_BLOCKS = 32;
+export const REFILL_INSERTS = 32;
 
 /** Rows of the parts holding the newest blocks: a part is named partition_minblock_maxblock_level[_mutation]. */
 const NEWEST = "toUInt64(splitByChar('_', _part)[3]) > {after:UInt64}";
@@ -128,13 +129,20 @@ export async function refillViews(store: Pick<Store, "query" | "command" | "data
   const db = "`" + store.database.replace(/`/g, "``") + "`";
   const reports: RefillReport[] = [];
   for (const chain of CHAINS) {
+    const where = { database: store.database, table: chain.table };
     const [newest] = await store.query<{ n: string; max: string }>(
       `SELECT toString(count()) AS n, toString(max(max_block_number)) AS max FROM system.parts
        WHERE database = {database:String} AND table = {table:String} AND active`,
-      { database: store.database, table: chain.table },
+      where,
     );
     if (Number(newest?.n ?? 0) === 0) continue;
-    const params = { after: Math.max(0, Number(newest?.max ?? 0) - REFILL_BLOCKS) };
+    const max = Number(newest?.max ?? 0);
+    const [spread] = await store.query<{ partitions: string }>(
+      `SELECT toString(uniqExact(partition_id)) AS partitions FROM system.parts
+       WHERE database = {database:String} AND table = {table:String} AND active AND max_block_number > {after:UInt64}`,
+      { ...where, after: Math.max(0, max - REFILL_INSERTS) },
+    );
+    const params = { after: Math.max(0, max - REFILL_INSERTS * Math.max(1, Number(spread?.partitions ?? 1))) };
     const sql = (text: string) => text.replaceAll("NEWEST_ROWS", NEWEST).replaceAll("{db}", db);
     const rowsOf = sql(`FROM {db}.${chain.table} WHERE NEWEST_ROWS AND ${chain.key} IN (${chain.missing})`);
     const [count] = await store.query<{ n: string }>(`SELECT toString(count()) AS n ${rowsOf}`, params);

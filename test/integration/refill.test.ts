@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { rmSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
-import { openStore, refillViews, Table, type Store } from "../../services/store/index.ts";
+import { openStore, REFILL_INSERTS, refillViews, Table, type Store } from "../../services/store/index.ts";
 import { createProcessor } from "../../services/processor/index.ts";
 import type { DataAccessEvent } from "../../services/codec/index.ts";
 import { ADS, collect, deriveFields, EMAIL, map, pseudo, read, ref, use } from "../unit/helpers.ts";
@@ -78,8 +78,7 @@ async function write(store: Store, [first, second]: [DataAccessEvent[], DataAcce
 }
 
 /** The same events into two stores: one whole, one with `cut` views detached for the second batch. */
-async function wholeAndCut(cut: readonly string[]) {
-  const events = batches();
+async function wholeAndCut(cut: readonly string[], events = batches()) {
   const whole = await open();
   const short = await open();
   await write(whole, events, []);
@@ -118,6 +117,24 @@ describe("refilling materialized views after a cut write (chDB)", () => {
       (await s.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${s.database}.${Table.violationSubjects}`))[0]?.n;
     expect(await raw(cut)).toBe(await raw(whole));
     expect(await refillViews(cut)).toEqual([]);
+  });
+
+  it("finds a cut write that spans more months than the window has inserts (an insert takes a block a month)", async () => {
+    const months = REFILL_INSERTS + 8;
+    const first = [
+      collect("users", { email: [EMAIL] }, [SERVICE], { subjects: subjects(100, 10), occurredAt: Date.UTC(2015, 0, 1) }),
+      deriveFields([map(ref("ads.audience", "email"), [ref("users", "email")])], { occurredAt: Date.UTC(2015, 0, 2) }),
+    ];
+    const second = Array.from({ length: months }, (_, m) =>
+      use([read("ads.audience", "email")], [ADS], { subjects: subjects(100 + (m % 10), 1), occurredAt: Date.UTC(2016, m, 15) }),
+    );
+    const { whole, cut } = await wholeAndCut(VIEWS, [first, second]);
+    const expected = await views(whole);
+    expect(expected.violationSubjects).toHaveLength(months);
+    const report = await refillViews(cut);
+    expect(report.find((r) => r.table === Table.violations)?.rows).toBe(months);
+    expect(report.find((r) => r.table === Table.events)?.rows).toBe(months);
+    expect(await views(cut)).toEqual(expected);
   });
 
   it("refills nothing in a store whose writes were never cut, or that is empty", async () => {
