@@ -12,7 +12,7 @@ import type { DataAccessEvent } from "../../services/codec/index.ts";
 import { ADS, collect, deriveFields, EMAIL, map, pseudo, read, ref, use } from "../unit/helpers.ts";
 import { parseConfig } from "../../services/config/index.ts";
 import { openAuditor } from "../../services/cli/context.ts";
-import { core, randomDatabase, tempDir } from "./helpers.ts";
+import { core, HMAC_KEY, randomDatabase, tempDir } from "./helpers.ts";
 
 const SERVICE = "essential.service";
 const VIEWS = ["event_subjects_mv", "event_ids_v2_mv", "lineage_fact_datasets_mv", "violation_subjects_mv", "affected_daily_mv"];
@@ -154,6 +154,42 @@ describe("refilling materialized views after a cut write (chDB)", () => {
     } finally {
       await ctx.close();
     }
+  });
+
+  it("is told by serve on stderr, one line a table refilled", { timeout: 120_000 }, async () => {
+    const { cut } = await wholeAndCut(VIEWS);
+    // One process a data directory: serve opens it once this process has let go.
+    for (const s of stores.splice(0)) await s.close();
+    const child = spawn(process.execPath, [new URL("../../bin/lineage-audit.mjs", import.meta.url).pathname, "serve", "--port", "0"], {
+      env: {
+        PATH: process.env["PATH"] ?? "",
+        HOME: dir,
+        LINEAGE_AUDIT_DATA: dir,
+        LINEAGE_AUDIT_DATABASE: cut.database,
+        LINEAGE_AUDIT_HMAC_KEY: HMAC_KEY,
+      },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    const listening = await new Promise<boolean>((resolve) => {
+      child.stderr.on("data", (d: Buffer) => {
+        stderr += d.toString("utf8");
+        if (stderr.includes("/v1/events")) resolve(true);
+      });
+      child.once("exit", () => resolve(false));
+    });
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    await exited;
+    expect(listening, stderr).toBe(true);
+    const said = stderr.split("\n").filter((l) => l.includes("again: a write before was cut short"));
+    expect(said).toEqual([
+      expect.stringMatching(/^lineage-audit serve: \d+ row\(s\) of lineage_facts_v1 given to lineage_fact_datasets_v1 again/),
+      expect.stringMatching(/^lineage-audit serve: \d+ row\(s\) of events_v1 given to event_subjects_v1 and event_ids_v2 again/),
+      expect.stringMatching(
+        /^lineage-audit serve: \d+ row\(s\) of violations_v1 given to violation_subjects_v1 and affected_daily_v1 again/,
+      ),
+    ]);
   });
 
   it("after SIGKILLs in the middle of writes, the refill leaves every violation's people in the views", { timeout: 180_000 }, async () => {
