@@ -10,7 +10,7 @@
 // missing, with the views' own SQL. The repeat is harmless (ReplacingMergeTree keys). Sets of
 // people per day (affected_daily_v1) are given the newest rows' sets again (a union: harmless too).
 import type { Store } from "./store.ts";
-import { Table } from "./store.ts";
+import { quoteIdentifier, Table } from "./store.ts";
 
 /** What was refilled: source rows inserted again so that their views fill the rows they lacked. */
 export interface RefillReport {
@@ -126,23 +126,20 @@ const CHAINS: readonly Chain[] = [
  * tables hold what they would have. Run at open, before the first write.
  */
 export async function refillViews(store: Pick<Store, "query" | "command" | "database">): Promise<RefillReport[]> {
-  const db = "`" + store.database.replace(/`/g, "``") + "`";
+  const db = quoteIdentifier(store.database);
   const reports: RefillReport[] = [];
   for (const chain of CHAINS) {
-    const where = { database: store.database, table: chain.table };
-    const [newest] = await store.query<{ n: string; max: string }>(
-      `SELECT toString(count()) AS n, toString(max(max_block_number)) AS max FROM system.parts
-       WHERE database = {database:String} AND table = {table:String} AND active`,
-      where,
+    // The newest block number, and the partitions the newest inserts wrote (one block each).
+    const [newest] = await store.query<{ n: string; max: string; partitions: string }>(
+      `WITH (SELECT max(max_block_number) FROM system.parts
+             WHERE database = {database:String} AND table = {table:String} AND active) AS top
+       SELECT toString(count()) AS n, toString(top) AS max,
+              toString(uniqExactIf(partition_id, toInt64(max_block_number) > toInt64(top) - {inserts:Int64})) AS partitions
+       FROM system.parts WHERE database = {database:String} AND table = {table:String} AND active`,
+      { database: store.database, table: chain.table, inserts: REFILL_INSERTS },
     );
     if (Number(newest?.n ?? 0) === 0) continue;
-    const max = Number(newest?.max ?? 0);
-    const [spread] = await store.query<{ partitions: string }>(
-      `SELECT toString(uniqExact(partition_id)) AS partitions FROM system.parts
-       WHERE database = {database:String} AND table = {table:String} AND active AND max_block_number > {after:UInt64}`,
-      { ...where, after: Math.max(0, max - REFILL_INSERTS) },
-    );
-    const params = { after: Math.max(0, max - REFILL_INSERTS * Math.max(1, Number(spread?.partitions ?? 1))) };
+    const params = { after: Math.max(0, Number(newest?.max ?? 0) - REFILL_INSERTS * Math.max(1, Number(newest?.partitions ?? 1))) };
     const sql = (text: string) => text.replaceAll("NEWEST_ROWS", NEWEST).replaceAll("{db}", db);
     const rowsOf = sql(`FROM {db}.${chain.table} WHERE NEWEST_ROWS AND ${chain.key} IN (${chain.missing})`);
     const [count] = await store.query<{ n: string }>(`SELECT toString(count()) AS n ${rowsOf}`, params);

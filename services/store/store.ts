@@ -693,7 +693,7 @@ function storeHolder(path: string): number | undefined {
 const DATABASE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
 /** An identifier already checked against DATABASE_NAME, quoted so that keywords stay names. */
-function quoteIdentifier(name: string): string {
+export function quoteIdentifier(name: string): string {
   return `\`${name}\``;
 }
 
