@@ -146,18 +146,18 @@ interface Requests {
 
 function requestsFor(url: string, bodies: readonly string[]): Requests {
   const target = new URL(url + "/api/v1/lineage");
-  const parts = bodies.flatMap((body) => {
+  const requests = bodies.map((body) => {
     const b = Buffer.from(body);
     const head = `POST ${target.pathname} HTTP/1.1\r\nHost: ${target.host}\r\nContent-Type: application/json\r\nContent-Length: ${b.length}\r\nConnection: keep-alive\r\n\r\n`;
-    return [Buffer.from(head, "latin1"), b];
+    return Buffer.concat([Buffer.from(head, "latin1"), b]);
   });
-  const bytes = new Uint8Array(new SharedArrayBuffer(parts.reduce((n, p) => n + p.length, 0)));
-  const ends = new Uint32Array(new SharedArrayBuffer(4 * bodies.length));
+  const bytes = new Uint8Array(new SharedArrayBuffer(requests.reduce((n, r) => n + r.length, 0)));
+  const ends = new Uint32Array(new SharedArrayBuffer(4 * requests.length));
   let at = 0;
-  parts.forEach((p, i) => {
-    bytes.set(p, at);
-    at += p.length;
-    if (i % 2 === 1) ends[(i - 1) / 2] = at;
+  requests.forEach((r, i) => {
+    bytes.set(r, at);
+    at += r.length;
+    ends[i] = at;
   });
   return { bytes, ends };
 }
