@@ -1,7 +1,16 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { createLineageGraph, factDigest, labelId, labelKey, type Label, type LineageGraph } from "../../../services/lineage/index.ts";
-import { Masking, Transform } from "../../../services/codec/index.ts";
+import {
+  createLineageGraph,
+  factDigest,
+  factKey,
+  labelId,
+  labelKey,
+  type Label,
+  type LineageGraph,
+} from "../../../services/lineage/index.ts";
+import { sameFact } from "../../../services/lineage/graph.ts";
+import { EventKind, Masking, Transform, type DataAccessEvent } from "../../../services/codec/index.ts";
 import { parsePolicy, type Declassification } from "../../../services/rules/index.ts";
 import {
   AUTHENTICATION,
@@ -449,5 +458,111 @@ describe("graph version", () => {
     graph.apply(deriveFields([map(ref("ads.keys", "k"), [ref("not.yet.collected", "x")], Transform.hash)]));
     expect(graph.knows("wh/ads.keys")).toBe(true);
     expect(graph.version).toBeGreaterThan(before);
+  });
+});
+
+describe("lineage graph: a job's repeated fact (sameFact)", () => {
+  // Small alphabets, so two generated events often share a part; no value holds factKey's
+  // separators, so equal keys mean equal parts and sameFact must agree with the keys exactly.
+  const word = fc.constantFrom("a", "b");
+  const strings = fc.array(word, { maxLength: 2 });
+  const dataset = fc.record({
+    namespace: word,
+    name: word,
+    fields: fc.array(fc.record({ name: word, categories: strings }), { maxLength: 2 }),
+  });
+  const fieldRef = fc.record({ namespace: word, name: word, field: word });
+  const mapping = fc.record({
+    output: fieldRef,
+    inputs: fc.array(fieldRef, { maxLength: 2 }),
+    transform: fc.constantFrom(Transform.copy, Transform.hash),
+    masking: fc.constantFrom(undefined, null, Masking.none, Masking.masked),
+  });
+  const event = fc.record({
+    kind: fc.constantFrom(EventKind.derive, EventKind.collect),
+    service: word,
+    job: fc.record({ namespace: word, name: word }),
+    transform: fc.constantFrom(Transform.copy, Transform.other),
+    masking: fc.constantFrom(Masking.none, Masking.masked),
+    dataSubject: word,
+    purposes: strings,
+    inputs: fc.array(dataset, { maxLength: 2 }),
+    outputs: fc.array(dataset, { maxLength: 2 }),
+    fieldLineage: fc.array(mapping, { maxLength: 3 }),
+    // Not part of the fact: they differ from run to run.
+    eventId: fc.uuid(),
+    runId: word,
+    occurredAt: fc.integer({ min: 0, max: 1e12 }),
+    subjects: strings,
+  });
+  const complete = (e: object): DataAccessEvent =>
+    ({ recipient: null, traceparent: null, pseudonymKeyId: "default", attributes: {}, ...e }) as DataAccessEvent;
+
+  // One part of an event taken from another: every part factKey reads, down to one mapping's.
+  type Part = (x: Record<string, unknown>, o: Record<string, unknown>) => Record<string, unknown>;
+  const top =
+    (k: string): Part =>
+    (x, o) => ({ ...x, [k]: o[k] });
+  const first =
+    (list: "inputs" | "outputs" | "fieldLineage", k: string): Part =>
+    (x, o) => {
+      const [xs, os] = [x[list] as Record<string, unknown>[], o[list] as Record<string, unknown>[]];
+      if (xs.length === 0 || os.length === 0) return { ...x, [list]: os };
+      return { ...x, [list]: [{ ...xs[0], [k]: (os[0] as Record<string, unknown>)[k] }, ...xs.slice(1)] };
+    };
+  const parts: Part[] = [
+    ...["kind", "service", "job", "transform", "masking", "dataSubject", "purposes", "inputs", "outputs", "fieldLineage"].map(top),
+    ...["namespace", "name", "fields"].flatMap((k) => [first("inputs", k), first("outputs", k)]),
+    ...["output", "inputs", "transform", "masking"].map((k) => first("fieldLineage", k)),
+    // Not part of the fact: they differ from run to run.
+    ...["eventId", "runId", "occurredAt", "subjects"].map(top),
+  ];
+
+  it("says an event and one with a part of it changed are the same fact exactly when their fact keys are equal", () => {
+    fc.assert(
+      fc.property(event, event, fc.nat(parts.length - 1), (x, o, part) => {
+        const a = complete(x);
+        const b = complete((parts[part] as Part)(x, o));
+        expect(sameFact(a, b)).toBe(factKey(a) === factKey(b));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it("says two events are the same fact exactly when their fact keys are equal", () => {
+    fc.assert(
+      fc.property(event, event, (x, y) => {
+        const [a, b] = [complete(x), complete(y)];
+        expect(sameFact(a, b)).toBe(factKey(a) === factKey(b));
+        // The same event again under another run: always the same fact.
+        expect(sameFact(a, complete({ ...x, eventId: "other", runId: "c", occurredAt: 1, subjects: ["x"] }))).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("does not apply a job's fact again when the job runs again, nor one it ran before its last", () => {
+    const g = createLineageGraph([]);
+    const fact = (field: string, runId: string) =>
+      deriveFields([map(ref("ads.keys", field), [ref("profile.phone", field)], Transform.hash)], {
+        runId,
+        job: { namespace: "dbt", name: "keys" },
+      });
+    expect(g.apply(fact("k", "run-1")).applied).toBe(true);
+    expect(g.apply(fact("k", "run-2")).applied).toBe(false); // its last fact again
+    expect(g.apply(fact("j", "run-3")).applied).toBe(true); // the job's lineage changed
+    expect(g.apply(fact("k", "run-4")).applied).toBe(false); // back to a fact seen before its last
+    expect(g.stats.facts).toBe(2);
+    g.clear();
+    expect(g.apply(fact("j", "run-5")).applied).toBe(true); // forgotten with everything else
+  });
+
+  it("still knows every fact once more jobs have run than it keeps the last fact of", () => {
+    const g = createLineageGraph([]);
+    const fact = (job: number) =>
+      deriveFields([map(ref(`t${job}`, "k"), [ref("s", "k")])], { job: { namespace: "jobs", name: `j${job}` } });
+    for (let job = 0; job < 5000; job++) expect(g.apply(fact(job)).applied).toBe(true);
+    for (let job = 0; job < 5000; job++) expect(g.apply(fact(job)).applied).toBe(false);
+    expect(g.stats.facts).toBe(5000);
   });
 });
