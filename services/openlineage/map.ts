@@ -232,19 +232,14 @@ function eventOf(base: EventBase, e: Omit<DataAccessEvent, keyof EventBase>): Da
 /** A dataset with its fields (schema facet) and their categories (tags, else the classification file). */
 function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Dataset {
   const schema = d.facets?.["schema"] as { fields?: { name: string }[] } | undefined;
+  const schemaFields = schema?.fields ?? [];
+  const tags = (d.facets?.["tags"] as { tags?: { key: string; value: string; field?: string }[] } | undefined)?.tags ?? [];
   // Field name -> its categories (a set made only for a field that gets one: most get none).
   const fields = new Map<string, Set<string> | undefined>();
-  for (const f of schema?.fields ?? []) if (!fields.has(f.name)) fields.set(f.name, undefined);
-  const add = (field: string, category: string) => {
-    if (!fields.has(field)) return;
-    const set = fields.get(field);
-    if (set) set.add(category);
-    else fields.set(field, new Set([category]));
-  };
-  const tags = (d.facets?.["tags"] as { tags?: { key: string; value: string; field?: string }[] } | undefined)?.tags ?? [];
   let tagged = false;
-  tags.forEach((tag, i) => {
-    if (tag.key !== CATEGORY_TAG_KEY) return;
+  for (let i = 0; i < tags.length; i++) {
+    const tag = tags[i] as (typeof tags)[number];
+    if (tag.key !== CATEGORY_TAG_KEY) continue;
     if (!options.taxonomy.has(TaxonomyKind.dataCategory, tag.value))
       throw new InputError(`OpenLineage event: ${path}/facets/tags/tags/${i}/value is not a fideslang data category${quoted(tag.value)}`, {
         context: { path: `${path}/facets/tags/tags/${i}/value` },
@@ -253,17 +248,40 @@ function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Datase
       throw new InputError(`OpenLineage event: ${path}/facets/tags/tags/${i}/field must name the field that holds the category`, {
         context: { path: `${path}/facets/tags/tags/${i}/field` },
       });
+    if (!tagged) for (const f of schemaFields) if (!fields.has(f.name)) fields.set(f.name, undefined);
     tagged = true;
     // Categories annotate the fields the schema lists; they never add one (a field list narrows
     // what a use of the dataset reads, and no schema means the whole dataset).
-    add(tag.field, tag.value);
-  });
-  if (!tagged && options.classification) {
-    for (const [field, categories] of options.classification.categoriesOf(d.namespace, d.name)) for (const c of categories) add(field, c);
+    addCategory(fields, tag.field, tag.value);
+  }
+  const classified = tagged || !options.classification ? undefined : options.classification.categoriesOf(d.namespace, d.name);
+  if (!tagged && (classified === undefined || classified.size === 0)) {
+    // Most datasets: their schema's fields, none with a category (each once, in schema order).
+    const list: Dataset["fields"] = [];
+    let seen: Set<string> | undefined;
+    for (const f of schemaFields) {
+      if (seen === undefined) seen = new Set();
+      else if (seen.has(f.name)) continue;
+      seen.add(f.name);
+      list.push({ name: f.name, categories: [] });
+    }
+    return { namespace: d.namespace, name: d.name, fields: list };
+  }
+  if (classified !== undefined) {
+    for (const f of schemaFields) if (!fields.has(f.name)) fields.set(f.name, undefined);
+    for (const [field, categories] of classified) for (const c of categories) addCategory(fields, field, c);
   }
   const list: Dataset["fields"] = [];
   for (const [name, categories] of fields) list.push({ name, categories: categories ? [...categories].sort() : [] });
   return { namespace: d.namespace, name: d.name, fields: list };
+}
+
+/** A category for a field the schema lists (others are not added). */
+function addCategory(fields: Map<string, Set<string> | undefined>, field: string, category: string): void {
+  if (!fields.has(field)) return;
+  const set = fields.get(field);
+  if (set) set.add(category);
+  else fields.set(field, new Set([category]));
 }
 
 /** An output field's inputs that reach it the same way. */

@@ -316,6 +316,28 @@ describe("mapping OpenLineage RunEvents", () => {
     ]);
   });
 
+  it("lists a field the schema names twice once, and takes the classification file when the tags hold no category", () => {
+    const classification = parseClassification(
+      'version: 1\ndatasets:\n  "warehouse/profile.*":\n    email: [user.contact.email]\n    not_in_schema: [user.contact.phone_number]\n',
+      "c.yaml",
+      taxonomy,
+    );
+    const ol = runEvent();
+    ol.inputs![0]!.facets = {
+      schema: { fields: [{ name: "email" }, { name: "user_id" }, { name: "email" }] },
+      // Tags, but none with the category key: as if there were none.
+      tags: { tags: [{ key: "owner", value: "crm-team", field: "email" }] },
+    };
+    expect(mapRunEvent(ol, { taxonomy }).events[0]!.inputs[0]!.fields).toEqual([
+      { name: "email", categories: [] },
+      { name: "user_id", categories: [] },
+    ]);
+    expect(mapRunEvent(ol, { taxonomy, classification }).events[0]!.inputs[0]!.fields).toEqual([
+      { name: "email", categories: ["user.contact.email"] },
+      { name: "user_id", categories: [] },
+    ]);
+  });
+
   it("never adds a field through tags or the classification file: without a schema facet the dataset stays whole", () => {
     const classification = parseClassification(
       'version: 1\ndatasets:\n  "warehouse/*":\n    phone_number: [user.contact.phone_number]\n',
