@@ -703,23 +703,10 @@ function fieldsOf(datasets: readonly { namespace: string; name: string; fields: 
 }
 
 // The datasets a fact reads and writes, asked of every retained fact before each batch: computed
-// once per event object (events are never changed once handled).
-const datasetsOf = new WeakMap<DataAccessEvent, { inputs: readonly string[]; outputs: readonly string[] }>();
-
-function ioOf(e: DataAccessEvent): { inputs: readonly string[]; outputs: readonly string[] } {
-  let io = datasetsOf.get(e);
-  if (!io) {
-    const inputs = new DatasetIds();
-    for (const d of e.inputs) inputs.add(d);
-    for (const m of e.fieldLineage) for (const i of m.inputs) inputs.add(i);
-    const outputs = new DatasetIds();
-    for (const d of e.outputs) outputs.add(d);
-    for (const m of e.fieldLineage) outputs.add(m.output);
-    io = { inputs: inputs.ids, outputs: outputs.ids };
-    datasetsOf.set(e, io);
-  }
-  return io;
-}
+// once per event object (events are never changed once handled), each side when first asked (a
+// batch's new DERIVEs are asked only for their inputs).
+const inputsMemo = new WeakMap<DataAccessEvent, readonly string[]>();
+const outputsMemo = new WeakMap<DataAccessEvent, readonly string[]>();
 
 /** A dataset's id, the last one's kept: field mappings name the same dataset over and over. */
 class LastDatasetId {
@@ -753,11 +740,27 @@ class DatasetIds {
 }
 
 function inputsOf(e: DataAccessEvent): readonly string[] {
-  return ioOf(e).inputs;
+  let ids = inputsMemo.get(e);
+  if (ids === undefined) {
+    const inputs = new DatasetIds();
+    for (const d of e.inputs) inputs.add(d);
+    for (const m of e.fieldLineage) for (const i of m.inputs) inputs.add(i);
+    ids = inputs.ids;
+    inputsMemo.set(e, ids);
+  }
+  return ids;
 }
 
 function outputsOf(e: DataAccessEvent): readonly string[] {
-  return ioOf(e).outputs;
+  let ids = outputsMemo.get(e);
+  if (ids === undefined) {
+    const outputs = new DatasetIds();
+    for (const d of e.outputs) outputs.add(d);
+    for (const m of e.fieldLineage) outputs.add(m.output);
+    ids = outputs.ids;
+    outputsMemo.set(e, ids);
+  }
+  return ids;
 }
 
 /** A set of ids that forgets the least recently seen past `max`. `add` says whether the id was new. */
