@@ -252,8 +252,12 @@ export function createLineageGraph(declassify: readonly Declassification[], obse
       const job = jobOf(event);
       const last = lastOfJob.get(job);
       if (last !== undefined && sameFact(last, event)) return { applied: false, changedDatasets: [] };
-      if (lastOfJob.size >= LAST_OF_JOB_LIMIT) lastOfJob.clear();
-      lastOfJob.set(job, event);
+      // Kept only without subjects (a DERIVE's usual case), so what is held stays small: at most
+      // LAST_OF_JOB_LIMIT events of a few KB, never a COLLECT's list of people.
+      if (event.subjects.length === 0) {
+        if (lastOfJob.size >= LAST_OF_JOB_LIMIT) lastOfJob.clear();
+        lastOfJob.set(job, event);
+      }
       // Known by its whole key: a fact seen before (most of a stream's COLLECTs) costs no hashing.
       const key = factKey(event);
       if (facts.has(key)) return { applied: false, changedDatasets: [] };

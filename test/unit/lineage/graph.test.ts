@@ -553,8 +553,12 @@ describe("lineage graph: a job's repeated fact (sameFact)", () => {
     expect(g.apply(fact("j", "run-3")).applied).toBe(true); // the job's lineage changed
     expect(g.apply(fact("k", "run-4")).applied).toBe(false); // back to a fact seen before its last
     expect(g.stats.facts).toBe(2);
+    // A fact with subjects is not kept as a job's last (it may name many people): still known by its key.
+    const withSubjects = (runId: string) => ({ ...fact("k", runId), subjects: [pseudo("alice")] });
+    expect(g.apply(withSubjects("run-5")).applied).toBe(false);
+    expect(g.apply(withSubjects("run-6")).applied).toBe(false);
     g.clear();
-    expect(g.apply(fact("j", "run-5")).applied).toBe(true); // forgotten with everything else
+    expect(g.apply(fact("j", "run-7")).applied).toBe(true); // forgotten with everything else
   });
 
   it("still knows every fact once more jobs have run than it keeps the last fact of", () => {
