@@ -6,7 +6,7 @@
 // derivations as our own Avro events through POST /v1/events (the emitter SDK's HTTP transport,
 // batches of 1,000).
 // Each RunEvent is a COMPLETE with column lineage of 20 fields (goal: 5,000 RunEvents/s).
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
@@ -39,6 +39,14 @@ export interface OpenLineageBench {
   cores: number;
   /** The same, in µs a RunEvent. */
   cpuPerRunEvent: number;
+  /**
+   * Where that CPU went, by thread, in µs a RunEvent (Linux: from /proc/self/task; undefined
+   * elsewhere): the main thread's time on a CPU and its time ready to run but waiting for one (both
+   * cores taken by other threads), ClickHouse's own threads, and Node's others (V8's garbage
+   * collector and compiler, libuv's pool where chDB's calls and the journal's writes run). Threads
+   * that ended before the last RunEvent was stored (the load generator's) are in none of them.
+   */
+  threads?: { mainCpu: number; mainWaiting: number; clickhouse: number; nodeOther: number };
   /** Baseline: each RunEvent answered once stored (no journal), in a fresh database. */
   directPerSecond: number;
   avroEventsPerSecond: number;
@@ -241,6 +249,7 @@ export async function benchOpenLineage(options: { runEvents: number; clients: nu
       const requests = requestsFor(server.url, bodies);
       const elu0 = performance.eventLoopUtilization();
       const cpu0 = process.cpuUsage();
+      const threads0 = threadTimes();
       const posted = await postFromWorker(server.url, requests, options.clients);
       if (posted.statuses["201"] !== n) throw new Error(`not every RunEvent was answered 201: ${JSON.stringify(posted.statuses)}`);
       await openLineage.settled();
@@ -251,6 +260,7 @@ export async function benchOpenLineage(options: { runEvents: number; clients: nu
       const mainBusy = performance.eventLoopUtilization(elu0).utilization;
       const cores = (cpu.user + cpu.system) / 1000 / storedMs;
       const cpuPerRunEvent = (cpu.user + cpu.system) / n;
+      const threads = threadsPerRunEvent(threads0, threadTimes(), n);
       const emitter = createEmitter({
         transport: createHttpTransport({ url: server.url }),
         pseudonymKey: "bench-key-".repeat(4),
@@ -276,6 +286,7 @@ export async function benchOpenLineage(options: { runEvents: number; clients: nu
         mainBusy,
         cores,
         cpuPerRunEvent,
+        ...(threads ? { threads } : {}),
         runEventsPerSecond: n / (storedMs / 1000),
         avroEventsPerSecond: n / (avroMs / 1000),
         directPerSecond,
@@ -297,6 +308,45 @@ export async function benchOpenLineage(options: { runEvents: number; clients: nu
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Each thread of this process: its name, and its time on a CPU and waiting for one, in ns (Linux's schedstat); undefined where /proc has none. */
+function threadTimes(): Map<string, { name: string; cpuNs: number; waitNs: number }> | undefined {
+  try {
+    const times = new Map<string, { name: string; cpuNs: number; waitNs: number }>();
+    for (const tid of readdirSync("/proc/self/task")) {
+      try {
+        const [cpuNs, waitNs] = readFileSync(`/proc/self/task/${tid}/schedstat`, "utf8").split(" ").map(Number);
+        const name = tid === String(process.pid) ? "main" : readFileSync(`/proc/self/task/${tid}/comm`, "utf8").trim();
+        times.set(tid, { name, cpuNs: cpuNs ?? 0, waitNs: waitNs ?? 0 });
+      } catch {
+        // The thread ended meanwhile.
+      }
+    }
+    return times.size > 0 ? times : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Threads' time between two readings, in µs a RunEvent: ClickHouse's threads are the ones it names (Node's are all "node"). */
+function threadsPerRunEvent(
+  before: ReturnType<typeof threadTimes>,
+  after: ReturnType<typeof threadTimes>,
+  n: number,
+): OpenLineageBench["threads"] {
+  if (!before || !after) return undefined;
+  const sums = { mainCpu: 0, mainWaiting: 0, clickhouse: 0, nodeOther: 0 };
+  for (const [tid, t] of after) {
+    const b = before.get(tid) ?? { cpuNs: 0, waitNs: 0 };
+    const cpu = (t.cpuNs - b.cpuNs) / 1000 / n;
+    if (t.name === "main") {
+      sums.mainCpu += cpu;
+      sums.mainWaiting += (t.waitNs - b.waitNs) / 1000 / n;
+    } else if (t.name === "node") sums.nodeOther += cpu;
+    else sums.clickhouse += cpu;
+  }
+  return sums;
 }
 
 /** What a processor is made of: the policy, the taxonomy and the codec. */
@@ -413,6 +463,11 @@ export function formatOpenLineageBench(r: OpenLineageBench): string {
     `  POST /api/v1/lineage (OpenLineage JSON)      ${fmt(r.runEventsPerSecond).padStart(8)} RunEvents/s stored, first post to last stored (goal 5,000)`,
     `    of which answered 201 (in the journal)     ${fmt(r.answeredPerSecond).padStart(8)} RunEvents/s`,
     `    main thread busy ${Math.round(r.mainBusy * 100)}%, the process ${r.cores.toFixed(2)} of the machine's cores, ${fmt(r.cpuPerRunEvent)} µs of CPU a RunEvent (load generator included)`,
+    ...(r.threads
+      ? [
+          `    by thread: main ${fmt(r.threads.mainCpu)} µs on a CPU and ${fmt(r.threads.mainWaiting)} µs waiting for one, ClickHouse's threads ${fmt(r.threads.clickhouse)}, Node's others (GC, compiler, libuv's pool) ${fmt(r.threads.nodeOther)} µs a RunEvent`,
+        ]
+      : []),
     `  beside it: the same without the journal     ${fmt(r.directPerSecond).padStart(8)} RunEvents/s, each answered once stored`,
     `  POST /v1/events (our Avro, SDK batches)      ${fmt(r.avroEventsPerSecond).padStart(8)} events/s, the same derivations`,
     `  what this machine allows, in the same run:`,
