@@ -263,7 +263,7 @@ function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Datase
       if (seen === undefined) seen = new Set();
       else if (seen.has(f.name)) continue;
       seen.add(f.name);
-      list.push({ name: f.name, categories: [] });
+      list.push({ name: f.name, categories: NO_CATEGORIES });
     }
     return { namespace: d.namespace, name: d.name, fields: list };
   }
@@ -275,6 +275,12 @@ function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Datase
   for (const [name, categories] of fields) list.push({ name, categories: categories ? [...categories].sort() : [] });
   return { namespace: d.namespace, name: d.name, fields: list };
 }
+
+/**
+ * The categories of a field that has none, one frozen list for all: kept with its event until the
+ * batch is stored, 20 fields of a dataset would otherwise keep 20 empty lists. Never changed.
+ */
+const NO_CATEGORIES = Object.freeze([]) as unknown as string[];
 
 /** A category for a field the schema lists (others are not added). */
 function addCategory(fields: Map<string, Set<string> | undefined>, field: string, category: string): void {
@@ -298,6 +304,7 @@ const STRENGTH: Record<string, number> = { IDENTITY: 1, TRANSFORMATION: 2, AGGRE
 function fieldLineageOf(outputs: readonly DatasetInputOL[]): { mappings: FieldMapping[]; masked: number; mappedOutputs: string[] } {
   const mappings: FieldMapping[] = [];
   let masked = 0;
+  let last: { namespace: string; name: string } | undefined;
   const mappedOutputs: string[] = [];
   for (const out of outputs) {
     const facet = out.facets?.["columnLineage"] as ColumnLineageFacet | undefined;
@@ -337,7 +344,11 @@ function fieldLineageOf(outputs: readonly DatasetInputOL[]): { mappings: FieldMa
               : masking
                 ? Transform.hash
                 : Transform.other;
-        const ref = { namespace: input.namespace, name: input.name, field: input.field };
+        // The dataset's strings of the input before when it names the same one (20 columns of one
+        // table name it 20 times): kept until the batch is stored, one copy instead of 20.
+        if (last === undefined || last.name !== input.name || last.namespace !== input.namespace)
+          last = { namespace: input.namespace, name: input.name };
+        const ref = { namespace: last.namespace, name: last.name, field: input.field };
         if (first === undefined) {
           first = { transform, masking, inputs: [ref] };
           continue;
@@ -392,5 +403,7 @@ export function eventIdOf(ol: Pick<RunEventInput, "eventType" | "eventTime" | "r
   const time = (Number.isFinite(at) && at > 0 ? at : 0).toString(16).padStart(12, "0").slice(-12);
   // Version 8 in byte 6's high nibble; variant 10 in byte 8's top two bits.
   const variant = ((parseInt(hex.charAt(3), 16) & 0x3) | 0x8).toString(16);
-  return `${time.slice(0, 8)}-${time.slice(8, 12)}-8${hex.slice(0, 3)}-${variant}${hex.slice(4, 7)}-${hex.slice(7, 19)}`;
+  // Joined into one flat string (a template literal of these parts is a tree of seven): the id is
+  // kept with its event until the batch is stored, and hashed as a key.
+  return [time.slice(0, 8), time.slice(8, 12), `8${hex.slice(0, 3)}`, variant + hex.slice(4, 7), hex.slice(7, 19)].join("-");
 }
