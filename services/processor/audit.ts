@@ -13,7 +13,7 @@ import {
   type LineageGraph,
 } from "../lineage/index.ts";
 import { parseTraceparent, validateEvent } from "./validate.ts";
-import type { AuditBatch, EventRow } from "./rows.ts";
+import type { AuditBatch, EdgesRow, EventRow } from "./rows.ts";
 import { defaults } from "../config/index.ts";
 
 /** What a USE or SHARE row says about itself (events_v1.verdict). */
@@ -531,11 +531,13 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
         const fromIds = new LastDatasetId();
         const toIds = new LastDatasetId();
         const mappedDatasets = new Set<string>();
+        // The event's edges in one row of parallel arrays, made on its first edge.
+        let edges: EdgesRow | undefined;
         for (const m of e.fieldLineage) {
           const to = toIds.of(m.output);
           mappedDatasets.add(to);
           for (const input of m.inputs)
-            out.edges.push(edgeRow(e, fromIds.of(input), input.field, to, m.output.field, m.transform, mappingMasking(e, m)));
+            addEdge((edges ??= edgesRow(e)), fromIds.of(input), input.field, to, m.output.field, m.transform, mappingMasking(e, m));
         }
         // The mapped fields, made only for an output that is not just a mapped dataset listed without fields.
         let mapped: Set<string> | undefined;
@@ -545,9 +547,11 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
           const outFields = o.fields.length > 0 ? o.fields.map((f) => f.name) : [WHOLE_DATASET];
           for (const f of outFields) {
             if (mapped.has(fieldKey(datasetId(o), f))) continue;
-            for (const i of e.inputs) out.edges.push(edgeRow(e, datasetId(i), WHOLE_DATASET, datasetId(o), f, e.transform, e.masking));
+            for (const i of e.inputs)
+              addEdge((edges ??= edgesRow(e)), datasetId(i), WHOLE_DATASET, datasetId(o), f, e.transform, e.masking);
           }
         }
+        if (edges) out.edges.push(edges);
       }
       if (result.applied) {
         const { subjects: _omitted, ...fact } = e;
@@ -667,15 +671,8 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
   };
 }
 
-function edgeRow(
-  e: DataAccessEvent,
-  fromDataset: string,
-  fromField: string,
-  toDataset: string,
-  toField: string,
-  transform: string,
-  masking: string,
-) {
+/** A DERIVE's edges row, without edges yet. */
+function edgesRow(e: DataAccessEvent): EdgesRow {
   return {
     event_id: e.eventId,
     occurred_at: e.occurredAt,
@@ -683,13 +680,30 @@ function edgeRow(
     job_namespace: e.job.namespace,
     job_name: e.job.name,
     run_id: e.runId,
-    from_dataset: fromDataset,
-    from_field: fromField,
-    to_dataset: toDataset,
-    to_field: toField,
-    transform,
-    masking,
+    from_datasets: [],
+    from_fields: [],
+    to_datasets: [],
+    to_fields: [],
+    transforms: [],
+    maskings: [],
   };
+}
+
+function addEdge(
+  row: EdgesRow,
+  fromDataset: string,
+  fromField: string,
+  toDataset: string,
+  toField: string,
+  transform: string,
+  masking: string,
+): void {
+  row.from_datasets.push(fromDataset);
+  row.from_fields.push(fromField);
+  row.to_datasets.push(toDataset);
+  row.to_fields.push(toField);
+  row.transforms.push(transform);
+  row.maskings.push(masking);
 }
 
 function fieldsOf(datasets: readonly { namespace: string; name: string; fields: { name: string }[] }[]): string[] {

@@ -13,5 +13,5 @@ export type {
 export { createAuditor, defaultAuditorOptions, describePaths, FindingKind } from "./audit.ts";
 export type { Auditor, AuditorOptions, EventMeta, LineageNeed, PathUse, StoredWrite } from "./audit.ts";
 export { validateEvent, parseTraceparent, RawIdentifierError } from "./validate.ts";
-export { emptyBatch } from "./rows.ts";
+export { emptyBatch, edgeRowsOf } from "./rows.ts";
 export type * from "./rows.ts";

@@ -400,7 +400,8 @@ export function createProcessor(config: ProcessorConfig, deps: { sink: AuditSink
 const rowKeys: { [K in keyof AuditBatch]: (row: AuditBatch[K][number]) => string } = {
   events: (r) => r.event_id,
   labels: (r) => r.label_id,
-  edges: (r) => `${r.event_id}|${r.from_dataset}#${r.from_field}>${r.to_dataset}#${r.to_field}`,
+  // An event's edges come whole from its content: one row per event id and what the id guard tells contents apart by.
+  edges: (r) => `${r.event_id}|${r.occurred_at}|${r.service}|${r.job_namespace}|${r.job_name}|${r.run_id}`,
   facts: (r) => r.fact_key,
   violations: (r) => r.violation_id,
   paths: (r) => r.path_id,

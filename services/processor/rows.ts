@@ -41,6 +41,7 @@ export interface LabelRow {
   data_subject: string;
 }
 
+/** One edge, as lineage_edges_v1 holds it (one row an edge). */
 export interface EdgeRow {
   event_id: string;
   occurred_at: number;
@@ -54,6 +55,44 @@ export interface EdgeRow {
   to_field: string;
   transform: string;
   masking: string;
+}
+
+/**
+ * A DERIVE's edges as the processor writes them (lineage_edges_in_v1): the event's columns once,
+ * its edges in parallel arrays (edge i is from_datasets[i]#from_fields[i] to
+ * to_datasets[i]#to_fields[i]); ClickHouse unrolls them into lineage_edges_v1, one row an edge.
+ */
+export interface EdgesRow {
+  event_id: string;
+  occurred_at: number;
+  service: string;
+  job_namespace: string;
+  job_name: string;
+  run_id: string;
+  from_datasets: string[];
+  from_fields: string[];
+  to_datasets: string[];
+  to_fields: string[];
+  transforms: string[];
+  maskings: string[];
+}
+
+/** A DERIVE's edges one by one, as lineage_edges_v1 holds them. */
+export function edgeRowsOf(row: EdgesRow): EdgeRow[] {
+  return row.from_datasets.map((from, i) => ({
+    event_id: row.event_id,
+    occurred_at: row.occurred_at,
+    service: row.service,
+    job_namespace: row.job_namespace,
+    job_name: row.job_name,
+    run_id: row.run_id,
+    from_dataset: from,
+    from_field: row.from_fields[i] as string,
+    to_dataset: row.to_datasets[i] as string,
+    to_field: row.to_fields[i] as string,
+    transform: row.transforms[i] as string,
+    masking: row.maskings[i] as string,
+  }));
 }
 
 export interface FactRow {
@@ -147,7 +186,8 @@ export interface DeadLetterRow {
 export interface AuditBatch {
   events: EventRow[];
   labels: LabelRow[];
-  edges: EdgeRow[];
+  /** One row a DERIVE with edges. */
+  edges: EdgesRow[];
   facts: FactRow[];
   violations: ViolationRow[];
   paths: PathRow[];

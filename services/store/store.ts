@@ -5,7 +5,7 @@ import { ClickHouseLogLevel, createClient, type ClickHouseClient } from "@clickh
 import { createChdbConnection } from "chdb/connection";
 import { StoreError, StoreDataError, ConfigError } from "../errors/index.ts";
 import type { DataAccessEvent } from "../codec/index.ts";
-import type { AuditBatch, AuditSink, EdgeRow } from "../processor/index.ts";
+import type { AuditBatch, AuditSink } from "../processor/index.ts";
 import type { ProvenanceRows } from "../provenance/index.ts";
 
 /** What a provenance snapshot was computed from (provenance_versions_v1). */
@@ -371,11 +371,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         // One content per event id: another content under a known id is a finding, not a second event.
         if (input.events.length > 0) batch = guardEventIds(input, await storedDigests(input)).batch;
         // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
-        await Promise.all([
-          insert(Table.facts, batch.facts),
-          insert(Table.edgesIn, edgesByEvent(batch.edges)),
-          insert(Table.labels, batch.labels),
-        ]);
+        await Promise.all([insert(Table.facts, batch.facts), insert(Table.edgesIn, batch.edges), insert(Table.labels, batch.labels)]);
         await insert(Table.events, batch.events);
       } finally {
         for (const id of ids) if (idsInFlight.get(id) === mine) idsInFlight.delete(id);
@@ -703,49 +699,4 @@ export function splitStatements(text: string): string[] {
     .split(/;\s*(?:\n|$)/)
     .map((s) => s.replace(/^\s*--.*$/gm, "").trim())
     .filter((s) => s.length > 0);
-}
-
-/** A row of lineage_edges_in_v1: the event's columns once, its edges' in parallel arrays. */
-type StagedEdges = Pick<EdgeRow, "event_id" | "occurred_at" | "service" | "job_namespace" | "job_name" | "run_id"> & {
-  [K in "from_datasets" | "from_fields" | "to_datasets" | "to_fields" | "transforms" | "maskings"]: string[];
-};
-
-/** One staging row per run of consecutive edges of one event (as the processor writes them): lineage_edges_in_v1. */
-export function edgesByEvent(edges: readonly EdgeRow[]): object[] {
-  const rows: StagedEdges[] = [];
-  let row: StagedEdges | undefined;
-  for (const e of edges) {
-    if (
-      row === undefined ||
-      row.event_id !== e.event_id ||
-      row.occurred_at !== e.occurred_at ||
-      row.service !== e.service ||
-      row.job_namespace !== e.job_namespace ||
-      row.job_name !== e.job_name ||
-      row.run_id !== e.run_id
-    ) {
-      row = {
-        event_id: e.event_id,
-        occurred_at: e.occurred_at,
-        service: e.service,
-        job_namespace: e.job_namespace,
-        job_name: e.job_name,
-        run_id: e.run_id,
-        from_datasets: [],
-        from_fields: [],
-        to_datasets: [],
-        to_fields: [],
-        transforms: [],
-        maskings: [],
-      };
-      rows.push(row);
-    }
-    row.from_datasets.push(e.from_dataset);
-    row.from_fields.push(e.from_field);
-    row.to_datasets.push(e.to_dataset);
-    row.to_fields.push(e.to_field);
-    row.transforms.push(e.transform);
-    row.maskings.push(e.masking);
-  }
-  return rows;
 }

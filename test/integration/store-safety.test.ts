@@ -216,7 +216,7 @@ describe("one event id, one content", () => {
     const raw = async (batch: AuditBatch) => {
       for (const [table, rows] of [
         [Table.facts, batch.facts],
-        [Table.edges, batch.edges],
+        [Table.edgesIn, batch.edges],
         [Table.labels, batch.labels],
         [Table.events, batch.events],
         [Table.paths, batch.paths],

@@ -11,7 +11,7 @@ import {
   Table,
   type Store,
 } from "../../services/store/index.ts";
-import { createProcessor } from "../../services/processor/index.ts";
+import { createProcessor, edgeRowsOf } from "../../services/processor/index.ts";
 import { createEmitter, createInProcessTransport, createMemoryTransport } from "../../services/emitter/index.ts";
 import { emptyGroundTruth, generateScenario, SCENARIO_RULE } from "../../services/demo/index.ts";
 import { StoreError } from "../../services/errors/index.ts";
@@ -135,7 +135,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       const made: string[] = [];
       const sink = {
         write: async (batch: Parameters<Store["write"]>[0]) => {
-          for (const e of batch.edges)
+          for (const e of batch.edges.flatMap(edgeRowsOf))
             made.push(
               [
                 e.event_id,

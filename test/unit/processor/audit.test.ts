@@ -3,6 +3,7 @@ import { Masking, Transform, type DataAccessEvent } from "../../../services/code
 import { InputError } from "../../../services/errors/index.ts";
 import {
   createAuditor,
+  edgeRowsOf,
   emptyBatch,
   FindingKind,
   RawIdentifierError,
@@ -64,7 +65,9 @@ describe("auditor: the 2019 case", () => {
     const lineage = lineage2019();
     expect(lineage.events.map((r) => r.kind)).toEqual(["COLLECT", "DERIVE", "DERIVE", "DERIVE"]);
     expect(lineage.facts).toHaveLength(4);
-    expect(lineage.edges.map((e) => `${e.from_dataset}#${e.from_field}>${e.to_dataset}#${e.to_field}:${e.transform}`)).toEqual([
+    expect(
+      lineage.edges.flatMap(edgeRowsOf).map((e) => `${e.from_dataset}#${e.from_field}>${e.to_dataset}#${e.to_field}:${e.transform}`),
+    ).toEqual([
       "wh/security.two_factor#phone_number>wh/profile.contact_points#phone_number:COPY",
       "wh/profile.contact_points#phone_number>wh/identity.graph#security_phone:JOIN",
       "wh/identity.graph#security_phone>wh/ads.matching_keys#phone_sha256:HASH",
