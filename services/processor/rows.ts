@@ -41,14 +41,18 @@ export interface LabelRow {
   data_subject: string;
 }
 
-/** One edge, as lineage_edges_v1 holds it (one row an edge). */
-export interface EdgeRow {
+/** What a row of edges has of the DERIVE that made them. */
+export interface EdgeEventColumns {
   event_id: string;
   occurred_at: number;
   service: string;
   job_namespace: string;
   job_name: string;
   run_id: string;
+}
+
+/** One edge, as lineage_edges_v1 holds it (one row an edge). */
+export interface EdgeRow extends EdgeEventColumns {
   from_dataset: string;
   from_field: string;
   to_dataset: string;
@@ -62,13 +66,7 @@ export interface EdgeRow {
  * its edges in parallel arrays (edge i is from_datasets[i]#from_fields[i] to
  * to_datasets[i]#to_fields[i]); ClickHouse unrolls them into lineage_edges_v1, one row an edge.
  */
-export interface EdgesRow {
-  event_id: string;
-  occurred_at: number;
-  service: string;
-  job_namespace: string;
-  job_name: string;
-  run_id: string;
+export interface EdgesRow extends EdgeEventColumns {
   from_datasets: string[];
   from_fields: string[];
   to_datasets: string[];
