@@ -234,9 +234,8 @@ function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Datase
   const schema = d.facets?.["schema"] as { fields?: { name: string }[] } | undefined;
   const schemaFields = schema?.fields ?? [];
   const tags = (d.facets?.["tags"] as { tags?: { key: string; value: string; field?: string }[] } | undefined)?.tags ?? [];
-  // Field name -> its categories (a set made only for a field that gets one: most get none).
-  const fields = new Map<string, Set<string> | undefined>();
-  let tagged = false;
+  // Field name -> its categories, made on the first category (tagged when made by a tag).
+  let fields: Map<string, Set<string> | undefined> | undefined;
   for (let i = 0; i < tags.length; i++) {
     const tag = tags[i] as (typeof tags)[number];
     if (tag.key !== CATEGORY_TAG_KEY) continue;
@@ -248,32 +247,34 @@ function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Datase
       throw new InputError(`OpenLineage event: ${path}/facets/tags/tags/${i}/field must name the field that holds the category`, {
         context: { path: `${path}/facets/tags/tags/${i}/field` },
       });
-    if (!tagged) for (const f of schemaFields) if (!fields.has(f.name)) fields.set(f.name, undefined);
-    tagged = true;
     // Categories annotate the fields the schema lists; they never add one (a field list narrows
     // what a use of the dataset reads, and no schema means the whole dataset).
-    addCategory(fields, tag.field, tag.value);
+    addCategory((fields ??= fieldsOfSchema(schemaFields)), tag.field, tag.value);
   }
-  const classified = tagged || !options.classification ? undefined : options.classification.categoriesOf(d.namespace, d.name);
-  if (!tagged && (classified === undefined || classified.size === 0)) {
+  if (fields === undefined && options.classification) {
+    for (const [field, categories] of options.classification.categoriesOf(d.namespace, d.name))
+      for (const c of categories) addCategory((fields ??= fieldsOfSchema(schemaFields)), field, c);
+  }
+  const list: Dataset["fields"] = [];
+  if (fields === undefined) {
     // Most datasets: their schema's fields, none with a category (each once, in schema order).
-    const list: Dataset["fields"] = [];
-    let seen: Set<string> | undefined;
+    const seen = new Set<string>();
     for (const f of schemaFields) {
-      if (seen === undefined) seen = new Set();
-      else if (seen.has(f.name)) continue;
+      if (seen.has(f.name)) continue;
       seen.add(f.name);
       list.push({ name: f.name, categories: NO_CATEGORIES });
     }
-    return { namespace: d.namespace, name: d.name, fields: list };
+  } else {
+    for (const [name, categories] of fields) list.push({ name, categories: categories ? [...categories].sort() : [] });
   }
-  if (classified !== undefined) {
-    for (const f of schemaFields) if (!fields.has(f.name)) fields.set(f.name, undefined);
-    for (const [field, categories] of classified) for (const c of categories) addCategory(fields, field, c);
-  }
-  const list: Dataset["fields"] = [];
-  for (const [name, categories] of fields) list.push({ name, categories: categories ? [...categories].sort() : [] });
   return { namespace: d.namespace, name: d.name, fields: list };
+}
+
+/** The schema's fields, each once in schema order, without categories yet. */
+function fieldsOfSchema(schemaFields: readonly { name: string }[]): Map<string, Set<string> | undefined> {
+  const fields = new Map<string, Set<string> | undefined>();
+  for (const f of schemaFields) if (!fields.has(f.name)) fields.set(f.name, undefined);
+  return fields;
 }
 
 /**
