@@ -1,6 +1,17 @@
 import { hash } from "node:crypto";
 import { coveredByAny } from "../taxonomy/index.ts";
-import { EventKind, Masking, mappingMasking, ownMasking, type DataAccessEvent, type Transform } from "../codec/index.ts";
+import {
+  EventKind,
+  Masking,
+  mappingMasking,
+  ownMasking,
+  type DataAccessEvent,
+  type Dataset,
+  type DatasetField,
+  type FieldMapping,
+  type FieldRef,
+  type Transform,
+} from "../codec/index.ts";
 import type { Declassification } from "../rules/index.ts";
 import type { ApplyResult, FieldSelector, Hop, Label, LabelLookup } from "./types.ts";
 
@@ -356,13 +367,13 @@ export function sameFact(a: DataAccessEvent, b: DataAccessEvent): boolean {
   )
     return false;
   for (let i = 0; i < a.fieldLineage.length; i++) {
-    const m = a.fieldLineage[i] as DataAccessEvent["fieldLineage"][number];
-    const n = b.fieldLineage[i] as DataAccessEvent["fieldLineage"][number];
+    const m = a.fieldLineage[i] as FieldMapping;
+    const n = b.fieldLineage[i] as FieldMapping;
     if (!sameRef(m.output, n.output) || m.output.field !== n.output.field || m.transform !== n.transform) return false;
     if (ownMasking(m) !== ownMasking(n) || m.inputs.length !== n.inputs.length) return false;
     for (let j = 0; j < m.inputs.length; j++) {
-      const x = m.inputs[j] as DataAccessEvent["fieldLineage"][number]["inputs"][number];
-      const y = n.inputs[j] as DataAccessEvent["fieldLineage"][number]["inputs"][number];
+      const x = m.inputs[j] as FieldRef;
+      const y = n.inputs[j] as FieldRef;
       if (!sameRef(x, y) || x.field !== y.field) return false;
     }
   }
@@ -378,15 +389,15 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
-function sameDatasets(a: DataAccessEvent["inputs"], b: DataAccessEvent["inputs"]): boolean {
+function sameDatasets(a: readonly Dataset[], b: readonly Dataset[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
-    const d = a[i] as DataAccessEvent["inputs"][number];
-    const e = b[i] as DataAccessEvent["inputs"][number];
+    const d = a[i] as Dataset;
+    const e = b[i] as Dataset;
     if (!sameRef(d, e) || d.fields.length !== e.fields.length) return false;
     for (let j = 0; j < d.fields.length; j++) {
-      const f = d.fields[j] as DataAccessEvent["inputs"][number]["fields"][number];
-      const g = e.fields[j] as DataAccessEvent["inputs"][number]["fields"][number];
+      const f = d.fields[j] as DatasetField;
+      const g = e.fields[j] as DatasetField;
       if (f.name !== g.name || !sameStrings(f.categories, g.categories)) return false;
     }
   }
