@@ -75,10 +75,10 @@ export function createLineageGraph(declassify: readonly Declassification[], obse
   let fieldEdges = new Map<string, Edge[]>(); // field key -> edges
   let datasetEdges = new Map<string, Edge[]>(); // dataset id -> edges from the whole dataset
   let edgeKeys = new Set<string>();
-  let facts = new Set<string>();
-  // The last fact applied or seen per job, its key in `facts`: a job that runs again with the same
+  let facts = new Map<string, string>(); // fact key -> its id (factDigest)
+  // The last fact applied or seen per job, with its id: a job that runs again with the same
   // lineage (most runs of a scheduled job) is told apart without building its key (sameFact).
-  let lastOfJob = new Map<string, DataAccessEvent>();
+  let lastOfJob = new Map<string, { event: DataAccessEvent; fact: string }>();
   let described = new Set<string>();
   let version = 0;
   let edgeCount = 0;
@@ -262,17 +262,19 @@ export function createLineageGraph(declassify: readonly Declassification[], obse
       // which hashing a DERIVE of 20 columns' key (1.5 KB) made a tenth of the processor's time.
       const job = jobOf(event);
       const last = lastOfJob.get(job);
-      if (last !== undefined && sameFact(last, event)) return { applied: false, changedDatasets: [] };
+      if (last !== undefined && sameFact(last.event, event)) return { applied: false, changedDatasets: [], fact: last.fact };
+      // Known by its whole key: a fact seen before (most of a stream's COLLECTs) costs no hashing.
+      const key = factKey(event);
+      const known = facts.get(key);
+      const fact = known ?? digestOf(key);
       // Kept only without subjects (a DERIVE's usual case), so what is held stays small: at most
       // LAST_OF_JOB_LIMIT events of a few KB, never a COLLECT's list of people.
       if (event.subjects.length === 0) {
         if (lastOfJob.size >= LAST_OF_JOB_LIMIT) lastOfJob.clear();
-        lastOfJob.set(job, event);
+        lastOfJob.set(job, { event, fact });
       }
-      // Known by its whole key: a fact seen before (most of a stream's COLLECTs) costs no hashing.
-      const key = factKey(event);
-      if (facts.has(key)) return { applied: false, changedDatasets: [] };
-      facts.add(key);
+      if (known !== undefined) return { applied: false, changedDatasets: [], fact };
+      facts.set(key, fact);
       const changed = new Set<string>();
       const describedBefore = described.size;
       if (event.kind === EventKind.collect) applyCollect(event, changed);
@@ -286,7 +288,7 @@ export function createLineageGraph(declassify: readonly Declassification[], obse
       }
       // Lookups depend on labels and on which datasets are described: either change invalidates them.
       if (changed.size > 0 || described.size > describedBefore) version++;
-      return { applied: true, changedDatasets: [...changed], fact: digestOf(key) };
+      return { applied: true, changedDatasets: [...changed], fact };
     },
     labelsOf(selectors) {
       const found = new Map<string, Label>();
@@ -309,7 +311,7 @@ export function createLineageGraph(declassify: readonly Declassification[], obse
       fieldEdges = new Map();
       datasetEdges = new Map();
       edgeKeys = new Set();
-      facts = new Set();
+      facts = new Map();
       lastOfJob = new Map();
       described = new Set();
       edgeCount = 0;

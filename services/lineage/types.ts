@@ -51,6 +51,9 @@ export interface ApplyResult {
   /** False when the same lineage fact was applied before (idempotent replays, repeated daily jobs). */
   applied: boolean;
   changedDatasets: string[];
-  /** The fact's id (`factDigest`) when it was applied (a new lineage fact). */
+  /**
+   * The fact's id (`factDigest`) for a COLLECT or DERIVE, applied now or before: a run that repeats
+   * a known fact is stored pointing at it (events_v1.fact_key), its edges not written again.
+   */
   fact?: string;
 }

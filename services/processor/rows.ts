@@ -31,6 +31,8 @@ export interface EventRow {
   traceparent?: string;
   pseudonym_key_id?: string;
   attributes?: Record<string, string>;
+  /** COLLECT and DERIVE: the lineage fact the event is an instance of (lineage_facts_v1.fact_key, lineage_edges_v1.fact_key). */
+  fact_key?: string;
 }
 
 export interface LabelRow {
@@ -44,6 +46,8 @@ export interface LabelRow {
 /** What a row of edges has of the DERIVE that made them. */
 export interface EdgeEventColumns {
   event_id: string;
+  /** The fact the edges belong to: every run that repeats it points at them by this key (events_v1.fact_key). */
+  fact_key: string;
   occurred_at: number;
   service: string;
   job_namespace: string;
@@ -79,6 +83,7 @@ export interface EdgesRow extends EdgeEventColumns {
 export function edgeRowsOf(row: EdgesRow): EdgeRow[] {
   return row.from_datasets.map((from, i) => ({
     event_id: row.event_id,
+    fact_key: row.fact_key,
     occurred_at: row.occurred_at,
     service: row.service,
     job_namespace: row.job_namespace,

@@ -445,6 +445,8 @@ export async function refreshProvenance(store: Store, policy: Policy, options: R
 }
 
 interface StoredLineageRow extends StoredUseRow {
+  /** The lineage fact a COLLECT or DERIVE is an instance of; '' in rows stored before migration 020. */
+  fact_key: string;
   output_fields: string[];
   output_categories: string[][];
   categories: string[];
@@ -461,7 +463,7 @@ async function storedHistory(store: Store, onProgress: (done: number, total: num
   const total = Number(count?.n ?? 0);
   const columns = `event_id, kind, toString(toUnixTimestamp64Milli(occurred_at)) AS at, service, job_namespace, job_name, run_id,
                    input_fields, output_fields, output_categories, categories, purposes, data_subject, subjects, transform, masking,
-                   recipient, recipient_external, traceparent, pseudonym_key_id`;
+                   recipient, recipient_external, traceparent, pseudonym_key_id, fact_key`;
   const history: DataAccessEvent[] = [];
   const datasets = new Map<string, { namespace: string; name: string; fields: { name: string; categories: string[] }[] }>();
   /** Dataset values shared between events: a million sign-ups write the same two fields. */
@@ -488,6 +490,8 @@ async function storedHistory(store: Store, onProgress: (done: number, total: num
     return [...byDataset].map(([id, fields]) => dataset(id, fields));
   };
   const derives = new Map<string, DataAccessEvent>();
+  /** DERIVEs by the fact they are runs of: a run that repeats a known fact has no edges of its own, only its fact's. */
+  const derivesOfFact = new Map<string, DataAccessEvent[]>();
   // A window of whole days at a time, about PAGE rows each (from a count per day): each query then
   // reads only its partitions and primary-key ranges. No FINAL: a row stored twice before a merge
   // is the same event under the same id, kept once here.
@@ -530,6 +534,11 @@ async function storedHistory(store: Store, onProgress: (done: number, total: num
           masking: (r.masking || "NONE") as Masking,
         };
         derives.set(e.eventId, e);
+        if (r.fact_key !== "") {
+          const runs = derivesOfFact.get(r.fact_key);
+          if (runs) runs.push(e);
+          else derivesOfFact.set(r.fact_key, [e]);
+        }
         history.push(e);
       } else {
         history.push(base);
@@ -541,16 +550,18 @@ async function storedHistory(store: Store, onProgress: (done: number, total: num
   if (derives.size > 0) {
     let edgeCursor = "";
     for (;;) {
-      const edges = await store.query<{ event_id: string; from: string; to: string; transform: string; masking: string }>(
-        `SELECT event_id, concat(from_dataset, '#', from_field) AS from, concat(to_dataset, '#', to_field) AS to, any(transform) AS transform,
-                any(masking) AS masking
+      const edges = await store.query<{ event_id: string; fact_key: string; from: string; to: string; transform: string; masking: string }>(
+        `SELECT event_id, any(fact_key) AS fact_key, concat(from_dataset, '#', from_field) AS from, concat(to_dataset, '#', to_field) AS to,
+                any(transform) AS transform, any(masking) AS masking
          FROM ${db}.${Table.edges} WHERE from_field != '*' AND event_id > {after:String}
          GROUP BY event_id, from, to ORDER BY event_id, to, from LIMIT {limit:UInt32}`,
         { after: edgeCursor, limit: PAGE },
       );
       for (const g of groupBy(edges, (x) => x.event_id)) {
-        const e = derives.get(g[0]?.event_id ?? "");
-        if (!e) continue;
+        // The event that wrote these edges, and the runs that repeat its fact (they wrote none).
+        const own = derives.get(g[0]?.event_id ?? "");
+        const runs = (derivesOfFact.get(g[0]?.fact_key ?? "") ?? []).filter((r) => r !== own && r.fieldLineage.length === 0);
+        if (!own && runs.length === 0) continue;
         const lineage = new Map<string, DataAccessEvent["fieldLineage"][number]>();
         for (const x of g) {
           // Each edge keeps the masking its mapping applied (its own or the event's, schema version 3).
@@ -563,7 +574,10 @@ async function storedHistory(store: Store, onProgress: (done: number, total: num
           lineage.set(x.to, m);
           m.inputs.push(fieldRef(x.from));
         }
-        e.fieldLineage = [...lineage.values()];
+        const fieldLineage = [...lineage.values()];
+        if (own) own.fieldLineage = fieldLineage;
+        // Shared: the model only reads a DERIVE's field lineage.
+        for (const r of runs) r.fieldLineage = fieldLineage;
       }
       if (edges.length < PAGE) break;
       // A page may end inside an event: take that event again whole from the next page on.

@@ -370,8 +370,10 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
         await Promise.all(earlier);
         // One content per event id: another content under a known id is a finding, not a second event.
         if (input.events.length > 0) batch = guardEventIds(input, await storedDigests(input)).batch;
-        // Facts and edges first: if a crash interrupts the batch, the lineage is never behind the uses.
-        await Promise.all([insert(Table.facts, batch.facts), insert(Table.edgesIn, batch.edges), insert(Table.labels, batch.labels)]);
+        // Edges, then facts, then events: if a crash interrupts the batch, the lineage is never behind
+        // the uses, and a stored fact always has its edges (a later run of it only points at them).
+        await Promise.all([insert(Table.edgesIn, batch.edges), insert(Table.labels, batch.labels)]);
+        await insert(Table.facts, batch.facts);
         await insert(Table.events, batch.events);
       } finally {
         for (const id of ids) if (idsInFlight.get(id) === mine) idsInFlight.delete(id);

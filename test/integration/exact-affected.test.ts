@@ -222,6 +222,70 @@ describe("exact affected users in the store", () => {
     expect(answer.possiblyNotExactly.reasons.noProvenance).toBe(1);
   });
 
+  it("carries what was collected between a job's runs by its repeated run, whose edges are its first run's (stored once)", async () => {
+    const job = { namespace: "nightly", name: "sync-contact" };
+    const run = (runId: string, at: number) =>
+      deriveFields([map(ref("profile.contact", "phone"), [ref("security.two_factor", "phone")], Transform.copy)], {
+        job,
+        runId,
+        occurredAt: at,
+      });
+    const [first, second] = [run("run-1", day(2)), run("run-2", day(4))];
+    const history = [
+      collect("security.two_factor", { phone: [PHONE] }, [SECURITY], { subjects: [alice], occurredAt: day(1) }),
+      first,
+      // Collected after the first run: only the second carries bob's number, and neither run
+      // carries erin's backup number (no mapping reads that field, though the dataset is an input).
+      collect("security.two_factor", { phone: [PHONE] }, [SECURITY], { subjects: [bob], occurredAt: day(3) }),
+      collect("security.two_factor", { backup_phone: [PHONE] }, [SECURITY], { subjects: [erin], occurredAt: day(3) }),
+      second,
+      use([read("profile.contact", "phone")], [ADS], { subjects: [alice, bob, carol, erin], occurredAt: day(5) }),
+    ];
+    for (const order of [history, [...history].reverse()]) {
+      await expectStoreEqualsReference(order, 2);
+      expect((await exactAffected(store, RULE)).exact.users).toBe(2);
+      expect((await exactAffected(store, RULE, { to: day(3) })).exact.users).toBe(0);
+      // One run stored the edge; both point at its fact.
+      const db = store.database;
+      const edges = await store.query<{ event_id: string; fact_key: string }>(
+        `SELECT event_id, fact_key FROM ${db}.lineage_edges_v1 FINAL`,
+      );
+      expect(edges).toHaveLength(1);
+      const runs = await store.query<{ run_id: string; fact_key: string }>(
+        `SELECT run_id, fact_key FROM ${db}.events_v1 FINAL WHERE kind = 'DERIVE' ORDER BY run_id`,
+      );
+      expect(runs.map((r) => r.run_id)).toEqual(["run-1", "run-2"]);
+      expect(runs.map((r) => r.fact_key)).toEqual([edges[0]?.fact_key, edges[0]?.fact_key]);
+      expect(edges[0]?.event_id).toBe((order === history ? first : second).eventId);
+    }
+  });
+
+  it("reads the edges of DERIVEs stored before migration 020 (no fact_key) under their own event ids", async () => {
+    const copy = (runId: string, at: number) =>
+      deriveFields([map(ref("profile.contact", "phone"), [ref("security.two_factor", "phone")], Transform.copy)], {
+        job: { namespace: "nightly", name: "sync-contact" },
+        runId,
+        occurredAt: at,
+      });
+    const history = [
+      collect("security.two_factor", { phone: [PHONE] }, [SECURITY], { subjects: [alice], occurredAt: day(1) }),
+      copy("run-1", day(2)),
+      collect("security.two_factor", { backup_phone: [PHONE] }, [SECURITY], { subjects: [erin], occurredAt: day(3) }),
+      use([read("profile.contact", "phone")], [ADS], { subjects: [alice, erin], occurredAt: day(5) }),
+    ];
+    await expectStoreEqualsReference(history);
+    // As an older store holds them: no fact key on the event nor on its edges.
+    for (const table of ["events_v1", "lineage_edges_v1"])
+      await store.command(`ALTER TABLE ${store.database}.${table} UPDATE fact_key = '' WHERE 1 SETTINGS mutations_sync = 2`);
+    const [left] = await store.query<{ n: string }>(
+      `SELECT toString(countIf(fact_key != '')) AS n FROM ${store.database}.lineage_edges_v1`,
+    );
+    expect(left?.n).toBe("0");
+    expect((await refreshProvenance(store, policy, { force: true })).fresh).toBe(false);
+    // Field lineage still: erin's backup number never reached the used field.
+    expect((await exactAffected(store, RULE)).exact.users).toBe(1);
+  });
+
   it("equals the reference's whole answer on random histories, in random batches and arrival orders", async () => {
     let run = 0;
     await fc.assert(

@@ -87,6 +87,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       "017_openlineage_events_v1.sql",
       "018_lineage_edges_in.sql",
       "019_openlineage_static_events.sql",
+      "020_lineage_fact_keys.sql",
     ]);
   });
 
@@ -128,7 +129,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
     expect(await affectedSummary(store, { ruleId: SCENARIO_RULE })).toEqual(summary);
   });
 
-  it("stores every edge the processor made, one row each, through the staging table's arrays (migration 018)", async () => {
+  it("stores every edge the processor made once per lineage fact, one row each, through the staging table's arrays (migrations 018, 020)", async () => {
     const s = await openStore({ path: dir, database: randomDatabase("edges") });
     try {
       await s.migrate();
@@ -139,6 +140,7 @@ describe("store on the real ClickHouse engine (chDB)", () => {
             made.push(
               [
                 e.event_id,
+                e.fact_key,
                 e.occurred_at,
                 e.service,
                 e.job_name,
@@ -159,12 +161,22 @@ describe("store on the real ClickHouse engine (chDB)", () => {
       for (let i = 0; i < messages.length; i += 500)
         await processor.processMessages(messages.slice(i, i + 500).map((bytes, k) => ({ bytes, source: `m#${i + k}` })));
       const stored = await s.query<{ row: string }>(
-        `SELECT concat(event_id, '|', toString(toUnixTimestamp64Milli(occurred_at)), '|', service, '|', job_name, '|', run_id, '|', from_dataset, '|', from_field, '|', to_dataset, '|', to_field, '|', transform, '|', masking) AS row
+        `SELECT concat(event_id, '|', fact_key, '|', toString(toUnixTimestamp64Milli(occurred_at)), '|', service, '|', job_name, '|', run_id, '|', from_dataset, '|', from_field, '|', to_dataset, '|', to_field, '|', transform, '|', masking) AS row
          FROM ${s.database}.${Table.edges} FINAL`,
       );
       // Several DERIVEs with several edges each, in the batches as made.
       expect(new Set(made.map((m) => m.split("|")[0])).size).toBeGreaterThan(3);
-      expect(made.length).toBeGreaterThan(20);
+      expect(made.length).toBeGreaterThan(10);
+      // Every DERIVE stored finds its edges by its fact, whether its run wrote them or an earlier one did.
+      const [derives] = await s.query<{ runs: string; facts: string; orphans: string }>(
+        `SELECT toString(count()) AS runs, toString(uniqExact(fact_key)) AS facts,
+                toString(countIf(fact_key = '' OR fact_key NOT IN (SELECT fact_key FROM ${s.database}.${Table.edges}))) AS orphans
+         FROM ${s.database}.${Table.events} FINAL WHERE kind = 'DERIVE'`,
+      );
+      expect(derives?.orphans).toBe("0");
+      // The scenario's jobs run again with the same lineage: more runs than facts, and edges only from the first of each.
+      expect(Number(derives?.runs)).toBeGreaterThan(Number(derives?.facts));
+      expect(new Set(made.map((m) => m.split("|")[0])).size).toBe(Number(derives?.facts));
       // One row per distinct edge: the same edge again (a message redelivered) is one row (ReplacingMergeTree).
       expect(stored.map((r) => r.row).sort()).toEqual([...new Set(made)].sort());
       const [staged] = await s.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${s.database}.${Table.edgesIn}`);

@@ -343,8 +343,9 @@ describe("lineage graph: late facts, unknown datasets, idempotence, cycles", () 
       runId: "run-2",
       subjects: [pseudo(1)],
     };
-    expect(g.apply(again)).toEqual({ applied: false, changedDatasets: [] });
-    expect(g.apply(first)).toEqual({ applied: false, changedDatasets: [] });
+    // Each repeat names the fact it repeats: its row points there instead of storing the lineage again.
+    expect(g.apply(again)).toEqual({ applied: false, changedDatasets: [], fact });
+    expect(g.apply(first)).toEqual({ applied: false, changedDatasets: [], fact });
     expect(g.version).toBe(1);
     expect(g.stats.facts).toBe(1);
     expect(labelsAt(g, "src", "phone")).toHaveLength(1);
@@ -548,10 +549,14 @@ describe("lineage graph: a job's repeated fact (sameFact)", () => {
         runId,
         job: { namespace: "dbt", name: "keys" },
       });
-    expect(g.apply(fact("k", "run-1")).applied).toBe(true);
-    expect(g.apply(fact("k", "run-2")).applied).toBe(false); // its last fact again
-    expect(g.apply(fact("j", "run-3")).applied).toBe(true); // the job's lineage changed
-    expect(g.apply(fact("k", "run-4")).applied).toBe(false); // back to a fact seen before its last
+    expect(g.apply(fact("k", "run-1"))).toMatchObject({ applied: true, fact: factDigest(fact("k", "run-1")) });
+    // Its last fact again: known without its key, and named by the id the first run stored.
+    expect(g.apply(fact("k", "run-2"))).toEqual({ applied: false, changedDatasets: [], fact: factDigest(fact("k", "run-1")) });
+    expect(g.apply(fact("j", "run-3"))).toMatchObject({ applied: true, fact: factDigest(fact("j", "run-3")) }); // the job's lineage changed
+    // Back to a fact seen before its last: known by its key.
+    expect(g.apply(fact("k", "run-4"))).toEqual({ applied: false, changedDatasets: [], fact: factDigest(fact("k", "run-1")) });
+    expect(g.apply(fact("k", "run-5"))).toEqual({ applied: false, changedDatasets: [], fact: factDigest(fact("k", "run-1")) });
+    expect(factDigest(fact("j", "run-3"))).not.toBe(factDigest(fact("k", "run-1")));
     expect(g.stats.facts).toBe(2);
     // A fact with subjects is not kept as a job's last (it may name many people): still known by its key.
     const withSubjects = (runId: string) => ({ ...fact("k", runId), subjects: [pseudo("alice")] });
@@ -566,7 +571,8 @@ describe("lineage graph: a job's repeated fact (sameFact)", () => {
     const fact = (job: number) =>
       deriveFields([map(ref(`t${job}`, "k"), [ref("s", "k")])], { job: { namespace: "jobs", name: `j${job}` } });
     for (let job = 0; job < 5000; job++) expect(g.apply(fact(job)).applied).toBe(true);
-    for (let job = 0; job < 5000; job++) expect(g.apply(fact(job)).applied).toBe(false);
+    for (let job = 0; job < 5000; job++)
+      expect(g.apply(fact(job))).toEqual({ applied: false, changedDatasets: [], fact: factDigest(fact(job)) });
     expect(g.stats.facts).toBe(5000);
   });
 });

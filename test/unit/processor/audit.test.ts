@@ -10,8 +10,10 @@ import {
   type AuditBatch,
   type Auditor,
   type EventMeta,
+  type EdgesRow,
   type EventRow,
 } from "../../../services/processor/index.ts";
+import { factDigest } from "../../../services/lineage/index.ts";
 import {
   ADS,
   EMAIL,
@@ -21,6 +23,7 @@ import {
   deriveDatasets,
   deriveFields,
   map,
+  nextEventId,
   PHONE,
   pipeline2019,
   pseudo,
@@ -199,6 +202,53 @@ describe("auditor: the 2019 case", () => {
       ["credentials-never-for-analytics", "shadow", "medium", "deny"],
     ]);
     expect(rowOf(out, e).verdict).toBe("shadow");
+  });
+});
+
+describe("auditor: a job's repeated run", () => {
+  it("stores a DERIVE's edges with the run that first brings its fact; later runs point at that fact instead", () => {
+    const p = pipeline2019();
+    const first = handleAll(p.collect, p.copy, p.join, p.hash);
+    for (const e of [p.collect, p.copy, p.join, p.hash]) expect(rowOf(first, e).fact_key).toBe(factDigest(e));
+    expect(first.edges.map((r) => [r.event_id, r.fact_key])).toEqual([p.copy, p.join, p.hash].map((e) => [e.eventId, factDigest(e)]));
+    expect(edgeRowsOf(first.edges[0] as EdgesRow)[0]).toMatchObject({ event_id: p.copy.eventId, fact_key: factDigest(p.copy) });
+
+    // The same jobs the next day: the same lineage under new runs.
+    const nextDay = (e: DataAccessEvent) => ({ ...e, eventId: nextEventId(), runId: "run-2", occurredAt: e.occurredAt + 86_400_000 });
+    const copy2 = nextDay(p.copy);
+    const hash2 = nextDay(p.hash);
+    const again = handleAll(copy2, hash2);
+    expect(again.edges).toEqual([]);
+    expect(again.facts).toEqual([]);
+    expect(rowOf(again, copy2)).toMatchObject({ kind: "DERIVE", run_id: "run-2", fact_key: factDigest(p.copy) });
+    expect(rowOf(again, hash2).fact_key).toBe(factDigest(p.hash));
+
+    // A run whose lineage changed (one more column) is a new fact: its edges are stored.
+    const widened = deriveFields(
+      [
+        map(ref("profile.contact_points", "phone_number"), [ref("security.two_factor", "phone_number")], Transform.copy),
+        map(ref("profile.contact_points", "country"), [ref("security.two_factor", "country")], Transform.copy),
+      ],
+      { service: "profile-sync", job: p.copy.job, runId: "run-3" },
+    );
+    const changed = handleAll(widened);
+    expect(rowOf(changed, widened).fact_key).toBe(factDigest(widened));
+    expect(changed.edges.flatMap(edgeRowsOf).map((e) => [e.fact_key, e.to_field])).toEqual([
+      [factDigest(widened), "phone_number"],
+      [factDigest(widened), "country"],
+    ]);
+
+    // A dataset-level DERIVE repeated: its edges once too.
+    const whole = deriveDatasets(["ads.matching_keys"], ["ads.audiences"], Transform.copy);
+    expect(handleAll(whole).edges).toHaveLength(1);
+    const whole2 = nextDay(whole);
+    const repeated = handleAll(whole2);
+    expect(repeated.edges).toEqual([]);
+    expect(rowOf(repeated, whole2).fact_key).toBe(factDigest(whole));
+
+    // The lineage still carries the labels: a use downstream is flagged as before.
+    const u = adsUse();
+    expect(rowOf(handleAll(u), u).verdict).toBe("violation");
   });
 });
 
