@@ -321,6 +321,9 @@ export interface RefreshOptions {
   force?: boolean;
 }
 
+/** Fact keys per look-up of which facts have stored edges (they travel as one array parameter). */
+const FACTS_PER_LOOKUP = 2_000;
+
 /** Rows read per query from events_v1 (about: whole days at a time). */
 const PAGE = 100_000;
 const DAY_MS = 86_400_000;
@@ -586,6 +589,26 @@ async function storedHistory(store: Store, onProgress: (done: number, total: num
       if (firstOfLast === 0) throw new Error(`more than ${PAGE} lineage edges for DERIVE ${lastEvent}`);
       edgeCursor = edges[firstOfLast - 1]?.event_id ?? "";
     }
+  }
+  // A run that points at a fact without any stored edge (the fact's first run was refused by the
+  // store while the processor kept the fact) has lineage nobody can read: it is left out, so it
+  // carries nobody exactly (its people stay possibly affected), rather than being read at the
+  // dataset level (a DERIVE with no field lineage), which could name people it never carried.
+  const unresolved = new Set<string>();
+  for (const [fact, runs] of derivesOfFact) if (runs.every((r) => r.fieldLineage.length === 0)) unresolved.add(fact);
+  const facts = [...unresolved];
+  for (let i = 0; i < facts.length; i += FACTS_PER_LOOKUP) {
+    const found = await store.query<{ fact_key: string }>(
+      `SELECT DISTINCT fact_key FROM ${db}.${Table.edges} WHERE fact_key IN {facts:Array(String)}`,
+      { facts: facts.slice(i, i + FACTS_PER_LOOKUP) },
+    );
+    for (const r of found) unresolved.delete(r.fact_key); // dataset-level edges only ('*'): read as such
+  }
+  if (unresolved.size > 0) {
+    const lost = new Set(facts.filter((f) => unresolved.has(f)).flatMap((f) => derivesOfFact.get(f) ?? []));
+    let kept = 0;
+    for (const e of history) if (!lost.has(e)) history[kept++] = e;
+    history.length = kept;
   }
   // Uses and shares the field-level check flagged, for any rule.
   let useCursor = "";

@@ -260,6 +260,35 @@ describe("exact affected users in the store", () => {
     }
   });
 
+  it("counts nobody exactly through runs whose fact has no stored edges (its first run refused); the field level still counts them", async () => {
+    const copy = (runId: string, at: number) =>
+      deriveFields([map(ref("profile.contact", "phone"), [ref("security.two_factor", "phone")], Transform.copy)], {
+        job: { namespace: "nightly", name: "sync-contact" },
+        runId,
+        occurredAt: at,
+      });
+    await freshStore();
+    const batch = pipeline();
+    await batch(
+      collect("security.two_factor", { phone: [PHONE] }, [SECURITY], { subjects: [alice], occurredAt: day(1) }),
+      collect("security.two_factor", { backup_phone: [PHONE] }, [SECURITY], { subjects: [erin], occurredAt: day(1) }),
+      copy("run-1", day(2)),
+      copy("run-2", day(3)),
+    );
+    await batch(use([read("profile.contact", "phone")], [ADS], { subjects: [alice, erin], occurredAt: day(5) }));
+    expect((await exactAffected(store, RULE)).exact.users).toBe(0); // the model not yet computed
+    await refreshProvenance(store, policy, { force: true });
+    expect((await exactAffected(store, RULE)).exact.users).toBe(1); // alice: carried field to field
+    // As if the store had refused the first run's rows while the processor kept its fact.
+    await store.command(`ALTER TABLE ${store.database}.lineage_edges_v1 DELETE WHERE 1 SETTINGS mutations_sync = 2`);
+    expect((await refreshProvenance(store, policy, { force: true })).fresh).toBe(false);
+    // Neither run's lineage can be read: nobody is counted exactly through them (erin's backup
+    // number, which no mapping reads, above all: read at the dataset level, it would be), while the
+    // field-level count of what the processor flagged still names both.
+    expect((await exactAffected(store, RULE)).exact.users).toBe(0);
+    expect((await affectedSummary(store, { ruleId: RULE })).subjects).toBe(2);
+  });
+
   it("reads the edges of DERIVEs stored before migration 020 (no fact_key) under their own event ids", async () => {
     const copy = (runId: string, at: number) =>
       deriveFields([map(ref("profile.contact", "phone"), [ref("security.two_factor", "phone")], Transform.copy)], {
