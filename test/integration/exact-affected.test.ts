@@ -51,6 +51,14 @@ const erase = (subjects: string[], at: number, ...datasets: string[]): DataAcces
   occurredAt: at,
 });
 
+/** A run of the nightly job that copies the 2FA phone number into the contact profile, field to field. */
+const nightlyCopy = (runId: string, at: number): DataAccessEvent =>
+  deriveFields([map(ref("profile.contact", "phone"), [ref("security.two_factor", "phone")], Transform.copy)], {
+    job: { namespace: "nightly", name: "sync-contact" },
+    runId,
+    occurredAt: at,
+  });
+
 /** A processor storing into the store; each call of the result is one batch. */
 function pipeline() {
   const processor = createProcessor({ policy, taxonomy, codec }, { sink: store });
@@ -223,14 +231,7 @@ describe("exact affected users in the store", () => {
   });
 
   it("carries what was collected between a job's runs by its repeated run, whose edges are its first run's (stored once)", async () => {
-    const job = { namespace: "nightly", name: "sync-contact" };
-    const run = (runId: string, at: number) =>
-      deriveFields([map(ref("profile.contact", "phone"), [ref("security.two_factor", "phone")], Transform.copy)], {
-        job,
-        runId,
-        occurredAt: at,
-      });
-    const [first, second] = [run("run-1", day(2)), run("run-2", day(4))];
+    const [first, second] = [nightlyCopy("run-1", day(2)), nightlyCopy("run-2", day(4))];
     const history = [
       collect("security.two_factor", { phone: [PHONE] }, [SECURITY], { subjects: [alice], occurredAt: day(1) }),
       first,
@@ -261,19 +262,13 @@ describe("exact affected users in the store", () => {
   });
 
   it("counts nobody exactly through runs whose fact has no stored edges (its first run refused); the field level still counts them", async () => {
-    const copy = (runId: string, at: number) =>
-      deriveFields([map(ref("profile.contact", "phone"), [ref("security.two_factor", "phone")], Transform.copy)], {
-        job: { namespace: "nightly", name: "sync-contact" },
-        runId,
-        occurredAt: at,
-      });
     await freshStore();
     const batch = pipeline();
     await batch(
       collect("security.two_factor", { phone: [PHONE] }, [SECURITY], { subjects: [alice], occurredAt: day(1) }),
       collect("security.two_factor", { backup_phone: [PHONE] }, [SECURITY], { subjects: [erin], occurredAt: day(1) }),
-      copy("run-1", day(2)),
-      copy("run-2", day(3)),
+      nightlyCopy("run-1", day(2)),
+      nightlyCopy("run-2", day(3)),
     );
     await batch(use([read("profile.contact", "phone")], [ADS], { subjects: [alice, erin], occurredAt: day(5) }));
     expect((await exactAffected(store, RULE)).exact.users).toBe(0); // the model not yet computed
@@ -290,15 +285,9 @@ describe("exact affected users in the store", () => {
   });
 
   it("reads the edges of DERIVEs stored before migration 020 (no fact_key) under their own event ids", async () => {
-    const copy = (runId: string, at: number) =>
-      deriveFields([map(ref("profile.contact", "phone"), [ref("security.two_factor", "phone")], Transform.copy)], {
-        job: { namespace: "nightly", name: "sync-contact" },
-        runId,
-        occurredAt: at,
-      });
     const history = [
       collect("security.two_factor", { phone: [PHONE] }, [SECURITY], { subjects: [alice], occurredAt: day(1) }),
-      copy("run-1", day(2)),
+      nightlyCopy("run-1", day(2)),
       collect("security.two_factor", { backup_phone: [PHONE] }, [SECURITY], { subjects: [erin], occurredAt: day(3) }),
       use([read("profile.contact", "phone")], [ADS], { subjects: [alice, erin], occurredAt: day(5) }),
     ];
