@@ -234,7 +234,7 @@ function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Datase
   const schema = d.facets?.["schema"] as { fields?: { name: string }[] } | undefined;
   const schemaFields = schema?.fields ?? [];
   const tags = (d.facets?.["tags"] as { tags?: { key: string; value: string; field?: string }[] } | undefined)?.tags ?? [];
-  // Field name -> its categories, made on the first category (tagged when made by a tag).
+  // Field name -> its categories, made on the first category (by a tag, else by the classification file).
   let fields: Map<string, Set<string> | undefined> | undefined;
   for (let i = 0; i < tags.length; i++) {
     const tag = tags[i] as (typeof tags)[number];
@@ -256,17 +256,9 @@ function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Datase
       for (const c of categories) addCategory((fields ??= fieldsOfSchema(schemaFields)), field, c);
   }
   const list: Dataset["fields"] = [];
-  if (fields === undefined) {
-    // Most datasets: their schema's fields, none with a category (each once, in schema order).
-    const seen = new Set<string>();
-    for (const f of schemaFields) {
-      if (seen.has(f.name)) continue;
-      seen.add(f.name);
-      list.push({ name: f.name, categories: NO_CATEGORIES });
-    }
-  } else {
-    for (const [name, categories] of fields) list.push({ name, categories: categories ? [...categories].sort() : [] });
-  }
+  // Most datasets have no category: their schema's fields, each once in schema order.
+  for (const [name, categories] of fields ?? fieldsOfSchema(schemaFields))
+    list.push({ name, categories: categories ? [...categories].sort() : NO_CATEGORIES });
   return { namespace: d.namespace, name: d.name, fields: list };
 }
 

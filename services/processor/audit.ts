@@ -528,9 +528,11 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
         // Per output field (aligned with output_fields): the exact model rebuilds collections from these.
         row.output_categories = e.outputs.flatMap((d) => (d.fields.length === 0 ? [[]] : d.fields.map((f) => f.categories)));
       }
-      // The fact the event is an instance of: a run that repeats a known fact points at it here,
-      // and its edges (the same but for the event's id, time and run) are not written again.
-      if (result.fact !== undefined) row.fact_key = result.fact;
+      // The fact the event is an instance of (the graph names it for every COLLECT and DERIVE): a
+      // run that repeats a known fact points at it here, and its edges (the same but for the
+      // event's id, time and run) are not written again.
+      const factId = result.fact ?? factDigest(e);
+      row.fact_key = factId;
       if (e.kind === EventKind.derive && result.applied) {
         const fromIds = new LastDatasetId();
         const toIds = new LastDatasetId();
@@ -541,15 +543,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
           const to = toIds.of(m.output);
           mappedDatasets.add(to);
           for (const input of m.inputs)
-            addEdge(
-              (edges ??= edgesRow(e, result.fact)),
-              fromIds.of(input),
-              input.field,
-              to,
-              m.output.field,
-              m.transform,
-              mappingMasking(e, m),
-            );
+            addEdge((edges ??= edgesRow(e, factId)), fromIds.of(input), input.field, to, m.output.field, m.transform, mappingMasking(e, m));
         }
         // The mapped fields, made only for an output that is not just a mapped dataset listed without fields.
         let mapped: Set<string> | undefined;
@@ -560,7 +554,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
           for (const f of outFields) {
             if (mapped.has(fieldKey(datasetId(o), f))) continue;
             for (const i of e.inputs)
-              addEdge((edges ??= edgesRow(e, result.fact)), datasetId(i), WHOLE_DATASET, datasetId(o), f, e.transform, e.masking);
+              addEdge((edges ??= edgesRow(e, factId)), datasetId(i), WHOLE_DATASET, datasetId(o), f, e.transform, e.masking);
           }
         }
         if (edges) out.edges.push(edges);
@@ -568,7 +562,7 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
       if (result.applied) {
         const { subjects: _omitted, ...fact } = e;
         out.facts.push({
-          fact_key: result.fact ?? factDigest(e),
+          fact_key: factId,
           kind: e.kind,
           occurred_at: e.occurredAt,
           event_id: e.eventId,
@@ -684,10 +678,10 @@ export function createAuditor(policy: Policy, taxonomy: Taxonomy, options: Audit
 }
 
 /** A DERIVE's edges row, without edges yet. */
-function edgesRow(e: DataAccessEvent, fact: string | undefined): EdgesRow {
+function edgesRow(e: DataAccessEvent, fact: string): EdgesRow {
   return {
     event_id: e.eventId,
-    fact_key: fact ?? factDigest(e),
+    fact_key: fact,
     occurred_at: e.occurredAt,
     service: e.service,
     job_namespace: e.job.namespace,

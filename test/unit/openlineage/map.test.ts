@@ -43,6 +43,8 @@ const input = (field: string, transformations?: unknown[]) => ({
   ...(transformations ? { transformations } : {}),
 });
 const direct = (subtype: string, masking = false) => ({ type: "DIRECT", subtype, masking });
+/** A classification file of this text, checked against the taxonomy as at start-up. */
+const classify = (text: string) => parseClassification(text, "c.yaml", taxonomy);
 
 describe("mapping OpenLineage RunEvents", () => {
   it("turns a COMPLETE event with inputs and outputs into a DERIVE keeping job, run, time and producer", () => {
@@ -293,10 +295,8 @@ describe("mapping OpenLineage RunEvents", () => {
   });
 
   it("takes categories from the classification file for datasets without tags, and tags win over it", () => {
-    const classification = parseClassification(
+    const classification = classify(
       'version: 1\ndatasets:\n  "warehouse/profile.*":\n    phone_number: [user.contact.phone_number]\n    email: [user.contact.email]\n',
-      "c.yaml",
-      taxonomy,
     );
     const [e] = mapRunEvent(runEvent(), { taxonomy, classification }).events;
     expect(e!.inputs[0]!.fields).toEqual([
@@ -317,10 +317,8 @@ describe("mapping OpenLineage RunEvents", () => {
   });
 
   it("lists a field the schema names twice once, and takes the classification file when the tags hold no category", () => {
-    const classification = parseClassification(
+    const classification = classify(
       'version: 1\ndatasets:\n  "warehouse/profile.*":\n    email: [user.contact.email]\n    not_in_schema: [user.contact.phone_number]\n',
-      "c.yaml",
-      taxonomy,
     );
     const ol = runEvent();
     ol.inputs![0]!.facets = {
@@ -339,11 +337,7 @@ describe("mapping OpenLineage RunEvents", () => {
   });
 
   it("never adds a field through tags or the classification file: without a schema facet the dataset stays whole", () => {
-    const classification = parseClassification(
-      'version: 1\ndatasets:\n  "warehouse/*":\n    phone_number: [user.contact.phone_number]\n',
-      "c.yaml",
-      taxonomy,
-    );
+    const classification = classify('version: 1\ndatasets:\n  "warehouse/*":\n    phone_number: [user.contact.phone_number]\n');
     const ol = runEvent();
     ol.inputs![0]!.facets = { tags: { tags: [{ key: CATEGORY_TAG_KEY, value: "user.contact.phone_number", field: "phone_number" }] } };
     // A use of this input reads the whole dataset, not the tagged field alone.
@@ -472,10 +466,8 @@ describe("the classification file", () => {
   });
 
   it("matches globs over namespace/name, * any run of characters and ? one, and merges every match", () => {
-    const c = parseClassification(
+    const c = classify(
       'version: 1\ndatasets:\n  "duckdb://*/main.two_fa?tor":\n    phone: [user.contact.phone_number]\n  "duckdb://*":\n    phone: [user.contact]\n',
-      "c.yaml",
-      taxonomy,
     );
     expect(Object.fromEntries(c.categoriesOf("duckdb:///tmp/w.duckdb", "main.two_factor"))).toEqual({
       phone: ["user.contact.phone_number", "user.contact"],
