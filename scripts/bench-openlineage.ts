@@ -4,8 +4,9 @@
 // request, as OpenLineage clients send them, from `--clients` keep-alive connections): stored,
 // from the first post to the last stored, and answered; beside it, in the same run, the same
 // derivations as our own Avro events through POST /v1/events (the emitter SDK's HTTP transport,
-// batches of 1,000).
+// batches of 1,000). It runs the compiled dist/ that serve runs, built first (serveModules).
 // Each RunEvent is a COMPLETE with column lineage of 20 fields (goal: 5,000 RunEvents/s).
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -13,19 +14,47 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
-import { createEventCodec, loadEventSchemas } from "../services/codec/index.ts";
-import { loadFideslangTaxonomy } from "../services/taxonomy/index.ts";
-import { DEFAULT_POLICY_PATH, loadPolicy } from "../services/rules/index.ts";
-import { createEmitter, createHttpTransport, type EmitInput } from "../services/emitter/index.ts";
-import { createProcessor } from "../services/processor/index.ts";
-import { openStore, Table } from "../services/store/index.ts";
-import { startIngestServer } from "../services/api/index.ts";
-import { createOpenLineageIntake, defaultOpenLineageIntakeOptions } from "../services/openlineage/index.ts";
-import { openIntakeJournal } from "../services/ingest/index.ts";
+import type { EmitInput } from "../dist/emitter/index.js";
+import { FIELDS, dataset, field, runEventBytes } from "./openlineage-runevents.ts";
 
-const FIELDS = 20;
-const DATASETS = 500;
-const PRODUCER = "https://github.com/lineage-audit/lineage-audit/scripts/bench-openlineage.ts";
+/** What the benchmark runs of the auditor: serve's own modules. */
+interface Serve {
+  codec: typeof import("../dist/codec/index.js");
+  taxonomy: typeof import("../dist/taxonomy/index.js");
+  rules: typeof import("../dist/rules/index.js");
+  emitter: typeof import("../dist/emitter/index.js");
+  processor: typeof import("../dist/processor/index.js");
+  store: typeof import("../dist/store/index.js");
+  api: typeof import("../dist/api/index.js");
+  openlineage: typeof import("../dist/openlineage/index.js");
+  ingest: typeof import("../dist/ingest/index.js");
+}
+
+/**
+ * The compiled dist/ that `serve` runs (bin/lineage-audit.mjs), brought up to date first (tsc
+ * is incremental: a couple of seconds when nothing changed), rather than the TypeScript sources
+ * as tsx transforms them: tsx keeps function names by redefining each closure's name as it is
+ * made (Object.defineProperty), work serve never does, on each request and RunEvent here.
+ */
+async function serveModules(): Promise<Serve> {
+  const root = new URL("../", import.meta.url).pathname;
+  process.stderr.write("bringing dist/ up to date (tsc -p tsconfig.build.json): the benchmark runs the compiled code serve runs\n");
+  execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", join(root, "tsconfig.build.json")], {
+    stdio: "inherit",
+  });
+  const [codec, taxonomy, rules, emitter, processor, store, api, openlineage, ingest] = await Promise.all([
+    import("../dist/codec/index.js"),
+    import("../dist/taxonomy/index.js"),
+    import("../dist/rules/index.js"),
+    import("../dist/emitter/index.js"),
+    import("../dist/processor/index.js"),
+    import("../dist/store/index.js"),
+    import("../dist/api/index.js"),
+    import("../dist/openlineage/index.js"),
+    import("../dist/ingest/index.js"),
+  ]);
+  return { codec, taxonomy, rules, emitter, processor, store, api, openlineage, ingest };
+}
 
 export interface OpenLineageBench {
   runEvents: number;
@@ -66,61 +95,6 @@ export interface OpenLineageBench {
     cores: number;
     ceilingPerSecond: number;
   };
-}
-
-const field = (i: number) => `f${String(i).padStart(2, "0")}`;
-const dataset = (i: number) => ({ namespace: "warehouse", name: `bench.table_${i % DATASETS}` });
-
-/** RunEvent i: table_i → table_{i+1}, 20 columns, every fifth a masking TRANSFORMATION, the rest IDENTITY. */
-export function runEventBytes(i: number): Buffer {
-  const input = dataset(i);
-  const output = dataset(i + 1);
-  const schema = { _producer: PRODUCER, _schemaURL: "https://openlineage.io/spec/facets/1-1-1/SchemaDatasetFacet.json" };
-  const fields = Object.fromEntries(
-    Array.from({ length: FIELDS }, (_, f) => [
-      field(f),
-      {
-        inputFields: [
-          {
-            ...input,
-            field: field(f),
-            transformations: [
-              f % 5 === 0 ? { type: "DIRECT", subtype: "TRANSFORMATION", masking: true } : { type: "DIRECT", subtype: "IDENTITY" },
-            ],
-          },
-        ],
-      },
-    ]),
-  );
-  const hex = i.toString(16).padStart(12, "0");
-  return Buffer.from(
-    JSON.stringify({
-      eventType: "COMPLETE",
-      eventTime: new Date(Date.UTC(2019, 5, 1) + i * 1000).toISOString(),
-      producer: PRODUCER,
-      schemaURL: "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
-      run: { runId: `0190d8a0-1c2b-7c3d-8e4f-${hex}` },
-      job: { namespace: "bench-jobs", name: `job_${i % 1000}` },
-      inputs: [
-        {
-          ...input,
-          facets: { schema: { ...schema, fields: Array.from({ length: FIELDS }, (_, f) => ({ name: field(f), type: "VARCHAR" })) } },
-        },
-      ],
-      outputs: [
-        {
-          ...output,
-          facets: {
-            columnLineage: {
-              _producer: PRODUCER,
-              _schemaURL: "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json",
-              fields,
-            },
-          },
-        },
-      ],
-    }),
-  );
 }
 
 /** The same derivation as our own event (what a service would emit with the SDK). */
@@ -231,18 +205,21 @@ function postFromWorker(
 }
 
 export async function benchOpenLineage(options: { runEvents: number; clients: number }): Promise<OpenLineageBench> {
-  const taxonomy = loadFideslangTaxonomy();
-  const policy = loadPolicy(DEFAULT_POLICY_PATH, taxonomy);
-  const codec = createEventCodec(loadEventSchemas());
+  const serve = await serveModules();
+  const { createOpenLineageIntake } = serve.openlineage;
+  const taxonomy = serve.taxonomy.loadFideslangTaxonomy();
+  const policy = serve.rules.loadPolicy(serve.rules.DEFAULT_POLICY_PATH, taxonomy);
+  const codec = serve.codec.createEventCodec(serve.codec.loadEventSchemas());
+  const core: BenchCore = { policy, taxonomy, codec };
   const dir = mkdtempSync(join(process.env["BENCH_DIR"] ?? tmpdir(), "lineage-bench-ol-"));
-  const store = await openStore({ path: dir, database: "bench_openlineage" });
+  const store = await serve.store.openStore({ path: dir, database: "bench_openlineage" });
   try {
     await store.migrate();
-    const processor = createProcessor({ policy, taxonomy, codec }, { sink: store, lineage: store });
+    const processor = serve.processor.createProcessor(core, { sink: store, lineage: store });
     // As serve runs it: answered once in the journal, stored behind it in batches.
-    const journal = await openIntakeJournal({ dir: join(dir, "openlineage-journal") });
+    const journal = await serve.ingest.openIntakeJournal({ dir: join(dir, "openlineage-journal") });
     const openLineage = createOpenLineageIntake({ processor, store, taxonomy, journal });
-    const server = await startIngestServer(processor, { port: 0, openLineage });
+    const server = await serve.api.startIngestServer(processor, { port: 0, openLineage });
     try {
       const n = options.runEvents;
       const bodies = Array.from({ length: n }, (_, i) => runEventBytes(i).toString("utf8"));
@@ -261,8 +238,8 @@ export async function benchOpenLineage(options: { runEvents: number; clients: nu
       const cores = (cpu.user + cpu.system) / 1000 / storedMs;
       const cpuPerRunEvent = (cpu.user + cpu.system) / n;
       const threads = threadsPerRunEvent(threads0, threadTimes(), n);
-      const emitter = createEmitter({
-        transport: createHttpTransport({ url: server.url }),
+      const emitter = serve.emitter.createEmitter({
+        transport: serve.emitter.createHttpTransport({ url: server.url }),
         pseudonymKey: "bench-key-".repeat(4),
         maxBatch: 1000,
       });
@@ -270,14 +247,16 @@ export async function benchOpenLineage(options: { runEvents: number; clients: nu
       for (let i = 0; i < n; i++) await emitter.emit(deriveInput(i));
       await emitter.close();
       const avroMs = performance.now() - avroStarted;
-      const [row] = await store.query<{ n: string }>(`SELECT toString(count()) AS n FROM ${store.database}.${Table.openLineage}`);
+      const [row] = await store.query<{ n: string }>(
+        `SELECT toString(count()) AS n FROM ${store.database}.${serve.store.Table.openLineage}`,
+      );
       if (Number(row?.n) !== n) throw new Error(`openlineage_events_v1 holds ${row?.n} rows, not ${n}`);
-      const directPerSecond = await withoutJournal(dir, bodies, options.clients, { policy, taxonomy, codec });
+      const directPerSecond = await withoutJournal(serve, dir, bodies, options.clients, core);
       // Each after ClickHouse's background merges of what came before have settled (they would count).
       await quiet();
       const http = await httpFloor(bodies, options.clients);
       await quiet();
-      const storeCpuPerRunEvent = await storeFloor(dir, bodies, { policy, taxonomy, codec });
+      const storeCpuPerRunEvent = await storeFloor(serve, dir, bodies, core);
       const parseCpuPerRunEvent = parseFloor(bodies);
       const machineCores = availableParallelism();
       return {
@@ -351,19 +330,19 @@ function threadsPerRunEvent(
 
 /** What a processor is made of: the policy, the taxonomy and the codec. */
 interface BenchCore {
-  policy: ReturnType<typeof loadPolicy>;
-  taxonomy: ReturnType<typeof loadFideslangTaxonomy>;
-  codec: ReturnType<typeof createEventCodec>;
+  policy: ReturnType<Serve["rules"]["loadPolicy"]>;
+  taxonomy: ReturnType<Serve["taxonomy"]["loadFideslangTaxonomy"]>;
+  codec: ReturnType<Serve["codec"]["createEventCodec"]>;
 }
 
 /** The baseline: the same RunEvents into a fresh database, each answered once stored (group commit, no journal). */
-async function withoutJournal(dir: string, bodies: readonly string[], clients: number, core: BenchCore): Promise<number> {
-  const store = await openStore({ path: dir, database: "bench_openlineage_direct" });
+async function withoutJournal(serve: Serve, dir: string, bodies: readonly string[], clients: number, core: BenchCore): Promise<number> {
+  const store = await serve.store.openStore({ path: dir, database: "bench_openlineage_direct" });
   try {
     await store.migrate();
-    const processor = createProcessor(core, { sink: store, lineage: store });
-    const openLineage = createOpenLineageIntake({ processor, store, taxonomy: core.taxonomy });
-    const server = await startIngestServer(processor, { port: 0, openLineage });
+    const processor = serve.processor.createProcessor(core, { sink: store, lineage: store });
+    const openLineage = serve.openlineage.createOpenLineageIntake({ processor, store, taxonomy: core.taxonomy });
+    const server = await serve.api.startIngestServer(processor, { port: 0, openLineage });
     try {
       const posted = await postFromWorker(server.url, requestsFor(server.url, bodies), clients);
       if (posted.statuses["201"] !== bodies.length) throw new Error(`not every RunEvent was stored: ${JSON.stringify(posted.statuses)}`);
@@ -431,17 +410,17 @@ async function httpFloor(bodies: readonly string[], clients: number): Promise<{ 
  * (not timed), then those writes are made as the intake makes them, in its batches (under load,
  * `maxBatch` RunEvents), into a fresh database; the process's CPU (ClickHouse's threads included) a RunEvent.
  */
-async function storeFloor(dir: string, bodies: readonly string[], core: BenchCore): Promise<number> {
-  const store = await openStore({ path: dir, database: "bench_openlineage_store" });
+async function storeFloor(serve: Serve, dir: string, bodies: readonly string[], core: BenchCore): Promise<number> {
+  const store = await serve.store.openStore({ path: dir, database: "bench_openlineage_store" });
   try {
     await store.migrate();
     const writes: (() => Promise<void>)[] = [];
-    const processor = createProcessor(core, {
+    const processor = serve.processor.createProcessor(core, {
       sink: { write: async (batch) => void writes.push(() => store.write(batch)) },
     });
     const held = { insert: async (table: string, rows: readonly object[]) => void writes.push(() => store.insert(table, rows)) };
-    const intake = createOpenLineageIntake({ processor, store: held, taxonomy: core.taxonomy });
-    const batch = defaultOpenLineageIntakeOptions.maxBatch;
+    const intake = serve.openlineage.createOpenLineageIntake({ processor, store: held, taxonomy: core.taxonomy });
+    const batch = serve.openlineage.defaultOpenLineageIntakeOptions.maxBatch;
     for (let i = 0; i < bodies.length; i += batch) {
       const items = bodies.slice(i, i + batch).map((b, k) => ({ bytes: Buffer.from(b), source: `floor:${i + k}` }));
       const result = await intake.ingest(items);

@@ -12,7 +12,7 @@ import { startIngestServer } from "../../services/api/index.ts";
 import { openIntakeJournal } from "../../services/ingest/index.ts";
 import { createOpenLineageIntake } from "../../services/openlineage/index.ts";
 import { loadFideslangTaxonomy } from "../../services/taxonomy/index.ts";
-import { runEventBytes } from "../../scripts/bench-openlineage.ts";
+import { runEventBytes } from "../../scripts/openlineage-runevents.ts";
 import { HMAC_KEY, tempDir } from "./helpers.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
