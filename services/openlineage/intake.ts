@@ -9,6 +9,7 @@ import { Table } from "../store/index.ts";
 import type { IntakeJournal, JournalRecord } from "../ingest/journal.ts";
 import type { Classification } from "./classification.ts";
 import { explainStaticEvent, mapRunEvent, type Mapped, type RunEventInput } from "./map.ts";
+import { createFacetMemo } from "./facet-memo.ts";
 import { checkRunEventBytes, validateOpenLineageEvent, type OpenLineageEventKind } from "./validate.ts";
 
 export interface OpenLineageItem {
@@ -111,12 +112,14 @@ export function createOpenLineageIntake(options: OpenLineageIntakeOptions): Open
   const lingerMs = options.lingerMs ?? defaultOpenLineageIntakeOptions.lingerMs;
   const maxInFlight = Math.max(1, options.maxInFlight ?? defaultOpenLineageIntakeOptions.maxInFlight);
   const maxWaiting = options.maxWaiting ?? defaultOpenLineageIntakeOptions.maxWaiting;
+  // The large facets a job's runs send again byte for byte (schema, column lineage), parsed and mapped once.
+  const facets = createFacetMemo();
 
   /** Checks and maps one RunEvent (no I/O): what it becomes, or why it is refused. */
   function prepare(item: OpenLineageItem): Prepared {
     let stage: "parse" | "schema" | "event" = "parse";
     try {
-      const doc = checkRunEventBytes(item.bytes);
+      const doc = checkRunEventBytes(item.bytes, undefined, facets);
       stage = "schema";
       const checked = validateOpenLineageEvent(doc);
       if (checked.kind !== "RunEvent") {

@@ -229,8 +229,38 @@ function eventOf(base: EventBase, e: Omit<DataAccessEvent, keyof EventBase>): Da
   };
 }
 
+/** A dataset's fields as mapped from a remembered (frozen) schema facet, for the dataset and options they were mapped with. */
+interface FieldsMemo {
+  namespace: string;
+  name: string;
+  tags: unknown;
+  options: MapOptions;
+  fields: Dataset["fields"];
+}
+
+/**
+ * Fields mapped from facets the facet memo gave (frozen, shared by each event that sent them
+ * again, facet-memo.ts): mapped once, and the list shared too (frozen). Keyed by the schema facet,
+ * so each is forgotten with it.
+ */
+const fieldsMemo = new WeakMap<object, FieldsMemo>();
+
 /** A dataset with its fields (schema facet) and their categories (tags, else the classification file). */
 function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Dataset {
+  const schema = d.facets?.["schema"] as { fields?: { name: string }[] } | undefined;
+  const tags = d.facets?.["tags"];
+  if (schema === undefined || !Object.isFrozen(schema) || (tags !== undefined && !Object.isFrozen(tags)))
+    return mapDataset(d, path, options);
+  const memo = fieldsMemo.get(schema);
+  if (memo && memo.namespace === d.namespace && memo.name === d.name && memo.tags === tags && memo.options === options)
+    return { namespace: d.namespace, name: d.name, fields: memo.fields };
+  const dataset = mapDataset(d, path, options);
+  const fields = Object.freeze(dataset.fields.map((f) => Object.freeze(f))) as Dataset["fields"];
+  fieldsMemo.set(schema, { namespace: d.namespace, name: d.name, tags, options, fields });
+  return { namespace: d.namespace, name: d.name, fields };
+}
+
+function mapDataset(d: DatasetInputOL, path: string, options: MapOptions): Dataset {
   const schema = d.facets?.["schema"] as { fields?: { name: string }[] } | undefined;
   const schemaFields = schema?.fields ?? [];
   const tags = (d.facets?.["tags"] as { tags?: { key: string; value: string; field?: string }[] } | undefined)?.tags ?? [];
@@ -295,79 +325,128 @@ const STRENGTH: Record<string, number> = { IDENTITY: 1, TRANSFORMATION: 2, AGGRE
 
 /** Column lineage as field mappings: DIRECT transformations carry values; INDIRECT ones (filters, joins' keys, sorts) do not. */
 function fieldLineageOf(outputs: readonly DatasetInputOL[]): { mappings: FieldMapping[]; masked: number; mappedOutputs: string[] } {
-  const mappings: FieldMapping[] = [];
+  let mappings: FieldMapping[] = [];
   let masked = 0;
-  let last: { namespace: string; name: string } | undefined;
   const mappedOutputs: string[] = [];
   for (const out of outputs) {
     const facet = out.facets?.["columnLineage"] as ColumnLineageFacet | undefined;
     if (!facet?.fields) continue;
     mappedOutputs.push(`${out.namespace}\u0000${out.name}`);
-    for (const field in facet.fields) {
-      if (!Object.hasOwn(facet.fields, field)) continue;
-      const spec = facet.fields[field] as { inputFields?: ColumnInputField[]; transformationType?: string };
-      // Per input field: its subtype and whether it is masked; grouped by (transform, masking), in
-      // the order each group first appears. Most fields have one group, often of one input: the
-      // first group is kept in locals and a list is made only for a second.
-      let first: InputGroup | undefined;
-      let more: InputGroup[] | undefined;
-      for (const input of spec.inputFields ?? []) {
-        // No transformations (older facets, or an empty list as dbt sends): how the value moves is not said.
-        const given = input.transformations;
-        // The older facet's transformationType: IDENTITY, or MASKED ("no original data available, like a hash").
-        let subtype = spec.transformationType === "IDENTITY" ? "IDENTITY" : "TRANSFORMATION";
-        let masking = spec.transformationType === "MASKED";
-        if (given !== undefined && given.length > 0) {
-          let direct = 0;
-          subtype = "IDENTITY";
-          for (const t of given) {
-            if (t.type !== "DIRECT") continue;
-            direct++;
-            const s = t.subtype ?? "TRANSFORMATION";
-            if ((STRENGTH[s] ?? 2) > (STRENGTH[subtype] ?? 2)) subtype = s;
-            if (t.masking === true) masking = true;
-          }
-          if (direct === 0) continue; // only INDIRECT: no value flows
-        }
-        const transform =
-          subtype === "AGGREGATION"
-            ? Transform.aggregate
-            : subtype === "IDENTITY"
-              ? Transform.copy
-              : masking
-                ? Transform.hash
-                : Transform.other;
-        // The dataset's strings of the input before when it names the same one (20 columns of one
-        // table name it 20 times): kept until the batch is stored, one copy instead of 20.
-        if (last === undefined || last.name !== input.name || last.namespace !== input.namespace)
-          last = { namespace: input.namespace, name: input.name };
-        const ref = { namespace: last.namespace, name: last.name, field: input.field };
-        if (first === undefined) {
-          first = { transform, masking, inputs: [ref] };
-          continue;
-        }
-        if (first.transform === transform && first.masking === masking) {
-          first.inputs.push(ref);
-          continue;
-        }
-        let group: InputGroup | undefined;
-        for (const g of (more ??= [])) if (g.transform === transform && g.masking === masking) group = g;
-        if (group) group.inputs.push(ref);
-        else more.push({ transform, masking, inputs: [ref] });
-      }
-      if (first === undefined) continue;
-      for (const g of more === undefined ? [first] : [first, ...more]) {
-        if (g.masking) masked++;
-        mappings.push({
-          output: { namespace: out.namespace, name: out.name, field },
-          inputs: g.inputs,
-          transform: g.transform,
-          masking: g.masking ? Masking.masked : null,
-        });
-      }
-    }
+    const lineage = outputLineage(out, facet);
+    masked += lineage.masked;
+    // One output's list as it is (perhaps remembered and shared): the usual case of one output.
+    if (mappings.length === 0) mappings = lineage.mappings;
+    else if (lineage.mappings.length > 0) mappings = [...mappings, ...lineage.mappings];
   }
   return { mappings, masked, mappedOutputs };
+}
+
+/** One output's column lineage as mapped from a remembered (frozen) facet, for the dataset it was mapped for. */
+interface LineageMemo {
+  namespace: string;
+  name: string;
+  mappings: FieldMapping[];
+  masked: number;
+}
+
+/**
+ * Column lineage mapped from facets the facet memo gave (frozen, shared by each event that sent
+ * them again, facet-memo.ts): mapped once, the mappings shared too (frozen). Keyed by the facet,
+ * so each is forgotten with it.
+ */
+const lineageMemo = new WeakMap<object, LineageMemo>();
+
+function outputLineage(out: DatasetInputOL, facet: ColumnLineageFacet): { mappings: FieldMapping[]; masked: number } {
+  if (!Object.isFrozen(facet)) return mapOutputLineage(out, facet);
+  const memo = lineageMemo.get(facet);
+  if (memo && memo.namespace === out.namespace && memo.name === out.name) return memo;
+  const mapped = mapOutputLineage(out, facet);
+  for (const m of mapped.mappings) {
+    Object.freeze(m.output);
+    for (const input of m.inputs) Object.freeze(input);
+    Object.freeze(m.inputs);
+    Object.freeze(m);
+  }
+  const kept = {
+    namespace: out.namespace,
+    name: out.name,
+    mappings: Object.freeze(mapped.mappings) as FieldMapping[],
+    masked: mapped.masked,
+  };
+  lineageMemo.set(facet, kept);
+  return kept;
+}
+
+/** One output's column lineage as field mappings. */
+function mapOutputLineage(out: DatasetInputOL, facet: ColumnLineageFacet): { mappings: FieldMapping[]; masked: number } {
+  const mappings: FieldMapping[] = [];
+  let masked = 0;
+  let last: { namespace: string; name: string } | undefined;
+  const fields = facet.fields ?? {};
+  for (const field in fields) {
+    if (!Object.hasOwn(fields, field)) continue;
+    const spec = fields[field] as { inputFields?: ColumnInputField[]; transformationType?: string };
+    // Per input field: its subtype and whether it is masked; grouped by (transform, masking), in
+    // the order each group first appears. Most fields have one group, often of one input: the
+    // first group is kept in locals and a list is made only for a second.
+    let first: InputGroup | undefined;
+    let more: InputGroup[] | undefined;
+    for (const input of spec.inputFields ?? []) {
+      // No transformations (older facets, or an empty list as dbt sends): how the value moves is not said.
+      const given = input.transformations;
+      // The older facet's transformationType: IDENTITY, or MASKED ("no original data available, like a hash").
+      let subtype = spec.transformationType === "IDENTITY" ? "IDENTITY" : "TRANSFORMATION";
+      let masking = spec.transformationType === "MASKED";
+      if (given !== undefined && given.length > 0) {
+        let direct = 0;
+        subtype = "IDENTITY";
+        for (const t of given) {
+          if (t.type !== "DIRECT") continue;
+          direct++;
+          const s = t.subtype ?? "TRANSFORMATION";
+          if ((STRENGTH[s] ?? 2) > (STRENGTH[subtype] ?? 2)) subtype = s;
+          if (t.masking === true) masking = true;
+        }
+        if (direct === 0) continue; // only INDIRECT: no value flows
+      }
+      const transform =
+        subtype === "AGGREGATION"
+          ? Transform.aggregate
+          : subtype === "IDENTITY"
+            ? Transform.copy
+            : masking
+              ? Transform.hash
+              : Transform.other;
+      // The dataset's strings of the input before when it names the same one (20 columns of one
+      // table name it 20 times): kept until the batch is stored, one copy instead of 20.
+      if (last === undefined || last.name !== input.name || last.namespace !== input.namespace)
+        last = { namespace: input.namespace, name: input.name };
+      const ref = { namespace: last.namespace, name: last.name, field: input.field };
+      if (first === undefined) {
+        first = { transform, masking, inputs: [ref] };
+        continue;
+      }
+      if (first.transform === transform && first.masking === masking) {
+        first.inputs.push(ref);
+        continue;
+      }
+      let group: InputGroup | undefined;
+      for (const g of (more ??= [])) if (g.transform === transform && g.masking === masking) group = g;
+      if (group) group.inputs.push(ref);
+      else more.push({ transform, masking, inputs: [ref] });
+    }
+    if (first === undefined) continue;
+    for (const g of more === undefined ? [first] : [first, ...more]) {
+      if (g.masking) masked++;
+      mappings.push({
+        output: { namespace: out.namespace, name: out.name, field },
+        inputs: g.inputs,
+        transform: g.transform,
+        masking: g.masking ? Masking.masked : null,
+      });
+    }
+  }
+  return { mappings, masked };
 }
 
 /** The event's transform: the one its mappings share, else OTHER. */

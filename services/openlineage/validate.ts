@@ -3,12 +3,13 @@
 // and validating does no I/O. Failures are InputErrors whose message names a JSON path and the
 // rule broken, never a value from the event (values may be personal data).
 
-import { isUtf8 } from "node:buffer";
+import { isAscii, isUtf8 } from "node:buffer";
 import { readFileSync } from "node:fs";
 import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import { defaultDecodeLimits } from "../codec/limits.ts";
 import { InputError } from "../errors/index.ts";
+import type { DatasetSpan, FacetMemo, FoundFacets } from "./facet-memo.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Limits
@@ -192,8 +193,12 @@ const n = (v: number) => v.toLocaleString("en-US");
  * nested at most `maxDepth` levels (one linear scan that counts `[` and `{` outside strings), and
  * valid UTF-8. Returns the parsed JSON (not yet validated: see `validateRunEvent`).
  * Throws an InputError otherwise.
+ *
+ * Given a facet memo (facet-memo.ts), the same scan notes where each dataset facet's value lies,
+ * and a facet sent before byte for byte is taken from the memo instead of parsed again: the
+ * document is the same either way.
  */
-export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventLimits>): unknown {
+export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventLimits>, memo?: FacetMemo): unknown {
   const { maxBytes, maxDepth } = withDefaults(limits);
   const size = bytes.length;
   if (size > maxBytes)
@@ -205,6 +210,7 @@ export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventL
   // Whether a string holds an escape \uD800-\uDFFF (a surrogate, perhaps unpaired): seen here,
   // so the text needs no second pass to find one.
   let surrogateEscape = false;
+  const shape = memo === undefined ? undefined : newShape();
   for (let i = 0; i < size; i++) {
     const b = bytes[i];
     if (inString) {
@@ -215,15 +221,24 @@ export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventL
           if (c === 0x38 || c === 0x39 || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46)) surrogateEscape = true;
         }
         i++;
-      } else if (b === 0x22 /* " */) inString = false;
+      } else if (b === 0x22 /* " */) {
+        inString = false;
+        if (shape && depth < FACET_DEPTH) shape.stringEnd(i, depth);
+      }
     } else if (b === 0x22) {
       inString = true;
+      if (shape && depth < FACET_DEPTH) shape.stringStart = i + 1;
     } else if (b === 0x5b /* [ */ || b === 0x7b /* { */) {
       if (++depth > maxDepth) {
         throw new InputError(`OpenLineage event nests deeper than ${n(maxDepth)} levels at byte ${i}`, { context: { byte: i } });
       }
+      if (shape && depth <= FACET_DEPTH) shape.open(b === 0x7b, i, depth);
     } else if (b === 0x5d /* ] */ || b === 0x7d /* } */) {
+      if (shape && depth <= FACET_DEPTH) shape.close(i, depth);
       depth--;
+    } else if (shape && depth < FACET_DEPTH && (b === 0x3a /* : */ || b === 0x2c) /* , */) {
+      if (b === 0x3a) shape.colon(bytes, depth);
+      else shape.afterColon = false;
     }
   }
   // Checked natively, then decoded without a second check.
@@ -231,7 +246,11 @@ export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventL
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    // The memo's offsets are bytes: they are the text's only when every character is one byte.
+    doc =
+      memo && shape && shape.found.facets.length > 0 && !surrogateEscape && isAscii(bytes)
+        ? memo.parse(text, bytes, shape.found)
+        : JSON.parse(text);
   } catch (error) {
     // V8's message quotes the text around the error: keep only the position.
     const at = /at position (\d+)/.exec(error instanceof Error ? error.message : "")?.[1];
@@ -243,6 +262,127 @@ export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventL
   if (surrogateEscape && !wellFormed(doc))
     throw new InputError("OpenLineage event holds a string with an unpaired UTF-16 surrogate (a lone \\uD800-\\uDFFF escape)");
   return doc;
+}
+
+/**
+ * The depth of a dataset facet's value: the event 1, inputs 2, a dataset 3, its facets 4. Keys and
+ * values are followed above it only; inside a facet's value only its end is looked for.
+ */
+const FACET_DEPTH = 5;
+
+/** What a key at a depth the scan follows says, by its raw bytes. */
+const enum Key {
+  Other,
+  Inputs,
+  Outputs,
+  Facets,
+  Namespace,
+  Name,
+}
+
+/**
+ * The event's shape down to its datasets' facets, as the byte scan passes it (structural bytes
+ * only): which dataset of /inputs or /outputs it is in, and where each of its facets' values,
+ * namespace and name lie. Keys are matched by their raw bytes: one sent with escapes is another key
+ * here (its facets are parsed as usual).
+ */
+function newShape() {
+  const found: FoundFacets = { datasets: [], facets: [] };
+  let topIsObject = false;
+  /** Depth 2: the inputs or outputs array the scan is in (Other: none). */
+  let side = Key.Other;
+  /** The key last read at depth 1, 3 and 4. */
+  let key1 = Key.Other;
+  let key3 = Key.Other;
+  let key4Start = -1;
+  let key4End = -1;
+  /** The dataset object the scan is in (index into found.datasets), or -1. */
+  let dataset = -1;
+  let inFacets = false;
+  let facetStart = -1;
+  let lastStart = -1;
+  let lastEnd = -1;
+  return {
+    found,
+    /** Where the string being read starts (after its quote). */
+    stringStart: -1,
+    /** Whether a `:` came since the last value began: a string now is a value, not a key. */
+    afterColon: false,
+    stringEnd(end: number, depth: number): void {
+      if (!this.afterColon) {
+        lastStart = this.stringStart;
+        lastEnd = end;
+        return;
+      }
+      this.afterColon = false;
+      if (depth !== 3 || dataset < 0) return;
+      const d = found.datasets[dataset] as DatasetSpan;
+      if (key3 === Key.Namespace) {
+        d.namespaceStart = this.stringStart;
+        d.namespaceEnd = end;
+      } else if (key3 === Key.Name) {
+        d.nameStart = this.stringStart;
+        d.nameEnd = end;
+      }
+    },
+    colon(bytes: Uint8Array, depth: number): void {
+      this.afterColon = true;
+      if (depth === 1) key1 = keyOf(bytes, lastStart, lastEnd);
+      else if (depth === 3) key3 = keyOf(bytes, lastStart, lastEnd);
+      else if (depth === 4) {
+        key4Start = lastStart;
+        key4End = lastEnd;
+      }
+    },
+    open(isObject: boolean, at: number, depth: number): void {
+      this.afterColon = false;
+      if (depth === 1) topIsObject = isObject;
+      else if (depth === 2) side = topIsObject && !isObject && (key1 === Key.Inputs || key1 === Key.Outputs) ? key1 : Key.Other;
+      else if (depth === 3) {
+        dataset = -1;
+        if (side !== Key.Other && isObject) {
+          dataset = found.datasets.length;
+          found.datasets.push({
+            side: side === Key.Inputs ? "inputs" : "outputs",
+            namespaceStart: -1,
+            namespaceEnd: -1,
+            nameStart: -1,
+            nameEnd: -1,
+          });
+          key3 = Key.Other;
+        }
+      } else if (depth === 4) inFacets = dataset >= 0 && isObject && key3 === Key.Facets;
+      else if (inFacets && isObject) facetStart = at;
+    },
+    close(at: number, depth: number): void {
+      this.afterColon = false;
+      if (depth === 5 && facetStart >= 0) {
+        found.facets.push({ start: facetStart, end: at + 1, keyStart: key4Start, keyEnd: key4End, dataset });
+        facetStart = -1;
+      } else if (depth === 4) inFacets = false;
+      else if (depth === 3) dataset = -1;
+      else if (depth === 2) side = Key.Other;
+    },
+  };
+}
+
+const KEYS: readonly [Key, string][] = [
+  [Key.Inputs, "inputs"],
+  [Key.Outputs, "outputs"],
+  [Key.Facets, "facets"],
+  [Key.Namespace, "namespace"],
+  [Key.Name, "name"],
+];
+
+/** The key bytes[start, end) is, by its raw bytes. */
+function keyOf(bytes: Uint8Array, start: number, end: number): Key {
+  const length = end - start;
+  next: for (const [key, text] of KEYS) {
+    if (text.length !== length) continue;
+    for (let i = 0; i < length; i++) if (bytes[start + i] !== text.charCodeAt(i)) continue next;
+    return key;
+  }
+  return Key.Other;
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -446,13 +586,30 @@ function checkCounts(doc: unknown, limits: Readonly<RunEventLimits>): void {
   }
 }
 
+/** Remembered (frozen) schema facets whose fields are within the default limits, and column-lineage facets' input field counts. */
+const countedSchemas = new WeakSet<object>();
+const lineageCounts = new WeakMap<object, number>();
+
 /** Checks a dataset's schema facet fields; returns its column-lineage input fields. */
 function checkFacets(facets: unknown, path: string, limits: Readonly<RunEventLimits>): number {
   if (!isObject(facets)) return 0;
+  // A facet the facet memo gave is counted once (under the default limits, as the intake checks).
+  const remembered = (v: object) => limits === defaultRunEventLimits && Object.isFrozen(v);
   const schema = facets["schema"];
-  if (isObject(schema) && Array.isArray(schema["fields"])) checkSchemaFields(schema["fields"], `${path}/facets/schema`, limits);
+  if (isObject(schema) && Array.isArray(schema["fields"]) && !(limits === defaultRunEventLimits && countedSchemas.has(schema))) {
+    checkSchemaFields(schema["fields"], `${path}/facets/schema`, limits);
+    if (remembered(schema)) countedSchemas.add(schema);
+  }
   const lineage = facets["columnLineage"];
   if (!isObject(lineage)) return 0;
+  const counted = lineageCounts.get(lineage);
+  if (counted !== undefined) return counted;
+  const inputFields = countInputFields(lineage);
+  if (remembered(lineage)) lineageCounts.set(lineage, inputFields);
+  return inputFields;
+}
+
+function countInputFields(lineage: Record<string, unknown>): number {
   let inputFields = 0;
   const fields = lineage["fields"];
   if (isObject(fields)) {
@@ -505,12 +662,75 @@ export function validateOpenLineageEvent(doc: unknown, limits?: Partial<RunEvent
 function check(doc: unknown, kind: OpenLineageEventKind, limits: Partial<RunEventLimits> | undefined): unknown {
   checkCounts(doc, withDefaults(limits));
   const validate = intakeValidator(kind);
-  if (!validate(doc)) {
+  const known = knownValid[kind];
+  if (!validate(withoutKnownFacets(doc, known))) {
     const first = validate.errors?.[0];
     const path = first === undefined ? "/" : safePath(first.instancePath);
     throw new InputError(`OpenLineage event: ${first === undefined ? `/ is not a valid ${kind}` : describe(first)}`, {
       context: { path: path.slice(0, MAX_PATH_CHARS), keyword: first?.keyword },
     });
   }
+  rememberValidFacets(doc, known);
   return doc;
+}
+
+/**
+ * Dataset facets the facet memo gave (frozen, shared by each event that sent them again:
+ * facet-memo.ts) that were valid in an event of this kind. A facet's validity is its own (no
+ * schema relates a facet to its siblings, and none is required), so an event with such a facet is
+ * valid exactly when it is without it: it is checked without them.
+ */
+const knownValid: Record<OpenLineageEventKind, WeakSet<object>> = {
+  RunEvent: new WeakSet(),
+  JobEvent: new WeakSet(),
+  DatasetEvent: new WeakSet(),
+};
+
+/** The datasets' facets of an event (its /inputs and /outputs), each with its place's facets object. */
+function forEachDatasetFacet(doc: unknown, each: (facets: Record<string, unknown>, key: string, value: object) => void): void {
+  if (!isObject(doc)) return;
+  for (const side of [doc["inputs"], doc["outputs"]]) {
+    if (!Array.isArray(side)) continue;
+    for (const dataset of side) {
+      const facets = isObject(dataset) ? dataset["facets"] : undefined;
+      if (!isObject(facets)) continue;
+      for (const key of Object.keys(facets)) {
+        const value = facets[key];
+        if (typeof value === "object" && value !== null && Object.isFrozen(value)) each(facets, key, value);
+      }
+    }
+  }
+}
+
+/** The event as ajv is to see it: without the facets known valid (a copy of what holds them; the event is not changed). */
+function withoutKnownFacets(doc: unknown, known: WeakSet<object>): unknown {
+  let trimmed: Map<Record<string, unknown>, Record<string, unknown>> | undefined;
+  forEachDatasetFacet(doc, (facets, key, value) => {
+    if (!known.has(value)) return;
+    trimmed ??= new Map();
+    let copy = trimmed.get(facets);
+    if (copy === undefined) {
+      copy = { ...facets };
+      trimmed.set(facets, copy);
+    }
+    delete copy[key];
+  });
+  if (trimmed === undefined || !isObject(doc)) return doc;
+  const replaced = trimmed;
+  const datasets = (list: unknown) =>
+    Array.isArray(list)
+      ? list.map((d: unknown) => {
+          const facets = isObject(d) ? d["facets"] : undefined;
+          const copy = isObject(facets) ? replaced.get(facets) : undefined;
+          return copy === undefined || !isObject(d) ? d : { ...d, facets: copy };
+        })
+      : list;
+  const view = { ...doc };
+  for (const side of ["inputs", "outputs"]) if (Object.hasOwn(doc, side)) view[side] = datasets(doc[side]);
+  return view;
+}
+
+/** Remembers the frozen facets of an event that was found valid. */
+function rememberValidFacets(doc: unknown, known: WeakSet<object>): void {
+  forEachDatasetFacet(doc, (_facets, _key, value) => known.add(value));
 }

@@ -297,4 +297,114 @@ describe("POST /api/v1/lineage", () => {
     );
     expect(logged).toEqual([{ job_name: "compressed", events: "1" }]);
   });
+
+  it("stores each run of a scheduled job, whose facets come again byte for byte (parsed once), with the lineage of its first", async () => {
+    const emitter = createEmitter({
+      transport: createHttpTransport({ url: server.url, token: TOKEN }),
+      pseudonymKey: HMAC_KEY,
+      service: "auth-service",
+    });
+    await emitter.emit({
+      kind: "COLLECT",
+      occurredAt: "2019-05-01T00:00:00Z",
+      job: { namespace: "web", name: "recovery-phone" },
+      runId: "r1",
+      outputs: [
+        {
+          namespace: "warehouse",
+          name: "security.recovery_phones",
+          fields: [{ name: "phone", categories: ["user.contact.phone_number"] }],
+        },
+      ],
+      purposes: ["essential.service.security"],
+      dataSubject: "customer",
+      subjects: ["+15555550111"],
+    });
+    await emitter.close();
+    const nightly = (day: number) =>
+      runEvent("COMPLETE", {
+        eventTime: `2019-09-0${day}T02:00:00.000Z`,
+        run: { runId: `0190d8a0-1c2b-7c3d-8e4f-00000000090${day}` },
+        job: { namespace: "warehouse-jobs", name: "ads.nightly-keys" },
+        inputs: [
+          {
+            namespace: "warehouse",
+            name: "security.recovery_phones",
+            facets: { schema: { ...facet("SchemaDatasetFacet"), fields: [{ name: "phone" }, { name: "user_id" }] } },
+          },
+        ],
+        outputs: [
+          {
+            namespace: "warehouse",
+            name: "ads.nightly_keys",
+            facets: {
+              columnLineage: {
+                _producer: PRODUCER,
+                _schemaURL: "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json",
+                fields: {
+                  phone_sha256: {
+                    inputFields: [
+                      {
+                        namespace: "warehouse",
+                        name: "security.recovery_phones",
+                        field: "phone",
+                        transformations: [{ type: "DIRECT", subtype: "TRANSFORMATION", masking: true }],
+                      },
+                    ],
+                  },
+                },
+              },
+              // Changes with each run, as a run's statistics do.
+              outputStatistics: { ...facet("OutputStatisticsOutputDatasetFacet"), rowCount: 1000 + day },
+            },
+          },
+        ],
+      });
+    for (let day = 1; day <= 5; day++) expect((await post(nightly(day))).status).toBe(201);
+    const share = runEvent("COMPLETE", {
+      eventTime: "2019-09-09T10:00:00.000Z",
+      run: {
+        runId: "0190d8a0-1c2b-7c3d-8e4f-000000000999",
+        facets: {
+          lineageAudit_purpose: {
+            _producer: PRODUCER,
+            _schemaURL: "https://github.com/lineage-audit/lineage-audit/blob/main/schemas/openlineage/LineageAuditPurposeRunFacet.json",
+            kind: "SHARE",
+            purposes: ["marketing.advertising.third_party.targeted"],
+            dataSubject: "customer",
+            recipient: { name: "partner-co", external: true },
+          },
+        },
+      },
+      job: { namespace: "warehouse-jobs", name: "ads.nightly-export" },
+      inputs: [
+        {
+          namespace: "warehouse",
+          name: "ads.nightly_keys",
+          facets: { schema: { ...facet("SchemaDatasetFacet"), fields: [{ name: "phone_sha256" }] } },
+        },
+      ],
+      outputs: [],
+    });
+    expect((await post(share)).status).toBe(201);
+    await ctx.openLineage.settled();
+
+    // Five runs, each its own DERIVE with the input's fields, all one lineage fact.
+    const runs = await ctx.store.query<{ run_id: string; input_fields: string[]; fact_key: string }>(
+      `SELECT run_id, input_fields, fact_key FROM lineage.events_v1 FINAL WHERE job_name = 'ads.nightly-keys' ORDER BY run_id`,
+    );
+    expect(runs.map((r) => r.run_id)).toEqual([1, 2, 3, 4, 5].map((d) => `0190d8a0-1c2b-7c3d-8e4f-00000000090${d}`));
+    for (const r of runs) expect(r.input_fields.map((f) => f.split("#").at(-1))).toEqual(["phone", "user_id"]);
+    expect(new Set(runs.map((r) => r.fact_key)).size).toBe(1);
+    const edges = await ctx.store.query<{ from_field: string; to_field: string; masking: string }>(
+      `SELECT DISTINCT from_field, to_field, masking FROM lineage.lineage_edges_v1 WHERE fact_key = {fact:String}`,
+      { fact: runs[0]!.fact_key },
+    );
+    expect(edges).toEqual([{ from_field: "phone", to_field: "phone_sha256", masking: "MASKED" }]);
+    // The hashed column carries the security label through every run: the share is flagged.
+    const flagged = await ctx.store.query<{ rule_id: string }>(
+      `SELECT rule_id FROM lineage.violations_v1 WHERE job_name = 'ads.nightly-export' ORDER BY rule_id`,
+    );
+    expect(flagged.map((v) => v.rule_id)).toContain("security-data-not-shared-externally");
+  });
 });

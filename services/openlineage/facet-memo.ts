@@ -1,0 +1,170 @@
+// The facets a job's runs send again byte for byte, parsed once: pure, no I/O.
+//
+// A scheduled job's RunEvents repeat their datasets' large facets exactly (the schema, the column
+// lineage: both follow from the job's code and tables, not from the run), while the run id, the
+// times and small facets such as output statistics change. Parsing those facets is most of
+// JSON.parse's work on such an event. The byte scan that bounds an event's nesting
+// (checkRunEventBytes) also finds where each dataset facet's value lies; a facet whose bytes
+// equal those the same dataset's facet had before is not parsed again: the event is parsed with a
+// placeholder in its place, and the placeholder replaced by the object parsed then (frozen,
+// shared by every event that sent it). The document is the same as JSON.parse of the whole event
+// would give, value for value, duplicate keys included.
+
+import { randomBytes } from "node:crypto";
+
+/** What the byte scan found of one dataset facet's value: an object, at /inputs|outputs/i/facets/<key>. */
+export interface FacetSpan {
+  /** The value's bytes, from its `{` to its `}` inclusive. */
+  start: number;
+  end: number;
+  /** The facet's key, between its quotes (raw: escapes as sent). */
+  keyStart: number;
+  keyEnd: number;
+  /** The dataset it belongs to, an index into the found datasets. */
+  dataset: number;
+}
+
+/** A dataset object of an event's inputs or outputs, with where its namespace and name strings lie (-1 when not found as plain strings). */
+export interface DatasetSpan {
+  side: "inputs" | "outputs";
+  namespaceStart: number;
+  namespaceEnd: number;
+  nameStart: number;
+  nameEnd: number;
+}
+
+/** What the byte scan found of one event's datasets and their facets. */
+export interface FoundFacets {
+  datasets: DatasetSpan[];
+  facets: FacetSpan[];
+}
+
+export interface FacetMemoOptions {
+  /** Facets remembered (one per dataset, side and facet key); all are forgotten when more would be. @default 4096 */
+  maxFacets?: number;
+  /** Bytes of facets remembered; all are forgotten when more would be. @default 33554432 (32 MiB) */
+  maxBytes?: number;
+  /** A facet larger than this is parsed with its event every time. @default 262144 (256 KiB) */
+  maxFacetBytes?: number;
+}
+
+export const defaultFacetMemoOptions = { maxFacets: 4096, maxBytes: 32 * 1024 * 1024, maxFacetBytes: 256 * 1024 } as const;
+
+export interface FacetMemo {
+  /**
+   * JSON.parse(text), where `text` is the event's bytes decoded (ASCII only, so byte offsets are
+   * character offsets) and `found` what the byte scan found in them. Throws as JSON.parse does.
+   */
+  parse(text: string, bytes: Uint8Array, found: FoundFacets): unknown;
+  /** Facet values taken from the memo instead of parsed, and facets remembered now. */
+  readonly stats: { reused: number; remembered: number };
+}
+
+/** One dataset's facet as last seen: its bytes, and once they came twice, the object they parse to. */
+interface Slot {
+  bytes: Buffer;
+  value: object | undefined;
+}
+
+export function createFacetMemo(options: FacetMemoOptions = {}): FacetMemo {
+  const maxFacets = options.maxFacets ?? defaultFacetMemoOptions.maxFacets;
+  const maxBytes = options.maxBytes ?? defaultFacetMemoOptions.maxBytes;
+  const maxFacetBytes = options.maxFacetBytes ?? defaultFacetMemoOptions.maxFacetBytes;
+  let slots = new Map<string, Slot>();
+  let bytesHeld = 0;
+  const stats = { reused: 0, remembered: 0 };
+  // The placeholders: strings no sender can write, for they hold a secret made at start-up (a
+  // number would not do: many literals give the same number).
+  const prefix = `lineage-audit facet ${randomBytes(16).toString("hex")} #`;
+
+  function remember(key: string, bytes: Uint8Array, start: number, end: number): void {
+    if (slots.size >= maxFacets || bytesHeld + (end - start) > maxBytes) {
+      slots = new Map();
+      bytesHeld = 0;
+    }
+    const old = slots.get(key);
+    if (old) bytesHeld -= old.bytes.length;
+    slots.set(key, { bytes: Buffer.from(bytes.subarray(start, end)), value: undefined });
+    bytesHeld += end - start;
+  }
+
+  return {
+    stats,
+    parse(text, bytes, found) {
+      let parts: string[] | undefined;
+      let at = 0;
+      let values: object[] | undefined;
+      for (const span of found.facets) {
+        const length = span.end - span.start;
+        if (length > maxFacetBytes) continue;
+        const d = found.datasets[span.dataset] as DatasetSpan;
+        if (d.namespaceStart < 0 || d.nameStart < 0) continue;
+        const key = `${d.side}\u0000${text.slice(d.namespaceStart, d.namespaceEnd)}\u0000${text.slice(d.nameStart, d.nameEnd)}\u0000${text.slice(span.keyStart, span.keyEnd)}`;
+        const slot = slots.get(key);
+        if (slot === undefined || slot.bytes.length !== length || slot.bytes.compare(bytes, span.start, span.end) !== 0) {
+          // New, or changed since: its bytes are kept, and parsed with the event this time.
+          remember(key, bytes, span.start, span.end);
+          continue;
+        }
+        if (slot.value === undefined) {
+          // The second time these bytes come: parsed alone, once, and kept (frozen: it is shared).
+          try {
+            slot.value = deepFreeze(JSON.parse(text.slice(span.start, span.end)) as object);
+            stats.remembered++;
+          } catch {
+            continue; // not JSON: the event's parse says where
+          }
+        }
+        // The prefix needs no escaping in JSON.
+        (parts ??= []).push(text.slice(at, span.start), `"${prefix}${(values ??= []).length}"`);
+        values.push(slot.value);
+        at = span.end;
+      }
+      if (values === undefined || parts === undefined) return JSON.parse(text) as unknown;
+      parts.push(text.slice(at));
+      let doc: unknown;
+      try {
+        doc = JSON.parse(parts.join(""));
+      } catch {
+        // The same event with each remembered facet in place of its placeholder: the error is
+        // the whole event's, at its own position.
+        return JSON.parse(text) as unknown;
+      }
+      stats.reused += put(doc, values);
+      return doc;
+    },
+  };
+
+  /**
+   * Puts each remembered facet where its placeholder is. A placeholder is only ever at a facet's
+   * place (/inputs|outputs/i/facets/<key>), or gone with what JSON.parse dropped (a duplicate key's
+   * earlier value), so only those places are looked at.
+   */
+  function put(doc: unknown, values: readonly object[]): number {
+    let put = 0;
+    if (!isObject(doc)) return put;
+    for (const side of [doc["inputs"], doc["outputs"]]) {
+      if (!Array.isArray(side)) continue;
+      for (const dataset of side) {
+        const facets = isObject(dataset) ? dataset["facets"] : undefined;
+        if (!isObject(facets)) continue;
+        for (const key of Object.keys(facets)) {
+          const v = facets[key];
+          if (typeof v !== "string" || !v.startsWith(prefix)) continue;
+          // An own property already (JSON.parse made it, "__proto__" too): assigning sets its value.
+          facets[key] = values[Number(v.slice(prefix.length))];
+          put++;
+        }
+      }
+    }
+    return put;
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Freezes a parsed JSON value and everything in it (its nesting is bounded by the scan). */
+function deepFreeze<T extends object>(value: T): T {
+  for (const v of Object.values(value)) if (typeof v === "object" && v !== null) deepFreeze(v);
+  return Object.freeze(value);
+}
