@@ -9,7 +9,11 @@ export const PRODUCER = "https://github.com/lineage-audit/lineage-audit/scripts/
 export const field = (i: number) => `f${String(i).padStart(2, "0")}`;
 export const dataset = (i: number) => ({ namespace: "warehouse", name: `bench.table_${i % DATASETS}` });
 
-/** RunEvent i: table_i → table_{i+1}, 20 columns, every fifth a masking TRANSFORMATION, the rest IDENTITY. */
+/**
+ * RunEvent i: table_i → table_{i+1}, 20 columns, every fifth a masking TRANSFORMATION, the rest
+ * IDENTITY; with the output's statistics of the run (rows and bytes written), which change from run
+ * to run as they do in dbt's and Spark's events while the schema and column lineage stay the same.
+ */
 export function runEventBytes(i: number): Buffer {
   const input = dataset(i);
   const output = dataset(i + 1);
@@ -53,6 +57,14 @@ export function runEventBytes(i: number): Buffer {
               _producer: PRODUCER,
               _schemaURL: "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json",
               fields,
+            },
+          },
+          outputFacets: {
+            outputStatistics: {
+              _producer: PRODUCER,
+              _schemaURL: "https://openlineage.io/spec/facets/1-0-2/OutputStatisticsOutputDatasetFacet.json",
+              rowCount: 1000 + ((i * 7919) % 100_000),
+              size: 64_000 + ((i * 104_729) % 10_000_000),
             },
           },
         },
