@@ -22,6 +22,8 @@ export interface FacetSpan {
   keyEnd: number;
   /** The dataset it belongs to, an index into the found datasets. */
   dataset: number;
+  /** The remembered facet these bytes are, when the scan found them equal to it (and skipped them). */
+  value?: object;
 }
 
 /** A dataset object of an event's inputs or outputs, with where its namespace and name strings lie (-1 when not found as plain strings). */
@@ -52,6 +54,12 @@ export const defaultFacetMemoOptions = { maxFacets: 4096, maxBytes: 32 * 1024 * 
 
 export interface FacetMemo {
   /**
+   * During the byte scan, at a dataset facet's `{`: the remembered facet whose bytes are the ones
+   * there, with their length, when nesting them there stays within `maxDepth`; else undefined.
+   * The scan then skips them: they were scanned and parsed before.
+   */
+  known(key: string, bytes: Uint8Array, start: number, maxDepth: number): { value: object; length: number } | undefined;
+  /**
    * JSON.parse(text), where `text` is the event's bytes decoded (ASCII only, so byte offsets are
    * character offsets) and `found` what the byte scan found in them. Throws as JSON.parse does.
    */
@@ -60,10 +68,20 @@ export interface FacetMemo {
   readonly stats: { reused: number; remembered: number };
 }
 
-/** One dataset's facet as last seen: its bytes, and once they came twice, the object they parse to. */
+/** One dataset's facet as last seen: its bytes, and once they came twice, the object they parse to and how deep it nests. */
 interface Slot {
   bytes: Buffer;
   value: object | undefined;
+  depth: number;
+}
+
+/**
+ * The name of a dataset's facet in the memo: its side, the dataset's namespace and name, and the
+ * facet's key, as their raw bytes (latin1: one character a byte, so the same bytes always give the
+ * same name).
+ */
+export function facetKey(bytes: Buffer, d: DatasetSpan, keyStart: number, keyEnd: number): string {
+  return `${d.side}\u0000${bytes.toString("latin1", d.namespaceStart, d.namespaceEnd)}\u0000${bytes.toString("latin1", d.nameStart, d.nameEnd)}\u0000${bytes.toString("latin1", keyStart, keyEnd)}`;
 }
 
 export function createFacetMemo(options: FacetMemoOptions = {}): FacetMemo {
@@ -84,40 +102,56 @@ export function createFacetMemo(options: FacetMemoOptions = {}): FacetMemo {
     }
     const old = slots.get(key);
     if (old) bytesHeld -= old.bytes.length;
-    slots.set(key, { bytes: Buffer.from(bytes.subarray(start, end)), value: undefined });
+    slots.set(key, { bytes: Buffer.from(bytes.subarray(start, end)), value: undefined, depth: 0 });
     bytesHeld += end - start;
   }
 
   return {
     stats,
+    known(key, bytes, start, maxDepth) {
+      const slot = slots.get(key);
+      if (slot?.value === undefined) return undefined;
+      const length = slot.bytes.length;
+      // The facet's `{` is at depth 5 (the event 1, inputs 2, the dataset 3, its facets 4).
+      if (start + length > bytes.length || 4 + slot.depth > maxDepth || slot.bytes.compare(bytes, start, start + length) !== 0)
+        return undefined;
+      return { value: slot.value, length };
+    },
     parse(text, bytes, found) {
       let parts: string[] | undefined;
       let at = 0;
       let values: object[] | undefined;
+      const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       for (const span of found.facets) {
-        const length = span.end - span.start;
-        if (length > maxFacetBytes) continue;
-        const d = found.datasets[span.dataset] as DatasetSpan;
-        if (d.namespaceStart < 0 || d.nameStart < 0) continue;
-        const key = `${d.side}\u0000${text.slice(d.namespaceStart, d.namespaceEnd)}\u0000${text.slice(d.nameStart, d.nameEnd)}\u0000${text.slice(span.keyStart, span.keyEnd)}`;
-        const slot = slots.get(key);
-        if (slot === undefined || slot.bytes.length !== length || slot.bytes.compare(bytes, span.start, span.end) !== 0) {
-          // New, or changed since: its bytes are kept, and parsed with the event this time.
-          remember(key, bytes, span.start, span.end);
-          continue;
-        }
-        if (slot.value === undefined) {
-          // The second time these bytes come: parsed alone, once, and kept (frozen: it is shared).
-          try {
-            slot.value = deepFreeze(JSON.parse(text.slice(span.start, span.end)) as object);
-            stats.remembered++;
-          } catch {
-            continue; // not JSON: the event's parse says where
+        let value = span.value;
+        if (value === undefined) {
+          const length = span.end - span.start;
+          if (length > maxFacetBytes) continue;
+          const d = found.datasets[span.dataset] as DatasetSpan;
+          if (d.namespaceStart < 0 || d.nameStart < 0) continue;
+          const key = facetKey(view, d, span.keyStart, span.keyEnd);
+          const slot = slots.get(key);
+          if (slot === undefined || slot.bytes.length !== length || slot.bytes.compare(bytes, span.start, span.end) !== 0) {
+            // New, or changed since: its bytes are kept, and parsed with the event this time.
+            remember(key, bytes, span.start, span.end);
+            continue;
           }
+          if (slot.value === undefined) {
+            // The second time these bytes come: parsed alone, once, and kept (frozen: it is shared).
+            try {
+              const parsed = JSON.parse(text.slice(span.start, span.end)) as object;
+              slot.depth = deepFreeze(parsed);
+              slot.value = parsed;
+              stats.remembered++;
+            } catch {
+              continue; // not JSON: the event's parse says where
+            }
+          }
+          value = slot.value;
         }
         // The prefix needs no escaping in JSON.
         (parts ??= []).push(text.slice(at, span.start), `"${prefix}${(values ??= []).length}"`);
-        values.push(slot.value);
+        values.push(value);
         at = span.end;
       }
       if (values === undefined || parts === undefined) return JSON.parse(text) as unknown;
@@ -163,8 +197,10 @@ export function createFacetMemo(options: FacetMemoOptions = {}): FacetMemo {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
-/** Freezes a parsed JSON value and everything in it (its nesting is bounded by the scan). */
-function deepFreeze<T extends object>(value: T): T {
-  for (const v of Object.values(value)) if (typeof v === "object" && v !== null) deepFreeze(v);
-  return Object.freeze(value);
+/** Freezes a parsed JSON object or array and everything in it (its nesting is bounded by the scan); returns how deep it nests (1: nothing nested). */
+function deepFreeze(value: object): number {
+  let depth = 0;
+  for (const v of Object.values(value) as unknown[]) if (typeof v === "object" && v !== null) depth = Math.max(depth, deepFreeze(v));
+  Object.freeze(value);
+  return depth + 1;
 }

@@ -9,7 +9,7 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.
 import addFormats from "ajv-formats";
 import { defaultDecodeLimits } from "../codec/limits.ts";
 import { InputError } from "../errors/index.ts";
-import type { DatasetSpan, FacetMemo, FoundFacets } from "./facet-memo.ts";
+import { facetKey, type DatasetSpan, type FacetMemo, type FoundFacets } from "./facet-memo.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Limits
@@ -210,7 +210,7 @@ export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventL
   // Whether a string holds an escape \uD800-\uDFFF (a surrogate, perhaps unpaired): seen here,
   // so the text needs no second pass to find one.
   let surrogateEscape = false;
-  const shape = memo === undefined ? undefined : newShape();
+  const shape = memo === undefined ? undefined : newShape(bytes, memo, maxDepth);
   for (let i = 0; i < size; i++) {
     const b = bytes[i];
     if (inString) {
@@ -232,7 +232,14 @@ export function checkRunEventBytes(bytes: Uint8Array, limits?: Partial<RunEventL
       if (++depth > maxDepth) {
         throw new InputError(`OpenLineage event nests deeper than ${n(maxDepth)} levels at byte ${i}`, { context: { byte: i } });
       }
-      if (shape && depth <= FACET_DEPTH) shape.open(b === 0x7b, i, depth);
+      if (shape && depth <= FACET_DEPTH) {
+        // A remembered facet's bytes again: skipped, as scanned before (balanced, nesting within limits).
+        const skip = shape.open(b === 0x7b, i, depth);
+        if (skip > 0) {
+          i += skip - 1;
+          depth--;
+        }
+      }
     } else if (b === 0x5d /* ] */ || b === 0x7d /* } */) {
       if (shape && depth <= FACET_DEPTH) shape.close(i, depth);
       depth--;
@@ -286,8 +293,9 @@ const enum Key {
  * namespace and name lie. Keys are matched by their raw bytes: one sent with escapes is another key
  * here (its facets are parsed as usual).
  */
-function newShape() {
+function newShape(bytes: Uint8Array, memo: FacetMemo, maxDepth: number) {
   const found: FoundFacets = { datasets: [], facets: [] };
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let topIsObject = false;
   /** Depth 2: the inputs or outputs array the scan is in (Other: none). */
   let side = Key.Other;
@@ -334,7 +342,8 @@ function newShape() {
         key4End = lastEnd;
       }
     },
-    open(isObject: boolean, at: number, depth: number): void {
+    /** Returns how many bytes from `at` the scan may skip (a remembered facet's), else 0. */
+    open(isObject: boolean, at: number, depth: number): number {
       this.afterColon = false;
       if (depth === 1) topIsObject = isObject;
       else if (depth === 2) side = topIsObject && !isObject && (key1 === Key.Inputs || key1 === Key.Outputs) ? key1 : Key.Other;
@@ -352,7 +361,18 @@ function newShape() {
           key3 = Key.Other;
         }
       } else if (depth === 4) inFacets = dataset >= 0 && isObject && key3 === Key.Facets;
-      else if (inFacets && isObject) facetStart = at;
+      else if (inFacets && isObject) {
+        const d = found.datasets[dataset] as DatasetSpan;
+        // Known when the dataset's namespace and name came before its facets (as clients write them).
+        const known =
+          d.namespaceStart >= 0 && d.nameStart >= 0 ? memo.known(facetKey(view, d, key4Start, key4End), bytes, at, maxDepth) : undefined;
+        if (known === undefined) facetStart = at;
+        else {
+          found.facets.push({ start: at, end: at + known.length, keyStart: key4Start, keyEnd: key4End, dataset, value: known.value });
+          return known.length;
+        }
+      }
+      return 0;
     },
     close(at: number, depth: number): void {
       this.afterColon = false;

@@ -245,6 +245,22 @@ describe("the facet memo gives the document JSON.parse gives", () => {
     expect(memo.stats.reused).toBe(0);
   });
 
+  it("a remembered facet nested deeper than narrower limits allow is refused there as without the memo", () => {
+    const memo = createFacetMemo();
+    const deep = `{"inputs":[{"namespace":"w","name":"a","facets":{"deep":{${facetHead("Deep")},"x":[[[{"y":[1]}]]]}}}]}`;
+    for (let round = 0; round < 3; round++) same(memo, deep);
+    expect(memo.stats.reused).toBe(2);
+    // The facet's "y" array is at depth 10.
+    const plain = () => checkRunEventBytes(Buffer.from(deep), { maxDepth: 9 });
+    expect(plain).toThrow("OpenLineage event nests deeper than 9 levels at byte");
+    expect(() => checkRunEventBytes(Buffer.from(deep), { maxDepth: 9 }, memo)).toThrow(
+      /^OpenLineage event nests deeper than 9 levels at byte \d+$/,
+    );
+    expect(checkRunEventBytes(Buffer.from(deep), { maxDepth: 10 }, memo)).toStrictEqual(
+      checkRunEventBytes(Buffer.from(deep), { maxDepth: 10 }),
+    );
+  });
+
   it("forgets everything when it would hold more facets or bytes than allowed, and stays right", () => {
     const memo = createFacetMemo({ maxFacets: 2, maxBytes: 1_000 });
     const text = (name: string) =>
