@@ -44,13 +44,13 @@ export interface FoundFacets {
 export interface FacetMemoOptions {
   /** Facets remembered (one per dataset, side and facet key); all are forgotten when more would be. @default 4096 */
   maxFacets?: number;
-  /** Bytes of facets remembered; all are forgotten when more would be. @default 33554432 (32 MiB) */
+  /** Bytes of facets remembered; all are forgotten when more would be. @default 16777216 (16 MiB; the objects they parse to take a few times that) */
   maxBytes?: number;
   /** A facet larger than this is parsed with its event every time. @default 262144 (256 KiB) */
   maxFacetBytes?: number;
 }
 
-export const defaultFacetMemoOptions = { maxFacets: 4096, maxBytes: 32 * 1024 * 1024, maxFacetBytes: 256 * 1024 } as const;
+export const defaultFacetMemoOptions = { maxFacets: 4096, maxBytes: 16 * 1024 * 1024, maxFacetBytes: 256 * 1024 } as const;
 
 export interface FacetMemo {
   /**
