@@ -42,9 +42,9 @@ export interface FoundFacets {
 }
 
 export interface FacetMemoOptions {
-  /** Facets remembered (one per dataset, side and facet key); all are forgotten when more would be. @default 4096 */
+  /** Facets remembered (one per dataset, side and facet key); past it, those unused longest are forgotten. @default 4096 */
   maxFacets?: number;
-  /** Bytes of facets remembered; all are forgotten when more would be. @default 16777216 (16 MiB; the objects they parse to take a few times that) */
+  /** Bytes of facets remembered; past it, those unused longest are forgotten. @default 16777216 (16 MiB; the objects they parse to take a few times that) */
   maxBytes?: number;
   /** A facet larger than this is parsed with its event every time. @default 262144 (256 KiB) */
   maxFacetBytes?: number;
@@ -88,28 +88,50 @@ export function createFacetMemo(options: FacetMemoOptions = {}): FacetMemo {
   const maxFacets = options.maxFacets ?? defaultFacetMemoOptions.maxFacets;
   const maxBytes = options.maxBytes ?? defaultFacetMemoOptions.maxBytes;
   const maxFacetBytes = options.maxFacetBytes ?? defaultFacetMemoOptions.maxFacetBytes;
-  let slots = new Map<string, Slot>();
-  let bytesHeld = 0;
+  // Two generations, so that what is in use survives when the memo is full: new and used facets go
+  // to the young one; when it holds half the bounds, it becomes the old one and the old one is
+  // forgotten. A facet used since is moved back to the young one.
+  let young = new Map<string, Slot>();
+  let old = new Map<string, Slot>();
+  let youngBytes = 0;
   const stats = { reused: 0, remembered: 0 };
   // The placeholders: strings no sender can write, for they hold a secret made at start-up (a
   // number would not do: many literals give the same number).
   const prefix = `lineage-audit facet ${randomBytes(16).toString("hex")} #`;
 
-  function remember(key: string, bytes: Uint8Array, start: number, end: number): void {
-    if (slots.size >= maxFacets || bytesHeld + (end - start) > maxBytes) {
-      slots = new Map();
-      bytesHeld = 0;
+  /** The slot of a facet, moved to the young generation when it is in the old one. */
+  function slotOf(key: string): Slot | undefined {
+    const slot = young.get(key);
+    if (slot !== undefined) return slot;
+    const kept = old.get(key);
+    if (kept !== undefined) {
+      old.delete(key);
+      keep(key, kept);
     }
-    const old = slots.get(key);
-    if (old) bytesHeld -= old.bytes.length;
-    slots.set(key, { bytes: Buffer.from(bytes.subarray(start, end)), value: undefined, depth: 0 });
-    bytesHeld += end - start;
+    return kept;
+  }
+
+  function keep(key: string, slot: Slot): void {
+    if (young.size >= maxFacets / 2 || youngBytes + slot.bytes.length > maxBytes / 2) {
+      old = young;
+      young = new Map();
+      youngBytes = 0;
+    }
+    const before = young.get(key);
+    if (before !== undefined) youngBytes -= before.bytes.length;
+    young.set(key, slot);
+    youngBytes += slot.bytes.length;
+  }
+
+  function remember(key: string, bytes: Uint8Array, start: number, end: number): void {
+    old.delete(key);
+    keep(key, { bytes: Buffer.from(bytes.subarray(start, end)), value: undefined, depth: 0 });
   }
 
   return {
     stats,
     known(key, bytes, start, maxDepth) {
-      const slot = slots.get(key);
+      const slot = slotOf(key);
       if (slot?.value === undefined) return undefined;
       const length = slot.bytes.length;
       // The facet's `{` is at depth 5 (the event 1, inputs 2, the dataset 3, its facets 4).
@@ -130,7 +152,7 @@ export function createFacetMemo(options: FacetMemoOptions = {}): FacetMemo {
           const d = found.datasets[span.dataset] as DatasetSpan;
           if (d.namespaceStart < 0 || d.nameStart < 0) continue;
           const key = facetKey(view, d, span.keyStart, span.keyEnd);
-          const slot = slots.get(key);
+          const slot = slotOf(key);
           if (slot === undefined || slot.bytes.length !== length || slot.bytes.compare(bytes, span.start, span.end) !== 0) {
             // New, or changed since: its bytes are kept, and parsed with the event this time.
             remember(key, bytes, span.start, span.end);

@@ -261,7 +261,20 @@ describe("the facet memo gives the document JSON.parse gives", () => {
     );
   });
 
-  it("forgets everything when it would hold more facets or bytes than allowed, and stays right", () => {
+  it("keeps the facets in use when more come than it may hold, forgetting those unused longest", () => {
+    const memo = createFacetMemo({ maxFacets: 8 });
+    const text = (name: string) =>
+      `{"inputs":[{"namespace":"w","name":"${name}","facets":{"schema":{${facetHead("SchemaDatasetFacet")},"fields":[]}}}]}`;
+    for (let round = 0; round < 50; round++) {
+      same(memo, text("hot"));
+      // Facets that never come again, three a round: the memo is full every other round.
+      for (let k = 0; k < 3; k++) same(memo, text(`cold_${round}_${k}`));
+    }
+    // Parsed alone once (the second round), and reused from then on: in every round but the first.
+    expect(memo.stats).toEqual({ remembered: 1, reused: 49 });
+  });
+
+  it("forgets what it cannot hold when more facets or bytes come than allowed, and stays right", () => {
     const memo = createFacetMemo({ maxFacets: 2, maxBytes: 1_000 });
     const text = (name: string) =>
       `{"inputs":[{"namespace":"w","name":"${name}","facets":{"schema":{${facetHead("SchemaDatasetFacet")},"fields":[]}}}]}`;
