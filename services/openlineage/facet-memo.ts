@@ -198,26 +198,30 @@ export function createFacetMemo(options: FacetMemoOptions = {}): FacetMemo {
    */
   function put(doc: unknown, values: readonly object[]): number {
     let put = 0;
-    if (!isObject(doc)) return put;
-    for (const side of [doc["inputs"], doc["outputs"]]) {
-      if (!Array.isArray(side)) continue;
-      for (const dataset of side) {
-        const facets = isObject(dataset) ? dataset["facets"] : undefined;
-        if (!isObject(facets)) continue;
-        for (const key of Object.keys(facets)) {
-          const v = facets[key];
-          if (typeof v !== "string" || !v.startsWith(prefix)) continue;
-          // An own property already (JSON.parse made it, "__proto__" too): assigning sets its value.
-          facets[key] = values[Number(v.slice(prefix.length))];
-          put++;
-        }
-      }
-    }
+    eachDatasetFacet(doc, (facets, key, v) => {
+      if (typeof v !== "string" || !v.startsWith(prefix)) return;
+      // An own property already (JSON.parse made it, "__proto__" too): assigning sets its value.
+      facets[key] = values[Number(v.slice(prefix.length))];
+      put++;
+    });
     return put;
   }
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Each facet of an event's datasets (its /inputs and /outputs), with the facets object that holds it. */
+export function eachDatasetFacet(doc: unknown, each: (facets: Record<string, unknown>, key: string, value: unknown) => void): void {
+  if (!isObject(doc)) return;
+  for (const side of [doc["inputs"], doc["outputs"]]) {
+    if (!Array.isArray(side)) continue;
+    for (const dataset of side) {
+      const facets = isObject(dataset) ? dataset["facets"] : undefined;
+      if (!isObject(facets)) continue;
+      for (const key of Object.keys(facets)) each(facets, key, facets[key]);
+    }
+  }
+}
 
 /** Freezes a parsed JSON object or array and everything in it (its nesting is bounded by the scan); returns how deep it nests (1: nothing nested). */
 function deepFreeze(value: object): number {

@@ -9,7 +9,7 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.
 import addFormats from "ajv-formats";
 import { defaultDecodeLimits } from "../codec/limits.ts";
 import { InputError } from "../errors/index.ts";
-import { facetKey, type DatasetSpan, type FacetMemo, type FoundFacets } from "./facet-memo.ts";
+import { eachDatasetFacet, facetKey, type DatasetSpan, type FacetMemo, type FoundFacets } from "./facet-memo.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Limits
@@ -706,26 +706,17 @@ const knownValid: Record<OpenLineageEventKind, WeakSet<object>> = {
   DatasetEvent: new WeakSet(),
 };
 
-/** The datasets' facets of an event (its /inputs and /outputs), each with its place's facets object. */
-function forEachDatasetFacet(doc: unknown, each: (facets: Record<string, unknown>, key: string, value: object) => void): void {
-  if (!isObject(doc)) return;
-  for (const side of [doc["inputs"], doc["outputs"]]) {
-    if (!Array.isArray(side)) continue;
-    for (const dataset of side) {
-      const facets = isObject(dataset) ? dataset["facets"] : undefined;
-      if (!isObject(facets)) continue;
-      for (const key of Object.keys(facets)) {
-        const value = facets[key];
-        if (typeof value === "object" && value !== null && Object.isFrozen(value)) each(facets, key, value);
-      }
-    }
-  }
+/** The remembered (frozen) facets of an event's datasets, with the facets object that holds each. */
+function forEachRememberedFacet(doc: unknown, each: (facets: Record<string, unknown>, key: string, value: object) => void): void {
+  eachDatasetFacet(doc, (facets, key, value) => {
+    if (typeof value === "object" && value !== null && Object.isFrozen(value)) each(facets, key, value);
+  });
 }
 
 /** The event as ajv is to see it: without the facets known valid (a copy of what holds them; the event is not changed). */
 function withoutKnownFacets(doc: unknown, known: WeakSet<object>): unknown {
   let trimmed: Map<Record<string, unknown>, Record<string, unknown>> | undefined;
-  forEachDatasetFacet(doc, (facets, key, value) => {
+  forEachRememberedFacet(doc, (facets, key, value) => {
     if (!known.has(value)) return;
     trimmed ??= new Map();
     let copy = trimmed.get(facets);
@@ -752,5 +743,5 @@ function withoutKnownFacets(doc: unknown, known: WeakSet<object>): unknown {
 
 /** Remembers the frozen facets of an event that was found valid. */
 function rememberValidFacets(doc: unknown, known: WeakSet<object>): void {
-  forEachDatasetFacet(doc, (_facets, _key, value) => known.add(value));
+  forEachRememberedFacet(doc, (_facets, _key, value) => known.add(value));
 }

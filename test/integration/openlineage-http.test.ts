@@ -33,25 +33,20 @@ const PRODUCER = "https://github.com/OpenLineage/OpenLineage/tree/1.54.0/client/
 const SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
 const facet = (name: string) => ({ _producer: PRODUCER, _schemaURL: `https://openlineage.io/spec/facets/1-0-0/${name}.json` });
 
-function runEvent(eventType: string, over: Record<string, unknown> = {}) {
+/** The inputs and outputs of a job that hashes `from`'s phone column into `to`'s phone_sha256 (column lineage with masking). */
+function hashesPhones(from: string, field: string, to: string, moreFacets: Record<string, unknown> = {}) {
   return {
-    eventType,
-    eventTime: "2019-06-01T10:00:00.000Z",
-    producer: PRODUCER,
-    schemaURL: SCHEMA_URL,
-    run: { runId: RUN },
-    job: { namespace: "warehouse-jobs", name: "ads.identity-graph" },
     inputs: [
       {
         namespace: "warehouse",
-        name: "profile.contact_points",
-        facets: { schema: { ...facet("SchemaDatasetFacet"), fields: [{ name: "phone_number" }, { name: "user_id" }] } },
+        name: from,
+        facets: { schema: { ...facet("SchemaDatasetFacet"), fields: [{ name: field }, { name: "user_id" }] } },
       },
     ],
     outputs: [
       {
         namespace: "warehouse",
-        name: "ads.matching_keys",
+        name: to,
         facets: {
           columnLineage: {
             _producer: PRODUCER,
@@ -61,17 +56,30 @@ function runEvent(eventType: string, over: Record<string, unknown> = {}) {
                 inputFields: [
                   {
                     namespace: "warehouse",
-                    name: "profile.contact_points",
-                    field: "phone_number",
+                    name: from,
+                    field,
                     transformations: [{ type: "DIRECT", subtype: "TRANSFORMATION", masking: true }],
                   },
                 ],
               },
             },
           },
+          ...moreFacets,
         },
       },
     ],
+  };
+}
+
+function runEvent(eventType: string, over: Record<string, unknown> = {}) {
+  return {
+    eventType,
+    eventTime: "2019-06-01T10:00:00.000Z",
+    producer: PRODUCER,
+    schemaURL: SCHEMA_URL,
+    run: { runId: RUN },
+    job: { namespace: "warehouse-jobs", name: "ads.identity-graph" },
+    ...hashesPhones("profile.contact_points", "phone_number", "ads.matching_keys"),
     ...over,
   };
 }
@@ -86,59 +94,68 @@ async function post(body: unknown, headers: Record<string, string> = {}, encode:
   return { status: res.status, body: text === "" ? undefined : (JSON.parse(text) as { error: string; code: string }) };
 }
 
+/** A person's phone number collected for account security by our own SDK (the label a RunEvent's lineage then carries). */
+async function collectForSecurity(c: { job: string; dataset: string; field: string; subject: string }): Promise<void> {
+  const emitter = createEmitter({
+    transport: createHttpTransport({ url: server.url, token: TOKEN }),
+    pseudonymKey: HMAC_KEY,
+    service: "auth-service",
+  });
+  await emitter.emit({
+    kind: "COLLECT",
+    occurredAt: "2019-05-01T00:00:00Z",
+    job: { namespace: "web", name: c.job },
+    runId: "r1",
+    outputs: [{ namespace: "warehouse", name: c.dataset, fields: [{ name: c.field, categories: ["user.contact.phone_number"] }] }],
+    purposes: ["essential.service.security"],
+    dataSubject: "customer",
+    subjects: [c.subject],
+  });
+  await emitter.close();
+}
+
+/** A job's COMPLETE run declaring a SHARE with an external partner (our purpose facet) of a dataset's phone_sha256 column. */
+function shareWithPartner(s: { eventTime: string; runId: string; job: string; dataset: string }) {
+  return runEvent("COMPLETE", {
+    eventTime: s.eventTime,
+    run: {
+      runId: s.runId,
+      facets: {
+        lineageAudit_purpose: {
+          _producer: PRODUCER,
+          _schemaURL: "https://github.com/lineage-audit/lineage-audit/blob/main/schemas/openlineage/LineageAuditPurposeRunFacet.json",
+          kind: "SHARE",
+          purposes: ["marketing.advertising.third_party.targeted"],
+          dataSubject: "customer",
+          recipient: { name: "partner-co", external: true },
+        },
+      },
+    },
+    job: { namespace: "warehouse-jobs", name: s.job },
+    inputs: [
+      {
+        namespace: "warehouse",
+        name: s.dataset,
+        facets: { schema: { ...facet("SchemaDatasetFacet"), fields: [{ name: "phone_sha256" }] } },
+      },
+    ],
+    outputs: [],
+  });
+}
+
 describe("POST /api/v1/lineage", () => {
   it("takes a RunEvent's column lineage so a later share of the hashed column is flagged, with the OpenLineage hop in its path", async () => {
-    const emitter = createEmitter({
-      transport: createHttpTransport({ url: server.url, token: TOKEN }),
-      pseudonymKey: HMAC_KEY,
-      service: "auth-service",
-    });
-    await emitter.emit({
-      kind: "COLLECT",
-      occurredAt: "2019-05-01T00:00:00Z",
-      job: { namespace: "web", name: "2fa-enrolment" },
-      runId: "r1",
-      outputs: [
-        {
-          namespace: "warehouse",
-          name: "profile.contact_points",
-          fields: [{ name: "phone_number", categories: ["user.contact.phone_number"] }],
-        },
-      ],
-      purposes: ["essential.service.security"],
-      dataSubject: "customer",
-      subjects: ["+15555550100"],
-    });
-    await emitter.close();
+    await collectForSecurity({ job: "2fa-enrolment", dataset: "profile.contact_points", field: "phone_number", subject: "+15555550100" });
 
     expect((await post(runEvent("START"))).status).toBe(201);
     expect(await post(runEvent("COMPLETE"))).toEqual({ status: 201, body: undefined });
     // Delivered again (a client's retry): the same rows, nothing added.
     expect((await post(runEvent("COMPLETE"))).status).toBe(201);
-    const share = runEvent("COMPLETE", {
+    const share = shareWithPartner({
       eventTime: "2019-06-02T10:00:00.000Z",
-      run: {
-        runId: "0190d8a0-1c2b-7c3d-8e4f-5a6b7c8d9e10",
-        facets: {
-          lineageAudit_purpose: {
-            _producer: PRODUCER,
-            _schemaURL: "https://github.com/lineage-audit/lineage-audit/blob/main/schemas/openlineage/LineageAuditPurposeRunFacet.json",
-            kind: "SHARE",
-            purposes: ["marketing.advertising.third_party.targeted"],
-            dataSubject: "customer",
-            recipient: { name: "partner-co", external: true },
-          },
-        },
-      },
-      job: { namespace: "warehouse-jobs", name: "ads.partner-export" },
-      inputs: [
-        {
-          namespace: "warehouse",
-          name: "ads.matching_keys",
-          facets: { schema: { ...facet("SchemaDatasetFacet"), fields: [{ name: "phone_sha256" }] } },
-        },
-      ],
-      outputs: [],
+      runId: "0190d8a0-1c2b-7c3d-8e4f-5a6b7c8d9e10",
+      job: "ads.partner-export",
+      dataset: "ads.matching_keys",
     });
     expect((await post(share)).status).toBe(201);
     await ctx.openLineage.settled();
@@ -299,92 +316,23 @@ describe("POST /api/v1/lineage", () => {
   });
 
   it("stores each run of a scheduled job, whose facets come again byte for byte (parsed once), with the lineage of its first", async () => {
-    const emitter = createEmitter({
-      transport: createHttpTransport({ url: server.url, token: TOKEN }),
-      pseudonymKey: HMAC_KEY,
-      service: "auth-service",
-    });
-    await emitter.emit({
-      kind: "COLLECT",
-      occurredAt: "2019-05-01T00:00:00Z",
-      job: { namespace: "web", name: "recovery-phone" },
-      runId: "r1",
-      outputs: [
-        {
-          namespace: "warehouse",
-          name: "security.recovery_phones",
-          fields: [{ name: "phone", categories: ["user.contact.phone_number"] }],
-        },
-      ],
-      purposes: ["essential.service.security"],
-      dataSubject: "customer",
-      subjects: ["+15555550111"],
-    });
-    await emitter.close();
+    await collectForSecurity({ job: "recovery-phone", dataset: "security.recovery_phones", field: "phone", subject: "+15555550111" });
     const nightly = (day: number) =>
       runEvent("COMPLETE", {
         eventTime: `2019-09-0${day}T02:00:00.000Z`,
         run: { runId: `0190d8a0-1c2b-7c3d-8e4f-00000000090${day}` },
         job: { namespace: "warehouse-jobs", name: "ads.nightly-keys" },
-        inputs: [
-          {
-            namespace: "warehouse",
-            name: "security.recovery_phones",
-            facets: { schema: { ...facet("SchemaDatasetFacet"), fields: [{ name: "phone" }, { name: "user_id" }] } },
-          },
-        ],
-        outputs: [
-          {
-            namespace: "warehouse",
-            name: "ads.nightly_keys",
-            facets: {
-              columnLineage: {
-                _producer: PRODUCER,
-                _schemaURL: "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json",
-                fields: {
-                  phone_sha256: {
-                    inputFields: [
-                      {
-                        namespace: "warehouse",
-                        name: "security.recovery_phones",
-                        field: "phone",
-                        transformations: [{ type: "DIRECT", subtype: "TRANSFORMATION", masking: true }],
-                      },
-                    ],
-                  },
-                },
-              },
-              // Changes with each run, as a run's statistics do.
-              outputStatistics: { ...facet("OutputStatisticsOutputDatasetFacet"), rowCount: 1000 + day },
-            },
-          },
-        ],
+        // The statistics change with each run, as a run's statistics do.
+        ...hashesPhones("security.recovery_phones", "phone", "ads.nightly_keys", {
+          outputStatistics: { ...facet("OutputStatisticsOutputDatasetFacet"), rowCount: 1000 + day },
+        }),
       });
     for (let day = 1; day <= 5; day++) expect((await post(nightly(day))).status).toBe(201);
-    const share = runEvent("COMPLETE", {
+    const share = shareWithPartner({
       eventTime: "2019-09-09T10:00:00.000Z",
-      run: {
-        runId: "0190d8a0-1c2b-7c3d-8e4f-000000000999",
-        facets: {
-          lineageAudit_purpose: {
-            _producer: PRODUCER,
-            _schemaURL: "https://github.com/lineage-audit/lineage-audit/blob/main/schemas/openlineage/LineageAuditPurposeRunFacet.json",
-            kind: "SHARE",
-            purposes: ["marketing.advertising.third_party.targeted"],
-            dataSubject: "customer",
-            recipient: { name: "partner-co", external: true },
-          },
-        },
-      },
-      job: { namespace: "warehouse-jobs", name: "ads.nightly-export" },
-      inputs: [
-        {
-          namespace: "warehouse",
-          name: "ads.nightly_keys",
-          facets: { schema: { ...facet("SchemaDatasetFacet"), fields: [{ name: "phone_sha256" }] } },
-        },
-      ],
-      outputs: [],
+      runId: "0190d8a0-1c2b-7c3d-8e4f-000000000999",
+      job: "ads.nightly-export",
+      dataset: "ads.nightly_keys",
     });
     expect((await post(share)).status).toBe(201);
     await ctx.openLineage.settled();
