@@ -208,7 +208,8 @@ export function createFacetMemo(options: FacetMemoOptions = {}): FacetMemo {
   }
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+/** A JSON object (not an array, not null). */
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Each facet of an event's datasets (its /inputs and /outputs), with the facets object that holds it. */
 export function eachDatasetFacet(doc: unknown, each: (facets: Record<string, unknown>, key: string, value: unknown) => void): void {
@@ -224,7 +225,7 @@ export function eachDatasetFacet(doc: unknown, each: (facets: Record<string, unk
 }
 
 /** Freezes a parsed JSON object or array and everything in it (its nesting is bounded by the scan); returns how deep it nests (1: nothing nested). */
-function deepFreeze(value: object): number {
+export function deepFreeze(value: object): number {
   let depth = 0;
   for (const v of Object.values(value) as unknown[]) if (typeof v === "object" && v !== null) depth = Math.max(depth, deepFreeze(v));
   Object.freeze(value);

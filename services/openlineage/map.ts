@@ -8,6 +8,7 @@ import { TaxonomyKind, type Taxonomy } from "../taxonomy/index.ts";
 // As our own events' errors: a value is quoted only when shaped like a taxonomy key.
 import { quoted } from "../processor/validate.ts";
 import type { Classification } from "./classification.ts";
+import { deepFreeze } from "./facet-memo.ts";
 import {
   LINEAGE_AUDIT_PURPOSE_FACET as PURPOSE_FACET,
   type LineageAuditPurposeRunFacet as PurposeFacet,
@@ -255,7 +256,8 @@ function datasetOf(d: DatasetInputOL, path: string, options: MapOptions): Datase
   if (memo && memo.namespace === d.namespace && memo.name === d.name && memo.tags === tags && memo.options === options)
     return { namespace: d.namespace, name: d.name, fields: memo.fields };
   const dataset = mapDataset(d, path, options);
-  const fields = Object.freeze(dataset.fields.map((f) => Object.freeze(f))) as Dataset["fields"];
+  const fields = dataset.fields;
+  deepFreeze(fields);
   fieldsMemo.set(schema, { namespace: d.namespace, name: d.name, tags, options, fields });
   return { namespace: d.namespace, name: d.name, fields };
 }
@@ -361,16 +363,11 @@ function outputLineage(out: DatasetInputOL, facet: ColumnLineageFacet): { mappin
   const memo = lineageMemo.get(facet);
   if (memo && memo.namespace === out.namespace && memo.name === out.name) return memo;
   const mapped = mapOutputLineage(out, facet);
-  for (const m of mapped.mappings) {
-    Object.freeze(m.output);
-    for (const input of m.inputs) Object.freeze(input);
-    Object.freeze(m.inputs);
-    Object.freeze(m);
-  }
+  deepFreeze(mapped.mappings);
   const kept = {
     namespace: out.namespace,
     name: out.name,
-    mappings: Object.freeze(mapped.mappings) as FieldMapping[],
+    mappings: mapped.mappings,
     masked: mapped.masked,
   };
   lineageMemo.set(facet, kept);

@@ -9,7 +9,7 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.
 import addFormats from "ajv-formats";
 import { defaultDecodeLimits } from "../codec/limits.ts";
 import { InputError } from "../errors/index.ts";
-import { eachDatasetFacet, facetKey, type DatasetSpan, type FacetMemo, type FoundFacets } from "./facet-memo.ts";
+import { eachDatasetFacet, facetKey, isObject, type DatasetSpan, type FacetMemo, type FoundFacets } from "./facet-memo.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Limits
@@ -343,13 +343,13 @@ function newShape(bytes: Uint8Array, memo: FacetMemo, maxDepth: number) {
       }
     },
     /** Returns how many bytes from `at` the scan may skip (a remembered facet's), else 0. */
-    open(isObject: boolean, at: number, depth: number): number {
+    open(object: boolean, at: number, depth: number): number {
       this.afterColon = false;
-      if (depth === 1) topIsObject = isObject;
-      else if (depth === 2) side = topIsObject && !isObject && (key1 === Key.Inputs || key1 === Key.Outputs) ? key1 : Key.Other;
+      if (depth === 1) topIsObject = object;
+      else if (depth === 2) side = topIsObject && !object && (key1 === Key.Inputs || key1 === Key.Outputs) ? key1 : Key.Other;
       else if (depth === 3) {
         dataset = -1;
-        if (side !== Key.Other && isObject) {
+        if (side !== Key.Other && object) {
           dataset = found.datasets.length;
           found.datasets.push({
             side: side === Key.Inputs ? "inputs" : "outputs",
@@ -360,8 +360,8 @@ function newShape(bytes: Uint8Array, memo: FacetMemo, maxDepth: number) {
           });
           key3 = Key.Other;
         }
-      } else if (depth === 4) inFacets = dataset >= 0 && isObject && key3 === Key.Facets;
-      else if (inFacets && isObject) {
+      } else if (depth === 4) inFacets = dataset >= 0 && object && key3 === Key.Facets;
+      else if (inFacets && object) {
         const d = found.datasets[dataset] as DatasetSpan;
         // Known when the dataset's namespace and name came before its facets (as clients write them).
         const known =
@@ -418,8 +418,6 @@ function wellFormed(value: unknown): boolean {
 
 // ---------------------------------------------------------------------------------------------
 // Shape
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /**
  * Whether a parsed JSON value is shaped like an OpenLineage event rather than an `emit()` input
@@ -616,7 +614,7 @@ function checkFacets(facets: unknown, path: string, limits: Readonly<RunEventLim
   // A facet the facet memo gave is counted once (under the default limits, as the intake checks).
   const remembered = (v: object) => limits === defaultRunEventLimits && Object.isFrozen(v);
   const schema = facets["schema"];
-  if (isObject(schema) && Array.isArray(schema["fields"]) && !(limits === defaultRunEventLimits && countedSchemas.has(schema))) {
+  if (isObject(schema) && Array.isArray(schema["fields"]) && !(remembered(schema) && countedSchemas.has(schema))) {
     checkSchemaFields(schema["fields"], `${path}/facets/schema`, limits);
     if (remembered(schema)) countedSchemas.add(schema);
   }
@@ -683,14 +681,16 @@ function check(doc: unknown, kind: OpenLineageEventKind, limits: Partial<RunEven
   checkCounts(doc, withDefaults(limits));
   const validate = intakeValidator(kind);
   const known = knownValid[kind];
-  if (!validate(withoutKnownFacets(doc, known))) {
+  const { view, fresh } = withoutKnownFacets(doc, known);
+  if (!validate(view)) {
     const first = validate.errors?.[0];
     const path = first === undefined ? "/" : safePath(first.instancePath);
     throw new InputError(`OpenLineage event: ${first === undefined ? `/ is not a valid ${kind}` : describe(first)}`, {
       context: { path: path.slice(0, MAX_PATH_CHARS), keyword: first?.keyword },
     });
   }
-  rememberValidFacets(doc, known);
+  // Its remembered facets are known valid from now on.
+  for (const facet of fresh) known.add(facet);
   return doc;
 }
 
@@ -706,18 +706,16 @@ const knownValid: Record<OpenLineageEventKind, WeakSet<object>> = {
   DatasetEvent: new WeakSet(),
 };
 
-/** The remembered (frozen) facets of an event's datasets, with the facets object that holds each. */
-function forEachRememberedFacet(doc: unknown, each: (facets: Record<string, unknown>, key: string, value: object) => void): void {
-  eachDatasetFacet(doc, (facets, key, value) => {
-    if (typeof value === "object" && value !== null && Object.isFrozen(value)) each(facets, key, value);
-  });
-}
-
-/** The event as ajv is to see it: without the facets known valid (a copy of what holds them; the event is not changed). */
-function withoutKnownFacets(doc: unknown, known: WeakSet<object>): unknown {
+/**
+ * The event as ajv is to see it, without the remembered (frozen) facets known valid: a copy of
+ * what holds them, the event itself unchanged. With it, the remembered facets not yet known valid.
+ */
+function withoutKnownFacets(doc: unknown, known: WeakSet<object>): { view: unknown; fresh: object[] } {
+  const fresh: object[] = [];
   let trimmed: Map<Record<string, unknown>, Record<string, unknown>> | undefined;
-  forEachRememberedFacet(doc, (facets, key, value) => {
-    if (!known.has(value)) return;
+  eachDatasetFacet(doc, (facets, key, value) => {
+    if (typeof value !== "object" || value === null || !Object.isFrozen(value)) return;
+    if (!known.has(value)) return void fresh.push(value);
     trimmed ??= new Map();
     let copy = trimmed.get(facets);
     if (copy === undefined) {
@@ -726,7 +724,7 @@ function withoutKnownFacets(doc: unknown, known: WeakSet<object>): unknown {
     }
     delete copy[key];
   });
-  if (trimmed === undefined || !isObject(doc)) return doc;
+  if (trimmed === undefined || !isObject(doc)) return { view: doc, fresh };
   const replaced = trimmed;
   const datasets = (list: unknown) =>
     Array.isArray(list)
@@ -738,10 +736,5 @@ function withoutKnownFacets(doc: unknown, known: WeakSet<object>): unknown {
       : list;
   const view = { ...doc };
   for (const side of ["inputs", "outputs"]) if (Object.hasOwn(doc, side)) view[side] = datasets(doc[side]);
-  return view;
-}
-
-/** Remembers the frozen facets of an event that was found valid. */
-function rememberValidFacets(doc: unknown, known: WeakSet<object>): void {
-  forEachRememberedFacet(doc, (_facets, _key, value) => known.add(value));
+  return { view, fresh };
 }
